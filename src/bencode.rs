@@ -32,9 +32,15 @@ pub struct Limits {
 
 impl Limits {
     /// Limits for a signed record (SPEC §2: at most 16 KiB).
-    pub const RECORD: Limits = Limits { max_len: 16 * 1024, max_depth: 8 };
+    pub const RECORD: Limits = Limits {
+        max_len: 16 * 1024,
+        max_depth: 8,
+    };
     /// Limits for one wire message (SPEC §5: at most 64 KiB).
-    pub const MESSAGE: Limits = Limits { max_len: 64 * 1024, max_depth: 8 };
+    pub const MESSAGE: Limits = Limits {
+        max_len: 64 * 1024,
+        max_depth: 8,
+    };
 }
 
 /// Why an input is not canonical bencode within the limits.
@@ -62,11 +68,16 @@ impl DecodeError {
     fn from_bendy(err: bendy::decoding::Error, limits: &Limits) -> Self {
         // bendy keeps its structure-error type private; its messages are the only
         // handle. The unit tests pin each mapping, so a wording change fails loudly.
-        let detail = err.source().map(|s| s.to_string()).unwrap_or_else(|| err.to_string());
+        let detail = err
+            .source()
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| err.to_string());
         match detail.as_str() {
             "Keys were not sorted" => DecodeError::UnsortedOrDuplicateKeys,
             "Reached EOF in the middle of a message" => DecodeError::Truncated,
-            "Maximum nesting depth exceeded" => DecodeError::TooDeep { max: limits.max_depth },
+            "Maximum nesting depth exceeded" => DecodeError::TooDeep {
+                max: limits.max_depth,
+            },
             _ => DecodeError::Syntax(detail),
         }
     }
@@ -75,7 +86,10 @@ impl DecodeError {
 /// Decodes exactly one canonical value spanning all of `input`.
 pub fn decode(input: &[u8], limits: Limits) -> Result<Value, DecodeError> {
     if input.len() > limits.max_len {
-        return Err(DecodeError::TooLong { len: input.len(), max: limits.max_len });
+        return Err(DecodeError::TooLong {
+            len: input.len(),
+            max: limits.max_len,
+        });
     }
     if input.is_empty() {
         return Err(DecodeError::Empty);
@@ -107,7 +121,9 @@ fn ensure_end(decoder: &mut Decoder<'_>, limits: &Limits) -> Result<(), DecodeEr
 fn from_object(object: Object<'_, '_>, limits: &Limits) -> Result<Value, DecodeError> {
     let map = |e| DecodeError::from_bendy(e, limits);
     Ok(match object {
-        Object::Integer(text) => Value::Int(text.parse().map_err(|_| DecodeError::IntegerOverflow)?),
+        Object::Integer(text) => {
+            Value::Int(text.parse().map_err(|_| DecodeError::IntegerOverflow)?)
+        }
         Object::Bytes(bytes) => Value::Bytes(bytes.to_vec()),
         Object::List(mut list) => {
             let mut items = Vec::new();
@@ -219,8 +235,10 @@ impl Fields {
     }
 
     pub fn string(&mut self, key: &'static str) -> Result<String, ShapeError> {
-        String::from_utf8(self.bytes(key)?)
-            .map_err(|_| ShapeError::Invalid { field: key, why: "not UTF-8".into() })
+        String::from_utf8(self.bytes(key)?).map_err(|_| ShapeError::Invalid {
+            field: key,
+            why: "not UTF-8".into(),
+        })
     }
 
     pub fn int(&mut self, key: &'static str) -> Result<i64, ShapeError> {
@@ -246,14 +264,21 @@ impl Fields {
     pub fn finish(self) -> Result<(), ShapeError> {
         match self.0.into_keys().next() {
             None => Ok(()),
-            Some(k) => Err(ShapeError::Unknown(String::from_utf8_lossy(&k).into_owned())),
+            Some(k) => Err(ShapeError::Unknown(
+                String::from_utf8_lossy(&k).into_owned(),
+            )),
         }
     }
 }
 
 /// Builds a dictionary value from `(key, value)` pairs.
 pub fn dict<const N: usize>(pairs: [(&str, Value); N]) -> Value {
-    Value::Dict(pairs.into_iter().map(|(k, v)| (k.as_bytes().to_vec(), v)).collect())
+    Value::Dict(
+        pairs
+            .into_iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v))
+            .collect(),
+    )
 }
 
 #[cfg(test)]
@@ -266,7 +291,16 @@ mod tests {
 
     #[test]
     fn canonical_values_round_trip() {
-        for s in ["i0e", "i-7e", "0:", "3:abc", "le", "de", "d1:ai1e1:bl1:xee", "li1ei2ee"] {
+        for s in [
+            "i0e",
+            "i-7e",
+            "0:",
+            "3:abc",
+            "le",
+            "de",
+            "d1:ai1e1:bl1:xee",
+            "li1ei2ee",
+        ] {
             assert_eq!(encode(&d(s).unwrap()), s.as_bytes(), "{s}");
         }
     }
@@ -276,14 +310,26 @@ mod tests {
         assert!(matches!(d("i03e"), Err(DecodeError::Syntax(_))));
         assert!(matches!(d("i-0e"), Err(DecodeError::Syntax(_))));
         assert!(matches!(d("03:abc"), Err(DecodeError::Syntax(_))));
-        assert_eq!(d("d1:bi1e1:ai1ee"), Err(DecodeError::UnsortedOrDuplicateKeys));
-        assert_eq!(d("d1:ai1e1:ai2ee"), Err(DecodeError::UnsortedOrDuplicateKeys));
+        assert_eq!(
+            d("d1:bi1e1:ai1ee"),
+            Err(DecodeError::UnsortedOrDuplicateKeys)
+        );
+        assert_eq!(
+            d("d1:ai1e1:ai2ee"),
+            Err(DecodeError::UnsortedOrDuplicateKeys)
+        );
         assert!(matches!(d("i1ei2e"), Err(DecodeError::TrailingBytes)));
         assert!(matches!(d("i1ex"), Err(DecodeError::TrailingBytes)));
         assert_eq!(d("4:ab"), Err(DecodeError::Truncated));
         assert_eq!(d(""), Err(DecodeError::Empty));
-        assert_eq!(d("i99999999999999999999e"), Err(DecodeError::IntegerOverflow));
-        assert_eq!(d("lllllllllleeeeeeeeee"), Err(DecodeError::TooDeep { max: 8 }));
+        assert_eq!(
+            d("i99999999999999999999e"),
+            Err(DecodeError::IntegerOverflow)
+        );
+        assert_eq!(
+            d("lllllllllleeeeeeeeee"),
+            Err(DecodeError::TooDeep { max: 8 })
+        );
         let long = format!("{}:{}", 20_000, "a".repeat(20_000));
         assert!(matches!(d(&long), Err(DecodeError::TooLong { .. })));
         assert!(d("18446744073709551616:a").is_err());

@@ -7,7 +7,9 @@
 use std::fmt;
 
 use rand::rngs::OsRng;
-use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding};
+use rsa::pkcs8::{
+    DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding,
+};
 use rsa::signature::{RandomizedSigner, SignatureEncoding, Verifier};
 use rsa::traits::PublicKeyParts;
 use rsa::{BigUint, RsaPrivateKey, RsaPublicKey};
@@ -139,7 +141,9 @@ impl PublicKey {
         let Ok(sig) = rsa::pss::Signature::try_from(signature) else {
             return false;
         };
-        rsa::pss::VerifyingKey::<Sha256>::new(self.key.clone()).verify(message, &sig).is_ok()
+        rsa::pss::VerifyingKey::<Sha256>::new(self.key.clone())
+            .verify(message, &sig)
+            .is_ok()
     }
 }
 
@@ -171,7 +175,8 @@ impl PrivateKey {
         if bits > MAX_BITS {
             return Err(KeyError::TooLarge(bits));
         }
-        let key = RsaPrivateKey::new(&mut OsRng, bits).map_err(|e| KeyError::Encode(e.to_string()))?;
+        let key =
+            RsaPrivateKey::new(&mut OsRng, bits).map_err(|e| KeyError::Encode(e.to_string()))?;
         Self::from_rsa(key)
     }
 
@@ -243,16 +248,31 @@ mod tests {
         let pem = k.to_encrypted_pem(b"pass").unwrap();
         let back = PrivateKey::from_encrypted_pem(&pem, b"pass").unwrap();
         assert_eq!(back.kid(), k.kid());
-        assert_eq!(PrivateKey::from_encrypted_pem(&pem, b"wrong").unwrap_err(), KeyError::Decrypt);
-        assert_eq!(PublicKey::from_der(k.public().der()).unwrap().kid(), k.kid());
+        assert_eq!(
+            PrivateKey::from_encrypted_pem(&pem, b"wrong").unwrap_err(),
+            KeyError::Decrypt
+        );
+        assert_eq!(
+            PublicKey::from_der(k.public().der()).unwrap().kid(),
+            k.kid()
+        );
     }
 
     #[test]
     fn small_keys_are_refused() {
         let small = RsaPrivateKey::new(&mut OsRng, 2048).unwrap();
         let der = small.to_public_key().to_public_key_der().unwrap();
-        assert_eq!(PublicKey::from_der(der.as_bytes()).unwrap_err(), KeyError::TooSmall(2048));
-        assert_eq!(PrivateKey::generate(2048).unwrap_err(), KeyError::TooSmall(2048));
-        assert_eq!(PublicKey::from_der(b"garbage").unwrap_err(), KeyError::BadPublicDer);
+        assert_eq!(
+            PublicKey::from_der(der.as_bytes()).unwrap_err(),
+            KeyError::TooSmall(2048)
+        );
+        assert_eq!(
+            PrivateKey::generate(2048).unwrap_err(),
+            KeyError::TooSmall(2048)
+        );
+        assert_eq!(
+            PublicKey::from_der(b"garbage").unwrap_err(),
+            KeyError::BadPublicDer
+        );
     }
 }

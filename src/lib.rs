@@ -3,9 +3,17 @@
 //! See `docs/ARCHITECTURE.md` for the map of this crate.
 
 pub mod bencode;
+pub mod bundle;
+pub mod content;
+pub mod evidence;
+pub mod fsutil;
 pub mod keys;
+pub mod keyset;
 pub mod name;
+pub mod publisher;
 pub mod record;
+pub mod torrent;
+pub mod trust;
 
 #[cfg(test)]
 mod testkeys;

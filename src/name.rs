@@ -20,7 +20,9 @@ impl NetworkTag {
         if bytes.iter().all(|b| b.is_ascii_graphic()) {
             Ok(NetworkTag(bytes))
         } else {
-            Err(NameError::BadTag(String::from_utf8_lossy(&bytes).into_owned()))
+            Err(NameError::BadTag(
+                String::from_utf8_lossy(&bytes).into_owned(),
+            ))
         }
     }
 
@@ -37,8 +39,10 @@ impl NetworkTag {
 impl FromStr for NetworkTag {
     type Err = NameError;
     fn from_str(s: &str) -> Result<Self, NameError> {
-        let bytes: [u8; 9] =
-            s.as_bytes().try_into().map_err(|_| NameError::BadTag(s.to_string()))?;
+        let bytes: [u8; 9] = s
+            .as_bytes()
+            .try_into()
+            .map_err(|_| NameError::BadTag(s.to_string()))?;
         NetworkTag::from_bytes(bytes)
     }
 }
@@ -235,7 +239,9 @@ impl SystemName {
 
     /// Parses 20 raw bytes, checking the tag and the protocol version.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, NameError> {
-        let b: [u8; 20] = bytes.try_into().map_err(|_| NameError::Length(bytes.len()))?;
+        let b: [u8; 20] = bytes
+            .try_into()
+            .map_err(|_| NameError::Length(bytes.len()))?;
         let mut tag = [0u8; 9];
         tag.copy_from_slice(&b[..9]);
         NetworkTag::from_bytes(tag)?;
@@ -344,11 +350,17 @@ mod tests {
     #[test]
     fn layout_matches_the_spec() {
         let n = SystemName::new(NetworkTag::DEFAULT, 0x1000, 1, 7);
-        assert_eq!(n.to_hex(), "57494b494c45414b5300100000000001000000 07".replace(' ', ""));
+        assert_eq!(
+            n.to_hex(),
+            "57494b494c45414b5300100000000001000000 07".replace(' ', "")
+        );
         assert_eq!(n.class(), ObjectClass::SiteRelease);
         assert_eq!(n.next_version().unwrap().version(), 8);
         assert_eq!(n.to_hex().parse::<SystemName>().unwrap(), n);
-        assert_eq!(SystemName::new(NetworkTag::DEFAULT, 1, 1, u32::MAX).next_version(), None);
+        assert_eq!(
+            SystemName::new(NetworkTag::DEFAULT, 1, 1, u32::MAX).next_version(),
+            None
+        );
     }
 
     #[test]
@@ -374,10 +386,16 @@ mod tests {
         assert!("zz".repeat(20).parse::<SystemName>().is_err());
         let mut b = *SystemName::new(NetworkTag::DEFAULT, 1, 1, 1).as_bytes();
         b[9] = 1;
-        assert_eq!(SystemName::from_bytes(&b), Err(NameError::ProtocolVersion(1)));
+        assert_eq!(
+            SystemName::from_bytes(&b),
+            Err(NameError::ProtocolVersion(1))
+        );
         b[9] = 0;
         b[0] = 0;
-        assert!(matches!(SystemName::from_bytes(&b), Err(NameError::BadTag(_))));
+        assert!(matches!(
+            SystemName::from_bytes(&b),
+            Err(NameError::BadTag(_))
+        ));
         assert!("WIKILEAK".parse::<NetworkTag>().is_err());
         assert!("WIKILEAK\u{e9}".parse::<NetworkTag>().is_err());
     }

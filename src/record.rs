@@ -65,12 +65,17 @@ pub enum RecordError {
 impl Record {
     /// An unsigned record; fails if the body is too large.
     pub fn new(name: SystemName, time: u64, payload: Payload) -> Result<Self, RecordError> {
-        if let Payload::Body(b) = &payload {
-            if b.len() > MAX_BODY_LEN {
-                return Err(RecordError::BodyTooLarge(b.len()));
-            }
+        if let Payload::Body(b) = &payload
+            && b.len() > MAX_BODY_LEN
+        {
+            return Err(RecordError::BodyTooLarge(b.len()));
         }
-        Ok(Record { name, time, payload, sigs: Vec::new() })
+        Ok(Record {
+            name,
+            time,
+            payload,
+            sigs: Vec::new(),
+        })
     }
 
     fn fields(&self) -> Vec<(&'static str, Value)> {
@@ -97,14 +102,17 @@ impl Record {
     /// that the same set of signers always gives the same bytes.
     pub fn sign(&mut self, key: &PrivateKey) {
         let sig = key.sign(&self.signed_message());
-        self.add_signature(Signature { kid: key.kid(), sig });
+        self.add_signature(Signature {
+            kid: key.kid(),
+            sig,
+        });
     }
 
     /// Adds a signature made elsewhere (see `swarmsite keys combine`).
     pub fn add_signature(&mut self, signature: Signature) {
         self.sigs.retain(|s| s.kid != signature.kid);
         self.sigs.push(signature);
-        self.sigs.sort_by(|a, b| a.kid.cmp(&b.kid));
+        self.sigs.sort_by_key(|s| s.kid);
     }
 
     /// Canonical encoding; fails when it would exceed 16 KiB.
@@ -162,7 +170,12 @@ impl Record {
             sigs.push(Signature { kid, sig });
         }
         f.finish()?;
-        Ok(Record { name, time, payload, sigs })
+        Ok(Record {
+            name,
+            time,
+            payload,
+            sigs,
+        })
     }
 
     /// The inline body, if this is a body record.
@@ -175,11 +188,20 @@ impl Record {
 }
 
 fn to_dict(fields: Vec<(&'static str, Value)>) -> Value {
-    Value::Dict(fields.into_iter().map(|(k, v)| (k.as_bytes().to_vec(), v)).collect())
+    Value::Dict(
+        fields
+            .into_iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v))
+            .collect(),
+    )
 }
 
 fn invalid(field: &'static str, why: &str) -> RecordError {
-    ShapeError::Invalid { field, why: why.into() }.into()
+    ShapeError::Invalid {
+        field,
+        why: why.into(),
+    }
+    .into()
 }
 
 fn non_negative(v: i64, field: &'static str) -> Result<u64, RecordError> {
@@ -198,8 +220,15 @@ mod tests {
 
     #[test]
     fn encode_decode_round_trip() {
-        let mut r = Record::new(name(), 1_700_000_000, Payload::Torrent { ih: [7; 20], size: 42 })
-            .unwrap();
+        let mut r = Record::new(
+            name(),
+            1_700_000_000,
+            Payload::Torrent {
+                ih: [7; 20],
+                size: 42,
+            },
+        )
+        .unwrap();
         r.sign(testkeys::key(0));
         r.sign(testkeys::key(1));
         let bytes = r.encode().unwrap();
@@ -215,12 +244,19 @@ mod tests {
     #[test]
     fn malformed_records_are_refused() {
         let body = Record::new(name(), 1, Payload::Body(vec![0; MAX_BODY_LEN + 1]));
-        assert_eq!(body.unwrap_err(), RecordError::BodyTooLarge(MAX_BODY_LEN + 1));
+        assert_eq!(
+            body.unwrap_err(),
+            RecordError::BodyTooLarge(MAX_BODY_LEN + 1)
+        );
         let enc = |v: Value| Record::decode(&bencode::encode(&v));
         let n = Value::Bytes(name().as_bytes().to_vec());
         let no_sigs = Value::List(vec![]);
         assert_eq!(
-            enc(bencode::dict([("name", n.clone()), ("sigs", no_sigs.clone()), ("time", Value::Int(1))])),
+            enc(bencode::dict([
+                ("name", n.clone()),
+                ("sigs", no_sigs.clone()),
+                ("time", Value::Int(1))
+            ])),
             Err(RecordError::NoPayload)
         );
         assert_eq!(
@@ -250,7 +286,10 @@ mod tests {
                 ("sigs", no_sigs),
                 ("time", Value::Int(-1)),
             ])),
-            Err(RecordError::Shape(ShapeError::Invalid { field: "time", .. }))
+            Err(RecordError::Shape(ShapeError::Invalid {
+                field: "time",
+                ..
+            }))
         ));
     }
 }

@@ -21,7 +21,10 @@ fn pool() -> &'static [PrivateKey] {
                     })
                 })
                 .collect();
-            workers.into_iter().flat_map(|w| w.join().expect("keygen thread")).collect()
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().expect("keygen thread"))
+                .collect()
         })
     })
 }

@@ -1,0 +1,614 @@
+//! The publisher's network folder: keys, the public bundle, and every record published.
+//!
+//! ```text
+//! NETWORK/
+//!   bundle.json                       public: ship it (keys/ of the client)
+//!   keys/<role>/v<N>/key-<i>.pem      encrypted PKCS#8, mode 0600, one file per holder
+//!   keys/<role>/v<N>/key-<i>.pub      the public half (DER SPKI, hex)
+//!   published/<kind>-<id>-v<N>/       one folder per record, moved into place whole:
+//!       record.rec                    the signed record
+//!       payload.torrent, payload/…    the torrent and its content (ih records)
+//!   drafts/<kind>-<id>-v<N>/          records still waiting for signatures
+//! ```
+//!
+//! The published folder *is* the publisher's state: the next version of a slot is one
+//! past the highest version found there, so there is no counter to get out of step.
+
+use std::path::{Path, PathBuf};
+
+use crate::bundle::{Bundle, BundleError, Site};
+use crate::fsutil::{self, Staging};
+use crate::keys::{KeyError, PrivateKey, PublicKey};
+use crate::keyset::{KeySet, KeySetError};
+use crate::name::{NetworkTag, Role, Slot, SystemName};
+use crate::record::{Payload, Record, RecordError, Signature};
+use crate::trust::{Refusal, TrustStore, Verdict};
+
+pub const RECORD_FILE: &str = "record.rec";
+pub const TORRENT_FILE: &str = "payload.torrent";
+/// Folder holding the content an `ih` record's torrent describes.
+pub const PAYLOAD_DIR: &str = "payload";
+
+enum Dest {
+    Published(Verdict),
+    Draft { have: u32, need: u32 },
+}
+
+fn files_torrent(files: &[(String, Vec<u8>)]) -> Result<Vec<u8>, PublishError> {
+    files
+        .iter()
+        .find(|(n, _)| n == TORRENT_FILE)
+        .map(|(_, b)| b.clone())
+        .ok_or_else(|| PublishError::Usage(format!("a payload folder needs its {TORRENT_FILE}")))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {error}")]
+    Key { path: PathBuf, error: KeyError },
+    #[error("{0}")]
+    Bundle(#[from] BundleError),
+    #[error("{0}")]
+    KeySet(#[from] KeySetError),
+    #[error("{0}")]
+    Record(#[from] RecordError),
+    #[error("{path}: {why}")]
+    BadFile { path: PathBuf, why: String },
+    #[error(
+        "{0} is not a network folder (no bundle.json); create one with `swarmsite keys init-network`"
+    )]
+    NotNetwork(PathBuf),
+    #[error("the record would be refused by clients: {0}")]
+    Refused(Refusal),
+    #[error("{0}")]
+    Torrent(#[from] crate::torrent::TorrentError),
+    #[error("{0}")]
+    Usage(String),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PublishError + '_ {
+    move |source| PublishError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Options of `swarmsite keys init-network`.
+#[derive(Clone, Debug)]
+pub struct InitOptions {
+    pub tag: NetworkTag,
+    pub sites: Vec<Site>,
+    pub keys_per_role: usize,
+    pub threshold: u32,
+    pub sign: u32,
+    pub bits: usize,
+    pub bootstrap: Vec<String>,
+}
+
+/// Where a publication ended up.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Signed enough: in `published/`, ready to send.
+    Published {
+        dir: PathBuf,
+        record: Record,
+        verdict: Verdict,
+    },
+    /// Needs more signatures: in `drafts/`; `keys sign` + `keys combine` finish it.
+    Draft {
+        dir: PathBuf,
+        record: Record,
+        have: u32,
+        need: u32,
+    },
+}
+
+/// A published or drafted record on disk.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub dir: PathBuf,
+    pub record: Record,
+}
+
+/// Reads an encrypted key file.
+pub fn load_key(path: &Path, passphrase: &[u8]) -> Result<PrivateKey, PublishError> {
+    let pem = std::fs::read_to_string(path).map_err(io(path))?;
+    PrivateKey::from_encrypted_pem(&pem, passphrase).map_err(|error| PublishError::Key {
+        path: path.to_path_buf(),
+        error,
+    })
+}
+
+/// Reads a public key file (`.pub`: hex DER) or the public half of nothing else.
+pub fn load_public(path: &Path) -> Result<PublicKey, PublishError> {
+    let text = std::fs::read_to_string(path).map_err(io(path))?;
+    let der = hex::decode(text.trim()).map_err(|_| PublishError::BadFile {
+        path: path.to_path_buf(),
+        why: "not a .pub file (hex DER public key)".into(),
+    })?;
+    PublicKey::from_der(&der).map_err(|error| PublishError::Key {
+        path: path.to_path_buf(),
+        error,
+    })
+}
+
+/// Reads a record file.
+pub fn read_record(path: &Path) -> Result<Record, PublishError> {
+    let bytes = std::fs::read(path).map_err(io(path))?;
+    Record::decode(&bytes).map_err(|e| PublishError::BadFile {
+        path: path.to_path_buf(),
+        why: e.to_string(),
+    })
+}
+
+/// Generates `n` keys using every core.
+pub fn generate_keys(n: usize, bits: usize) -> Result<Vec<PrivateKey>, KeyError> {
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |p| p.get())
+        .min(n.max(1));
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|w| {
+                s.spawn(move || {
+                    (w..n)
+                        .step_by(threads)
+                        .map(|_| PrivateKey::generate(bits))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("keygen thread"))
+            .collect()
+    })
+}
+
+fn slot_dir_name(name: &SystemName) -> String {
+    format!("{:04x}-{}-v{}", name.kind(), name.id(), name.version())
+}
+
+/// Writes the holders' key files for one key set into `dir` (inside a staging area).
+fn write_key_files(
+    dir: &Path,
+    keys: &[PrivateKey],
+    first_index: usize,
+    passphrase: &[u8],
+) -> Result<(), PublishError> {
+    fsutil::create_dir(dir, 0o700).map_err(io(dir))?;
+    for (i, key) in keys.iter().enumerate() {
+        let n = first_index + i;
+        let pem = key
+            .to_encrypted_pem(passphrase)
+            .map_err(|error| PublishError::Key {
+                path: dir.to_path_buf(),
+                error,
+            })?;
+        write_new(
+            &dir.join(format!("key-{n}.pem")),
+            pem.as_bytes(),
+            fsutil::PRIVATE,
+        )?;
+        let public = hex::encode(key.public().der()) + "\n";
+        write_new(
+            &dir.join(format!("key-{n}.pub")),
+            public.as_bytes(),
+            fsutil::PUBLIC,
+        )?;
+    }
+    Ok(())
+}
+
+fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), PublishError> {
+    use std::io::Write;
+    let mut f = fsutil::open_new(path, mode).map_err(io(path))?;
+    f.write_all(bytes).map_err(io(path))?;
+    f.sync_all().map_err(io(path))
+}
+
+/// A publisher's network folder.
+pub struct NetworkDir {
+    root: PathBuf,
+    bundle: Bundle,
+}
+
+impl NetworkDir {
+    /// Creates a new network: every role's keys and version-1 key set, and the bundle.
+    /// `root` must not exist (or be an empty folder); it appears whole or not at all.
+    pub fn init(
+        root: &Path,
+        opts: &InitOptions,
+        passphrase: &[u8],
+        now: u64,
+    ) -> Result<Self, PublishError> {
+        if root.is_dir() && std::fs::read_dir(root).map_err(io(root))?.next().is_none() {
+            std::fs::remove_dir(root).map_err(io(root))?;
+        }
+        let staging = Staging::new(root, 0o700).map_err(io(root))?;
+        let per_role = opts.keys_per_role;
+        let mut keys = generate_keys(per_role * Role::ALL.len(), opts.bits).map_err(|error| {
+            PublishError::Key {
+                path: root.to_path_buf(),
+                error,
+            }
+        })?;
+        let mut records = Vec::new();
+        for role in Role::ALL {
+            let role_keys: Vec<PrivateKey> = keys.drain(..per_role).collect();
+            let set = KeySet::new(
+                role_keys.iter().map(|k| k.public().clone()).collect(),
+                opts.threshold,
+                opts.sign,
+            )?;
+            let mut record = Record::new(
+                SystemName::key_set(opts.tag, role, 1),
+                now,
+                Payload::Body(set.to_body()),
+            )?;
+            for k in &role_keys {
+                record.sign(k);
+            }
+            write_key_files(
+                &staging.path().join("keys").join(role.label()).join("v1"),
+                &role_keys,
+                1,
+                passphrase,
+            )?;
+            records.push(record);
+        }
+        let bundle = Bundle::new(
+            opts.tag,
+            opts.sites.clone(),
+            records,
+            opts.bootstrap.clone(),
+        )?;
+        staging
+            .write("bundle.json", bundle.to_json().as_bytes(), fsutil::PUBLIC)
+            .map_err(io(root))?;
+        for sub in ["published", "drafts"] {
+            fsutil::create_dir(&staging.path().join(sub), 0o755).map_err(io(root))?;
+        }
+        staging.commit().map_err(io(root))?;
+        Ok(NetworkDir {
+            root: root.to_path_buf(),
+            bundle,
+        })
+    }
+
+    pub fn open(root: &Path) -> Result<Self, PublishError> {
+        let bundle_path = root.join("bundle.json");
+        if !bundle_path.is_file() {
+            return Err(PublishError::NotNetwork(root.to_path_buf()));
+        }
+        let bundle = Bundle::read(&bundle_path)?;
+        for sub in ["published", "drafts"] {
+            let dir = root.join(sub);
+            fsutil::create_dir(&dir, 0o755).map_err(io(&dir))?;
+            fsutil::sweep_staging(&dir).map_err(io(&dir))?;
+        }
+        Ok(NetworkDir {
+            root: root.to_path_buf(),
+            bundle,
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn bundle(&self) -> &Bundle {
+        &self.bundle
+    }
+
+    pub fn published_dir(&self) -> PathBuf {
+        self.root.join("published")
+    }
+
+    pub fn drafts_dir(&self) -> PathBuf {
+        self.root.join("drafts")
+    }
+
+    /// Key files (`.pem`) of `role`'s key set `version`.
+    pub fn key_files(&self, role: Role, version: u32) -> Vec<PathBuf> {
+        let dir = self
+            .root
+            .join("keys")
+            .join(role.label())
+            .join(format!("v{version}"));
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "pem"))
+            .collect();
+        files.sort();
+        files
+    }
+
+    /// Records in `published/` (or `drafts/`), in no particular order.
+    fn entries(dir: &Path) -> Result<Vec<Entry>, PublishError> {
+        let mut out = Vec::new();
+        let Ok(read) = std::fs::read_dir(dir) else {
+            return Ok(out);
+        };
+        for e in read {
+            let e = e.map_err(io(dir))?;
+            let record_path = e.path().join(RECORD_FILE);
+            if e.file_name().to_string_lossy().starts_with('.') || !record_path.is_file() {
+                continue;
+            }
+            out.push(Entry {
+                dir: e.path(),
+                record: read_record(&record_path)?,
+            });
+        }
+        Ok(out)
+    }
+
+    pub fn published(&self) -> Result<Vec<Entry>, PublishError> {
+        Self::entries(&self.published_dir())
+    }
+
+    /// The trust a fresh client would reach after receiving everything published:
+    /// the bundle plus every published key-set rotation.
+    pub fn trust(&self) -> Result<TrustStore, PublishError> {
+        let mut trust = TrustStore::from_bundle(&self.bundle);
+        let rotations: Vec<Record> = self
+            .published()?
+            .into_iter()
+            .map(|e| e.record)
+            .filter(|r| matches!(r.name.class(), crate::name::ObjectClass::KeySet(_)))
+            .collect();
+        trust
+            .accept_chain(&rotations, u64::MAX / 2)
+            .map_err(PublishError::Refused)?;
+        Ok(trust)
+    }
+
+    /// One past the highest version of `slot` published so far.
+    pub fn next_version(&self, slot: Slot) -> Result<u32, PublishError> {
+        let trust = self.trust()?;
+        let published = self
+            .published()?
+            .iter()
+            .filter(|e| e.record.name.slot() == slot)
+            .map(|e| e.record.name.version())
+            .max()
+            .unwrap_or(0);
+        Ok(published.max(trust.highest(slot)) + 1)
+    }
+
+    /// Signs `record` with `keys` and stores it with its `files` (name, bytes) — in
+    /// `published/` when it carries enough signatures, else in `drafts/`.
+    pub fn publish(
+        &self,
+        mut record: Record,
+        keys: &[PrivateKey],
+        files: &[(String, Vec<u8>)],
+        payload_dir: Option<&Path>,
+        now: u64,
+    ) -> Result<Outcome, PublishError> {
+        for k in keys {
+            record.sign(k);
+        }
+        self.store(record, files, payload_dir, now)
+    }
+
+    fn store(
+        &self,
+        record: Record,
+        files: &[(String, Vec<u8>)],
+        payload_dir: Option<&Path>,
+        now: u64,
+    ) -> Result<Outcome, PublishError> {
+        let trust = self.trust()?;
+        let dir_name = slot_dir_name(&record.name);
+        let (target, draft) = match trust.check(&record, now) {
+            Ok(verdict) => (
+                self.published_dir().join(&dir_name),
+                Dest::Published(verdict),
+            ),
+            Err(Refusal::NotEnoughSignatures {
+                valid, required, ..
+            }) => (
+                self.drafts_dir().join(&dir_name),
+                Dest::Draft {
+                    have: valid,
+                    need: required,
+                },
+            ),
+            Err(refusal) => return Err(PublishError::Refused(refusal)),
+        };
+        if target.exists() {
+            return Err(PublishError::Usage(format!(
+                "{} already exists; choose another version",
+                target.display()
+            )));
+        }
+        let staging = Staging::new(&target, 0o755).map_err(io(&target))?;
+        for (name, bytes) in files {
+            staging
+                .write(name, bytes, fsutil::PUBLIC)
+                .map_err(io(&target))?;
+        }
+        if let Some(src) = payload_dir {
+            let copy = staging.path().join(PAYLOAD_DIR);
+            copy_tree(src, &copy)?;
+            // What is published must be what was signed, even if the source folder
+            // changed while we were working.
+            if let Payload::Torrent { ih, .. } = record.payload {
+                let name = crate::torrent::name_of(&files_torrent(files)?)?;
+                if crate::torrent::make(&copy, &name)?.info_hash != ih {
+                    return Err(PublishError::BadFile {
+                        path: src.to_path_buf(),
+                        why: "changed while it was being published; try again".into(),
+                    });
+                }
+            }
+        }
+        staging
+            .write(RECORD_FILE, &record.encode()?, fsutil::PUBLIC)
+            .map_err(io(&target))?;
+        let dir = staging.commit().map_err(io(&target))?;
+        Ok(match draft {
+            Dest::Published(verdict) => Outcome::Published {
+                dir,
+                record,
+                verdict,
+            },
+            Dest::Draft { have, need } => Outcome::Draft {
+                dir,
+                record,
+                have,
+                need,
+            },
+        })
+    }
+
+    /// Adds detached signatures to the draft in `draft_dir`; when enough, moves it to
+    /// `published/` (the draft is removed only after the published copy is in place).
+    pub fn combine(
+        &self,
+        draft_dir: &Path,
+        sigs: &[Signature],
+        now: u64,
+    ) -> Result<Outcome, PublishError> {
+        let mut record = read_record(&draft_dir.join(RECORD_FILE))?;
+        let message = record.signed_message();
+        let trust = self.trust()?;
+        let role = record.name.class().governing_role();
+        for s in sigs {
+            let known = role
+                .and_then(|r| trust.current_set(r))
+                .and_then(|(_, set)| set.get(&s.kid).cloned());
+            match known {
+                Some(key) if key.verify(&message, &s.sig) => record.add_signature(s.clone()),
+                Some(_) => return Err(PublishError::Refused(Refusal::BadSignature(s.kid))),
+                None => {
+                    return Err(PublishError::Usage(format!(
+                        "signature by {} is not from the current key set of the record's role",
+                        s.kid.short()
+                    )));
+                }
+            }
+        }
+        let mut files = Vec::new();
+        let mut payload = None;
+        for e in std::fs::read_dir(draft_dir).map_err(io(draft_dir))? {
+            let e = e.map_err(io(draft_dir))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name == RECORD_FILE {
+                continue;
+            }
+            if name == PAYLOAD_DIR && e.path().is_dir() {
+                payload = Some(e.path());
+            } else {
+                files.push((name, std::fs::read(e.path()).map_err(io(draft_dir))?));
+            }
+        }
+        match trust.check(&record, now) {
+            Ok(_) => {
+                let outcome = self.store(record, &files, payload.as_deref(), now)?;
+                std::fs::remove_dir_all(draft_dir).map_err(io(draft_dir))?;
+                Ok(outcome)
+            }
+            Err(Refusal::NotEnoughSignatures {
+                valid, required, ..
+            }) => {
+                // Rewrite the draft in place, atomically.
+                fsutil::write_atomic(
+                    &draft_dir.join(RECORD_FILE),
+                    &record.encode()?,
+                    fsutil::PUBLIC,
+                )
+                .map_err(io(draft_dir))?;
+                Ok(Outcome::Draft {
+                    dir: draft_dir.to_path_buf(),
+                    record,
+                    have: valid,
+                    need: required,
+                })
+            }
+            Err(refusal) => Err(PublishError::Refused(refusal)),
+        }
+    }
+
+    /// Makes the next key set of `role`: `new_count` fresh keys (written for their
+    /// holders) plus `kept` existing public keys, signed by `signers` of the current set.
+    #[allow(clippy::too_many_arguments)]
+    pub fn rotate(
+        &self,
+        role: Role,
+        new_count: usize,
+        kept: Vec<PublicKey>,
+        threshold: u32,
+        sign: u32,
+        bits: usize,
+        signers: &[PrivateKey],
+        passphrase: &[u8],
+        now: u64,
+    ) -> Result<Outcome, PublishError> {
+        let trust = self.trust()?;
+        let (current, _) = trust
+            .current_set(role)
+            .ok_or_else(|| PublishError::Usage(format!("no key set for role {role}")))?;
+        let version = current + 1;
+        let key_dir = self
+            .root
+            .join("keys")
+            .join(role.label())
+            .join(format!("v{version}"));
+        if key_dir.exists() {
+            return Err(PublishError::Usage(format!(
+                "{} exists: a rotation to v{version} was started; finish it with `keys sign` and `keys combine` on its draft, or remove the folder",
+                key_dir.display()
+            )));
+        }
+        let fresh = generate_keys(new_count, bits).map_err(|error| PublishError::Key {
+            path: key_dir.clone(),
+            error,
+        })?;
+        let mut public: Vec<PublicKey> = kept;
+        public.extend(fresh.iter().map(|k| k.public().clone()));
+        let set = KeySet::new(public, threshold, sign)?;
+        let record = Record::new(
+            SystemName::key_set(self.bundle.network(), role, version),
+            now,
+            Payload::Body(set.to_body()),
+        )?;
+        // Keys first (staged, then moved), so a published set never lacks its key files.
+        let staging = Staging::new(&key_dir, 0o700).map_err(io(&key_dir))?;
+        write_key_files(staging.path(), &fresh, 1, passphrase)?;
+        staging.commit().map_err(io(&key_dir))?;
+        match self.publish(record, signers, &[], None, now) {
+            Ok(outcome) => Ok(outcome),
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&key_dir);
+                Err(e)
+            }
+        }
+    }
+}
+
+fn copy_tree(src: &Path, dst: &Path) -> Result<(), PublishError> {
+    let meta = std::fs::symlink_metadata(src).map_err(io(src))?;
+    if meta.is_file() {
+        if let Some(parent) = dst.parent() {
+            std::fs::create_dir_all(parent).map_err(io(parent))?;
+        }
+        std::fs::copy(src, dst).map_err(io(src))?;
+        return Ok(());
+    }
+    std::fs::create_dir_all(dst).map_err(io(dst))?;
+    for e in std::fs::read_dir(src).map_err(io(src))? {
+        let e = e.map_err(io(src))?;
+        copy_tree(&e.path(), &dst.join(e.file_name()))?;
+    }
+    Ok(())
+}

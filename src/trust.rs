@@ -1,0 +1,464 @@
+//! The trust store (SPEC §2, §3): decides whether a record is accepted, and remembers
+//! what that decision depends on: each role's chain of key sets and the highest version
+//! accepted per (kind, id).
+//!
+//! [`TrustStore::check`] is a pure function of the store, the record and the clock;
+//! [`TrustStore::accept`] applies it. Persistence ([`TrustStore::load`],
+//! [`TrustStore::save`]) re-verifies the stored chain on load, so a damaged or edited
+//! file cannot smuggle in a key.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::bundle::Bundle;
+use crate::fsutil;
+use crate::keys::Kid;
+use crate::keyset::{KeySet, KeySetError};
+use crate::name::{NetworkTag, ObjectClass, Role, Slot, SystemName};
+use crate::record::{Payload, Record, RecordError};
+
+/// How far ahead of the node's clock a record's `time` may be (SPEC §2).
+pub const MAX_CLOCK_SKEW_SECS: u64 = 3600;
+
+/// Why a record was refused. Every variant can be recorded as evidence (SPEC §8);
+/// [`Refusal::is_forgery`] says which ones prove bad intent rather than staleness.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("malformed record: {0}")]
+    Malformed(#[from] RecordError),
+    #[error("record belongs to network {got}, this store trusts {expected}")]
+    WrongNetwork {
+        expected: NetworkTag,
+        got: NetworkTag,
+    },
+    #[error("no role may sign a {class} (kind 0x{kind:04x}, id {id})")]
+    NoGoverningRole { class: String, kind: u16, id: u32 },
+    #[error("version {got} is not newer than the accepted version {have} (rollback or replay)")]
+    NotNewer { have: u32, got: u32 },
+    #[error("key set version {got} cannot be checked before version {next} is known")]
+    ChainGap { next: u32, got: u32 },
+    #[error("record time {time} is more than {MAX_CLOCK_SKEW_SECS} s ahead of the clock ({now})")]
+    FromTheFuture { time: u64, now: u64 },
+    #[error("key {0} signed more than once")]
+    DuplicateSigner(Kid),
+    #[error("signature by key {0} does not verify (tampered record or forged signature)")]
+    BadSignature(Kid),
+    #[error("{valid} valid signatures by {signers}, {required} required{extra}")]
+    NotEnoughSignatures {
+        valid: u32,
+        required: u32,
+        signers: String,
+        extra: String,
+    },
+    #[error("key set payload invalid: {0}")]
+    BadKeySet(#[from] KeySetError),
+    #[error("a key set must be an inline body record")]
+    KeySetNotInline,
+}
+
+impl Refusal {
+    /// A short stable code for logs and the evidence file.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::Malformed(_) => "malformed",
+            Refusal::WrongNetwork { .. } => "wrong-network",
+            Refusal::NoGoverningRole { .. } => "no-governing-role",
+            Refusal::NotNewer { .. } => "not-newer",
+            Refusal::ChainGap { .. } => "chain-gap",
+            Refusal::FromTheFuture { .. } => "from-the-future",
+            Refusal::DuplicateSigner(_) => "duplicate-signer",
+            Refusal::BadSignature(_) => "bad-signature",
+            Refusal::NotEnoughSignatures { .. } => "not-enough-signatures",
+            Refusal::BadKeySet(_) => "bad-key-set",
+            Refusal::KeySetNotInline => "key-set-not-inline",
+        }
+    }
+
+    /// True when the record could only come from someone forging or tampering;
+    /// false for what honest peers also send (old versions, records we cannot check yet).
+    pub fn is_forgery(&self) -> bool {
+        !matches!(
+            self,
+            Refusal::NotNewer { .. } | Refusal::ChainGap { .. } | Refusal::WrongNetwork { .. }
+        )
+    }
+}
+
+/// Why a record was accepted: the rule and the signers, for `swarmsite verify`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub name: SystemName,
+    pub class: ObjectClass,
+    pub role: Role,
+    /// Version of the key set whose keys counted.
+    pub set_version: u32,
+    pub signers: Vec<Kid>,
+    pub required: u32,
+    /// True when the record is a key-set rotation (threshold rule), false for content
+    /// (sign rule).
+    pub rotation: bool,
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let rule = if self.rotation { "threshold" } else { "sign" };
+        write!(
+            f,
+            "{} v{} accepted: {} of {} required signatures ({} rule) by key set v{} of role {}",
+            self.class,
+            self.name.version(),
+            self.signers.len(),
+            self.required,
+            rule,
+            self.set_version,
+            self.role
+        )
+    }
+}
+
+#[derive(Clone, Debug)]
+struct AcceptedSet {
+    set: KeySet,
+    /// The certificate record, kept so the chain can be handed to others.
+    record: Vec<u8>,
+}
+
+/// Trust state of one network.
+#[derive(Clone, Debug)]
+pub struct TrustStore {
+    tag: NetworkTag,
+    /// Each role's key sets, index 0 = version 1 (shipped in the bundle).
+    chains: BTreeMap<Role, Vec<AcceptedSet>>,
+    /// Highest accepted version per content slot.
+    highest: BTreeMap<Slot, u32>,
+}
+
+/// Why a trust file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TrustFileError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a trust store file: {why}")]
+    Format { path: String, why: String },
+    #[error("{path}: made from another bundle of network {tag} (version 1 of role {role} differs)")]
+    OtherBundle {
+        path: String,
+        tag: NetworkTag,
+        role: Role,
+    },
+    #[error("{path}: stored key set of role {role} no longer verifies: {refusal}")]
+    Chain {
+        path: String,
+        role: Role,
+        refusal: Refusal,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+struct TrustFile {
+    format: String,
+    network: String,
+    /// Hex-encoded key-set certificate records per role number, version 1 first.
+    keysets: BTreeMap<u16, Vec<String>>,
+    highest: Vec<(u16, u32, u32)>,
+}
+
+const TRUST_FORMAT: &str = "swarmsite-trust/1";
+
+impl TrustStore {
+    /// A store that trusts exactly the version-1 key sets of `bundle`.
+    pub fn from_bundle(bundle: &Bundle) -> Self {
+        let chains = bundle
+            .keysets()
+            .iter()
+            .map(|(role, (record, set))| {
+                let bytes = record
+                    .encode()
+                    .expect("bundle records were decoded, so they encode");
+                (
+                    *role,
+                    vec![AcceptedSet {
+                        set: set.clone(),
+                        record: bytes,
+                    }],
+                )
+            })
+            .collect();
+        TrustStore {
+            tag: bundle.network(),
+            chains,
+            highest: BTreeMap::new(),
+        }
+    }
+
+    pub fn network(&self) -> NetworkTag {
+        self.tag
+    }
+
+    /// The newest key set of `role` and its version.
+    pub fn current_set(&self, role: Role) -> Option<(u32, &KeySet)> {
+        let chain = self.chains.get(&role)?;
+        chain.last().map(|a| (chain.len() as u32, &a.set))
+    }
+
+    /// The accepted key-set certificate records of `role`, version 1 first.
+    pub fn chain_records(&self, role: Role) -> Vec<&[u8]> {
+        self.chains
+            .get(&role)
+            .map(|c| c.iter().map(|a| a.record.as_slice()).collect())
+            .unwrap_or_default()
+    }
+
+    /// The highest accepted version of a slot (key sets: the chain length).
+    pub fn highest(&self, slot: Slot) -> u32 {
+        match ObjectClass::of(slot.0, slot.1, 1) {
+            ObjectClass::KeySet(role) => self.chains.get(&role).map_or(0, |c| c.len() as u32),
+            _ => self.highest.get(&slot).copied().unwrap_or(0),
+        }
+    }
+
+    /// Every slot with an accepted version, and that version.
+    pub fn accepted_versions(&self) -> Vec<(SystemName, u32)> {
+        let keysets = self
+            .chains
+            .iter()
+            .map(|(role, c)| SystemName::key_set(self.tag, *role, c.len() as u32));
+        let content = self
+            .highest
+            .iter()
+            .map(|((k, i), v)| SystemName::new(self.tag, *k, *i, *v));
+        keysets.chain(content).map(|n| (n, n.version())).collect()
+    }
+
+    /// Decides about `record` at unix time `now` without changing anything.
+    pub fn check(&self, record: &Record, now: u64) -> Result<Verdict, Refusal> {
+        let name = record.name;
+        if name.tag() != self.tag {
+            return Err(Refusal::WrongNetwork {
+                expected: self.tag,
+                got: name.tag(),
+            });
+        }
+        let class = name.class();
+        let no_role = || Refusal::NoGoverningRole {
+            class: class.to_string(),
+            kind: name.kind(),
+            id: name.id(),
+        };
+        let role = class.governing_role().ok_or_else(no_role)?;
+        let chain = self.chains.get(&role).ok_or_else(no_role)?;
+        let current = chain.len() as u32;
+        let got = name.version();
+        let rotation = matches!(class, ObjectClass::KeySet(_));
+        if rotation {
+            if got <= current {
+                return Err(Refusal::NotNewer { have: current, got });
+            }
+            if got > current + 1 {
+                return Err(Refusal::ChainGap {
+                    next: current + 1,
+                    got,
+                });
+            }
+        } else {
+            let have = self.highest(name.slot());
+            if got <= have {
+                return Err(Refusal::NotNewer { have, got });
+            }
+        }
+        if record.time > now.saturating_add(MAX_CLOCK_SKEW_SECS) {
+            return Err(Refusal::FromTheFuture {
+                time: record.time,
+                now,
+            });
+        }
+        let set = &chain[chain.len() - 1].set;
+        let required = if rotation {
+            set.threshold()
+        } else {
+            set.sign()
+        };
+
+        let message = record.signed_message();
+        let mut signers = Vec::new();
+        let mut retired = Vec::new();
+        let mut unknown = 0;
+        for (i, s) in record.sigs.iter().enumerate() {
+            if record.sigs[..i].iter().any(|t| t.kid == s.kid) {
+                return Err(Refusal::DuplicateSigner(s.kid));
+            }
+            match set.get(&s.kid) {
+                Some(key) if key.verify(&message, &s.sig) => signers.push(s.kid),
+                Some(_) => return Err(Refusal::BadSignature(s.kid)),
+                None => match chain.iter().position(|a| a.set.get(&s.kid).is_some()) {
+                    Some(v) => {
+                        retired.push(format!("{} (retired, key set v{})", s.kid.short(), v + 1))
+                    }
+                    None => unknown += 1,
+                },
+            }
+        }
+        if (signers.len() as u32) < required {
+            let mut extra = String::new();
+            if !retired.is_empty() {
+                extra.push_str(&format!("; ignored signatures by {}", retired.join(", ")));
+            }
+            if unknown > 0 {
+                extra.push_str(&format!("; ignored {unknown} signatures by unknown keys"));
+            }
+            return Err(Refusal::NotEnoughSignatures {
+                valid: signers.len() as u32,
+                required,
+                signers: format!("key set v{current} of role {role}"),
+                extra,
+            });
+        }
+        if rotation {
+            match &record.payload {
+                Payload::Body(body) => {
+                    KeySet::from_body(body)?;
+                }
+                Payload::Torrent { .. } => return Err(Refusal::KeySetNotInline),
+            }
+        }
+        Ok(Verdict {
+            name,
+            class,
+            role,
+            set_version: current,
+            signers,
+            required,
+            rotation,
+        })
+    }
+
+    /// Checks `record` and, when accepted, records its version (and its key set).
+    pub fn accept(&mut self, record: &Record, now: u64) -> Result<Verdict, Refusal> {
+        let verdict = self.check(record, now)?;
+        if verdict.rotation {
+            let body = record.body().expect("checked: key sets are inline");
+            let set = KeySet::from_body(body)?;
+            let bytes = record.encode()?;
+            self.chains
+                .entry(verdict.role)
+                .or_default()
+                .push(AcceptedSet { set, record: bytes });
+        } else {
+            self.highest
+                .insert(record.name.slot(), record.name.version());
+        }
+        Ok(verdict)
+    }
+
+    /// Decodes and accepts raw record bytes.
+    pub fn accept_bytes(&mut self, bytes: &[u8], now: u64) -> Result<(Record, Verdict), Refusal> {
+        let record = Record::decode(bytes)?;
+        let verdict = self.accept(&record, now)?;
+        Ok((record, verdict))
+    }
+
+    /// Accepts a batch of key-set certificates in version order, skipping ones already
+    /// known. Lets a fresh client that ships version 1 catch up with v1→v2→…→vN.
+    pub fn accept_chain(&mut self, records: &[Record], now: u64) -> Result<usize, Refusal> {
+        let mut sorted: Vec<&Record> = records.iter().collect();
+        sorted.sort_by_key(|r| (r.name.kind(), r.name.version()));
+        let mut accepted = 0;
+        for record in sorted {
+            match self.accept(record, now) {
+                Ok(_) => accepted += 1,
+                Err(Refusal::NotNewer { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(accepted)
+    }
+
+    /// Loads the store saved at `path`, or starts from `bundle` if there is none.
+    /// Every stored key set is verified again from the bundle's version 1.
+    pub fn load(path: &Path, bundle: &Bundle) -> Result<Self, TrustFileError> {
+        let p = path.display().to_string();
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Self::from_bundle(bundle));
+            }
+            Err(source) => return Err(TrustFileError::Io { path: p, source }),
+        };
+        let format = |why: String| TrustFileError::Format {
+            path: p.clone(),
+            why,
+        };
+        let file: TrustFile = serde_json::from_str(&text).map_err(|e| format(e.to_string()))?;
+        if file.format != TRUST_FORMAT {
+            return Err(format(format!("unknown format {:?}", file.format)));
+        }
+        if file.network != bundle.network().as_str() {
+            return Err(format(format!("it is for network {}", file.network)));
+        }
+        let mut store = Self::from_bundle(bundle);
+        for (number, records) in &file.keysets {
+            let role = Role::new(*number).map_err(|e| format(e.to_string()))?;
+            let mut decoded = Vec::new();
+            for (i, hex_record) in records.iter().enumerate() {
+                let bytes = hex::decode(hex_record).map_err(|e| format(e.to_string()))?;
+                if i == 0 {
+                    if store.chain_records(role).first() != Some(&bytes.as_slice()) {
+                        return Err(TrustFileError::OtherBundle {
+                            path: p,
+                            tag: store.tag,
+                            role,
+                        });
+                    }
+                    continue;
+                }
+                decoded.push(Record::decode(&bytes).map_err(|e| format(e.to_string()))?);
+            }
+            // The clock does not matter for records accepted before; only signatures do.
+            store
+                .accept_chain(&decoded, u64::MAX - MAX_CLOCK_SKEW_SECS)
+                .map_err(|refusal| TrustFileError::Chain {
+                    path: p.clone(),
+                    role,
+                    refusal,
+                })?;
+        }
+        for (kind, id, version) in file.highest {
+            store.highest.insert((kind, id), version);
+        }
+        Ok(store)
+    }
+
+    /// Saves the store atomically.
+    pub fn save(&self, path: &Path) -> Result<(), TrustFileError> {
+        let file = TrustFile {
+            format: TRUST_FORMAT.into(),
+            network: self.tag.to_string(),
+            keysets: self
+                .chains
+                .iter()
+                .map(|(role, c)| {
+                    (
+                        role.number(),
+                        c.iter().map(|a| hex::encode(&a.record)).collect(),
+                    )
+                })
+                .collect(),
+            highest: self
+                .highest
+                .iter()
+                .map(|((k, i), v)| (*k, *i, *v))
+                .collect(),
+        };
+        let json = serde_json::to_vec_pretty(&file).expect("serialisable");
+        fsutil::write_atomic(path, &json, fsutil::PUBLIC).map_err(|source| TrustFileError::Io {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+}
