@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 
 use crate::keys::{MIN_BITS, PrivateKey};
 
-const POOL: usize = 10;
+const POOL: usize = 12;
 
 fn pool() -> &'static [PrivateKey] {
     static KEYS: OnceLock<Vec<PrivateKey>> = OnceLock::new();
@@ -29,7 +29,7 @@ fn pool() -> &'static [PrivateKey] {
     })
 }
 
-/// The `i`-th key of the pool (`i < 10`).
+/// The `i`-th key of the pool (`i < 12`).
 pub fn key(i: usize) -> &'static PrivateKey {
     &pool()[i]
 }

@@ -462,3 +462,7 @@ impl TrustStore {
         })
     }
 }
+
+#[cfg(test)]
+#[path = "trust_tests.rs"]
+mod tests;
