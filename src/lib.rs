@@ -5,6 +5,8 @@
 pub mod bencode;
 pub mod bundle;
 pub mod content;
+pub mod datadir;
+pub mod demo_site;
 pub mod evidence;
 pub mod fsutil;
 pub mod keys;

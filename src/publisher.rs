@@ -394,8 +394,25 @@ impl NetworkDir {
         payload_dir: Option<&Path>,
         now: u64,
     ) -> Result<Outcome, PublishError> {
+        let role = record.name.class().governing_role();
+        let trust = self.trust()?;
+        let current = role.and_then(|r| trust.current_set(r));
         for k in keys {
-            record.sign(k);
+            match current {
+                Some((_, set)) if set.get(&k.kid()).is_some() => record.sign(k),
+                Some((version, _)) => {
+                    return Err(PublishError::Usage(format!(
+                        "key {} is not in key set v{version} of role {}, the current one",
+                        k.kid().short(),
+                        role.expect("current set implies a role")
+                    )));
+                }
+                None => {
+                    return Err(PublishError::Refused(
+                        trust.check(&record, now).unwrap_err(),
+                    ));
+                }
+            }
         }
         self.store(record, files, payload_dir, now)
     }

@@ -1,0 +1,84 @@
+//! Command-line definitions and dispatch.
+
+mod bundle;
+mod demo;
+mod keys;
+mod passphrase;
+mod publish;
+mod verify;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use clap::{Parser, Subcommand};
+
+/// Serve a signed website from volunteers' computers over BitTorrent.
+#[derive(Parser, Debug)]
+#[command(name = "swarmsite", version, about)]
+pub struct Cli {
+    /// The node's data folder (trust stores, bundles, evidence).
+    #[arg(long, global = true, env = "SWARMSITE_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Publisher keys: create a network, rotate key sets, sign and combine drafts.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+    /// Sign and store a new record (site release, notice, file, blacklist).
+    #[command(subcommand)]
+    Publish(publish::PublishCommand),
+    /// Check a record against a network's keys and say who signed it and why it is
+    /// accepted or refused.
+    Verify(verify::VerifyArgs),
+    /// Network bundles this client trusts: list, show, add, remove.
+    #[command(subcommand)]
+    Bundle(bundle::BundleCommand),
+    /// A throwaway network on this machine: publish, verify, rotate, refuse a forgery.
+    Demo(demo::DemoArgs),
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let data_dir = cli.data_dir;
+    match cli.command {
+        Command::Keys(cmd) => keys::run(cmd),
+        Command::Publish(cmd) => publish::run(cmd),
+        Command::Verify(args) => verify::run(args, data_dir.as_deref()),
+        Command::Bundle(cmd) => bundle::run(cmd, data_dir.as_deref()),
+        Command::Demo(args) => demo::run(args),
+    }
+}
+
+/// Unix seconds now.
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A unix time for people.
+fn show_time(secs: u64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + std::time::Duration::from_secs(secs)).to_string()
+}
+
+/// Where the publisher's network folder is: `--network`, `$SWARMSITE_NETWORK`.
+#[derive(clap::Args, Debug, Clone)]
+struct NetworkArg {
+    /// The publisher's network folder (made by `keys init-network`).
+    #[arg(long = "network", env = "SWARMSITE_NETWORK", value_name = "DIR")]
+    network_dir: PathBuf,
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,273 @@
+//! `swarmsite publish …`: sign new records into the network folder.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use swarmsite::content::{Blacklist, Notice, Severity};
+use swarmsite::name::{Role, SystemName, file_id, kind};
+use swarmsite::publisher::{NetworkDir, TORRENT_FILE};
+use swarmsite::record::{MAX_BODY_LEN, Payload, Record};
+use swarmsite::torrent;
+
+use super::keys::{current_key_files, load_keys, print_outcome};
+use super::passphrase::PassphraseArgs;
+use super::{NetworkArg, now};
+
+#[derive(Subcommand, Debug)]
+pub enum PublishCommand {
+    /// Publish a folder as the next release of a site.
+    Site {
+        /// The site's folder (index.html at its top).
+        dir: PathBuf,
+        /// Site number (from the bundle).
+        #[arg(long, default_value_t = 1)]
+        site_id: u32,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Send a signed notice to every node.
+    Notice {
+        text: String,
+        #[arg(long, default_value = "info", value_parser = ["info", "warning", "critical"])]
+        severity: String,
+        /// Notice channel (2 and up).
+        #[arg(long, default_value_t = 2)]
+        id: u32,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Publish a file as an authorized file (kind 0x8080): a document (id ≥ 256),
+    /// intake receipts (2) or a software manifest (3).
+    File {
+        path: PathBuf,
+        #[arg(long, value_parser = clap::value_parser!(u32).range(2..))]
+        id: u32,
+        /// Carry the file inside the record (at most 8 KiB) instead of a torrent.
+        #[arg(long)]
+        inline: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Publish the blacklist from a text file: one `ADDR [reason]` per line.
+    Blacklist {
+        entries: PathBuf,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct Common {
+    #[command(flatten)]
+    network: NetworkArg,
+    /// Key file to sign with (repeatable; default: the network folder's key files of
+    /// the role's current set, as many as it requires).
+    #[arg(long = "key", value_name = "KEY.pem")]
+    keys: Vec<PathBuf>,
+    /// Version to publish (default: one past the newest published).
+    #[arg(long)]
+    version: Option<u32>,
+    #[command(flatten)]
+    passphrase: PassphraseArgs,
+}
+
+pub fn run(cmd: PublishCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        PublishCommand::Site {
+            dir,
+            site_id,
+            common,
+        } => {
+            let net = NetworkDir::open(&common.network.network_dir)?;
+            let site = net
+                .bundle()
+                .site(site_id)
+                .with_context(|| format!("the bundle has no site {site_id}"))?
+                .clone();
+            let t = torrent::make(&dir, &site.name)?;
+            println!(
+                "site {} from {}: {} files, {} bytes, info hash {}",
+                site.name,
+                dir.display(),
+                t.files.len().max(1),
+                t.total_size,
+                hex::encode(t.info_hash)
+            );
+            let payload = Payload::Torrent {
+                ih: t.info_hash,
+                size: t.total_size,
+            };
+            let files = [(TORRENT_FILE.to_string(), t.bytes)];
+            publish(
+                &net,
+                kind::SITE_RELEASE,
+                site_id,
+                payload,
+                &files,
+                Some(&dir),
+                &common,
+            )
+        }
+        PublishCommand::Notice {
+            text,
+            severity,
+            id,
+            common,
+        } => {
+            let net = NetworkDir::open(&common.network.network_dir)?;
+            let severity: Severity = severity.parse()?;
+            let notice = Notice::new(severity, text)?;
+            publish(
+                &net,
+                kind::NOTICE,
+                id.max(2),
+                Payload::Body(notice.to_body()),
+                &[],
+                None,
+                &common,
+            )
+        }
+        PublishCommand::File {
+            path,
+            id,
+            inline,
+            common,
+        } => {
+            let net = NetworkDir::open(&common.network.network_dir)?;
+            if SystemName::new(net.bundle().network(), kind::AUTHORIZED_FILE, id, 1)
+                .class()
+                .governing_role()
+                .is_none()
+            {
+                bail!(
+                    "id {id} is not an authorized file: use 2 (receipts), 3 (software manifest) or 256 and up (documents)"
+                );
+            }
+            if !path.is_file() {
+                bail!("{}: not a file", path.display());
+            }
+            let (payload, files) = if inline {
+                let body = std::fs::read(&path).with_context(|| format!("{}", path.display()))?;
+                if body.len() > MAX_BODY_LEN {
+                    bail!(
+                        "{}: {} bytes is too large for --inline (at most {MAX_BODY_LEN})",
+                        path.display(),
+                        body.len()
+                    );
+                }
+                (Payload::Body(body), vec![])
+            } else {
+                let name = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .context("file name is not UTF-8")?;
+                let t = torrent::make(&path, name)?;
+                (
+                    Payload::Torrent {
+                        ih: t.info_hash,
+                        size: t.total_size,
+                    },
+                    vec![(TORRENT_FILE.to_string(), t.bytes)],
+                )
+            };
+            let dir = if inline { None } else { Some(path.as_path()) };
+            publish(
+                &net,
+                kind::AUTHORIZED_FILE,
+                id,
+                payload,
+                &files,
+                dir,
+                &common,
+            )
+        }
+        PublishCommand::Blacklist { entries, common } => {
+            let net = NetworkDir::open(&common.network.network_dir)?;
+            let text = std::fs::read_to_string(&entries)
+                .with_context(|| format!("{}", entries.display()))?;
+            let list = Blacklist::from_text(&text, now())
+                .map_err(|(line, e)| anyhow::anyhow!("{}:{line}: {e}", entries.display()))?;
+            let encoded = list.encode();
+            println!(
+                "blacklist of {} entries ({} bytes)",
+                list.entries.len(),
+                encoded.len()
+            );
+            if encoded.len() <= MAX_BODY_LEN {
+                publish(
+                    &net,
+                    kind::AUTHORIZED_FILE,
+                    file_id::BLACKLIST,
+                    Payload::Body(encoded),
+                    &[],
+                    None,
+                    &common,
+                )
+            } else {
+                let tmp = tempfile::tempdir()?;
+                let file = tmp.path().join("blacklist.bencode");
+                std::fs::write(&file, &encoded)?;
+                let t = torrent::make(&file, "blacklist.bencode")?;
+                let payload = Payload::Torrent {
+                    ih: t.info_hash,
+                    size: t.total_size,
+                };
+                let files = [(TORRENT_FILE.to_string(), t.bytes)];
+                publish(
+                    &net,
+                    kind::AUTHORIZED_FILE,
+                    file_id::BLACKLIST,
+                    payload,
+                    &files,
+                    Some(&file),
+                    &common,
+                )
+            }
+        }
+    }
+}
+
+fn publish(
+    net: &NetworkDir,
+    kind: u16,
+    id: u32,
+    payload: Payload,
+    files: &[(String, Vec<u8>)],
+    payload_dir: Option<&Path>,
+    common: &Common,
+) -> anyhow::Result<ExitCode> {
+    let tag = net.bundle().network();
+    let version = match common.version {
+        Some(v) => v,
+        None => net.next_version((kind, id))?,
+    };
+    let name = SystemName::new(tag, kind, id, version);
+    let role: Role = name
+        .class()
+        .governing_role()
+        .context("no role signs this kind")?;
+    let key_files = if common.keys.is_empty() {
+        let trust = net.trust()?;
+        let need = trust.current_set(role).map_or(1, |(_, s)| s.sign()) as usize;
+        let files: Vec<PathBuf> = current_key_files(net, role)?
+            .into_iter()
+            .take(need)
+            .collect();
+        if files.is_empty() {
+            bail!(
+                "no key file of role {role} in {}; pass --key",
+                net.root().display()
+            );
+        }
+        files
+    } else {
+        common.keys.clone()
+    };
+    let keys = load_keys(&key_files, &common.passphrase)?;
+    let record = Record::new(name, now(), payload)?;
+    let outcome = net.publish(record, &keys, files, payload_dir, now())?;
+    print_outcome(&outcome);
+    Ok(ExitCode::SUCCESS)
+}
