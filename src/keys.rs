@@ -81,6 +81,8 @@ pub enum KeyError {
 #[derive(Clone)]
 pub struct PublicKey {
     key: RsaPublicKey,
+    /// Built once: verification is the hot path of record checking.
+    verifier: rsa::pss::VerifyingKey<Sha256>,
     der: Vec<u8>,
     kid: Kid,
 }
@@ -114,7 +116,13 @@ impl PublicKey {
             .as_bytes()
             .to_vec();
         let kid = Kid::of_der(&der);
-        Ok(PublicKey { key, der, kid })
+        let verifier = rsa::pss::VerifyingKey::<Sha256>::new(key.clone());
+        Ok(PublicKey {
+            key,
+            verifier,
+            der,
+            kid,
+        })
     }
 
     pub fn der(&self) -> &[u8] {
@@ -141,9 +149,7 @@ impl PublicKey {
         let Ok(sig) = rsa::pss::Signature::try_from(signature) else {
             return false;
         };
-        rsa::pss::VerifyingKey::<Sha256>::new(self.key.clone())
-            .verify(message, &sig)
-            .is_ok()
+        self.verifier.verify(message, &sig).is_ok()
     }
 }
 
