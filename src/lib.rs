@@ -9,13 +9,16 @@ pub mod datadir;
 pub mod demo_site;
 pub mod evidence;
 pub mod fsutil;
+pub mod gossip;
 pub mod keys;
 pub mod keyset;
 pub mod name;
 pub mod publisher;
 pub mod record;
+pub mod serve;
 pub mod torrent;
 pub mod trust;
+pub mod wire;
 
 #[cfg(test)]
 mod testkeys;

@@ -1,0 +1,497 @@
+//! Propagation of signed records (SPEC §6) as a sans-IO state machine.
+//!
+//! Push: a newer valid record is stored, then pushed at once to up to `fanout` peers not
+//! known to hold it. Pull: peers exchange `have` on connect and ask for what they lack;
+//! every `pull_interval` the node asks a random peer (and the DHT) for `version + 1` of
+//! everything it tracks. The node drives this with real connections; the simulator
+//! drives the very same code with virtual ones, so `Gossip` is generic over how records
+//! are judged ([`Acceptor`]).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+
+use crate::name::{NetworkTag, ObjectClass, Role, Slot, SystemName};
+use crate::record::Record;
+use crate::trust::{Refusal, TrustStore, Verdict};
+use crate::wire::Message;
+
+/// A connection handle chosen by the driver.
+pub type PeerKey = u64;
+
+/// Decides about records: the trust store in the node, a cheap stand-in in the
+/// simulator.
+pub trait Acceptor {
+    /// Checks and, when valid, accepts `record` (whose encoding is `bytes`).
+    fn accept(&mut self, record: &Record, bytes: &[u8], now_secs: u64) -> Result<Verdict, Refusal>;
+    /// The highest accepted version of `slot` (0 = none).
+    fn highest(&self, slot: Slot) -> u32;
+    /// An accepted key-set certificate, for peers catching up on a rotation chain.
+    fn key_set_record(&self, role: Role, version: u32) -> Option<Arc<[u8]>>;
+}
+
+impl Acceptor for TrustStore {
+    fn accept(
+        &mut self,
+        record: &Record,
+        _bytes: &[u8],
+        now_secs: u64,
+    ) -> Result<Verdict, Refusal> {
+        TrustStore::accept(self, record, now_secs)
+    }
+
+    fn highest(&self, slot: Slot) -> u32 {
+        TrustStore::highest(self, slot)
+    }
+
+    fn key_set_record(&self, role: Role, version: u32) -> Option<Arc<[u8]>> {
+        let chain = self.chain_records(role);
+        let i = usize::try_from(version).ok()?.checked_sub(1)?;
+        chain.get(i).map(|b| Arc::from(*b))
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct GossipConfig {
+    /// The network whose names are followed.
+    pub tag: NetworkTag,
+    /// Peers a new record is pushed to.
+    pub fanout: usize,
+    /// Period of the pull round, in ms.
+    pub pull_interval_ms: u64,
+    /// False: ignore pushed records and rely on pull alone (tests and measurements).
+    pub accept_push: bool,
+    /// Slots followed even before anything of them is held (sites, blacklist, key sets…).
+    pub tracked: Vec<Slot>,
+    /// Records held back for a missing key set, at most.
+    pub max_pending: usize,
+}
+
+impl GossipConfig {
+    /// Follows the key sets of every role, the blacklist, receipts, the software manifest,
+    /// notice channel 2 and the given sites.
+    pub fn new(tag: NetworkTag, sites: &[u32]) -> Self {
+        let mut tracked: Vec<Slot> = Role::ALL.iter().map(|r| (r.number(), 1)).collect();
+        tracked.extend([(0x8080, 1), (0x8080, 2), (0x8080, 3), (0x1111, 2)]);
+        tracked.extend(sites.iter().map(|id| (0x1000, *id)));
+        GossipConfig {
+            tag,
+            fanout: 8,
+            pull_interval_ms: 60_000,
+            accept_push: true,
+            tracked,
+            max_pending: 64,
+        }
+    }
+}
+
+/// What the driver must do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    Send {
+        peer: PeerKey,
+        msg: Message,
+    },
+    /// A record was accepted: persist it and act on it (download, apply…).
+    Accepted {
+        record: Record,
+        bytes: Arc<[u8]>,
+        from: Option<PeerKey>,
+    },
+    /// A refusal worth recording (SPEC §8).
+    Evidence {
+        peer: Option<PeerKey>,
+        object: Option<SystemName>,
+        refusal: Refusal,
+    },
+    /// Find peers holding `name` in the rendezvous DHT and connect to them.
+    Lookup {
+        name: SystemName,
+    },
+    /// Announce our wire port under `name` in the rendezvous DHT.
+    Announce {
+        name: SystemName,
+    },
+}
+
+struct Held {
+    record: Record,
+    bytes: Arc<[u8]>,
+}
+
+#[derive(Default)]
+struct PeerView {
+    /// Highest version the peer is known to hold, per slot.
+    has: HashMap<Slot, u32>,
+}
+
+pub struct Gossip<A: Acceptor> {
+    acceptor: A,
+    cfg: GossipConfig,
+    held: BTreeMap<Slot, Held>,
+    peers: BTreeMap<PeerKey, PeerView>,
+    /// Records waiting for a key set we have not seen yet, with when they arrived.
+    pending: VecDeque<(Option<PeerKey>, Arc<[u8]>, u64)>,
+    /// Versions asked for and when, so one `have` storm does not ask everyone.
+    asked: HashMap<Slot, (u32, u64)>,
+    next_pull: u64,
+    rng: StdRng,
+    actions: VecDeque<Action>,
+}
+
+/// How long an outstanding `get` suppresses asking again.
+const ASK_AGAIN_MS: u64 = 5_000;
+/// How long a record waits for the key set that might make it valid.
+const PENDING_MS: u64 = 30_000;
+
+impl<A: Acceptor> Gossip<A> {
+    /// `held` are records accepted earlier (restored from disk, already trusted).
+    pub fn new(
+        acceptor: A,
+        cfg: GossipConfig,
+        held: Vec<(Record, Arc<[u8]>)>,
+        seed: u64,
+        now: u64,
+    ) -> Self {
+        let mut g = Gossip {
+            acceptor,
+            next_pull: now + cfg.pull_interval_ms,
+            cfg,
+            held: BTreeMap::new(),
+            peers: BTreeMap::new(),
+            pending: VecDeque::new(),
+            asked: HashMap::new(),
+            rng: StdRng::seed_from_u64(seed),
+            actions: VecDeque::new(),
+        };
+        for (record, bytes) in held {
+            g.actions.push_back(Action::Announce { name: record.name });
+            g.held.insert(record.name.slot(), Held { record, bytes });
+        }
+        g
+    }
+
+    pub fn acceptor(&self) -> &A {
+        &self.acceptor
+    }
+
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    pub fn next_timeout(&self) -> u64 {
+        let pending = self
+            .pending
+            .front()
+            .map_or(u64::MAX, |(_, _, at)| at + PENDING_MS);
+        self.next_pull.min(pending)
+    }
+
+    /// Judges held-back records matching `pick` without holding them again.
+    fn judge_pending(&mut self, pick: impl Fn(Option<PeerKey>, u64) -> bool, now: u64) {
+        let (judge, keep): (Vec<_>, Vec<_>) =
+            self.pending.drain(..).partition(|(p, _, at)| pick(*p, *at));
+        self.pending = keep.into();
+        for (peer, bytes, _) in judge {
+            let _ = self.receive(peer, bytes, now, false);
+        }
+    }
+
+    /// The newest held name per slot.
+    pub fn held_names(&self) -> Vec<SystemName> {
+        self.held.values().map(|h| h.record.name).collect()
+    }
+
+    /// The newest held record of `slot`.
+    pub fn held(&self, slot: Slot) -> Option<(&Record, &Arc<[u8]>)> {
+        self.held.get(&slot).map(|h| (&h.record, &h.bytes))
+    }
+
+    pub fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    pub fn peer_up(&mut self, peer: PeerKey) {
+        self.peers.insert(peer, PeerView::default());
+        let names = self.held_names();
+        self.actions.push_back(Action::Send {
+            peer,
+            msg: Message::Have { names },
+        });
+    }
+
+    pub fn peer_down(&mut self, peer: PeerKey) {
+        self.peers.remove(&peer);
+    }
+
+    /// A record from the local user (the publisher's `--push`, a file dropped in).
+    pub fn submit(&mut self, bytes: Arc<[u8]>, now: u64) -> Result<Verdict, Refusal> {
+        self.receive(None, bytes, now, false)
+    }
+
+    pub fn handle_message(&mut self, peer: PeerKey, msg: Message, now: u64) {
+        match msg {
+            Message::Have { names } => {
+                for name in names {
+                    self.learn(peer, name);
+                    let ours = self.version(name.slot());
+                    if name.version() > ours {
+                        self.ask(peer, name, now);
+                    } else if name.version() < ours && self.cfg.accept_push {
+                        // The peer is behind: hand it ours (push-pull).
+                        self.push_to(peer, name.slot());
+                    }
+                }
+            }
+            Message::Get { name } => {
+                let record = self.lookup(name);
+                self.actions.push_back(Action::Send {
+                    peer,
+                    msg: Message::Rec { name, record },
+                });
+            }
+            Message::Rec {
+                record: Some(bytes),
+                ..
+            } => {
+                let _ = self.receive(Some(peer), bytes.into(), now, true);
+            }
+            Message::Rec { name, record: None } => {
+                // The peer has no newer key set: what it sent us signed by unknown keys
+                // is judged now, for good.
+                if matches!(name.class(), ObjectClass::KeySet(_)) {
+                    self.judge_pending(|p, _| p == Some(peer), now);
+                }
+            }
+            Message::Push { record } => {
+                if self.cfg.accept_push {
+                    let _ = self.receive(Some(peer), record.into(), now, true);
+                }
+            }
+        }
+    }
+
+    /// The pull round: ask one random peer, and the DHT, for `version + 1` of every slot.
+    pub fn handle_timeout(&mut self, now: u64) {
+        self.judge_pending(|_, at| now >= at + PENDING_MS, now);
+        if now < self.next_pull {
+            return;
+        }
+        self.next_pull = now + self.cfg.pull_interval_ms;
+        let mut slots: BTreeSet<Slot> = self.cfg.tracked.iter().copied().collect();
+        slots.extend(self.held.keys().copied());
+        let peers: Vec<PeerKey> = self.peers.keys().copied().collect();
+        for slot in slots {
+            let Some(next) = self.version(slot).checked_add(1) else {
+                continue;
+            };
+            let name = SystemName::new(self.cfg.tag, slot.0, slot.1, next);
+            self.actions.push_back(Action::Lookup { name });
+            if let Some(&peer) = peers.choose(&mut self.rng) {
+                self.actions.push_back(Action::Send {
+                    peer,
+                    msg: Message::Get { name },
+                });
+            }
+        }
+    }
+
+    fn version(&self, slot: Slot) -> u32 {
+        self.acceptor
+            .highest(slot)
+            .max(self.held.get(&slot).map_or(0, |h| h.record.name.version()))
+    }
+
+    fn learn(&mut self, peer: PeerKey, name: SystemName) {
+        if let Some(view) = self.peers.get_mut(&peer) {
+            let v = view.has.entry(name.slot()).or_insert(0);
+            *v = (*v).max(name.version());
+        }
+    }
+
+    fn ask(&mut self, peer: PeerKey, name: SystemName, now: u64) {
+        let slot = name.slot();
+        if let Some(&(v, at)) = self.asked.get(&slot)
+            && v >= name.version()
+            && now < at + ASK_AGAIN_MS
+        {
+            return;
+        }
+        self.asked.insert(slot, (name.version(), now));
+        self.actions.push_back(Action::Send {
+            peer,
+            msg: Message::Get { name },
+        });
+    }
+
+    fn lookup(&self, name: SystemName) -> Option<Vec<u8>> {
+        if let Some(h) = self.held.get(&name.slot())
+            && h.record.name == name
+        {
+            return Some(h.bytes.to_vec());
+        }
+        if let ObjectClass::KeySet(role) = name.class() {
+            return self
+                .acceptor
+                .key_set_record(role, name.version())
+                .map(|b| b.to_vec());
+        }
+        None
+    }
+
+    fn push_to(&mut self, peer: PeerKey, slot: Slot) {
+        if let Some(h) = self.held.get(&slot) {
+            let msg = Message::Push {
+                record: h.bytes.to_vec(),
+            };
+            self.actions.push_back(Action::Send { peer, msg });
+        }
+    }
+
+    /// Judges a record; `may_hold` lets one that might become valid with a key set we
+    /// lack wait for it instead of counting as evidence at once.
+    fn receive(
+        &mut self,
+        from: Option<PeerKey>,
+        bytes: Arc<[u8]>,
+        now: u64,
+        may_hold: bool,
+    ) -> Result<Verdict, Refusal> {
+        let record = match Record::decode(&bytes) {
+            Ok(r) => r,
+            Err(e) => {
+                let refusal = Refusal::Malformed(e);
+                self.actions.push_back(Action::Evidence {
+                    peer: from,
+                    object: None,
+                    refusal: refusal.clone(),
+                });
+                return Err(refusal);
+            }
+        };
+        if let Some(peer) = from {
+            self.learn(peer, record.name);
+        }
+        match self.acceptor.accept(&record, &bytes, now / 1000) {
+            Ok(verdict) => {
+                self.on_accepted(from, record, bytes, now);
+                Ok(verdict)
+            }
+            Err(refusal) => {
+                self.on_refused(from, &record, bytes, &refusal, now, may_hold);
+                Err(refusal)
+            }
+        }
+    }
+
+    fn on_accepted(&mut self, from: Option<PeerKey>, record: Record, bytes: Arc<[u8]>, now: u64) {
+        let name = record.name;
+        let slot = name.slot();
+        self.asked.remove(&slot);
+        self.held.insert(
+            slot,
+            Held {
+                record: record.clone(),
+                bytes: bytes.clone(),
+            },
+        );
+        self.actions.push_back(Action::Accepted {
+            record,
+            bytes: bytes.clone(),
+            from,
+        });
+        self.actions.push_back(Action::Announce { name });
+        // Push at once to up to `fanout` peers not known to hold it.
+        let mut targets: Vec<PeerKey> = self
+            .peers
+            .iter()
+            .filter(|(k, view)| {
+                Some(**k) != from && view.has.get(&slot).is_none_or(|v| *v < name.version())
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        targets.shuffle(&mut self.rng);
+        targets.truncate(self.cfg.fanout);
+        for peer in targets {
+            self.learn(peer, name);
+            self.actions.push_back(Action::Send {
+                peer,
+                msg: Message::Push {
+                    record: bytes.to_vec(),
+                },
+            });
+        }
+        // A new key set may make held-back records valid.
+        if matches!(name.class(), ObjectClass::KeySet(_)) && !self.pending.is_empty() {
+            let pending: Vec<_> = self.pending.drain(..).collect();
+            for (peer, b, at) in pending {
+                // A chain gap may still have later links to come; anything else is final.
+                let _ = self.receive(peer, b, now.max(at), true);
+            }
+        }
+    }
+
+    fn on_refused(
+        &mut self,
+        from: Option<PeerKey>,
+        record: &Record,
+        bytes: Arc<[u8]>,
+        refusal: &Refusal,
+        now: u64,
+        may_hold: bool,
+    ) {
+        let name = record.name;
+        match refusal {
+            Refusal::NotNewer { have, got } => {
+                // Behind? Hand the sender our newer one.
+                if let Some(peer) = from
+                    && got < have
+                    && self.cfg.accept_push
+                {
+                    self.push_to(peer, name.slot());
+                }
+            }
+            Refusal::ChainGap { next, .. } if may_hold => {
+                self.hold_back(from, bytes, now);
+                if let Some(peer) = from {
+                    self.ask(peer, name.with_version(*next), now);
+                }
+            }
+            Refusal::NotEnoughSignatures { extra, .. }
+                if may_hold && extra.contains("unknown keys") =>
+            {
+                // Possibly signed by a key set we have not received yet: ask for it and
+                // judge again when it arrives, or when the peer says it has none.
+                self.hold_back(from, bytes, now);
+                if let (Some(peer), Some(role)) = (from, name.class().governing_role()) {
+                    let v = self.acceptor.highest((role.number(), 1)) + 1;
+                    self.ask(peer, SystemName::key_set(name.tag(), role, v), now);
+                }
+            }
+            // What honest peers also send; nothing to hold against them.
+            Refusal::WrongNetwork { .. } | Refusal::ChainGap { .. } => {}
+            _ => self.actions.push_back(Action::Evidence {
+                peer: from,
+                object: Some(name),
+                refusal: refusal.clone(),
+            }),
+        }
+    }
+
+    fn hold_back(&mut self, from: Option<PeerKey>, bytes: Arc<[u8]>, now: u64) {
+        if self.pending.len() >= self.cfg.max_pending
+            && let Some((peer, old, _)) = self.pending.pop_front()
+        {
+            // Room is bounded: the oldest is judged now rather than dropped unjudged.
+            let _ = self.receive(peer, old, now, false);
+        }
+        self.pending.push_back((from, bytes, now));
+    }
+}
+
+#[cfg(test)]
+#[path = "gossip_tests.rs"]
+mod tests;

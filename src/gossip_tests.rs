@@ -1,0 +1,251 @@
+//! Propagation among in-memory nodes wired together by a synchronous router.
+
+use super::*;
+use crate::bundle::{Bundle, Site};
+use crate::keys::PrivateKey;
+use crate::keyset::KeySet;
+use crate::name::NetworkTag;
+use crate::record::Payload;
+use crate::testkeys::key;
+
+const T0: u64 = 1_800_000_000_000; // ms
+const TAG: NetworkTag = NetworkTag::DEFAULT;
+
+fn keyset_record(role: Role, version: u32, members: &[usize], signers: &[usize]) -> Record {
+    let set = KeySet::new(
+        members.iter().map(|&i| key(i).public().clone()).collect(),
+        2,
+        1,
+    )
+    .unwrap();
+    let mut r = Record::new(
+        SystemName::key_set(TAG, role, version),
+        T0 / 1000,
+        Payload::Body(set.to_body()),
+    )
+    .unwrap();
+    for &i in signers {
+        r.sign(key(i));
+    }
+    r
+}
+
+fn bundle() -> Bundle {
+    let records = Role::ALL
+        .iter()
+        .map(|&r| keyset_record(r, 1, &[0, 1, 2], &[0, 1]))
+        .collect();
+    Bundle::new(
+        TAG,
+        vec![Site {
+            id: 1,
+            name: "leaks".into(),
+        }],
+        records,
+        vec![],
+    )
+    .unwrap()
+}
+
+fn release(version: u32, signer: &PrivateKey) -> Arc<[u8]> {
+    let mut r = Record::new(
+        SystemName::new(TAG, 0x1000, 1, version),
+        T0 / 1000,
+        Payload::Torrent {
+            ih: [version as u8; 20],
+            size: 10,
+        },
+    )
+    .unwrap();
+    r.sign(signer);
+    r.encode().unwrap().into()
+}
+
+/// Nodes in a full mesh or a line; messages delivered in order, synchronously.
+struct Net {
+    nodes: Vec<Gossip<TrustStore>>,
+    links: Vec<(usize, usize)>,
+    evidence: Vec<(usize, Refusal)>,
+    accepted: Vec<(usize, SystemName)>,
+    pushes: usize,
+}
+
+impl Net {
+    fn new(n: usize, links: Vec<(usize, usize)>, cfg: impl Fn(usize) -> GossipConfig) -> Self {
+        let b = bundle();
+        let nodes = (0..n)
+            .map(|i| Gossip::new(TrustStore::from_bundle(&b), cfg(i), vec![], i as u64, T0))
+            .collect();
+        let mut net = Net {
+            nodes,
+            links,
+            evidence: vec![],
+            accepted: vec![],
+            pushes: 0,
+        };
+        for (a, b) in net.links.clone() {
+            net.nodes[a].peer_up(b as PeerKey);
+            net.nodes[b].peer_up(a as PeerKey);
+        }
+        net.run(T0);
+        net
+    }
+
+    fn mesh(n: usize) -> Self {
+        let links = (0..n)
+            .flat_map(|a| (a + 1..n).map(move |b| (a, b)))
+            .collect();
+        Net::new(n, links, |_| GossipConfig::new(TAG, &[1]))
+    }
+
+    fn run(&mut self, now: u64) {
+        for _ in 0..10_000 {
+            let mut moved = false;
+            for i in 0..self.nodes.len() {
+                while let Some(a) = self.nodes[i].poll_action() {
+                    moved = true;
+                    match a {
+                        Action::Send { peer, msg } => {
+                            if matches!(msg, Message::Push { .. }) {
+                                self.pushes += 1;
+                            }
+                            self.nodes[peer as usize].handle_message(i as PeerKey, msg, now);
+                        }
+                        Action::Accepted { record, .. } => self.accepted.push((i, record.name)),
+                        Action::Evidence { refusal, .. } => self.evidence.push((i, refusal)),
+                        Action::Lookup { .. } | Action::Announce { .. } => {}
+                    }
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+        panic!("the network did not settle");
+    }
+
+    fn version(&self, i: usize) -> u32 {
+        self.nodes[i]
+            .held((0x1000, 1))
+            .map_or(0, |(r, _)| r.name.version())
+    }
+}
+
+#[test]
+fn a_release_reaches_every_node_by_push() {
+    let mut net = Net::mesh(12);
+    net.nodes[0].submit(release(1, key(0)), T0).unwrap();
+    net.run(T0);
+    assert!((0..12).all(|i| net.version(i) == 1));
+    assert_eq!(net.accepted.len(), 12);
+    assert!(net.evidence.is_empty());
+    // Each node pushes to at most 8 peers.
+    assert!(net.pushes <= 12 * 8, "{} pushes", net.pushes);
+}
+
+#[test]
+fn forgeries_and_replays_stop_at_the_first_node() {
+    let mut net = Net::mesh(6);
+    net.nodes[0].submit(release(2, key(0)), T0).unwrap();
+    net.run(T0);
+    // A forged v3 pushed by node 5 to node 1: refused, recorded, never forwarded.
+    let forged = release(3, key(9));
+    net.nodes[1].handle_message(
+        5,
+        Message::Push {
+            record: forged.to_vec(),
+        },
+        T0,
+    );
+    net.run(T0);
+    // Held back first (it may be signed by a key set node 1 has not seen); node 5 has
+    // no newer key set, so it is judged at once.
+    assert!((0..6).all(|i| net.version(i) == 2));
+    assert_eq!(net.evidence.len(), 1, "{:?}", net.evidence);
+    assert_eq!(net.evidence[0].0, 1);
+    assert!(matches!(
+        net.evidence[0].1,
+        Refusal::NotEnoughSignatures { .. }
+    ));
+    // A replayed v1 is refused without evidence, and the sender is told about v2.
+    net.nodes[3].handle_message(
+        4,
+        Message::Push {
+            record: release(1, key(0)).to_vec(),
+        },
+        T0,
+    );
+    net.run(T0);
+    assert_eq!(net.evidence.len(), 1);
+    // Garbage is evidence too.
+    net.nodes[2].handle_message(
+        4,
+        Message::Push {
+            record: b"d4:spam3:egge".to_vec(),
+        },
+        T0,
+    );
+    net.run(T0);
+    assert!(matches!(
+        net.evidence.last().unwrap().1,
+        Refusal::Malformed(_)
+    ));
+}
+
+#[test]
+fn a_late_node_catches_up_by_pull_alone() {
+    // Line 0 - 1 - 2; node 2 ignores pushes.
+    let mut net = Net::new(3, vec![(0, 1), (1, 2)], |i| {
+        let mut c = GossipConfig::new(TAG, &[1]);
+        c.accept_push = i != 2;
+        c.pull_interval_ms = 1_000;
+        c
+    });
+    net.nodes[0].submit(release(1, key(0)), T0).unwrap();
+    net.run(T0);
+    assert_eq!((net.version(1), net.version(2)), (1, 0));
+    net.nodes[2].handle_timeout(T0 + 1_000);
+    net.run(T0 + 1_000);
+    assert_eq!(net.version(2), 1, "pulled version + 1 from a random peer");
+    // A node connecting later learns through the have exchange.
+    net.nodes[0].submit(release(2, key(0)), T0 + 2_000).unwrap();
+    net.run(T0 + 2_000);
+    net.nodes[2].peer_down(1);
+    net.nodes[1].peer_down(2);
+    net.nodes[2].peer_up(1);
+    net.nodes[1].peer_up(2);
+    net.run(T0 + 3_000);
+    assert_eq!(net.version(2), 2);
+}
+
+#[test]
+fn content_signed_by_new_keys_waits_for_the_rotation() {
+    let mut net = Net::new(2, vec![(0, 1)], |_| GossipConfig::new(TAG, &[1]));
+    // Node 0 learns the rotation v2 (keys 6,7,8) and a release signed by key 7.
+    let rotation: Arc<[u8]> = keyset_record(Role::SITE, 2, &[6, 7, 8], &[0, 1])
+        .encode()
+        .unwrap()
+        .into();
+    let mut t = net.nodes[0].acceptor().clone();
+    t.accept(&Record::decode(&rotation).unwrap(), T0 / 1000)
+        .unwrap();
+    let mut node0 = Gossip::new(t, GossipConfig::new(TAG, &[1]), vec![], 0, T0);
+    node0.peer_up(1);
+    net.nodes[0] = node0;
+    // Node 1 gets the release before the rotation: it asks for key set v2, gets it,
+    // then accepts the release.
+    net.nodes[1].handle_message(
+        0,
+        Message::Push {
+            record: release(1, key(7)).to_vec(),
+        },
+        T0,
+    );
+    net.run(T0);
+    assert_eq!(net.version(1), 1);
+    assert!(net.evidence.is_empty(), "{:?}", net.evidence);
+    assert_eq!(
+        net.nodes[1].acceptor().current_set(Role::SITE).unwrap().0,
+        2
+    );
+}

@@ -1,0 +1,730 @@
+//! HTTP serving of the verified site (SPEC §9).
+//!
+//! A [`SiteRelease`] is an immutable index of one verified release folder: every file's
+//! length, type and content hash (its ETag), built once when the release is switched in.
+//! Requests are answered from the index, never by joining the URL onto a folder, so a
+//! path outside the release cannot even be named. The served release sits behind an
+//! [`ArcSwap`]: switching is one pointer store, and a request in flight keeps the release
+//! it started with, so a browser never sees half an update.
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwapOption;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+
+/// Files up to this size are kept in memory (with their compressed forms) once asked for.
+const CACHE_MAX_FILE: u64 = 2 * 1024 * 1024;
+/// Smaller bodies are not worth compressing.
+const COMPRESS_MIN: u64 = 256;
+/// The path of the signed record of the served release.
+pub const RELEASE_PATH: &str = ".well-known/swarmsite/release";
+
+#[derive(Debug)]
+struct FileEntry {
+    path: PathBuf,
+    len: u64,
+    /// Strong ETag of the identity encoding, quotes included.
+    etag: String,
+    mime: String,
+    compressible: bool,
+    cache: OnceLock<Cached>,
+}
+
+#[derive(Debug)]
+struct Cached {
+    identity: Bytes,
+    gzip: Option<Bytes>,
+    br: Option<Bytes>,
+}
+
+/// One verified release, ready to serve.
+#[derive(Debug)]
+pub struct SiteRelease {
+    version: u32,
+    modified: SystemTime,
+    record: Bytes,
+    record_etag: String,
+    files: HashMap<String, FileEntry>,
+    dirs: BTreeSet<String>,
+}
+
+impl SiteRelease {
+    /// Indexes the folder `root` (hashing every file) for release `version` published at
+    /// unix time `time`, whose signed record is `record`.
+    pub fn index(root: &Path, version: u32, time: u64, record: &[u8]) -> std::io::Result<Self> {
+        let mut files = HashMap::new();
+        let mut dirs = BTreeSet::new();
+        dirs.insert(String::new());
+        index_dir(root, root, &mut files, &mut dirs)?;
+        Ok(SiteRelease {
+            version,
+            modified: UNIX_EPOCH + Duration::from_secs(time),
+            record_etag: format!("\"{}\"", &hex::encode(Sha256::digest(record))[..32]),
+            record: Bytes::copy_from_slice(record),
+            files,
+            dirs,
+        })
+    }
+
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    pub fn file_count(&self) -> usize {
+        self.files.len()
+    }
+}
+
+fn index_dir(
+    root: &Path,
+    dir: &Path,
+    files: &mut HashMap<String, FileEntry>,
+    dirs: &mut BTreeSet<String>,
+) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        let meta = std::fs::symlink_metadata(&path)?;
+        let Some(rel) = path
+            .strip_prefix(root)
+            .ok()
+            .and_then(|r| r.to_str())
+            .map(|r| r.replace('\\', "/"))
+        else {
+            continue;
+        };
+        if meta.is_dir() {
+            dirs.insert(rel);
+            index_dir(root, &path, files, dirs)?;
+        } else if meta.is_file() {
+            let mut hasher = Sha256::new();
+            let mut f = std::fs::File::open(&path)?;
+            let mut buf = vec![0u8; 256 * 1024];
+            loop {
+                let n = f.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+            }
+            let mime = mime_guess::from_path(&path).first_or_octet_stream();
+            let compressible = is_compressible(&mime);
+            let mut mime = mime.essence_str().to_string();
+            if mime.starts_with("text/")
+                || mime == "application/javascript"
+                || mime == "image/svg+xml"
+            {
+                mime.push_str("; charset=utf-8");
+            }
+            files.insert(
+                rel,
+                FileEntry {
+                    path,
+                    len: meta.len(),
+                    etag: format!("\"{}\"", &hex::encode(hasher.finalize())[..32]),
+                    mime,
+                    compressible,
+                    cache: OnceLock::new(),
+                },
+            );
+        }
+    }
+    Ok(())
+}
+
+fn is_compressible(mime: &mime_guess::Mime) -> bool {
+    mime.type_() == "text"
+        || matches!(
+            mime.subtype().as_str(),
+            "javascript" | "json" | "xml" | "svg" | "wasm"
+        )
+        || mime.suffix().is_some_and(|s| s == "xml" || s == "json")
+}
+
+/// What the HTTP server serves: the current release, or nothing yet.
+#[derive(Default)]
+pub struct Served {
+    release: ArcSwapOption<SiteRelease>,
+    bytes_served: AtomicU64,
+    requests: AtomicU64,
+}
+
+impl Served {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Served::default())
+    }
+
+    /// Switches to `release` atomically.
+    pub fn switch(&self, release: SiteRelease) {
+        self.release.store(Some(Arc::new(release)));
+    }
+
+    pub fn current(&self) -> Option<Arc<SiteRelease>> {
+        self.release.load_full()
+    }
+
+    pub fn bytes_served(&self) -> u64 {
+        self.bytes_served.load(Ordering::Relaxed)
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+}
+
+/// The router for one served site.
+pub fn router(served: Arc<Served>) -> axum::Router {
+    axum::Router::new().fallback(handle).with_state(served)
+}
+
+async fn handle(
+    State(served): State<Arc<Served>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    served.requests.fetch_add(1, Ordering::Relaxed);
+    let response = respond(&served, &method, &uri, &headers).await;
+    if let Some(len) = response
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        && method != Method::HEAD
+    {
+        served.bytes_served.fetch_add(len, Ordering::Relaxed);
+    }
+    response
+}
+
+async fn respond(served: &Served, method: &Method, uri: &Uri, headers: &HeaderMap) -> Response {
+    if method != Method::GET && method != Method::HEAD {
+        let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
+    let Some(release) = served.current() else {
+        let mut r = plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this node has no verified release yet; try again soon\n",
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+        return r;
+    };
+    let Some(path) = clean_path(uri.path()) else {
+        return plain(StatusCode::BAD_REQUEST, "bad path\n");
+    };
+    let head = method == Method::HEAD;
+    if path == RELEASE_PATH {
+        return release_record(&release, headers, head);
+    }
+    let key = if path.is_empty() || path.ends_with('/') {
+        format!("{path}index.html")
+    } else {
+        path.clone()
+    };
+    if let Some(entry) = release.files.get(&key) {
+        return serve_file(&release, entry, headers, head).await;
+    }
+    if release.dirs.contains(path.trim_end_matches('/')) {
+        if !path.is_empty() && !path.ends_with('/') {
+            let mut r = plain(StatusCode::MOVED_PERMANENTLY, "");
+            let location = format!("/{path}/");
+            if let Ok(v) = HeaderValue::from_str(&location) {
+                r.headers_mut().insert(header::LOCATION, v);
+            }
+            return r;
+        }
+        return listing(&release, path.trim_end_matches('/'), head);
+    }
+    not_found(&release, headers, head).await
+}
+
+/// Percent-decodes a URL path and refuses anything that could step outside the release
+/// (`..`, `.`, NUL, backslashes, empty segments). Returns it without the leading `/`.
+pub fn clean_path(raw: &str) -> Option<String> {
+    let decoded = percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .ok()?;
+    let trimmed = decoded.strip_prefix('/')?;
+    if trimmed.contains('\0') || trimmed.contains('\\') {
+        return None;
+    }
+    let body = trimmed.strip_suffix('/').unwrap_or(trimmed);
+    if !body.is_empty()
+        && body
+            .split('/')
+            .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+    {
+        return None;
+    }
+    Some(trimmed.to_string())
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response {
+    let mut r = (status, text).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn release_record(release: &SiteRelease, headers: &HeaderMap, head: bool) -> Response {
+    let mut h = HeaderMap::new();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-swarmsite-record"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(
+        header::ETAG,
+        HeaderValue::from_str(&release.record_etag).expect("hex"),
+    );
+    if etag_matches(headers, &release.record_etag) {
+        return (StatusCode::NOT_MODIFIED, h).into_response();
+    }
+    h.insert(
+        header::CONTENT_LENGTH,
+        HeaderValue::from(release.record.len()),
+    );
+    let body = if head {
+        Body::empty()
+    } else {
+        Body::from(release.record.clone())
+    };
+    (StatusCode::OK, h, body).into_response()
+}
+
+fn etag_matches(headers: &HeaderMap, etag: &str) -> bool {
+    let Some(v) = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    v.split(',')
+        .map(|t| t.trim().trim_start_matches("W/"))
+        .any(|t| t == "*" || t == etag)
+}
+
+fn not_modified_since(headers: &HeaderMap, modified: SystemTime) -> bool {
+    if headers.contains_key(header::IF_NONE_MATCH) {
+        return false; // RFC 9110: If-None-Match wins
+    }
+    headers
+        .get(header::IF_MODIFIED_SINCE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| httpdate::parse_http_date(s).ok())
+        .is_some_and(|since| modified <= since)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Identity,
+    Gzip,
+    Brotli,
+}
+
+/// Picks br, then gzip, by the client's Accept-Encoding (q=0 refuses).
+fn negotiate(headers: &HeaderMap) -> Encoding {
+    let Some(accept) = headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Encoding::Identity;
+    };
+    let mut br = false;
+    let mut gzip = false;
+    for part in accept.split(',') {
+        let mut it = part.split(';');
+        let coding = it.next().unwrap_or("").trim().to_ascii_lowercase();
+        let q = it
+            .find_map(|p| p.trim().strip_prefix("q="))
+            .and_then(|q| q.trim().parse::<f32>().ok())
+            .unwrap_or(1.0);
+        if q <= 0.0 {
+            continue;
+        }
+        match coding.as_str() {
+            "br" => br = true,
+            "gzip" | "x-gzip" => gzip = true,
+            _ => {}
+        }
+    }
+    if br {
+        Encoding::Brotli
+    } else if gzip {
+        Encoding::Gzip
+    } else {
+        Encoding::Identity
+    }
+}
+
+fn load_cached(entry: &FileEntry) -> std::io::Result<&Cached> {
+    if let Some(c) = entry.cache.get() {
+        return Ok(c);
+    }
+    let identity = Bytes::from(std::fs::read(&entry.path)?);
+    let (gzip, br) = if entry.compressible && entry.len >= COMPRESS_MIN {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&identity)?;
+        let gz = gz.finish()?;
+        let mut brv = Vec::new();
+        {
+            let mut w = brotli::CompressorWriter::new(&mut brv, 64 * 1024, 9, 22);
+            w.write_all(&identity)?;
+        }
+        // Keep a compressed form only when it actually saves bytes.
+        let keep = |v: Vec<u8>| (v.len() < identity.len()).then(|| Bytes::from(v));
+        (keep(gz), keep(brv))
+    } else {
+        (None, None)
+    };
+    Ok(entry.cache.get_or_init(|| Cached { identity, gzip, br }))
+}
+
+async fn serve_file(
+    release: &SiteRelease,
+    entry: &FileEntry,
+    headers: &HeaderMap,
+    head: bool,
+) -> Response {
+    let mut h = HeaderMap::new();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(&entry.mime)
+            .unwrap_or(HeaderValue::from_static("application/octet-stream")),
+    );
+    h.insert(
+        header::LAST_MODIFIED,
+        HeaderValue::from_str(&httpdate::fmt_http_date(release.modified)).expect("date"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if entry.compressible {
+        h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    }
+
+    // Ranges are served from the identity encoding only.
+    let range = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .filter(|_| if_range_holds(headers, entry, release));
+    let encoding = if range.is_some()
+        || !entry.compressible
+        || entry.len < COMPRESS_MIN
+        || entry.len > CACHE_MAX_FILE
+    {
+        Encoding::Identity
+    } else {
+        negotiate(headers)
+    };
+    let cached = if entry.len <= CACHE_MAX_FILE {
+        let entry_ref: &FileEntry = entry;
+        // Reading and compressing touch the disk and the CPU: off the async workers.
+        match tokio::task::block_in_place(|| load_cached(entry_ref)) {
+            Ok(c) => Some(c),
+            Err(_) => return plain(StatusCode::INTERNAL_SERVER_ERROR, "file unreadable\n"),
+        }
+    } else {
+        None
+    };
+    let (body_bytes, encoding) = match (cached, encoding) {
+        (Some(c), Encoding::Brotli) if c.br.is_some() => (c.br.clone(), Encoding::Brotli),
+        (Some(c), Encoding::Gzip | Encoding::Brotli) if c.gzip.is_some() => {
+            (c.gzip.clone(), Encoding::Gzip)
+        }
+        (Some(c), _) => (Some(c.identity.clone()), Encoding::Identity),
+        (None, _) => (None, Encoding::Identity),
+    };
+    let etag = match encoding {
+        Encoding::Identity => entry.etag.clone(),
+        Encoding::Gzip => entry.etag.replace("\"", "") + "-gz",
+        Encoding::Brotli => entry.etag.replace("\"", "") + "-br",
+    };
+    let etag = if encoding == Encoding::Identity {
+        etag
+    } else {
+        format!("\"{etag}\"")
+    };
+    h.insert(header::ETAG, HeaderValue::from_str(&etag).expect("hex"));
+    // Any encoding's tag of the same content counts for If-None-Match.
+    let base = entry.etag.trim_matches('"');
+    let tags = [
+        entry.etag.clone(),
+        format!("\"{base}-gz\""),
+        format!("\"{base}-br\""),
+    ];
+    if tags.iter().any(|t| etag_matches(headers, t))
+        || not_modified_since(headers, release.modified)
+    {
+        return (StatusCode::NOT_MODIFIED, h).into_response();
+    }
+    match encoding {
+        Encoding::Gzip => {
+            h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        }
+        Encoding::Brotli => {
+            h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("br"));
+        }
+        Encoding::Identity => {}
+    }
+
+    if let Some(range) = range {
+        return ranged(entry, cached.map(|c| &c.identity), range, h, head).await;
+    }
+    let len = body_bytes.as_ref().map_or(entry.len, |b| b.len() as u64);
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    if head {
+        return (StatusCode::OK, h).into_response();
+    }
+    let body = match body_bytes {
+        Some(b) => Body::from(b),
+        None => match file_body(&entry.path, 0, entry.len).await {
+            Ok(b) => b,
+            Err(_) => return plain(StatusCode::INTERNAL_SERVER_ERROR, "file unreadable\n"),
+        },
+    };
+    (StatusCode::OK, h, body).into_response()
+}
+
+fn if_range_holds(headers: &HeaderMap, entry: &FileEntry, release: &SiteRelease) -> bool {
+    let Some(v) = headers.get(header::IF_RANGE).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    if v.starts_with('"') {
+        return v == entry.etag;
+    }
+    httpdate::parse_http_date(v).is_ok_and(|d| release.modified <= d)
+}
+
+async fn file_body(path: &Path, start: u64, len: u64) -> std::io::Result<Body> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let mut f = tokio::fs::File::open(path).await?;
+    f.seek(std::io::SeekFrom::Start(start)).await?;
+    Ok(Body::from_stream(
+        tokio_util::io::ReaderStream::with_capacity(f.take(len), 64 * 1024),
+    ))
+}
+
+async fn slice(
+    entry: &FileEntry,
+    cached: Option<&Bytes>,
+    r: &std::ops::RangeInclusive<u64>,
+) -> std::io::Result<Body> {
+    let (start, len) = (*r.start(), r.end() - r.start() + 1);
+    match cached {
+        Some(b) => Ok(Body::from(b.slice(start as usize..(start + len) as usize))),
+        None => file_body(&entry.path, start, len).await,
+    }
+}
+
+async fn ranged(
+    entry: &FileEntry,
+    cached: Option<&Bytes>,
+    range: &str,
+    mut h: HeaderMap,
+    head: bool,
+) -> Response {
+    let ranges = http_range_header::parse_range_header(range).and_then(|r| r.validate(entry.len));
+    let ranges = match ranges {
+        Ok(r) if !r.is_empty() => r,
+        _ => {
+            let mut r = plain(StatusCode::RANGE_NOT_SATISFIABLE, "");
+            r.headers_mut().insert(
+                header::CONTENT_RANGE,
+                HeaderValue::from_str(&format!("bytes */{}", entry.len)).expect("ascii"),
+            );
+            return r;
+        }
+    };
+    if let [r] = ranges.as_slice() {
+        let cr = format!("bytes {}-{}/{}", r.start(), r.end(), entry.len);
+        h.insert(
+            header::CONTENT_RANGE,
+            HeaderValue::from_str(&cr).expect("ascii"),
+        );
+        h.insert(
+            header::CONTENT_LENGTH,
+            HeaderValue::from(r.end() - r.start() + 1),
+        );
+        if head {
+            return (StatusCode::PARTIAL_CONTENT, h).into_response();
+        }
+        return match slice(entry, cached, r).await {
+            Ok(body) => (StatusCode::PARTIAL_CONTENT, h, body).into_response(),
+            Err(_) => plain(StatusCode::INTERNAL_SERVER_ERROR, "file unreadable\n"),
+        };
+    }
+    // multipart/byteranges (RFC 9110 §14.6); parts are small, so built in memory.
+    let boundary = format!("swarmsite-{:016x}", rand::random::<u64>());
+    let mime = h
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/octet-stream")
+        .to_string();
+    let mut out = Vec::new();
+    for r in &ranges {
+        write!(
+            out,
+            "\r\n--{boundary}\r\nContent-Type: {mime}\r\nContent-Range: bytes {}-{}/{}\r\n\r\n",
+            r.start(),
+            r.end(),
+            entry.len
+        )
+        .expect("vec");
+        let part = match cached {
+            Some(b) => b.slice(*r.start() as usize..=*r.end() as usize).to_vec(),
+            None => match read_range(&entry.path, *r.start(), r.end() - r.start() + 1) {
+                Ok(v) => v,
+                Err(_) => return plain(StatusCode::INTERNAL_SERVER_ERROR, "file unreadable\n"),
+            },
+        };
+        out.extend_from_slice(&part);
+    }
+    write!(out, "\r\n--{boundary}--\r\n").expect("vec");
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(&format!("multipart/byteranges; boundary={boundary}"))
+            .expect("ascii"),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
+    let body = if head { Body::empty() } else { Body::from(out) };
+    (StatusCode::PARTIAL_CONTENT, h, body).into_response()
+}
+
+fn read_range(path: &Path, start: u64, len: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Seek, SeekFrom};
+    // Bounded by the number of ranges the parser accepts and the file's size.
+    let mut f = std::fs::File::open(path)?;
+    f.seek(SeekFrom::Start(start))?;
+    let mut v = Vec::with_capacity(len.min(16 << 20) as usize);
+    f.take(len).read_to_end(&mut v)?;
+    Ok(v)
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn listing(release: &SiteRelease, dir: &str, head: bool) -> Response {
+    let prefix = if dir.is_empty() {
+        String::new()
+    } else {
+        format!("{dir}/")
+    };
+    let mut names: BTreeSet<String> = BTreeSet::new();
+    for key in release.files.keys().chain(release.dirs.iter()) {
+        if let Some(rest) = key.strip_prefix(&prefix)
+            && !rest.is_empty()
+        {
+            let first = rest.split('/').next().unwrap_or(rest);
+            let is_dir = release.dirs.contains(&format!("{prefix}{first}"));
+            names.insert(if is_dir {
+                format!("{first}/")
+            } else {
+                first.to_string()
+            });
+        }
+    }
+    let items: String = names
+        .iter()
+        .map(|n| {
+            format!(
+                "<li><a href=\"{}\">{}</a></li>\n",
+                html_escape(&percent_encoding::utf8_percent_encode(n, PATH_SET).to_string()),
+                html_escape(n)
+            )
+        })
+        .collect();
+    let page = format!(
+        "<!doctype html><meta charset=\"utf-8\"><title>/{d}</title><h1>/{d}</h1><ul>\n{items}</ul>\n",
+        d = html_escape(&prefix)
+    );
+    let mut h = HeaderMap::new();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(page.len()));
+    let body = if head {
+        Body::empty()
+    } else {
+        Body::from(page)
+    };
+    (StatusCode::OK, h, body).into_response()
+}
+
+const PATH_SET: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?');
+
+async fn not_found(release: &SiteRelease, headers: &HeaderMap, head: bool) -> Response {
+    if let Some(entry) = release.files.get("404.html") {
+        let mut r = serve_file(release, entry, headers, head).await;
+        if r.status() == StatusCode::OK {
+            *r.status_mut() = StatusCode::NOT_FOUND;
+        }
+        return r;
+    }
+    let page = "<!doctype html><meta charset=\"utf-8\"><title>Not found</title><h1>Not found</h1><p>This release has no such page. <a href=\"/\">Front page</a></p>\n";
+    let mut h = HeaderMap::new();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(page.len()));
+    let body = if head {
+        Body::empty()
+    } else {
+        Body::from(page)
+    };
+    (StatusCode::NOT_FOUND, h, body).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_cleaned() {
+        assert_eq!(clean_path("/"), Some(String::new()));
+        assert_eq!(clean_path("/a/b.html"), Some("a/b.html".into()));
+        assert_eq!(clean_path("/docs/"), Some("docs/".into()));
+        assert_eq!(clean_path("/a%20b"), Some("a b".into()));
+        for bad in [
+            "/../etc/passwd",
+            "/a/../../x",
+            "/%2e%2e/x",
+            "/a/%2E%2E/b",
+            "/./a",
+            "/a//b",
+            "/a%00b",
+            "/a%5c..%5cb",
+            "relative",
+            "/%ff",
+        ] {
+            assert_eq!(clean_path(bad), None, "{bad}");
+        }
+    }
+}

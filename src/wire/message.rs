@@ -1,0 +1,309 @@
+//! Wire messages (SPEC §5) and their framing on a BitTorrent-shaped stream.
+//!
+//! ```text
+//! handshake: 0x13 "BitTorrent protocol" reserved(8, byte 5 = 0x10) info_hash(20) peer_id(20)
+//! message:   length(u32 BE) id(1) payload      length 0 = keep-alive
+//! extended:  id 20, ext-id(1), bencoded dictionary     (BEP 10)
+//! ```
+
+use crate::bencode::{self, DecodeError, Fields, Limits, ShapeError, Value};
+use crate::name::{NameError, SystemName};
+
+pub const PROTOCOL_STRING: &[u8; 19] = b"BitTorrent protocol";
+pub const HANDSHAKE_LEN: usize = 68;
+/// Largest accepted message body (length prefix), SPEC §5.
+pub const MAX_MESSAGE_LEN: usize = 64 * 1024;
+/// BitTorrent message id of extended messages (BEP 10).
+pub const EXTENDED: u8 = 20;
+/// Extended message id of the extended handshake.
+pub const EXT_HANDSHAKE: u8 = 0;
+
+/// The swarmsite extension names in the `m` dictionary, with the ids we receive them on.
+pub const EXTENSIONS: [(&str, u8); 4] =
+    [("ss_get", 1), ("ss_rec", 2), ("ss_have", 3), ("ss_push", 4)];
+
+/// A BitTorrent handshake.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Handshake {
+    pub reserved: [u8; 8],
+    pub info_hash: [u8; 20],
+    pub peer_id: [u8; 20],
+}
+
+impl Handshake {
+    pub fn new(info_hash: [u8; 20], peer_id: [u8; 20]) -> Self {
+        let mut reserved = [0u8; 8];
+        reserved[5] = 0x10;
+        Handshake {
+            reserved,
+            info_hash,
+            peer_id,
+        }
+    }
+
+    pub fn supports_extensions(&self) -> bool {
+        self.reserved[5] & 0x10 != 0
+    }
+
+    pub fn encode(&self) -> [u8; HANDSHAKE_LEN] {
+        let mut b = [0u8; HANDSHAKE_LEN];
+        b[0] = 19;
+        b[1..20].copy_from_slice(PROTOCOL_STRING);
+        b[20..28].copy_from_slice(&self.reserved);
+        b[28..48].copy_from_slice(&self.info_hash);
+        b[48..68].copy_from_slice(&self.peer_id);
+        b
+    }
+
+    /// Parses 68 bytes; `None` when they are not a BitTorrent handshake at all.
+    pub fn decode(b: &[u8; HANDSHAKE_LEN]) -> Option<Self> {
+        if b[0] != 19 || &b[1..20] != PROTOCOL_STRING {
+            return None;
+        }
+        Some(Handshake {
+            reserved: b[20..28].try_into().expect("8"),
+            info_hash: b[28..48].try_into().expect("20"),
+            peer_id: b[48..68].try_into().expect("20"),
+        })
+    }
+}
+
+/// What the peer told us in its extended handshake.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExtHandshake {
+    /// The peer's ids for our messages, in [`EXTENSIONS`] order; `None` = not supported.
+    pub ids: [Option<u8>; 4],
+    /// The peer's wire listening port, if it has one.
+    pub port: Option<u16>,
+    /// Client name and version.
+    pub client: Option<String>,
+}
+
+impl ExtHandshake {
+    pub fn ours(port: Option<u16>) -> Self {
+        ExtHandshake {
+            ids: EXTENSIONS.map(|(_, id)| Some(id)),
+            port,
+            client: Some(concat!("swarmsite/", env!("CARGO_PKG_VERSION")).into()),
+        }
+    }
+
+    /// True when the peer speaks every swarmsite message.
+    pub fn is_swarmsite(&self) -> bool {
+        self.ids.iter().all(Option::is_some)
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let m = EXTENSIONS
+            .iter()
+            .zip(self.ids)
+            .filter_map(|((name, _), id)| {
+                id.map(|id| (name.as_bytes().to_vec(), Value::Int(id.into())))
+            })
+            .collect();
+        let mut d = std::collections::BTreeMap::new();
+        d.insert(b"m".to_vec(), Value::Dict(m));
+        if let Some(p) = self.port {
+            d.insert(b"p".to_vec(), Value::Int(p.into()));
+        }
+        if let Some(v) = &self.client {
+            d.insert(b"v".to_vec(), Value::Bytes(v.clone().into_bytes()));
+        }
+        bencode::encode(&Value::Dict(d))
+    }
+
+    /// Reads an extended handshake leniently: other clients add keys of their own, and
+    /// only `m`, `p` and `v` matter here. `None` when it is not a dictionary at all.
+    pub fn decode(payload: &[u8]) -> Option<Self> {
+        let Ok(Value::Dict(d)) = bencode::decode(payload, Limits::MESSAGE) else {
+            return None;
+        };
+        let mut out = ExtHandshake::default();
+        if let Some(Value::Dict(m)) = d.get(b"m".as_slice()) {
+            for (i, (name, _)) in EXTENSIONS.iter().enumerate() {
+                if let Some(Value::Int(id)) = m.get(name.as_bytes()) {
+                    out.ids[i] = u8::try_from(*id).ok().filter(|id| *id != 0);
+                }
+            }
+        }
+        if let Some(Value::Int(p)) = d.get(b"p".as_slice()) {
+            out.port = u16::try_from(*p).ok().filter(|p| *p != 0);
+        }
+        if let Some(Value::Bytes(v)) = d.get(b"v".as_slice()) {
+            out.client = Some(String::from_utf8_lossy(v).chars().take(64).collect());
+        }
+        Some(out)
+    }
+}
+
+/// A swarmsite message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Message {
+    /// Ask for the record named `name`.
+    Get { name: SystemName },
+    /// Answer to `Get`: the record's bytes, or `None` when not held.
+    Rec {
+        name: SystemName,
+        record: Option<Vec<u8>>,
+    },
+    /// The newest name held per (kind, id).
+    Have { names: Vec<SystemName> },
+    /// A verified record, pushed on.
+    Push { record: Vec<u8> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MessageError {
+    #[error("{0}")]
+    Bencode(#[from] DecodeError),
+    #[error("{0}")]
+    Shape(#[from] ShapeError),
+    #[error("{0}")]
+    Name(#[from] NameError),
+    #[error("`names` is not a whole number of 20-byte names")]
+    NamesLength,
+}
+
+impl Message {
+    /// Index into [`EXTENSIONS`].
+    pub fn extension(&self) -> usize {
+        match self {
+            Message::Get { .. } => 0,
+            Message::Rec { .. } => 1,
+            Message::Have { .. } => 2,
+            Message::Push { .. } => 3,
+        }
+    }
+
+    pub fn encode_payload(&self) -> Vec<u8> {
+        let name = |n: &SystemName| Value::Bytes(n.as_bytes().to_vec());
+        bencode::encode(&match self {
+            Message::Get { name: n } => bencode::dict([("name", name(n))]),
+            Message::Rec {
+                name: n,
+                record: Some(r),
+            } => bencode::dict([("name", name(n)), ("rec", Value::Bytes(r.clone()))]),
+            Message::Rec {
+                name: n,
+                record: None,
+            } => bencode::dict([("name", name(n)), ("none", Value::Int(1))]),
+            Message::Have { names } => {
+                let mut flat = Vec::with_capacity(names.len() * 20);
+                for n in names {
+                    flat.extend_from_slice(n.as_bytes());
+                }
+                bencode::dict([("names", Value::Bytes(flat))])
+            }
+            Message::Push { record } => bencode::dict([("rec", Value::Bytes(record.clone()))]),
+        })
+    }
+
+    /// Strictly decodes the payload of extension `index` (our numbering).
+    pub fn decode_payload(index: usize, payload: &[u8]) -> Result<Self, MessageError> {
+        let mut f = Fields::new(bencode::decode(payload, Limits::MESSAGE)?)?;
+        let msg = match index {
+            0 => Message::Get {
+                name: SystemName::from_bytes(&f.bytes("name")?)?,
+            },
+            1 => {
+                let name = SystemName::from_bytes(&f.bytes("name")?)?;
+                let record = f.opt_bytes("rec")?;
+                let none = f.opt_int("none")?;
+                match (record, none) {
+                    (Some(r), None) => Message::Rec {
+                        name,
+                        record: Some(r),
+                    },
+                    (None, Some(1)) => Message::Rec { name, record: None },
+                    _ => {
+                        return Err(ShapeError::Invalid {
+                            field: "rec",
+                            why: "needs exactly one of rec, none=1".into(),
+                        }
+                        .into());
+                    }
+                }
+            }
+            2 => {
+                let flat = f.bytes("names")?;
+                if flat.len() % 20 != 0 {
+                    return Err(MessageError::NamesLength);
+                }
+                let names = flat
+                    .chunks(20)
+                    .map(SystemName::from_bytes)
+                    .collect::<Result<_, _>>()?;
+                Message::Have { names }
+            }
+            3 => Message::Push {
+                record: f.bytes("rec")?,
+            },
+            _ => return Err(ShapeError::Unknown(format!("extension {index}")).into()),
+        };
+        f.finish()?;
+        Ok(msg)
+    }
+}
+
+/// Frames an extended message: length, id 20, ext id, payload.
+pub fn frame_extended(ext_id: u8, payload: &[u8]) -> Vec<u8> {
+    let len = (payload.len() + 2) as u32;
+    let mut out = Vec::with_capacity(4 + len as usize);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.push(EXTENDED);
+    out.push(ext_id);
+    out.extend_from_slice(payload);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::name::NetworkTag;
+
+    #[test]
+    fn messages_round_trip() {
+        let n = SystemName::new(NetworkTag::DEFAULT, 0x1000, 1, 3);
+        for m in [
+            Message::Get { name: n },
+            Message::Rec {
+                name: n,
+                record: Some(vec![1, 2, 3]),
+            },
+            Message::Rec {
+                name: n,
+                record: None,
+            },
+            Message::Have {
+                names: vec![n, n.with_version(9)],
+            },
+            Message::Have { names: vec![] },
+            Message::Push {
+                record: b"d4:namee".to_vec(),
+            },
+        ] {
+            assert_eq!(
+                Message::decode_payload(m.extension(), &m.encode_payload()).unwrap(),
+                m
+            );
+        }
+        assert_eq!(
+            Message::decode_payload(2, b"d5:names3:abce"),
+            Err(MessageError::NamesLength)
+        );
+        assert!(Message::decode_payload(0, b"d4:name20:aaaaaaaaaaaaaaaaaaaa5:extrai1ee").is_err());
+    }
+
+    #[test]
+    fn handshakes() {
+        let h = Handshake::new([1; 20], [2; 20]);
+        assert_eq!(Handshake::decode(&h.encode()), Some(h.clone()));
+        assert!(h.supports_extensions());
+        let ext = ExtHandshake::ours(Some(7000));
+        assert_eq!(ExtHandshake::decode(&ext.encode()), Some(ext));
+        // Another client's handshake: unknown keys fine, no swarmsite messages.
+        let other = ExtHandshake::decode(b"d1:md6:ut_pexi1ee1:pi6881e4:reqqi250ee").unwrap();
+        assert!(!other.is_swarmsite());
+        assert_eq!(other.port, Some(6881));
+    }
+}
