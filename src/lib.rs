@@ -16,6 +16,7 @@ pub mod name;
 pub mod publisher;
 pub mod record;
 pub mod serve;
+pub mod store;
 pub mod torrent;
 pub mod trust;
 pub mod wire;

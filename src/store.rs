@@ -1,0 +1,193 @@
+//! A node's on-disk state for one network: the newest accepted record per slot, and the
+//! site releases it serves.
+//!
+//! ```text
+//! <data>/networks/<TAG>/
+//!   trust.json                   the trust store (crate::trust)
+//!   records/<kind>-<id>.rec      newest accepted record of each slot
+//!   sites/<id>/current           "<N>": the release being served (atomic pointer)
+//!   sites/<id>/v<N>/             a complete, verified release
+//!   sites/<id>/v<N>.rec          its signed record
+//!   sites/<id>/v<N>.partial/     a download in progress
+//! ```
+//!
+//! A release folder is renamed into place only after its download completed and
+//! verified, and `current` is replaced atomically after that; so whatever moment the
+//! process dies at, `current` names a complete release.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::fsutil;
+use crate::name::{NetworkTag, Slot};
+use crate::record::Record;
+
+#[derive(Clone, Debug)]
+pub struct NodeStore {
+    root: PathBuf,
+}
+
+/// A release on disk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredRelease {
+    pub version: u32,
+    pub dir: PathBuf,
+    pub record: Vec<u8>,
+}
+
+impl NodeStore {
+    /// Opens (creating) the store of network `tag` under the data folder `data`, and
+    /// removes what interrupted writes left behind.
+    pub fn open(data: &Path, tag: NetworkTag) -> io::Result<Self> {
+        let root = data.join("networks").join(tag.as_str());
+        for sub in ["records", "sites"] {
+            fsutil::create_dir(&root.join(sub), 0o755)?;
+        }
+        fsutil::sweep_staging(&root.join("records"))?;
+        let store = NodeStore { root };
+        for entry in std::fs::read_dir(store.root.join("sites"))? {
+            fsutil::sweep_staging(&entry?.path())?;
+        }
+        Ok(store)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn trust_path(&self) -> PathBuf {
+        self.root.join("trust.json")
+    }
+
+    fn record_path(&self, slot: Slot) -> PathBuf {
+        self.root.join("records").join(format!("{:04x}-{}.rec", slot.0, slot.1))
+    }
+
+    /// Keeps `bytes` as the newest record of its slot.
+    pub fn save_record(&self, record: &Record, bytes: &[u8]) -> io::Result<()> {
+        fsutil::write_atomic(&self.record_path(record.name.slot()), bytes, fsutil::PUBLIC)
+    }
+
+    /// Every stored record. Files that no longer decode are skipped (and reported).
+    pub fn records(&self) -> io::Result<(Vec<(Record, Arc<[u8]>)>, Vec<PathBuf>)> {
+        let mut out = Vec::new();
+        let mut bad = Vec::new();
+        for entry in std::fs::read_dir(self.root.join("records"))? {
+            let path = entry?.path();
+            if path.extension().is_none_or(|e| e != "rec") {
+                continue;
+            }
+            let bytes = std::fs::read(&path)?;
+            match Record::decode(&bytes) {
+                Ok(r) => out.push((r, Arc::from(bytes))),
+                Err(_) => bad.push(path),
+            }
+        }
+        out.sort_by_key(|(r, _)| r.name);
+        Ok((out, bad))
+    }
+
+    pub fn site_dir(&self, site: u32) -> PathBuf {
+        self.root.join("sites").join(site.to_string())
+    }
+
+    /// Where release `version` downloads to before it is complete.
+    pub fn partial_dir(&self, site: u32, version: u32) -> PathBuf {
+        self.site_dir(site).join(format!("v{version}.partial"))
+    }
+
+    pub fn release_dir(&self, site: u32, version: u32) -> PathBuf {
+        self.site_dir(site).join(format!("v{version}"))
+    }
+
+    /// The release being served, if any.
+    pub fn current(&self, site: u32) -> io::Result<Option<StoredRelease>> {
+        let dir = self.site_dir(site);
+        let text = match std::fs::read_to_string(dir.join("current")) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let version: u32 = text
+            .trim()
+            .parse()
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("{}: not a version", dir.join("current").display())))?;
+        let record = std::fs::read(dir.join(format!("v{version}.rec")))?;
+        Ok(Some(StoredRelease { version, dir: self.release_dir(site, version), record }))
+    }
+
+    /// Makes the completed download of `version` the served release: moves the partial
+    /// folder into place, writes its record, switches `current`, and removes older
+    /// releases. Each step is atomic, and the order keeps `current` valid throughout.
+    pub fn promote(&self, site: u32, version: u32, record: &[u8]) -> io::Result<StoredRelease> {
+        let dir = self.site_dir(site);
+        let final_dir = self.release_dir(site, version);
+        fsutil::write_atomic(&dir.join(format!("v{version}.rec")), record, fsutil::PUBLIC)?;
+        if !final_dir.exists() {
+            std::fs::rename(self.partial_dir(site, version), &final_dir)?;
+            fsutil::sync_dir(&dir)?;
+        }
+        fsutil::write_atomic(&dir.join("current"), version.to_string().as_bytes(), fsutil::PUBLIC)?;
+        self.remove_older(site, version)?;
+        Ok(StoredRelease { version, dir: final_dir, record: record.to_vec() })
+    }
+
+    /// Removes releases (complete or partial) older than `keep`.
+    fn remove_older(&self, site: u32, keep: u32) -> io::Result<()> {
+        for entry in std::fs::read_dir(self.site_dir(site))? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(rest) = name.strip_prefix('v') else { continue };
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            let Ok(v) = digits.parse::<u32>() else { continue };
+            if v < keep {
+                let path = entry.path();
+                if entry.file_type()?.is_dir() {
+                    std::fs::remove_dir_all(&path)?;
+                } else {
+                    std::fs::remove_file(&path)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::name::SystemName;
+    use crate::record::Payload;
+
+    #[test]
+    fn records_and_releases_survive_reopening() {
+        let data = tempfile::tempdir().unwrap();
+        let tag = NetworkTag::DEFAULT;
+        let store = NodeStore::open(data.path(), tag).unwrap();
+        let r = Record::new(SystemName::new(tag, 0x1000, 1, 2), 5, Payload::Body(b"x".to_vec())).unwrap();
+        let bytes = r.encode().unwrap();
+        store.save_record(&r, &bytes).unwrap();
+        std::fs::write(store.root().join("records/broken.rec"), b"junk").unwrap();
+
+        assert_eq!(store.current(1).unwrap(), None);
+        std::fs::create_dir_all(store.partial_dir(1, 1)).unwrap();
+        std::fs::write(store.partial_dir(1, 1).join("index.html"), "v1").unwrap();
+        store.promote(1, 1, b"rec1").unwrap();
+        std::fs::create_dir_all(store.partial_dir(1, 2)).unwrap();
+        std::fs::write(store.partial_dir(1, 2).join("index.html"), "v2").unwrap();
+        // Until promoted, v1 stays current.
+        assert_eq!(store.current(1).unwrap().unwrap().version, 1);
+        store.promote(1, 2, b"rec2").unwrap();
+
+        let again = NodeStore::open(data.path(), tag).unwrap();
+        let (records, bad) = again.records().unwrap();
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].0, r);
+        assert_eq!(bad.len(), 1);
+        let cur = again.current(1).unwrap().unwrap();
+        assert_eq!((cur.version, cur.record.as_slice()), (2, b"rec2".as_slice()));
+        assert_eq!(std::fs::read_to_string(cur.dir.join("index.html")).unwrap(), "v2");
+        assert!(!again.release_dir(1, 1).exists(), "old release removed after the switch");
+    }
+}
