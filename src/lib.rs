@@ -18,6 +18,7 @@ pub mod record;
 pub mod serve;
 pub mod store;
 pub mod torrent;
+pub mod torrents;
 pub mod trust;
 pub mod wire;
 

@@ -61,7 +61,9 @@ impl NodeStore {
     }
 
     fn record_path(&self, slot: Slot) -> PathBuf {
-        self.root.join("records").join(format!("{:04x}-{}.rec", slot.0, slot.1))
+        self.root
+            .join("records")
+            .join(format!("{:04x}-{}.rec", slot.0, slot.1))
     }
 
     /// Keeps `bytes` as the newest record of its slot.
@@ -109,12 +111,18 @@ impl NodeStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
-        let version: u32 = text
-            .trim()
-            .parse()
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("{}: not a version", dir.join("current").display())))?;
+        let version: u32 = text.trim().parse().map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: not a version", dir.join("current").display()),
+            )
+        })?;
         let record = std::fs::read(dir.join(format!("v{version}.rec")))?;
-        Ok(Some(StoredRelease { version, dir: self.release_dir(site, version), record }))
+        Ok(Some(StoredRelease {
+            version,
+            dir: self.release_dir(site, version),
+            record,
+        }))
     }
 
     /// Makes the completed download of `version` the served release: moves the partial
@@ -128,9 +136,17 @@ impl NodeStore {
             std::fs::rename(self.partial_dir(site, version), &final_dir)?;
             fsutil::sync_dir(&dir)?;
         }
-        fsutil::write_atomic(&dir.join("current"), version.to_string().as_bytes(), fsutil::PUBLIC)?;
+        fsutil::write_atomic(
+            &dir.join("current"),
+            version.to_string().as_bytes(),
+            fsutil::PUBLIC,
+        )?;
         self.remove_older(site, version)?;
-        Ok(StoredRelease { version, dir: final_dir, record: record.to_vec() })
+        Ok(StoredRelease {
+            version,
+            dir: final_dir,
+            record: record.to_vec(),
+        })
     }
 
     /// Removes releases (complete or partial) older than `keep`.
@@ -138,9 +154,13 @@ impl NodeStore {
         for entry in std::fs::read_dir(self.site_dir(site))? {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            let Some(rest) = name.strip_prefix('v') else { continue };
+            let Some(rest) = name.strip_prefix('v') else {
+                continue;
+            };
             let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-            let Ok(v) = digits.parse::<u32>() else { continue };
+            let Ok(v) = digits.parse::<u32>() else {
+                continue;
+            };
             if v < keep {
                 let path = entry.path();
                 if entry.file_type()?.is_dir() {
@@ -165,7 +185,12 @@ mod tests {
         let data = tempfile::tempdir().unwrap();
         let tag = NetworkTag::DEFAULT;
         let store = NodeStore::open(data.path(), tag).unwrap();
-        let r = Record::new(SystemName::new(tag, 0x1000, 1, 2), 5, Payload::Body(b"x".to_vec())).unwrap();
+        let r = Record::new(
+            SystemName::new(tag, 0x1000, 1, 2),
+            5,
+            Payload::Body(b"x".to_vec()),
+        )
+        .unwrap();
         let bytes = r.encode().unwrap();
         store.save_record(&r, &bytes).unwrap();
         std::fs::write(store.root().join("records/broken.rec"), b"junk").unwrap();
@@ -186,8 +211,17 @@ mod tests {
         assert_eq!(records[0].0, r);
         assert_eq!(bad.len(), 1);
         let cur = again.current(1).unwrap().unwrap();
-        assert_eq!((cur.version, cur.record.as_slice()), (2, b"rec2".as_slice()));
-        assert_eq!(std::fs::read_to_string(cur.dir.join("index.html")).unwrap(), "v2");
-        assert!(!again.release_dir(1, 1).exists(), "old release removed after the switch");
+        assert_eq!(
+            (cur.version, cur.record.as_slice()),
+            (2, b"rec2".as_slice())
+        );
+        assert_eq!(
+            std::fs::read_to_string(cur.dir.join("index.html")).unwrap(),
+            "v2"
+        );
+        assert!(
+            !again.release_dir(1, 1).exists(),
+            "old release removed after the switch"
+        );
     }
 }
