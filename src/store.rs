@@ -28,6 +28,13 @@ pub struct NodeStore {
     root: PathBuf,
 }
 
+/// Records read back from disk.
+pub struct LoadedRecords {
+    pub records: Vec<(Record, Arc<[u8]>)>,
+    /// Files that no longer decode.
+    pub unreadable: Vec<PathBuf>,
+}
+
 /// A release on disk.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredRelease {
@@ -72,7 +79,7 @@ impl NodeStore {
     }
 
     /// Every stored record. Files that no longer decode are skipped (and reported).
-    pub fn records(&self) -> io::Result<(Vec<(Record, Arc<[u8]>)>, Vec<PathBuf>)> {
+    pub fn records(&self) -> io::Result<LoadedRecords> {
         let mut out = Vec::new();
         let mut bad = Vec::new();
         for entry in std::fs::read_dir(self.root.join("records"))? {
@@ -87,7 +94,7 @@ impl NodeStore {
             }
         }
         out.sort_by_key(|(r, _)| r.name);
-        Ok((out, bad))
+        Ok(LoadedRecords { records: out, unreadable: bad })
     }
 
     pub fn site_dir(&self, site: u32) -> PathBuf {
@@ -206,10 +213,10 @@ mod tests {
         store.promote(1, 2, b"rec2").unwrap();
 
         let again = NodeStore::open(data.path(), tag).unwrap();
-        let (records, bad) = again.records().unwrap();
-        assert_eq!(records.len(), 1);
-        assert_eq!(records[0].0, r);
-        assert_eq!(bad.len(), 1);
+        let loaded = again.records().unwrap();
+        assert_eq!(loaded.records.len(), 1);
+        assert_eq!(loaded.records[0].0, r);
+        assert_eq!(loaded.unreadable.len(), 1);
         let cur = again.current(1).unwrap().unwrap();
         assert_eq!(
             (cur.version, cur.record.as_slice()),
