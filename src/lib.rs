@@ -13,6 +13,7 @@ pub mod gossip;
 pub mod keys;
 pub mod keyset;
 pub mod name;
+pub mod node;
 pub mod publisher;
 pub mod record;
 pub mod serve;

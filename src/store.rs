@@ -6,14 +6,15 @@
 //!   trust.json                   the trust store (crate::trust)
 //!   records/<kind>-<id>.rec      newest accepted record of each slot
 //!   sites/<id>/current           "<N>": the release being served (atomic pointer)
-//!   sites/<id>/v<N>/             a complete, verified release
-//!   sites/<id>/v<N>.rec          its signed record
-//!   sites/<id>/v<N>.partial/     a download in progress
+//!   sites/<id>/v<N>/             a release: complete once v<N>.rec exists
+//!   sites/<id>/v<N>.rec          its signed record, written when it completed
 //! ```
 //!
-//! A release folder is renamed into place only after its download completed and
-//! verified, and `current` is replaced atomically after that; so whatever moment the
-//! process dies at, `current` names a complete release.
+//! A release downloads into its own folder beside the served one (librqbit seeds it from
+//! there afterwards, so it never moves). Its record is written only after the download
+//! completed and verified, and `current` is replaced atomically after that; so whatever
+//! moment the process dies at, `current` names a complete release, and a folder newer
+//! than `current` is a download to resume.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -94,16 +95,14 @@ impl NodeStore {
             }
         }
         out.sort_by_key(|(r, _)| r.name);
-        Ok(LoadedRecords { records: out, unreadable: bad })
+        Ok(LoadedRecords {
+            records: out,
+            unreadable: bad,
+        })
     }
 
     pub fn site_dir(&self, site: u32) -> PathBuf {
         self.root.join("sites").join(site.to_string())
-    }
-
-    /// Where release `version` downloads to before it is complete.
-    pub fn partial_dir(&self, site: u32, version: u32) -> PathBuf {
-        self.site_dir(site).join(format!("v{version}.partial"))
     }
 
     pub fn release_dir(&self, site: u32, version: u32) -> PathBuf {
@@ -132,17 +131,19 @@ impl NodeStore {
         }))
     }
 
-    /// Makes the completed download of `version` the served release: moves the partial
-    /// folder into place, writes its record, switches `current`, and removes older
-    /// releases. Each step is atomic, and the order keeps `current` valid throughout.
+    /// Makes the completed download of `version` the served release: writes its record,
+    /// switches `current`, and removes older releases. Each step is atomic, and the
+    /// order keeps `current` valid throughout.
     pub fn promote(&self, site: u32, version: u32, record: &[u8]) -> io::Result<StoredRelease> {
         let dir = self.site_dir(site);
         let final_dir = self.release_dir(site, version);
-        fsutil::write_atomic(&dir.join(format!("v{version}.rec")), record, fsutil::PUBLIC)?;
-        if !final_dir.exists() {
-            std::fs::rename(self.partial_dir(site, version), &final_dir)?;
-            fsutil::sync_dir(&dir)?;
+        if !final_dir.is_dir() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{} is missing", final_dir.display()),
+            ));
         }
+        fsutil::write_atomic(&dir.join(format!("v{version}.rec")), record, fsutil::PUBLIC)?;
         fsutil::write_atomic(
             &dir.join("current"),
             version.to_string().as_bytes(),
@@ -156,7 +157,7 @@ impl NodeStore {
         })
     }
 
-    /// Removes releases (complete or partial) older than `keep`.
+    /// Removes releases (complete or not) older than `keep`.
     fn remove_older(&self, site: u32, keep: u32) -> io::Result<()> {
         for entry in std::fs::read_dir(self.site_dir(site))? {
             let entry = entry?;
@@ -203,11 +204,11 @@ mod tests {
         std::fs::write(store.root().join("records/broken.rec"), b"junk").unwrap();
 
         assert_eq!(store.current(1).unwrap(), None);
-        std::fs::create_dir_all(store.partial_dir(1, 1)).unwrap();
-        std::fs::write(store.partial_dir(1, 1).join("index.html"), "v1").unwrap();
+        std::fs::create_dir_all(store.release_dir(1, 1)).unwrap();
+        std::fs::write(store.release_dir(1, 1).join("index.html"), "v1").unwrap();
         store.promote(1, 1, b"rec1").unwrap();
-        std::fs::create_dir_all(store.partial_dir(1, 2)).unwrap();
-        std::fs::write(store.partial_dir(1, 2).join("index.html"), "v2").unwrap();
+        std::fs::create_dir_all(store.release_dir(1, 2)).unwrap();
+        std::fs::write(store.release_dir(1, 2).join("index.html"), "v2").unwrap();
         // Until promoted, v1 stays current.
         assert_eq!(store.current(1).unwrap().unwrap().version, 1);
         store.promote(1, 2, b"rec2").unwrap();

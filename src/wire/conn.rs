@@ -21,6 +21,8 @@ pub struct WireConfig {
     pub peer_id: [u8; 20],
     /// Our wire port, told to the peer so it can dial us back.
     pub listen_port: Option<u16>,
+    /// Our BitTorrent port, told to the peer so it can fetch content from us.
+    pub bt_port: Option<u16>,
     /// Both handshakes must be done within this.
     pub handshake_timeout_ms: u64,
     /// Close when nothing arrives for this long.
@@ -38,6 +40,7 @@ impl WireConfig {
             rendezvous,
             peer_id,
             listen_port,
+            bt_port: None,
             handshake_timeout_ms: 10_000,
             idle_timeout_ms: 180_000,
             keepalive_ms: 60_000,
@@ -115,6 +118,7 @@ pub enum Event {
     Ready {
         peer_id: [u8; 20],
         listen_port: Option<u16>,
+        bt_port: Option<u16>,
         client: Option<String>,
     },
     Message(Message),
@@ -175,7 +179,7 @@ impl Connection {
     fn send_handshakes(&mut self, now: u64) {
         self.out
             .extend_from_slice(&Handshake::new(self.cfg.rendezvous, self.cfg.peer_id).encode());
-        let ext = ExtHandshake::ours(self.cfg.listen_port).encode();
+        let ext = ExtHandshake::ours(self.cfg.listen_port, self.cfg.bt_port).encode();
         self.out
             .extend_from_slice(&frame_extended(EXT_HANDSHAKE, &ext));
         self.last_send = now;
@@ -390,6 +394,7 @@ impl Connection {
                         self.events.push_back(Event::Ready {
                             peer_id: self.peer_id,
                             listen_port: ext.port,
+                            bt_port: ext.bt_port,
                             client: ext.client,
                         });
                     }

@@ -75,15 +75,18 @@ pub struct ExtHandshake {
     pub ids: [Option<u8>; 4],
     /// The peer's wire listening port, if it has one.
     pub port: Option<u16>,
+    /// The peer's BitTorrent (content) listening port: handed to librqbit as a peer.
+    pub bt_port: Option<u16>,
     /// Client name and version.
     pub client: Option<String>,
 }
 
 impl ExtHandshake {
-    pub fn ours(port: Option<u16>) -> Self {
+    pub fn ours(port: Option<u16>, bt_port: Option<u16>) -> Self {
         ExtHandshake {
             ids: EXTENSIONS.map(|(_, id)| Some(id)),
             port,
+            bt_port,
             client: Some(concat!("swarmsite/", env!("CARGO_PKG_VERSION")).into()),
         }
     }
@@ -103,6 +106,9 @@ impl ExtHandshake {
             .collect();
         let mut d = std::collections::BTreeMap::new();
         d.insert(b"m".to_vec(), Value::Dict(m));
+        if let Some(p) = self.bt_port {
+            d.insert(b"ss_bt".to_vec(), Value::Int(p.into()));
+        }
         if let Some(p) = self.port {
             d.insert(b"p".to_vec(), Value::Int(p.into()));
         }
@@ -128,6 +134,9 @@ impl ExtHandshake {
         }
         if let Some(Value::Int(p)) = d.get(b"p".as_slice()) {
             out.port = u16::try_from(*p).ok().filter(|p| *p != 0);
+        }
+        if let Some(Value::Int(p)) = d.get(b"ss_bt".as_slice()) {
+            out.bt_port = u16::try_from(*p).ok().filter(|p| *p != 0);
         }
         if let Some(Value::Bytes(v)) = d.get(b"v".as_slice()) {
             out.client = Some(String::from_utf8_lossy(v).chars().take(64).collect());
@@ -299,7 +308,7 @@ mod tests {
         let h = Handshake::new([1; 20], [2; 20]);
         assert_eq!(Handshake::decode(&h.encode()), Some(h.clone()));
         assert!(h.supports_extensions());
-        let ext = ExtHandshake::ours(Some(7000));
+        let ext = ExtHandshake::ours(Some(7000), Some(6881));
         assert_eq!(ExtHandshake::decode(&ext.encode()), Some(ext));
         // Another client's handshake: unknown keys fine, no swarmsite messages.
         let other = ExtHandshake::decode(b"d1:md6:ut_pexi1ee1:pi6881e4:reqqi250ee").unwrap();

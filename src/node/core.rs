@@ -1,0 +1,634 @@
+//! The core task: owns the gossip state machine, the store and the evidence log, and
+//! turns their actions into socket writes, downloads and status.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::status::{NodeEvent, PeerStatus, RecordStatus, Status, SyncStatus};
+use super::sync::{self, SyncReport, Wanted};
+use super::wire_io::{self, ConnReport};
+use super::{Command, NodeConfig, NodeError, unix_ms};
+use crate::content::Notice;
+use crate::evidence::{Evidence, EvidenceLog};
+use crate::gossip::{Action, Gossip, GossipConfig, PeerKey};
+use crate::name::{ObjectClass, SystemName, kind};
+use crate::record::{Payload, Record};
+use crate::serve::{Served, SiteRelease};
+use crate::store::NodeStore;
+use crate::torrents::Torrents;
+use crate::trust::TrustStore;
+use crate::wire::{Message, WireConfig};
+
+/// What the core shares with the node handle.
+pub struct Shared {
+    pub status: Arc<RwLock<Status>>,
+    pub events: broadcast::Sender<NodeEvent>,
+    pub served: Arc<Served>,
+    pub torrents: Arc<Torrents>,
+    pub cancel: CancellationToken,
+}
+
+struct Conn {
+    tx: mpsc::Sender<Message>,
+    remote: SocketAddr,
+    /// The address we dialled (outgoing) or the peer's announced wire address.
+    wire_addr: Option<SocketAddr>,
+    outgoing: bool,
+    ready: bool,
+    peer_id: [u8; 20],
+    bt_addr: Option<SocketAddr>,
+    client: Option<String>,
+}
+
+struct SyncTask {
+    version: u32,
+    cancel: CancellationToken,
+}
+
+pub struct Core {
+    cfg: NodeConfig,
+    shared: Shared,
+    store: NodeStore,
+    gossip: Gossip<TrustStore>,
+    evidence: EvidenceLog,
+    wire: WireConfig,
+    local_ip: IpAddr,
+    conns: HashMap<PeerKey, Conn>,
+    next_key: PeerKey,
+    reports_tx: mpsc::Sender<ConnReport>,
+    reports_rx: mpsc::Receiver<ConnReport>,
+    sync_tx: mpsc::Sender<SyncReport>,
+    sync_rx: mpsc::Receiver<SyncReport>,
+    bt_peers: watch::Sender<Vec<SocketAddr>>,
+    sync: Option<SyncTask>,
+    /// The served release: version, info hash.
+    serving: Option<(u32, [u8; 20])>,
+    /// Content folders of records this node published itself.
+    local_payloads: HashMap<[u8; 20], PathBuf>,
+}
+
+impl Core {
+    pub fn new(
+        cfg: NodeConfig,
+        shared: Shared,
+        store: NodeStore,
+        trust: TrustStore,
+        wire_addr: SocketAddr,
+        bt_addr: Option<SocketAddr>,
+    ) -> Result<Self, NodeError> {
+        let tag = cfg.bundle.network();
+        let loaded = store.records()?;
+        for path in &loaded.unreadable {
+            tracing::warn!("ignoring unreadable record file {}", path.display());
+        }
+        let mut gcfg = GossipConfig::new(tag, &[cfg.site]);
+        gcfg.accept_push = cfg.accept_push;
+        gcfg.pull_interval_ms = cfg.pull_interval.as_millis() as u64;
+        let seed = rand::random();
+        let gossip = Gossip::new(trust, gcfg, loaded.records, seed, unix_ms());
+        let rendezvous = *SystemName::new(tag, kind::NOTICE, 1, 0).as_bytes();
+        let mut peer_id = [0u8; 20];
+        peer_id[..8].copy_from_slice(b"-SW0100-");
+        peer_id[8..].copy_from_slice(&rand::random::<[u8; 12]>());
+        let mut wire = WireConfig::new(rendezvous, peer_id, Some(wire_addr.port()));
+        wire.bt_port = bt_addr.map(|a| a.port());
+        let (reports_tx, reports_rx) = mpsc::channel(1024);
+        let (sync_tx, sync_rx) = mpsc::channel(64);
+        let evidence = EvidenceLog::new(
+            cfg.data_dir.join("evidence.jsonl"),
+            crate::evidence::DEFAULT_MAX_BYTES,
+        );
+        Ok(Core {
+            local_ip: cfg.wire_listen.ip(),
+            cfg,
+            shared,
+            store,
+            gossip,
+            evidence,
+            wire,
+            conns: HashMap::new(),
+            next_key: 1,
+            reports_tx,
+            reports_rx,
+            sync_tx,
+            sync_rx,
+            bt_peers: watch::channel(Vec::new()).0,
+            sync: None,
+            serving: None,
+            local_payloads: HashMap::new(),
+        })
+    }
+
+    pub async fn run(mut self, listener: TcpListener, mut commands: mpsc::Receiver<Command>) {
+        self.restore().await;
+        self.refresh_records();
+        let mut dial_tick = tokio::time::interval(Duration::from_secs(5));
+        let cancel = self.shared.cancel.clone();
+        loop {
+            self.drain_actions();
+            let wait =
+                Duration::from_millis(self.gossip.next_timeout().saturating_sub(unix_ms()).max(10));
+            tokio::select! {
+                accepted = listener.accept() => {
+                    if let Ok((stream, remote)) = accepted {
+                        self.spawn_conn(stream, remote, None);
+                    }
+                }
+                Some(report) = self.reports_rx.recv() => self.on_report(report),
+                Some(cmd) = commands.recv() => self.on_command(cmd),
+                Some(report) = self.sync_rx.recv() => self.on_sync(report).await,
+                _ = tokio::time::sleep(wait) => self.gossip.handle_timeout(unix_ms()),
+                _ = dial_tick.tick() => self.maintain_connections(),
+                _ = cancel.cancelled() => break,
+            }
+        }
+        if let Some(t) = self.sync.take() {
+            t.cancel.cancel();
+        }
+        if let Err(e) = self.gossip.acceptor().save(&self.store.trust_path()) {
+            tracing::warn!("saving the trust store: {e}");
+        }
+    }
+
+    /// Serves and seeds the release on disk, and resumes a newer one if known.
+    async fn restore(&mut self) {
+        match self.store.current(self.cfg.site) {
+            Ok(Some(rel)) => {
+                let record = Record::decode(&rel.record);
+                if let Ok(record) = record
+                    && let Payload::Torrent { ih, .. } = record.payload
+                {
+                    let (dir, v, t, bytes) = (
+                        rel.dir.clone(),
+                        rel.version,
+                        record.time,
+                        rel.record.clone(),
+                    );
+                    match tokio::task::spawn_blocking(move || {
+                        SiteRelease::index(&dir, v, t, &bytes)
+                    })
+                    .await
+                    {
+                        Ok(Ok(release)) => {
+                            self.shared.served.switch(release);
+                            self.serving = Some((rel.version, ih));
+                            self.update_status(|s| {
+                                s.served_version = Some(rel.version);
+                                s.served_time = Some(record.time);
+                            });
+                            let torrents = Arc::clone(&self.shared.torrents);
+                            let dir = rel.dir.clone();
+                            tokio::spawn(async move {
+                                if let Err(e) = torrents.add(&ih, None, &dir, vec![]).await {
+                                    tracing::warn!("seeding the served release: {e}");
+                                }
+                            });
+                        }
+                        Ok(Err(e)) => tracing::warn!("cannot index the served release: {e}"),
+                        Err(e) => tracing::warn!("indexing task failed: {e}"),
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!("reading the served release: {e}"),
+        }
+        let slot = (kind::SITE_RELEASE, self.cfg.site);
+        if let Some((record, bytes)) = self.gossip.held(slot).map(|(r, b)| (r.clone(), b.to_vec()))
+        {
+            self.want_release(&record, &bytes);
+        }
+    }
+
+    fn update_status(&self, f: impl FnOnce(&mut Status)) {
+        f(&mut self.shared.status.write().expect("status lock"));
+    }
+
+    fn emit(&self, ev: NodeEvent) {
+        let _ = self.shared.events.send(ev);
+    }
+
+    fn refresh_records(&self) {
+        let records: Vec<RecordStatus> = self
+            .gossip
+            .held_names()
+            .into_iter()
+            .map(|n| RecordStatus {
+                name: n.to_hex(),
+                class: n.class().to_string(),
+                version: n.version(),
+            })
+            .collect();
+        self.update_status(|s| s.records = records);
+    }
+
+    fn refresh_peers(&self) {
+        let peers: Vec<PeerStatus> = self
+            .conns
+            .values()
+            .filter(|c| c.ready)
+            .map(|c| PeerStatus {
+                addr: c.remote.to_string(),
+                client: c.client.clone(),
+                outgoing: c.outgoing,
+            })
+            .collect();
+        let bt: Vec<SocketAddr> = self
+            .conns
+            .values()
+            .filter(|c| c.ready)
+            .filter_map(|c| c.bt_addr)
+            .collect();
+        self.bt_peers.send_replace(bt);
+        self.update_status(|s| s.peers = peers);
+    }
+
+    fn spawn_conn(
+        &mut self,
+        stream: tokio::net::TcpStream,
+        remote: SocketAddr,
+        dialled: Option<SocketAddr>,
+    ) {
+        let key = self.next_key;
+        self.next_key += 1;
+        let (tx, rx) = mpsc::channel(256);
+        self.conns.insert(
+            key,
+            Conn {
+                tx,
+                remote,
+                wire_addr: dialled,
+                outgoing: dialled.is_some(),
+                ready: false,
+                peer_id: [0; 20],
+                bt_addr: None,
+                client: None,
+            },
+        );
+        let cfg = self.wire.clone();
+        let reports = self.reports_tx.clone();
+        let cancel = self.shared.cancel.clone();
+        tokio::spawn(wire_io::run(
+            stream,
+            key,
+            dialled.is_some(),
+            cfg,
+            reports,
+            rx,
+            cancel,
+        ));
+    }
+
+    fn maintain_connections(&mut self) {
+        let outgoing = self.conns.values().filter(|c| c.outgoing).count();
+        if outgoing >= self.cfg.max_peers {
+            return;
+        }
+        let own = [self.cfg.wire_listen, self.wire_local()];
+        let targets: Vec<SocketAddr> = self
+            .cfg
+            .peers
+            .iter()
+            .copied()
+            .filter(|a| !own.contains(a) && !self.conns.values().any(|c| c.wire_addr == Some(*a)))
+            .take(self.cfg.max_peers - outgoing)
+            .collect();
+        for addr in targets {
+            self.dial(addr);
+        }
+    }
+
+    fn wire_local(&self) -> SocketAddr {
+        SocketAddr::new(self.local_ip, self.wire.listen_port.unwrap_or(0))
+    }
+
+    fn dial(&mut self, addr: SocketAddr) {
+        // Reserve the slot now so the next tick does not dial twice.
+        let key = self.next_key;
+        self.next_key += 1;
+        let (tx, rx) = mpsc::channel(256);
+        self.conns.insert(
+            key,
+            Conn {
+                tx,
+                remote: addr,
+                wire_addr: Some(addr),
+                outgoing: true,
+                ready: false,
+                peer_id: [0; 20],
+                bt_addr: None,
+                client: None,
+            },
+        );
+        let cfg = self.wire.clone();
+        let reports = self.reports_tx.clone();
+        let cancel = self.shared.cancel.clone();
+        let local = self.local_ip;
+        tokio::spawn(async move {
+            match wire_io::dial(addr, local).await {
+                Ok(stream) => wire_io::run(stream, key, true, cfg, reports, rx, cancel).await,
+                Err(e) => {
+                    tracing::debug!("dialling {addr}: {e}");
+                    let _ = reports
+                        .send(ConnReport::Closed {
+                            key,
+                            reason: crate::wire::CloseReason::Timeout,
+                        })
+                        .await;
+                }
+            }
+        });
+    }
+
+    fn on_report(&mut self, report: ConnReport) {
+        match report {
+            ConnReport::Ready {
+                key,
+                peer_id,
+                listen_port,
+                bt_port,
+                client,
+            } => {
+                let duplicate = self
+                    .conns
+                    .iter()
+                    .any(|(k, c)| *k != key && c.ready && c.peer_id == peer_id);
+                let Some(conn) = self.conns.get_mut(&key) else {
+                    return;
+                };
+                if duplicate || peer_id == self.wire.peer_id {
+                    // Already connected to that node (or to ourselves): keep one link.
+                    let _ = conn.tx.try_send(Message::Have { names: vec![] });
+                    self.conns.remove(&key);
+                    return;
+                }
+                conn.ready = true;
+                conn.peer_id = peer_id;
+                conn.client = client;
+                conn.bt_addr = bt_port.map(|p| SocketAddr::new(conn.remote.ip(), p));
+                if conn.wire_addr.is_none() {
+                    conn.wire_addr = listen_port.map(|p| SocketAddr::new(conn.remote.ip(), p));
+                }
+                let addr = conn.remote.to_string();
+                self.gossip.peer_up(key);
+                self.refresh_peers();
+                self.emit(NodeEvent::PeerUp { addr });
+            }
+            ConnReport::Message { key, msg } => self.gossip.handle_message(key, msg, unix_ms()),
+            ConnReport::Closed { key, reason } => {
+                if let Some(conn) = self.conns.remove(&key) {
+                    if reason.is_evidence() {
+                        self.record_evidence(
+                            Some(conn.remote),
+                            None,
+                            reason.code(),
+                            reason.to_string(),
+                        );
+                    }
+                    if conn.ready {
+                        self.gossip.peer_down(key);
+                        self.refresh_peers();
+                        self.emit(NodeEvent::PeerDown {
+                            addr: conn.remote.to_string(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Submit {
+                record,
+                payload,
+                reply,
+            } => {
+                if let (Some(dir), Ok(r)) = (&payload, Record::decode(&record))
+                    && let Payload::Torrent { ih, .. } = r.payload
+                {
+                    self.local_payloads.insert(ih, dir.clone());
+                }
+                let result = self
+                    .gossip
+                    .submit(record.into(), unix_ms())
+                    .map(|v| v.to_string())
+                    .map_err(|e| e.to_string());
+                let _ = reply.send(result);
+            }
+            Command::Connect(addr) => {
+                if !self.cfg.peers.contains(&addr) {
+                    self.cfg.peers.push(addr);
+                }
+                self.maintain_connections();
+            }
+        }
+    }
+
+    fn drain_actions(&mut self) {
+        while let Some(action) = self.gossip.poll_action() {
+            match action {
+                Action::Send { peer, msg } => {
+                    if let Some(conn) = self.conns.get(&peer)
+                        && conn.tx.try_send(msg).is_err()
+                    {
+                        tracing::debug!("peer {} is not keeping up; message dropped", conn.remote);
+                    }
+                }
+                Action::Accepted {
+                    record,
+                    bytes,
+                    from,
+                } => self.on_accepted(record, &bytes, from),
+                Action::Evidence {
+                    peer,
+                    object,
+                    refusal,
+                } => {
+                    let addr = peer.and_then(|k| self.conns.get(&k)).map(|c| c.remote);
+                    self.record_evidence(addr, object, refusal.code(), refusal.to_string());
+                }
+                // The rendezvous DHT joins in a later step; wire peers carry everything now.
+                Action::Lookup { .. } | Action::Announce { .. } => {}
+            }
+        }
+    }
+
+    fn on_accepted(&mut self, record: Record, bytes: &[u8], from: Option<PeerKey>) {
+        if let Err(e) = self.store.save_record(&record, bytes) {
+            tracing::error!("saving record {:?}: {e}", record.name);
+        }
+        if let Err(e) = self.gossip.acceptor().save(&self.store.trust_path()) {
+            tracing::error!("saving the trust store: {e}");
+        }
+        let name = record.name;
+        tracing::info!(
+            "accepted {} v{} from {}",
+            name.class(),
+            name.version(),
+            from.and_then(|k| self.conns.get(&k))
+                .map_or("this node".to_string(), |c| c.remote.to_string())
+        );
+        self.emit(NodeEvent::RecordAccepted {
+            name: name.to_hex(),
+            class: name.class().to_string(),
+            version: name.version(),
+        });
+        self.refresh_records();
+        match name.class() {
+            ObjectClass::SiteRelease if name.id() == self.cfg.site => {
+                self.want_release(&record, bytes)
+            }
+            ObjectClass::Notice => {
+                if let Some(Ok(n)) = record.body().map(Notice::from_body) {
+                    self.update_status(|s| {
+                        s.notice = Some(format!("[{}] {}", n.severity.as_str(), n.text))
+                    });
+                    self.emit(NodeEvent::Notice {
+                        severity: n.severity.as_str().into(),
+                        text: n.text,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn want_release(&mut self, record: &Record, bytes: &[u8]) {
+        let version = record.name.version();
+        let Payload::Torrent { ih, .. } = record.payload else {
+            tracing::warn!("site release v{version} carries no torrent; ignored");
+            return;
+        };
+        if self.serving.is_some_and(|(v, _)| v >= version)
+            || self.sync.as_ref().is_some_and(|t| t.version >= version)
+        {
+            return;
+        }
+        if let Some(old) = self.sync.take() {
+            old.cancel.cancel();
+        }
+        let cancel = self.shared.cancel.child_token();
+        self.sync = Some(SyncTask {
+            version,
+            cancel: cancel.clone(),
+        });
+        let wanted = Wanted {
+            version,
+            ih,
+            time: record.time,
+            record: bytes.to_vec(),
+            local: self.local_payloads.get(&ih).cloned(),
+        };
+        let current_dir = self
+            .serving
+            .map(|(v, _)| self.store.release_dir(self.cfg.site, v));
+        let job = sync::SyncJob {
+            site: self.cfg.site,
+            wanted,
+            store: self.store.clone(),
+            torrents: Arc::clone(&self.shared.torrents),
+            current_dir,
+            peers: self.bt_peers.subscribe(),
+            report: self.sync_tx.clone(),
+            cancel,
+        };
+        tokio::spawn(job.run());
+    }
+
+    async fn on_sync(&mut self, report: SyncReport) {
+        match report {
+            SyncReport::Progress(p) => {
+                if self.sync.as_ref().is_some_and(|t| t.version == p.version) {
+                    self.update_status(|s| s.sync = Some(p.clone()));
+                    self.emit(NodeEvent::SyncProgress(p));
+                }
+            }
+            SyncReport::Failed { version, error } => {
+                tracing::warn!("release v{version}: {error}");
+                self.update_status(|s| {
+                    s.sync = Some(SyncStatus {
+                        version,
+                        have_bytes: 0,
+                        total_bytes: 0,
+                        peers: 0,
+                        bytes_per_sec: 0,
+                        error: Some(error),
+                    })
+                });
+                self.sync = None;
+            }
+            SyncReport::Complete { wanted, release } => {
+                if self
+                    .sync
+                    .as_ref()
+                    .is_none_or(|t| t.version != wanted.version)
+                {
+                    return;
+                }
+                self.sync = None;
+                // Switch first (one pointer store), then persist, then clean up.
+                self.shared.served.switch(release);
+                let old = self.serving.replace((wanted.version, wanted.ih));
+                if let Some((_, old_ih)) = old
+                    && old_ih != wanted.ih
+                {
+                    let _ = self.shared.torrents.forget(&old_ih).await;
+                }
+                let store = self.store.clone();
+                let (site, v, rec) = (self.cfg.site, wanted.version, wanted.record.clone());
+                match tokio::task::spawn_blocking(move || store.promote(site, v, &rec)).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::error!("recording release v{v} as current: {e}"),
+                    Err(e) => tracing::error!("promote task: {e}"),
+                }
+                tracing::info!("serving release v{}", wanted.version);
+                self.update_status(|s| {
+                    s.served_version = Some(wanted.version);
+                    s.served_time = Some(wanted.time);
+                    s.sync = None;
+                });
+                self.emit(NodeEvent::Switched {
+                    version: wanted.version,
+                });
+            }
+        }
+    }
+
+    fn record_evidence(
+        &mut self,
+        peer: Option<SocketAddr>,
+        object: Option<SystemName>,
+        reason: &str,
+        detail: String,
+    ) {
+        tracing::warn!(
+            "evidence: {} from {}: {detail}",
+            reason,
+            peer.map_or("this node".into(), |p| p.to_string())
+        );
+        let entry = Evidence {
+            time: unix_ms() / 1000,
+            peer: peer.map(|p| p.to_string()),
+            node_id: None,
+            object: object.map(|o| o.to_hex()),
+            reason: reason.into(),
+            detail: detail.clone(),
+        };
+        if let Err(e) = self.evidence.append(&entry) {
+            tracing::error!("writing evidence: {e}");
+        }
+        self.update_status(|s| s.evidence += 1);
+        self.emit(NodeEvent::Evidence {
+            peer: entry.peer,
+            reason: reason.into(),
+            detail,
+        });
+    }
+}

@@ -1,0 +1,307 @@
+//! A running node: the tokio driver around the sans-IO cores.
+//!
+//! ```text
+//!  wire sockets ──► conn tasks (wire::Connection) ──┐
+//!  control API / demo ── Command ──────────────────┤
+//!                                                  ▼
+//!                         core task: Gossip<TrustStore>, store, evidence
+//!                                  │ Accepted site release
+//!                                  ▼
+//!                         sync task: librqbit fetch → promote → Served::switch
+//!                                                           │
+//!                                  HTTP servers ◄───────────┘
+//! ```
+//!
+//! One task owns all protocol state (the core); sockets, downloads and servers talk to
+//! it by message, so there are no locks around protocol logic.
+
+mod core;
+mod status;
+mod sync;
+mod wire_io;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::bundle::Bundle;
+use crate::serve::Served;
+use crate::torrents::{Torrents, TorrentsConfig};
+
+pub use status::{HttpPortStatus, NodeEvent, PeerStatus, Status, SyncStatus};
+
+/// Everything a node needs to know to run.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub data_dir: PathBuf,
+    pub bundle: Bundle,
+    /// The site (bundle site id) this node serves over HTTP.
+    pub site: u32,
+    /// Wire protocol listen address.
+    pub wire_listen: SocketAddr,
+    /// BitTorrent (content) listen address.
+    pub bt_listen: SocketAddr,
+    /// HTTP addresses, tried in order; each one that binds serves the site.
+    pub http: Vec<SocketAddr>,
+    /// Wire peers to keep connections to (bootstrap hints, `--peer`).
+    pub peers: Vec<SocketAddr>,
+    /// librqbit's DHT: `None` off, `Some(bootstrap)` on (empty = public routers).
+    pub content_dht: Option<Vec<String>>,
+    /// False: ignore pushed records; learn by pull only.
+    pub accept_push: bool,
+    pub pull_interval: Duration,
+    /// Outgoing wire connections kept at most.
+    pub max_peers: usize,
+}
+
+impl NodeConfig {
+    /// Defaults for a node of `bundle` keeping its state in `data_dir`.
+    pub fn new(data_dir: PathBuf, bundle: Bundle) -> Self {
+        let site = bundle.sites().first().map_or(1, |s| s.id);
+        NodeConfig {
+            data_dir,
+            bundle,
+            site,
+            wire_listen: "0.0.0.0:6880".parse().expect("addr"),
+            bt_listen: "0.0.0.0:6881".parse().expect("addr"),
+            http: vec![
+                "0.0.0.0:80".parse().expect("addr"),
+                "0.0.0.0:18880".parse().expect("addr"),
+            ],
+            peers: Vec::new(),
+            content_dht: Some(Vec::new()),
+            accept_push: true,
+            pull_interval: Duration::from_secs(60),
+            max_peers: 32,
+        }
+    }
+}
+
+/// What the outside asks of the core.
+pub enum Command {
+    /// A record from the local publisher, with the folder holding its content.
+    Submit {
+        record: Vec<u8>,
+        payload: Option<PathBuf>,
+        reply: oneshot::Sender<Result<String, String>>,
+    },
+    /// Dial a wire peer.
+    Connect(SocketAddr),
+}
+
+/// A cheap handle on a running node, for the control API, the demo and the tray app.
+#[derive(Clone)]
+pub struct NodeHandle {
+    status: Arc<RwLock<Status>>,
+    events: broadcast::Sender<NodeEvent>,
+    commands: mpsc::Sender<Command>,
+    served: Arc<Served>,
+    data_dir: PathBuf,
+}
+
+impl NodeHandle {
+    pub fn status(&self) -> Status {
+        let mut s = self.status.read().expect("status lock").clone();
+        s.bytes_served = self.served.bytes_served();
+        s.requests = self.served.requests();
+        s
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
+        self.events.subscribe()
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Hands a locally published record (and its content folder) to the node.
+    pub async fn submit(
+        &self,
+        record: Vec<u8>,
+        payload: Option<PathBuf>,
+    ) -> Result<String, String> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Submit {
+                record,
+                payload,
+                reply,
+            })
+            .await
+            .map_err(|_| "the node is shutting down".to_string())?;
+        rx.await
+            .map_err(|_| "the node is shutting down".to_string())?
+    }
+
+    pub async fn connect(&self, addr: SocketAddr) {
+        let _ = self.commands.send(Command::Connect(addr)).await;
+    }
+}
+
+/// A running node. Dropping it does not stop it: call [`Node::shutdown`].
+pub struct Node {
+    handle: NodeHandle,
+    cancel: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    torrents: Arc<Torrents>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("{what} {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("none of the HTTP addresses could be bound: {0}")]
+    NoHttp(String),
+    #[error("{0}")]
+    Store(#[from] std::io::Error),
+    #[error("{0}")]
+    Trust(#[from] crate::trust::TrustFileError),
+    #[error("{0}")]
+    Torrents(#[from] crate::torrents::TorrentsError),
+}
+
+impl Node {
+    /// Binds every socket, restores the served release, and starts all tasks.
+    pub async fn start(cfg: NodeConfig) -> Result<Node, NodeError> {
+        let cancel = CancellationToken::new();
+        let tag = cfg.bundle.network();
+        let store = crate::store::NodeStore::open(&cfg.data_dir, tag)?;
+        let trust = crate::trust::TrustStore::load(&store.trust_path(), &cfg.bundle)?;
+
+        let wire = tokio::net::TcpListener::bind(cfg.wire_listen)
+            .await
+            .map_err(|source| NodeError::Bind {
+                what: "wire port",
+                addr: cfg.wire_listen,
+                source,
+            })?;
+        let wire_addr = wire.local_addr()?;
+        let torrents = Arc::new(
+            Torrents::start(TorrentsConfig {
+                state_dir: cfg
+                    .data_dir
+                    .join("networks")
+                    .join(tag.as_str())
+                    .join("bittorrent"),
+                listen: cfg.bt_listen,
+                dht_bootstrap: cfg.content_dht.clone(),
+            })
+            .await?,
+        );
+        let bt_addr = torrents.listen_addr();
+
+        let served = Served::new();
+        let mut http_status = Vec::new();
+        let mut tasks = Vec::new();
+        for addr in &cfg.http {
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(listener) => {
+                    let bound = listener.local_addr()?;
+                    http_status.push(HttpPortStatus {
+                        addr: bound.to_string(),
+                        bound: true,
+                        error: None,
+                    });
+                    let app = crate::serve::router(Arc::clone(&served));
+                    let c = cancel.clone();
+                    tasks.push(tokio::spawn(async move {
+                        let _ = axum::serve(listener, app)
+                            .with_graceful_shutdown(c.cancelled_owned())
+                            .await;
+                    }));
+                }
+                Err(e) => {
+                    tracing::warn!("cannot serve HTTP on {addr}: {e}");
+                    http_status.push(HttpPortStatus {
+                        addr: addr.to_string(),
+                        bound: false,
+                        error: Some(e.to_string()),
+                    });
+                }
+            }
+        }
+        if !http_status.iter().any(|h| h.bound) {
+            let errors: Vec<String> = http_status
+                .iter()
+                .map(|h| format!("{}: {}", h.addr, h.error.clone().unwrap_or_default()))
+                .collect();
+            cancel.cancel();
+            return Err(NodeError::NoHttp(errors.join("; ")));
+        }
+
+        let site_name = cfg
+            .bundle
+            .site(cfg.site)
+            .map(|s| s.name.clone())
+            .unwrap_or_default();
+        let status = Arc::new(RwLock::new(Status {
+            network: tag.to_string(),
+            site_id: cfg.site,
+            site_name,
+            wire_addr: wire_addr.to_string(),
+            bt_addr: bt_addr.map(|a| a.to_string()),
+            http: http_status,
+            ..Status::default()
+        }));
+        let (events, _) = broadcast::channel(256);
+        let (commands, commands_rx) = mpsc::channel(64);
+        let handle = NodeHandle {
+            status: Arc::clone(&status),
+            events: events.clone(),
+            commands,
+            served: Arc::clone(&served),
+            data_dir: cfg.data_dir.clone(),
+        };
+
+        let core = core::Core::new(
+            cfg,
+            core::Shared {
+                status,
+                events,
+                served,
+                torrents: Arc::clone(&torrents),
+                cancel: cancel.clone(),
+            },
+            store,
+            trust,
+            wire_addr,
+            bt_addr,
+        )?;
+        tasks.push(tokio::spawn(core.run(wire, commands_rx)));
+        Ok(Node {
+            handle,
+            cancel,
+            tasks,
+            torrents,
+        })
+    }
+
+    pub fn handle(&self) -> NodeHandle {
+        self.handle.clone()
+    }
+
+    /// Stops every task, closes every socket and stops the BitTorrent session.
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+        }
+        self.torrents.stop().await;
+    }
+}
+
+/// Milliseconds since the Unix epoch: the clock of the sans-IO cores.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

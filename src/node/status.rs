@@ -1,0 +1,88 @@
+//! What a node reports: a snapshot for `swarmsite status` and the control API, and
+//! events for the live stream.
+
+use serde::Serialize;
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Status {
+    pub network: String,
+    pub site_id: u32,
+    pub site_name: String,
+    /// Version of the release being served.
+    pub served_version: Option<u32>,
+    /// Its publish time (unix seconds).
+    pub served_time: Option<u64>,
+    pub sync: Option<SyncStatus>,
+    pub peers: Vec<PeerStatus>,
+    pub http: Vec<HttpPortStatus>,
+    pub wire_addr: String,
+    pub bt_addr: Option<String>,
+    pub bytes_served: u64,
+    pub requests: u64,
+    /// Newest accepted record per slot: (name hex, what, version).
+    pub records: Vec<RecordStatus>,
+    pub evidence: u64,
+    /// The last signed notice.
+    pub notice: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RecordStatus {
+    pub name: String,
+    pub class: String,
+    pub version: u32,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct SyncStatus {
+    pub version: u32,
+    pub have_bytes: u64,
+    pub total_bytes: u64,
+    pub peers: u32,
+    pub bytes_per_sec: u64,
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PeerStatus {
+    pub addr: String,
+    pub client: Option<String>,
+    pub outgoing: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct HttpPortStatus {
+    pub addr: String,
+    pub bound: bool,
+    pub error: Option<String>,
+}
+
+/// Something that happened, for the event stream (SSE) and notifications.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum NodeEvent {
+    RecordAccepted {
+        name: String,
+        class: String,
+        version: u32,
+    },
+    SyncProgress(SyncStatus),
+    Switched {
+        version: u32,
+    },
+    Evidence {
+        peer: Option<String>,
+        reason: String,
+        detail: String,
+    },
+    PeerUp {
+        addr: String,
+    },
+    PeerDown {
+        addr: String,
+    },
+    Notice {
+        severity: String,
+        text: String,
+    },
+}

@@ -1,0 +1,232 @@
+//! Keeping the served site current: download a new release beside the served one,
+//! reusing unchanged files, then hand it to the core to switch.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::status::SyncStatus;
+use crate::serve::SiteRelease;
+use crate::store::NodeStore;
+use crate::torrents::{Progress, Torrents};
+
+/// A release to fetch.
+#[derive(Clone, Debug)]
+pub struct Wanted {
+    pub version: u32,
+    pub ih: [u8; 20],
+    pub time: u64,
+    pub record: Vec<u8>,
+    /// Where the content already is, when this node published it.
+    pub local: Option<PathBuf>,
+}
+
+/// What a sync task reports.
+pub enum SyncReport {
+    Progress(SyncStatus),
+    /// Complete and indexed: ready to switch to.
+    Complete {
+        wanted: Wanted,
+        release: SiteRelease,
+    },
+    Failed {
+        version: u32,
+        error: String,
+    },
+}
+
+/// How long without any progress before the torrent is added again with fresh peers.
+const STALL: Duration = Duration::from_secs(20);
+
+/// One release download, with everything it needs.
+pub struct SyncJob {
+    pub site: u32,
+    pub wanted: Wanted,
+    pub store: NodeStore,
+    pub torrents: Arc<Torrents>,
+    /// The served release's folder, to carry unchanged files over from.
+    pub current_dir: Option<PathBuf>,
+    /// BitTorrent addresses of the connected wire peers, kept current by the core.
+    pub peers: watch::Receiver<Vec<SocketAddr>>,
+    pub report: mpsc::Sender<SyncReport>,
+    pub cancel: CancellationToken,
+}
+
+impl SyncJob {
+    /// Fetches the release into its folder until complete or cancelled.
+    pub async fn run(self) {
+        let SyncJob {
+            site,
+            wanted,
+            store,
+            torrents,
+            current_dir,
+            peers,
+            report,
+            cancel,
+        } = self;
+        let version = wanted.version;
+        let result = tokio::select! {
+            r = fetch_inner(site, &wanted, &store, &torrents, current_dir.as_deref(), peers, &report) => r,
+            _ = cancel.cancelled() => return,
+        };
+        let msg = match result {
+            Ok(release) => SyncReport::Complete { wanted, release },
+            Err(error) => SyncReport::Failed { version, error },
+        };
+        let _ = report.send(msg).await;
+    }
+}
+
+async fn fetch_inner(
+    site: u32,
+    wanted: &Wanted,
+    store: &NodeStore,
+    torrents: &Torrents,
+    current_dir: Option<&Path>,
+    mut peers: watch::Receiver<Vec<SocketAddr>>,
+    report: &mpsc::Sender<SyncReport>,
+) -> Result<SiteRelease, String> {
+    let dir = store.release_dir(site, wanted.version);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let status = |p: Progress, error: Option<String>| SyncStatus {
+        version: wanted.version,
+        have_bytes: p.have_bytes,
+        total_bytes: p.total_bytes,
+        peers: p.peers,
+        bytes_per_sec: p.down_bytes_per_sec,
+        error,
+    };
+    let mut torrent_bytes = None;
+    if let Some(local) = &wanted.local {
+        // Our own publication: the content is here already; librqbit's check confirms it.
+        let payload = local.join(crate::publisher::PAYLOAD_DIR);
+        copy_missing(&payload, &dir).map_err(|e| format!("copying {}: {e}", payload.display()))?;
+        let t = local.join(crate::publisher::TORRENT_FILE);
+        torrent_bytes = Some(bytes::Bytes::from(
+            std::fs::read(&t).map_err(|e| format!("{}: {e}", t.display()))?,
+        ));
+    }
+    loop {
+        let known: Vec<SocketAddr> = peers.borrow_and_update().clone();
+        if torrent_bytes.is_none() {
+            // Learn the file list first so unchanged files can be carried over.
+            let listed = tokio::time::timeout(
+                Duration::from_secs(30),
+                torrents.list_files(&wanted.ih, known.clone()),
+            )
+            .await;
+            match listed {
+                Ok(Ok(files)) => {
+                    if let Some(cur) = current_dir {
+                        for f in &files {
+                            reuse(cur, &dir, &f.path, f.len);
+                        }
+                    }
+                }
+                Ok(Err(e)) => {
+                    let _ = report
+                        .send(SyncReport::Progress(status(
+                            Progress::default(),
+                            Some(e.to_string()),
+                        )))
+                        .await;
+                    wait_for_peers(&mut peers).await;
+                    continue;
+                }
+                Err(_) => {
+                    let _ = report
+                        .send(SyncReport::Progress(status(
+                            Progress::default(),
+                            Some("no peer has the release yet".into()),
+                        )))
+                        .await;
+                    wait_for_peers(&mut peers).await;
+                    continue;
+                }
+            }
+        }
+        let handle = torrents
+            .add(&wanted.ih, torrent_bytes.clone(), &dir, known)
+            .await
+            .map_err(|e| e.to_string())?;
+        let last_have = AtomicU64::new(u64::MAX);
+        let last_change = AtomicU64::new(super::unix_ms());
+        let wait = Torrents::wait(&handle, Duration::from_millis(250), |p| {
+            if last_have.swap(p.have_bytes, Ordering::Relaxed) != p.have_bytes {
+                last_change.store(super::unix_ms(), Ordering::Relaxed);
+            }
+            let _ = report.try_send(SyncReport::Progress(status(p, None)));
+        });
+        let stall = async {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let quiet = super::unix_ms().saturating_sub(last_change.load(Ordering::Relaxed));
+                if quiet > STALL.as_millis() as u64 && peers.has_changed().unwrap_or(false) {
+                    return;
+                }
+            }
+        };
+        let done = tokio::select! {
+            r = wait => r.map(|_| true).map_err(|e| e.to_string()),
+            _ = stall => Ok(false),
+        };
+        match done {
+            Ok(true) => break,
+            Ok(false) => {
+                // Stalled while new peers appeared: add again with them.
+                let _ = torrents.forget(&wanted.ih).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let record = wanted.record.clone();
+    let (v, t) = (wanted.version, wanted.time);
+    tokio::task::spawn_blocking(move || SiteRelease::index(&dir, v, t, &record))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("indexing release {v}: {e}"))
+}
+
+async fn wait_for_peers(peers: &mut watch::Receiver<Vec<SocketAddr>>) {
+    let _ = tokio::time::timeout(Duration::from_secs(10), peers.changed()).await;
+}
+
+/// Copies `rel` from the served release when the new one has a file of the same path
+/// and length that is not there yet; librqbit then checks it piece by piece and fetches
+/// only what differs. (A copy, not a link: librqbit writes in place.)
+fn reuse(current: &Path, dir: &Path, rel: &Path, len: u64) {
+    let src = current.join(rel);
+    let dst = dir.join(rel);
+    if dst.exists() || !std::fs::metadata(&src).is_ok_and(|m| m.is_file() && m.len() == len) {
+        return;
+    }
+    if let Some(parent) = dst.parent() {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    let _ = std::fs::copy(&src, &dst);
+}
+
+fn copy_missing(src: &Path, dst: &Path) -> std::io::Result<()> {
+    let meta = std::fs::symlink_metadata(src)?;
+    if meta.is_file() {
+        if !dst.exists() {
+            if let Some(p) = dst.parent() {
+                std::fs::create_dir_all(p)?;
+            }
+            std::fs::copy(src, dst)?;
+        }
+        return Ok(());
+    }
+    std::fs::create_dir_all(dst)?;
+    for e in std::fs::read_dir(src)? {
+        let e = e?;
+        copy_missing(&e.path(), &dst.join(e.file_name()))?;
+    }
+    Ok(())
+}
