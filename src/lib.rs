@@ -5,6 +5,7 @@
 pub mod bencode;
 pub mod bundle;
 pub mod content;
+pub mod control;
 pub mod datadir;
 pub mod demo_site;
 pub mod evidence;

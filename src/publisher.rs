@@ -455,18 +455,25 @@ impl NetworkDir {
                 .map_err(io(&target))?;
         }
         if let Some(src) = payload_dir {
-            let copy = staging.path().join(PAYLOAD_DIR);
+            // The payload folder is what librqbit seeds from: a folder torrent's files
+            // sit directly in it, a single-file torrent's file under its own name.
+            let name = crate::torrent::name_of(&files_torrent(files)?)?;
+            let root = staging.path().join(PAYLOAD_DIR);
+            let copy = if src.is_file() {
+                root.join(&name)
+            } else {
+                root
+            };
             copy_tree(src, &copy)?;
-            // What is published must be what was signed, even if the source folder
-            // changed while we were working.
-            if let Payload::Torrent { ih, .. } = record.payload {
-                let name = crate::torrent::name_of(&files_torrent(files)?)?;
-                if crate::torrent::make(&copy, &name)?.info_hash != ih {
-                    return Err(PublishError::BadFile {
-                        path: src.to_path_buf(),
-                        why: "changed while it was being published; try again".into(),
-                    });
-                }
+            // What is published must be what was signed, even if the source changed
+            // while we were working.
+            if let Payload::Torrent { ih, .. } = record.payload
+                && crate::torrent::make(&copy, &name)?.info_hash != ih
+            {
+                return Err(PublishError::BadFile {
+                    path: src.to_path_buf(),
+                    why: "changed while it was being published; try again".into(),
+                });
             }
         }
         staging

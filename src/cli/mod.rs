@@ -3,6 +3,7 @@
 mod bundle;
 mod demo;
 mod keys;
+mod node;
 mod passphrase;
 mod publish;
 mod verify;
@@ -39,6 +40,10 @@ enum Command {
     /// Network bundles this client trusts: list, show, add, remove.
     #[command(subcommand)]
     Bundle(bundle::BundleCommand),
+    /// Run a node: fetch the signed site over BitTorrent, keep it current, serve it.
+    Node(node::NodeArgs),
+    /// Ask the running node (of this data folder) how it is doing.
+    Status(node::StatusArgs),
     /// A throwaway network on this machine: publish, verify, rotate, refuse a forgery.
     Demo(demo::DemoArgs),
 }
@@ -47,9 +52,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let data_dir = cli.data_dir;
     match cli.command {
         Command::Keys(cmd) => keys::run(cmd),
-        Command::Publish(cmd) => publish::run(cmd),
+        Command::Publish(cmd) => publish::run(cmd, data_dir.as_deref()),
         Command::Verify(args) => verify::run(args, data_dir.as_deref()),
         Command::Bundle(cmd) => bundle::run(cmd, data_dir.as_deref()),
+        Command::Node(args) => node::run(args, data_dir.as_deref()),
+        Command::Status(args) => node::status(args, data_dir.as_deref()),
         Command::Demo(args) => demo::run(args),
     }
 }

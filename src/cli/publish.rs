@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use swarmsite::content::{Blacklist, Notice, Severity};
 use swarmsite::name::{Role, SystemName, file_id, kind};
-use swarmsite::publisher::{NetworkDir, TORRENT_FILE};
+use swarmsite::publisher::{NetworkDir, Outcome, TORRENT_FILE};
 use swarmsite::record::{MAX_BODY_LEN, Payload, Record};
 use swarmsite::torrent;
 
@@ -69,11 +69,15 @@ pub struct Common {
     /// Version to publish (default: one past the newest published).
     #[arg(long)]
     version: Option<u32>,
+    /// Hand the published record and its content to the node running with this data
+    /// folder, which seeds the content and sends the record to the network.
+    #[arg(long)]
+    push: bool,
     #[command(flatten)]
     passphrase: PassphraseArgs,
 }
 
-pub fn run(cmd: PublishCommand) -> anyhow::Result<ExitCode> {
+pub fn run(cmd: PublishCommand, data_dir: Option<&Path>) -> anyhow::Result<ExitCode> {
     match cmd {
         PublishCommand::Site {
             dir,
@@ -101,12 +105,15 @@ pub fn run(cmd: PublishCommand) -> anyhow::Result<ExitCode> {
             };
             let files = [(TORRENT_FILE.to_string(), t.bytes)];
             publish(
+                data_dir,
                 &net,
-                kind::SITE_RELEASE,
-                site_id,
-                payload,
-                &files,
-                Some(&dir),
+                Publication {
+                    kind: kind::SITE_RELEASE,
+                    id: site_id,
+                    payload,
+                    files: &files,
+                    payload_dir: Some(&dir),
+                },
                 &common,
             )
         }
@@ -120,12 +127,15 @@ pub fn run(cmd: PublishCommand) -> anyhow::Result<ExitCode> {
             let severity: Severity = severity.parse()?;
             let notice = Notice::new(severity, text)?;
             publish(
+                data_dir,
                 &net,
-                kind::NOTICE,
-                id.max(2),
-                Payload::Body(notice.to_body()),
-                &[],
-                None,
+                Publication {
+                    kind: kind::NOTICE,
+                    id: id.max(2),
+                    payload: Payload::Body(notice.to_body()),
+                    files: &[],
+                    payload_dir: None,
+                },
                 &common,
             )
         }
@@ -174,12 +184,15 @@ pub fn run(cmd: PublishCommand) -> anyhow::Result<ExitCode> {
             };
             let dir = if inline { None } else { Some(path.as_path()) };
             publish(
+                data_dir,
                 &net,
-                kind::AUTHORIZED_FILE,
-                id,
-                payload,
-                &files,
-                dir,
+                Publication {
+                    kind: kind::AUTHORIZED_FILE,
+                    id,
+                    payload,
+                    files: &files,
+                    payload_dir: dir,
+                },
                 &common,
             )
         }
@@ -197,12 +210,15 @@ pub fn run(cmd: PublishCommand) -> anyhow::Result<ExitCode> {
             );
             if encoded.len() <= MAX_BODY_LEN {
                 publish(
+                    data_dir,
                     &net,
-                    kind::AUTHORIZED_FILE,
-                    file_id::BLACKLIST,
-                    Payload::Body(encoded),
-                    &[],
-                    None,
+                    Publication {
+                        kind: kind::AUTHORIZED_FILE,
+                        id: file_id::BLACKLIST,
+                        payload: Payload::Body(encoded),
+                        files: &[],
+                        payload_dir: None,
+                    },
                     &common,
                 )
             } else {
@@ -216,12 +232,15 @@ pub fn run(cmd: PublishCommand) -> anyhow::Result<ExitCode> {
                 };
                 let files = [(TORRENT_FILE.to_string(), t.bytes)];
                 publish(
+                    data_dir,
                     &net,
-                    kind::AUTHORIZED_FILE,
-                    file_id::BLACKLIST,
-                    payload,
-                    &files,
-                    Some(&file),
+                    Publication {
+                        kind: kind::AUTHORIZED_FILE,
+                        id: file_id::BLACKLIST,
+                        payload,
+                        files: &files,
+                        payload_dir: Some(&file),
+                    },
                     &common,
                 )
             }
@@ -229,15 +248,28 @@ pub fn run(cmd: PublishCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn publish(
-    net: &NetworkDir,
+/// What to publish: the record's slot and payload, and the files that go with it.
+struct Publication<'a> {
     kind: u16,
     id: u32,
     payload: Payload,
-    files: &[(String, Vec<u8>)],
-    payload_dir: Option<&Path>,
+    files: &'a [(String, Vec<u8>)],
+    payload_dir: Option<&'a Path>,
+}
+
+fn publish(
+    data_dir: Option<&Path>,
+    net: &NetworkDir,
+    p: Publication<'_>,
     common: &Common,
 ) -> anyhow::Result<ExitCode> {
+    let Publication {
+        kind,
+        id,
+        payload,
+        files,
+        payload_dir,
+    } = p;
     let tag = net.bundle().network();
     let version = match common.version {
         Some(v) => v,
@@ -269,5 +301,11 @@ fn publish(
     let record = Record::new(name, now(), payload)?;
     let outcome = net.publish(record, &keys, files, payload_dir, now())?;
     print_outcome(&outcome);
+    if common.push {
+        match &outcome {
+            Outcome::Published { dir, .. } => super::node::push(data_dir, dir)?,
+            Outcome::Draft { .. } => println!("not pushed: it needs more signatures first"),
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,238 @@
+//! `swarmsite node` and `swarmsite status`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use swarmsite::bundle::Bundle;
+use swarmsite::control;
+use swarmsite::datadir::DataDir;
+use swarmsite::name::NetworkTag;
+use swarmsite::node::{Node, NodeConfig};
+
+#[derive(Args, Debug)]
+pub struct NodeArgs {
+    /// Network to join, by tag (its bundle is built in or added with `bundle add`).
+    #[arg(long, default_value = "WIKILEAKS")]
+    tag: NetworkTag,
+    /// Use this bundle file instead of a known network.
+    #[arg(long, value_name = "BUNDLE.json")]
+    bundle: Option<PathBuf>,
+    /// Site to serve (bundle site id; default: the first).
+    #[arg(long)]
+    site: Option<u32>,
+    /// Wire protocol listen address.
+    #[arg(long, default_value = "0.0.0.0:6880")]
+    wire: SocketAddr,
+    /// BitTorrent listen address.
+    #[arg(long, default_value = "0.0.0.0:6881")]
+    bt: SocketAddr,
+    /// HTTP listen address (repeatable; default: port 80, and 18880 as the fallback).
+    #[arg(long = "http", value_name = "ADDR")]
+    http: Vec<SocketAddr>,
+    /// Control API address (loopback only; port 0 picks one, see <data>/control.json).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    control: SocketAddr,
+    /// A wire peer to connect to (repeatable).
+    #[arg(long = "peer", value_name = "ADDR")]
+    peers: Vec<SocketAddr>,
+    /// Ignore pushed records and learn new ones by pull alone.
+    #[arg(long)]
+    no_push: bool,
+    /// Seconds between pull rounds.
+    #[arg(long, default_value_t = 60)]
+    pull_interval: u64,
+    /// Do not use librqbit's DHT (content peers then come from wire peers only).
+    #[arg(long)]
+    no_content_dht: bool,
+}
+
+pub fn run(args: NodeArgs, data_dir: Option<&Path>) -> anyhow::Result<ExitCode> {
+    init_logging();
+    let dd = DataDir::resolve(data_dir)?;
+    let bundle = match &args.bundle {
+        Some(p) => Bundle::read(p).with_context(|| format!("{}", p.display()))?,
+        None => dd.bundle(args.tag)?,
+    };
+    let mut cfg = NodeConfig::new(dd.root().to_path_buf(), bundle.clone());
+    if let Some(site) = args.site {
+        anyhow::ensure!(
+            bundle.site(site).is_some(),
+            "the bundle of {} has no site {site}",
+            bundle.network()
+        );
+        cfg.site = site;
+    }
+    cfg.wire_listen = args.wire;
+    cfg.bt_listen = args.bt;
+    if !args.http.is_empty() {
+        cfg.http = args.http;
+    }
+    cfg.peers = args.peers;
+    cfg.accept_push = !args.no_push;
+    cfg.pull_interval = Duration::from_secs(args.pull_interval.max(1));
+    cfg.content_dht = if args.no_content_dht {
+        None
+    } else {
+        Some(bundle.bootstrap().to_vec())
+    };
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let node = Node::start(cfg).await.context("starting the node")?;
+        let handle = node.handle();
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let ctl = control::serve(handle.clone(), args.control, cancel.clone())
+            .await
+            .context("control API")?;
+        let s = handle.status();
+        for h in &s.http {
+            match &h.error {
+                None => tracing::info!("serving {} on http://{}/", s.site_name, h.addr),
+                Some(e) => tracing::warn!("not serving on {}: {e}", h.addr),
+            }
+        }
+        tracing::info!(
+            "wire {} · BitTorrent {} · control {ctl}",
+            s.wire_addr,
+            s.bt_addr.clone().unwrap_or_default()
+        );
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        cancel.cancel();
+        node.shutdown().await;
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,librqbit=warn,librqbit_dht=warn")
+    });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// Print the raw JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn status(args: StatusArgs, data_dir: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let dd = DataDir::resolve(data_dir)?;
+    let info = control::client::info(dd.root())?;
+    let body = control::client::request(&info, "GET", "/api/status", None)?;
+    if args.json {
+        println!("{body}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let s: serde_json::Value = serde_json::from_str(&body).context("status is not JSON")?;
+    print_status(&s);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_status(s: &serde_json::Value) {
+    let get = |k: &str| s.get(k).cloned().unwrap_or_default();
+    println!(
+        "network {} · site {} (id {})",
+        get("network").as_str().unwrap_or("?"),
+        get("site_name").as_str().unwrap_or("?"),
+        get("site_id")
+    );
+    match get("served_version").as_u64() {
+        Some(v) => println!(
+            "serving release v{v} (published {})",
+            get("served_time")
+                .as_u64()
+                .map(super::show_time)
+                .unwrap_or_default()
+        ),
+        None => println!("no verified release yet"),
+    }
+    if let Some(sync) = s.get("sync").filter(|v| !v.is_null()) {
+        let have = sync["have_bytes"].as_u64().unwrap_or(0);
+        let total = sync["total_bytes"].as_u64().unwrap_or(0).max(1);
+        println!(
+            "syncing v{}: {:.0}% of {} bytes from {} peers{}",
+            sync["version"],
+            have as f64 * 100.0 / total as f64,
+            total,
+            sync["peers"],
+            sync["error"]
+                .as_str()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
+        );
+    }
+    for h in get("http").as_array().into_iter().flatten() {
+        match h["error"].as_str() {
+            None => println!("http://{}/ serving", h["addr"].as_str().unwrap_or("?")),
+            Some(e) => println!("http {} not bound: {e}", h["addr"].as_str().unwrap_or("?")),
+        }
+    }
+    println!(
+        "wire {} · BitTorrent {}",
+        get("wire_addr").as_str().unwrap_or("?"),
+        get("bt_addr").as_str().unwrap_or("-")
+    );
+    let peers = get("peers");
+    let peers = peers.as_array().map_or(0, Vec::len);
+    println!(
+        "{peers} peers · {} requests · {} bytes served · {} evidence entries",
+        get("requests"),
+        get("bytes_served"),
+        get("evidence")
+    );
+    for r in get("records").as_array().into_iter().flatten() {
+        println!(
+            "  holds {} v{}",
+            r["class"].as_str().unwrap_or("?"),
+            r["version"]
+        );
+    }
+    if let Some(n) = get("notice").as_str() {
+        println!("notice: {n}");
+    }
+}
+
+/// Hands a published folder to the local node (`publish … --push`).
+pub fn push(data_dir: Option<&Path>, dir: &Path) -> anyhow::Result<()> {
+    let dd = DataDir::resolve(data_dir)?;
+    let info = control::client::info(dd.root())?;
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("{}", dir.display()))?;
+    let body = serde_json::json!({ "dir": dir }).to_string();
+    let reply = control::client::request(&info, "POST", "/api/publish", Some(&body))?;
+    let v: serde_json::Value = serde_json::from_str(&reply).unwrap_or_default();
+    println!(
+        "pushed to the local node: {}",
+        v["accepted"].as_str().unwrap_or(&reply)
+    );
+    Ok(())
+}

@@ -1,0 +1,302 @@
+//! The local control API (SPEC §12): JSON over HTTP on 127.0.0.1 only, guarded by a
+//! random token kept in the data folder (mode 0600).
+//!
+//! `GET /api/status`, `GET /api/evidence`, `GET /api/events` (server-sent events),
+//! `POST /api/publish {"dir": "<published folder>"}`. Every request needs
+//! `Authorization: Bearer <token>` (or `?token=` for EventSource, which cannot set
+//! headers). No CORS headers are sent, and the Host must be a loopback name, so a web
+//! page cannot read or drive it (DNS rebinding included).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures::Stream;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::fsutil;
+use crate::node::NodeHandle;
+
+/// Where a running node's control API is, as written to `<data>/control.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ControlInfo {
+    pub url: String,
+    pub token: String,
+}
+
+pub const CONTROL_FILE: &str = "control.json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("the control API listens on loopback only, not {0}")]
+    NotLoopback(SocketAddr),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("no running node found: {0}")]
+    NoNode(String),
+    #[error("node answered {status}: {body}")]
+    Status { status: u16, body: String },
+}
+
+#[derive(Clone)]
+struct Ctl {
+    node: NodeHandle,
+    token: Arc<str>,
+}
+
+/// Starts the control API on `addr` (a loopback address) and writes `control.json`.
+/// Returns the bound address; the server stops when `cancel` fires.
+pub async fn serve(
+    node: NodeHandle,
+    addr: SocketAddr,
+    cancel: CancellationToken,
+) -> Result<SocketAddr, ControlError> {
+    if !addr.ip().is_loopback() {
+        return Err(ControlError::NotLoopback(addr));
+    }
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let token: String = hex::encode(rand::random::<[u8; 32]>());
+    let info = ControlInfo {
+        url: format!("http://{bound}"),
+        token: token.clone(),
+    };
+    let path = node.data_dir().join(CONTROL_FILE);
+    fsutil::create_dir(node.data_dir(), 0o700)?;
+    fsutil::write_atomic(
+        &path,
+        &serde_json::to_vec_pretty(&info).expect("json"),
+        fsutil::PRIVATE,
+    )?;
+    let ctl = Ctl {
+        node,
+        token: token.into(),
+    };
+    let app = axum::Router::new()
+        .route("/api/status", get(status))
+        .route("/api/evidence", get(evidence))
+        .route("/api/events", get(events))
+        .route("/api/publish", post(publish))
+        .layer(middleware::from_fn_with_state(ctl.clone(), guard))
+        .with_state(ctl);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(cancel.cancelled_owned())
+            .await;
+        let _ = std::fs::remove_file(&path);
+    });
+    Ok(bound)
+}
+
+#[derive(Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+async fn guard(
+    State(ctl): State<Ctl>,
+    Query(q): Query<TokenQuery>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let host_ok = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(|h| h.rsplit_once(':').map_or(h, |(name, _)| name))
+        .is_some_and(|h| h == "127.0.0.1" || h == "localhost" || h == "[::1]");
+    if !host_ok {
+        return (StatusCode::FORBIDDEN, "bad host\n").into_response();
+    }
+    let bearer = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string);
+    let given = bearer.or(q.token);
+    // Constant-time comparison: the token is the only secret here.
+    let ok = given.is_some_and(|g| {
+        g.len() == ctl.token.len()
+            && g.bytes()
+                .zip(ctl.token.bytes())
+                .fold(0, |a, (x, y)| a | (x ^ y))
+                == 0
+    });
+    if !ok {
+        return (StatusCode::UNAUTHORIZED, "missing or wrong token\n").into_response();
+    }
+    next.run(req).await
+}
+
+async fn status(State(ctl): State<Ctl>) -> impl IntoResponse {
+    Json(ctl.node.status())
+}
+
+#[derive(Deserialize)]
+struct EvidenceQuery {
+    limit: Option<usize>,
+}
+
+async fn evidence(State(ctl): State<Ctl>, Query(q): Query<EvidenceQuery>) -> Response {
+    let log = crate::evidence::EvidenceLog::new(
+        ctl.node.data_dir().join("evidence.jsonl"),
+        crate::evidence::DEFAULT_MAX_BYTES,
+    );
+    match tokio::task::spawn_blocking(move || log.read_all()).await {
+        Ok(Ok(mut all)) => {
+            let limit = q.limit.unwrap_or(200).min(10_000);
+            let skip = all.len().saturating_sub(limit);
+            Json(all.split_off(skip)).into_response()
+        }
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "cannot read evidence\n").into_response(),
+    }
+}
+
+async fn events(State(ctl): State<Ctl>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let rx = ctl.node.subscribe();
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(ev) => {
+                    let data = serde_json::to_string(&ev).expect("json");
+                    return Some((Ok(Event::default().data(data)), rx));
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+#[derive(Deserialize)]
+struct PublishBody {
+    dir: PathBuf,
+}
+
+#[derive(Serialize)]
+struct PublishReply {
+    accepted: String,
+}
+
+async fn publish(State(ctl): State<Ctl>, Json(body): Json<PublishBody>) -> Response {
+    let record_path = body.dir.join(crate::publisher::RECORD_FILE);
+    let record = match std::fs::read(&record_path) {
+        Ok(r) => r,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("{}: {e}\n", record_path.display()),
+            )
+                .into_response();
+        }
+    };
+    let payload = body
+        .dir
+        .join(crate::publisher::TORRENT_FILE)
+        .is_file()
+        .then_some(body.dir.clone());
+    match ctl.node.submit(record, payload).await {
+        Ok(accepted) => Json(PublishReply { accepted }).into_response(),
+        Err(e) => (StatusCode::UNPROCESSABLE_ENTITY, format!("{e}\n")).into_response(),
+    }
+}
+
+/// A minimal client for the CLI (`swarmsite status`, `publish --push`): plain HTTP/1.1
+/// to loopback, written here because the other end is our own server on 127.0.0.1 and a
+/// full HTTP client stack would add nothing.
+pub mod client {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::Duration;
+
+    use super::{CONTROL_FILE, ControlError, ControlInfo, Path};
+
+    pub fn info(data_dir: &Path) -> Result<ControlInfo, ControlError> {
+        let path = data_dir.join(CONTROL_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            ControlError::NoNode(format!(
+                "{}: {e} (is `swarmsite node` running with this data folder?)",
+                path.display()
+            ))
+        })?;
+        serde_json::from_str(&text)
+            .map_err(|e| ControlError::NoNode(format!("{}: {e}", path.display())))
+    }
+
+    /// Sends one request and returns the body of a 2xx answer.
+    pub fn request(
+        info: &ControlInfo,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> Result<String, ControlError> {
+        let hostport = info.url.trim_start_matches("http://");
+        let mut s = TcpStream::connect(hostport)
+            .map_err(|e| ControlError::NoNode(format!("{}: {e}", info.url)))?;
+        s.set_read_timeout(Some(Duration::from_secs(60)))?;
+        let body = body.unwrap_or("");
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: {hostport}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            info.token,
+            body.len()
+        )?;
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw)?;
+        let split = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or(raw.len());
+        let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+        let rest = raw.get(split + 4..).unwrap_or_default();
+        let status: u16 = head
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = if head.contains("transfer-encoding: chunked") {
+            dechunk(rest)
+        } else {
+            rest.to_vec()
+        };
+        let body = String::from_utf8_lossy(&body).into_owned();
+        if (200..300).contains(&status) {
+            Ok(body)
+        } else {
+            Err(ControlError::Status {
+                status,
+                body: body.trim().to_string(),
+            })
+        }
+    }
+
+    fn dechunk(mut s: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        while let Some(eol) = s.windows(2).position(|w| w == b"\r\n") {
+            let Some(n) = std::str::from_utf8(&s[..eol])
+                .ok()
+                .and_then(|l| usize::from_str_radix(l.trim(), 16).ok())
+            else {
+                break;
+            };
+            let rest = &s[eol + 2..];
+            if n == 0 || rest.len() < n {
+                break;
+            }
+            out.extend_from_slice(&rest[..n]);
+            s = rest[n..].strip_prefix(b"\r\n").unwrap_or(&rest[n..]);
+        }
+        out
+    }
+}
