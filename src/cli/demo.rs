@@ -1,69 +1,206 @@
 //! `swarmsite demo`: a throwaway network on this machine, no internet needed.
 //!
-//! It walks through the trust core end to end with real keys and records: create a
-//! network, publish two site releases, have a fresh client verify them, refuse a
-//! replay and a forgery (recorded as evidence), rotate the site keys, and show the
-//! fresh client following the rotation.
+//! A publisher and five volunteer nodes, each on its own loopback address (127.0.0.2 to
+//! 127.0.0.7), in this one process. The publisher signs release 1 of the demo site; the
+//! nodes fetch it over BitTorrent from each other, check it, and serve it over HTTP.
+//! Then release 2, which every node switches to, and a forged release 3 that every node
+//! refuses. Ctrl-C stops everything and removes the demo's folder.
 
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use swarmsite::bundle::Site;
-use swarmsite::evidence::Evidence;
 use swarmsite::keys::{MIN_BITS, PrivateKey};
-use swarmsite::name::{NetworkTag, Role, SystemName, kind};
+use swarmsite::name::{NetworkTag, SystemName, kind};
+use swarmsite::node::{Node, NodeConfig, NodeHandle};
 use swarmsite::publisher::{self, InitOptions, NetworkDir, Outcome, TORRENT_FILE};
 use swarmsite::record::{Payload, Record};
-use swarmsite::trust::TrustStore;
 use swarmsite::{demo_site, torrent};
 
 use super::now;
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {
-    /// Keep the demo's folder (printed at the end) instead of removing it.
+    /// Volunteer nodes to start (besides the publisher's).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u8).range(1..=50))]
+    nodes: u8,
+    /// Seconds to wait before publishing release 2.
+    #[arg(long, default_value_t = 20)]
+    update_after: u64,
+    /// Exit once every node serves release 2 and has refused the forgery, instead of
+    /// serving until Ctrl-C.
+    #[arg(long)]
+    once: bool,
+    /// Keep the demo's folder instead of removing it.
     #[arg(long)]
     keep: bool,
 }
 
-fn step(n: u32, text: &str) {
-    println!("\n[{n}] {text}");
-}
+const PASS: &[u8] = b"demo passphrase (throwaway)";
+const HTTP_PORT: u16 = 18880;
 
 fn spinner(msg: &str) -> ProgressBar {
     let pb = ProgressBar::new_spinner();
-    pb.set_style(
-        ProgressStyle::with_template("    {spinner} {msg} ({elapsed})").expect("template"),
-    );
+    pb.set_style(ProgressStyle::with_template("{spinner} {msg} ({elapsed})").expect("template"));
     pb.set_message(msg.to_string());
     pb.enable_steady_tick(Duration::from_millis(100));
     pb
 }
 
-fn published(outcome: Outcome) -> anyhow::Result<Record> {
-    match outcome {
-        Outcome::Published { record, .. } => Ok(record),
-        Outcome::Draft { .. } => anyhow::bail!("unexpectedly left as a draft"),
-    }
-}
-
 pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    super::node::init_logging_quiet();
     let tmp = tempfile::Builder::new()
         .prefix("swarmsite-demo-")
         .tempdir()?;
-    let root = tmp.path();
-    let pass = b"demo passphrase (throwaway)";
-    let tag: NetworkTag = "DEMOLEAKS".parse()?;
-    println!("swarmsite demo: a throwaway network in {}", root.display());
+    let root = tmp.path().to_path_buf();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let result = rt.block_on(demo(&root, &args));
+    rt.shutdown_timeout(Duration::from_secs(5));
+    if args.keep {
+        println!("demo folder kept: {}", tmp.keep().display());
+    } else {
+        println!("removed {}", root.display());
+    }
+    result.map(|_| ExitCode::SUCCESS)
+}
 
-    step(
-        1,
-        "The publisher creates a network: 3 RSA-3072 keys for each of 6 roles, threshold 2",
+fn publish_release(
+    net: &NetworkDir,
+    root: &Path,
+    version: u32,
+) -> anyhow::Result<(PathBuf, Vec<u8>)> {
+    let site_dir = root.join(format!("site-v{version}"));
+    demo_site::write(&site_dir, version)?;
+    let t = torrent::make(&site_dir, "demoleaks")?;
+    let record = Record::new(
+        SystemName::new(net.bundle().network(), kind::SITE_RELEASE, 1, version),
+        now(),
+        Payload::Torrent {
+            ih: t.info_hash,
+            size: t.total_size,
+        },
+    )?;
+    let key = publisher::load_key(&net.root().join("keys/site/v1/key-1.pem"), PASS)?;
+    match net.publish(
+        record,
+        &[key],
+        &[(TORRENT_FILE.into(), t.bytes)],
+        Some(&site_dir),
+        now(),
+    )? {
+        Outcome::Published { dir, record, .. } => Ok((dir, record.encode()?)),
+        Outcome::Draft { .. } => anyhow::bail!("release left as a draft"),
+    }
+}
+
+/// An HTTP address on `ip`: the usual 18880 when free, else any port.
+fn http_addr(ip: &str) -> SocketAddr {
+    let preferred: SocketAddr = format!("{ip}:{HTTP_PORT}").parse().expect("addr");
+    if std::net::TcpListener::bind(preferred).is_ok() {
+        preferred
+    } else {
+        format!("{ip}:0").parse().expect("addr")
+    }
+}
+
+fn node_config(root: &Path, net: &NetworkDir, ip: &str, peers: Vec<SocketAddr>) -> NodeConfig {
+    let mut cfg = NodeConfig::new(root.join(format!("node-{ip}")), net.bundle().clone());
+    cfg.wire_listen = format!("{ip}:0").parse().expect("addr");
+    cfg.bt_listen = format!("{ip}:0").parse().expect("addr");
+    cfg.http = vec![http_addr(ip)];
+    cfg.peers = peers;
+    // Loopback only: no DHT, content peers come from the wire peers.
+    cfg.content_dht = None;
+    cfg.pull_interval = Duration::from_secs(5);
+    cfg
+}
+
+fn url(h: &NodeHandle) -> String {
+    h.status()
+        .http
+        .iter()
+        .find(|p| p.bound)
+        .map(|p| format!("http://{}/", p.addr))
+        .unwrap_or_default()
+}
+
+/// Shows each node's progress until every one serves `version`; false on Ctrl-C.
+async fn watch(handles: &[(String, NodeHandle)], version: u32) -> bool {
+    let multi = MultiProgress::new();
+    let style = ProgressStyle::with_template("  {prefix:<10} [{bar:30}] {percent:>3}% {msg}")
+        .expect("template")
+        .progress_chars("=> ");
+    let bars: Vec<ProgressBar> = handles
+        .iter()
+        .map(|(name, _)| {
+            let pb = multi.add(ProgressBar::new(1));
+            pb.set_style(style.clone());
+            pb.set_prefix(name.clone());
+            pb
+        })
+        .collect();
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        let mut done = true;
+        for ((_, h), pb) in handles.iter().zip(&bars) {
+            let s = h.status();
+            if s.served_version >= Some(version) {
+                pb.set_length(1);
+                pb.set_position(1);
+                pb.set_message(format!(
+                    "serving v{} at {}",
+                    s.served_version.unwrap_or(0),
+                    url(h)
+                ));
+            } else {
+                done = false;
+                match &s.sync {
+                    Some(sync) if sync.version >= version => {
+                        pb.set_length(sync.total_bytes.max(1));
+                        pb.set_position(sync.have_bytes);
+                        let from = format!("from {} peers", sync.peers);
+                        pb.set_message(format!(
+                            "fetching v{} {}",
+                            sync.version,
+                            sync.error.clone().unwrap_or(from)
+                        ));
+                    }
+                    _ => {
+                        pb.set_message(format!("waiting for v{version} ({} peers)", s.peers.len()))
+                    }
+                }
+            }
+        }
+        if done {
+            for pb in &bars {
+                pb.finish();
+            }
+            return true;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(150)) => {}
+            _ = &mut ctrl_c => return false,
+        }
+    }
+}
+
+async fn demo(root: &Path, args: &DemoArgs) -> anyhow::Result<()> {
+    println!(
+        "swarmsite demo: a throwaway network in {}\n",
+        root.display()
     );
-    let pb = spinner("generating 18 keys");
+    let pb =
+        spinner("The publisher creates network DEMOLEAKS: 3 RSA-3072 keys for each of 6 roles");
+    let tag: NetworkTag = "DEMOLEAKS".parse()?;
     let opts = InitOptions {
         tag,
         sites: vec![Site {
@@ -76,64 +213,99 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         bits: MIN_BITS,
         bootstrap: vec![],
     };
-    let net = NetworkDir::init(&root.join("network"), &opts, pass, now())?;
-    pb.finish_and_clear();
-    println!("    bundle fingerprint {}", net.bundle().fingerprint());
-    let site_key = |v: u32, i: u32| -> anyhow::Result<PrivateKey> {
-        let path = net.root().join(format!("keys/site/v{v}/key-{i}.pem"));
-        Ok(publisher::load_key(&path, pass)?)
-    };
+    let net = NetworkDir::init(&root.join("network"), &opts, PASS, now())?;
+    pb.finish_with_message(format!(
+        "network DEMOLEAKS created, bundle fingerprint {}",
+        &net.bundle().fingerprint()[..16]
+    ));
 
-    // A fresh client: it ships only the bundle.
-    let mut client = TrustStore::from_bundle(net.bundle());
-    let evidence =
-        swarmsite::evidence::EvidenceLog::new(root.join("client/evidence.jsonl"), 1 << 20);
+    // The publisher's node, then volunteers that each know the publisher and the
+    // volunteer started before them.
+    let publisher = Node::start(node_config(root, &net, "127.0.0.2", vec![]))
+        .await
+        .context("publisher node")?;
+    let mut wires = vec![
+        publisher
+            .handle()
+            .status()
+            .wire_addr
+            .parse::<SocketAddr>()?,
+    ];
+    let mut nodes = Vec::new();
+    for i in 0..args.nodes {
+        let ip = format!("127.0.0.{}", 3 + i);
+        let peers = vec![wires[0], *wires.last().expect("one")];
+        let node = Node::start(node_config(root, &net, &ip, peers))
+            .await
+            .with_context(|| format!("node {ip}"))?;
+        wires.push(node.handle().status().wire_addr.parse()?);
+        nodes.push((ip, node));
+    }
+    let handles: Vec<(String, NodeHandle)> = nodes
+        .iter()
+        .map(|(ip, n)| (ip.clone(), n.handle()))
+        .collect();
+    println!(
+        "started the publisher's node on 127.0.0.2 and {} volunteer nodes on 127.0.0.3-{}",
+        args.nodes,
+        2 + args.nodes
+    );
 
-    let mut releases = Vec::new();
-    for version in 1..=2 {
-        step(
-            1 + version,
-            &format!("The publisher signs release {version} of the demo site"),
-        );
-        let site_dir = root.join(format!("site-v{version}"));
-        demo_site::write(&site_dir, version)?;
-        let t = torrent::make(&site_dir, "demoleaks")?;
-        let record = Record::new(
-            SystemName::new(tag, kind::SITE_RELEASE, 1, version),
-            now(),
-            Payload::Torrent {
-                ih: t.info_hash,
-                size: t.total_size,
-            },
-        )?;
-        let files = [(TORRENT_FILE.to_string(), t.bytes.clone())];
-        let record =
-            published(net.publish(record, &[site_key(1, 1)?], &files, Some(&site_dir), now())?)?;
-        println!(
-            "    {} files, {} bytes, info hash {}",
-            t.files.len(),
-            t.total_size,
-            hex::encode(t.info_hash)
-        );
-        let verdict = client
-            .accept_bytes(&record.encode()?, now())
-            .context("client refused")?
-            .1;
-        println!("    client: {verdict}");
-        releases.push(record);
+    let outcome = run_scenario(&net, root, &publisher.handle(), &handles, args).await;
+    println!("\nstopping…");
+    for (_, n) in nodes {
+        n.shutdown().await;
+    }
+    publisher.shutdown().await;
+    outcome
+}
+
+async fn run_scenario(
+    net: &NetworkDir,
+    root: &Path,
+    publisher: &NodeHandle,
+    handles: &[(String, NodeHandle)],
+    args: &DemoArgs,
+) -> anyhow::Result<()> {
+    println!("\nThe publisher signs release 1 of the demo site and hands it to its node:");
+    let (dir, record) = publish_release(net, root, 1)?;
+    publisher
+        .submit(record, Some(dir))
+        .await
+        .map_err(anyhow::Error::msg)?;
+    if !watch(handles, 1).await {
+        return Ok(());
+    }
+    println!(
+        "\nEvery node checked the publisher's signature and the torrent, and serves the site."
+    );
+    println!("Open one in a browser, e.g. {}", url(&handles[0].1));
+
+    println!(
+        "\nRelease 2 follows in {} s (Ctrl-C to stop)…",
+        args.update_after
+    );
+    tokio::select! {
+        _ = tokio::time::sleep(Duration::from_secs(args.update_after)) => {}
+        _ = tokio::signal::ctrl_c() => return Ok(()),
+    }
+    println!("The publisher signs release 2 (one page changed):");
+    let (dir, record) = publish_release(net, root, 2)?;
+    publisher
+        .submit(record, Some(dir))
+        .await
+        .map_err(anyhow::Error::msg)?;
+    if !watch(handles, 2).await {
+        return Ok(());
     }
 
-    step(
-        4,
-        "An attacker replays release 1 and forges a release 3 with a key of its own",
+    println!(
+        "\nAn attacker signs a release 3 with a key of its own and hands it to {}:",
+        handles[0].0
     );
-    let replay = client
-        .accept(&releases[0], now())
-        .expect_err("replay must be refused");
-    println!("    replay refused: {replay}");
     let attacker = PrivateKey::generate(MIN_BITS)?;
     let mut forged = Record::new(
-        SystemName::new(tag, kind::SITE_RELEASE, 1, 3),
+        SystemName::new(net.bundle().network(), kind::SITE_RELEASE, 1, 3),
         now(),
         Payload::Torrent {
             ih: [0xee; 20],
@@ -141,89 +313,29 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         },
     )?;
     forged.sign(&attacker);
-    let refusal = client
-        .accept(&forged, now())
-        .expect_err("forgery must be refused");
-    println!("    forgery refused: {refusal}");
-    evidence.append(&Evidence {
-        time: now(),
-        peer: Some("127.0.0.66:6881".into()),
-        node_id: None,
-        object: Some(forged.name.to_hex()),
-        reason: refusal.code().into(),
-        detail: refusal.to_string(),
-    })?;
-    println!("    recorded as evidence in {}", evidence.path().display());
-
-    step(
-        5,
-        "Key 1 of the site role is stolen: holders 2 and 3 rotate it out (2 of 3 sign)",
-    );
-    let pb = spinner("generating the new key");
-    let kept = vec![
-        publisher::load_public(&net.root().join("keys/site/v1/key-2.pub"))?,
-        publisher::load_public(&net.root().join("keys/site/v1/key-3.pub"))?,
-    ];
-    let outcome = net.rotate(
-        Role::SITE,
-        1,
-        kept,
-        2,
-        1,
-        MIN_BITS,
-        &[site_key(1, 2)?, site_key(1, 3)?],
-        pass,
-        now(),
-    )?;
-    pb.finish_and_clear();
-    let rotation = published(outcome)?;
-    println!("    client: {}", client.accept(&rotation, now())?);
-
-    step(
-        6,
-        "The thief signs release 3 with the stolen key; the publisher signs it with a kept key",
-    );
-    let mut stolen = Record::new(
-        SystemName::new(tag, kind::SITE_RELEASE, 1, 3),
-        now(),
-        Payload::Torrent {
-            ih: [0xdd; 20],
-            size: 1,
-        },
-    )?;
-    stolen.sign(&site_key(1, 1)?);
-    println!(
-        "    stolen-key release refused: {}",
-        client.accept(&stolen, now()).expect_err("retired key")
-    );
-    let site_dir = root.join("site-v3");
-    demo_site::write(&site_dir, 3)?;
-    let t = torrent::make(&site_dir, "demoleaks")?;
-    let record = Record::new(
-        SystemName::new(tag, kind::SITE_RELEASE, 1, 3),
-        now(),
-        Payload::Torrent {
-            ih: t.info_hash,
-            size: t.total_size,
-        },
-    )?;
-    let files = [(TORRENT_FILE.to_string(), t.bytes)];
-    let v3 = published(net.publish(record, &[site_key(1, 2)?], &files, Some(&site_dir), now())?)?;
-    println!("    client: {}", client.accept(&v3, now())?);
-
-    step(
-        7,
-        "A client installed today, shipping only version 1 of the keys, catches up",
-    );
-    let mut newcomer = TrustStore::from_bundle(net.bundle());
-    newcomer.accept_chain(std::slice::from_ref(&rotation), now())?;
-    println!("    newcomer: {}", newcomer.accept(&v3, now())?);
-
-    println!("\nEvery step used real RSA-3072 keys, signed records and torrents.");
-    println!("Serving the site from a local swarm of nodes comes with the node (issue 4).");
-    if args.keep {
-        let kept = tmp.keep();
-        println!("demo folder kept: {}", kept.display());
+    match handles[0].1.submit(forged.encode()?, None).await {
+        Ok(_) => anyhow::bail!("the forgery was accepted"),
+        Err(refusal) => println!("  refused: {refusal}"),
     }
-    Ok(ExitCode::SUCCESS)
+    println!(
+        "  recorded as evidence in {}",
+        handles[0].1.data_dir().join("evidence.jsonl").display()
+    );
+    let still: Vec<Option<u32>> = handles
+        .iter()
+        .map(|(_, h)| h.status().served_version)
+        .collect();
+    println!(
+        "  every node still serves release 2: {}",
+        still.iter().all(|v| *v == Some(2))
+    );
+    if args.once {
+        return Ok(());
+    }
+    println!("\nThe nodes keep serving; Ctrl-C to stop and clean up.");
+    for (ip, h) in handles {
+        println!("  {ip}: {}", url(h));
+    }
+    let _ = tokio::signal::ctrl_c().await;
+    Ok(())
 }

@@ -236,3 +236,13 @@ pub fn push(data_dir: Option<&Path>, dir: &Path) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// Logging for the demo: warnings only, so the progress display stays readable.
+pub fn init_logging_quiet() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
