@@ -97,36 +97,60 @@ fn http_addr(h: &NodeHandle) -> String {
         .clone()
 }
 
+/// One network with releases 1 and 2 published, made once per test binary.
+struct Fixture {
+    _dir: tempfile::TempDir,
+    net: NetworkDir,
+    site1: PathBuf,
+    site2: PathBuf,
+    releases: Vec<(PathBuf, Vec<u8>)>,
+}
+
+fn fixture() -> &'static Fixture {
+    static F: std::sync::OnceLock<Fixture> = std::sync::OnceLock::new();
+    F.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = InitOptions {
+            tag: "TESTLEAKS".parse().unwrap(),
+            sites: vec![Site {
+                id: 1,
+                name: "testleaks".into(),
+            }],
+            keys_per_role: 3,
+            threshold: 2,
+            sign: 1,
+            bits: MIN_BITS,
+            bootstrap: vec![],
+        };
+        let net = NetworkDir::init(&dir.path().join("net"), &opts, PASS, now()).unwrap();
+        let site1 = dir.path().join("site1");
+        demo_site::write(&site1, 1).unwrap();
+        let site2 = dir.path().join("site2");
+        demo_site::write(&site2, 2).unwrap();
+        let releases = vec![publish_site(&net, &site1, 1), publish_site(&net, &site2, 2)];
+        Fixture {
+            _dir: dir,
+            net,
+            site1,
+            site2,
+            releases,
+        }
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn six_nodes_serve_every_release_and_refuse_forgeries() {
     let tmp = tempfile::tempdir().unwrap();
-    let tag: NetworkTag = "TESTLEAKS".parse().unwrap();
-    let opts = InitOptions {
-        tag,
-        sites: vec![Site {
-            id: 1,
-            name: "testleaks".into(),
-        }],
-        keys_per_role: 3,
-        threshold: 2,
-        sign: 1,
-        bits: MIN_BITS,
-        bootstrap: vec![],
-    };
-    let net = NetworkDir::init(&tmp.path().join("net"), &opts, PASS, now()).unwrap();
-    let site1 = tmp.path().join("site1");
-    demo_site::write(&site1, 1).unwrap();
-    let (pub1, rec1) = publish_site(&net, &site1, 1);
+    let f = fixture();
+    let net = &f.net;
+    let tag: NetworkTag = net.bundle().network();
+    let site1 = &f.site1;
+    let (pub1, rec1) = f.releases[0].clone();
 
     // The publisher's own node, then six volunteers that know only the publisher.
-    let publisher = Node::start(node_config(
-        &tmp.path().join("p"),
-        &net,
-        "127.0.0.2",
-        vec![],
-    ))
-    .await
-    .unwrap();
+    let publisher = Node::start(node_config(&tmp.path().join("p"), net, "127.0.0.2", vec![]))
+        .await
+        .unwrap();
     let p = publisher.handle();
     let p_wire: SocketAddr = p.status().wire_addr.parse().unwrap();
     let mut nodes = Vec::new();
@@ -134,7 +158,7 @@ async fn six_nodes_serve_every_release_and_refuse_forgeries() {
         let ip = format!("127.0.0.{}", 3 + i);
         let n = Node::start(node_config(
             &tmp.path().join(format!("n{i}")),
-            &net,
+            net,
             &ip,
             vec![p_wire],
         ))
@@ -174,9 +198,8 @@ async fn six_nodes_serve_every_release_and_refuse_forgeries() {
     }
 
     // v2 changes one file; every node switches.
-    let site2 = tmp.path().join("site2");
-    demo_site::write(&site2, 2).unwrap();
-    let (pub2, rec2) = publish_site(&net, &site2, 2);
+    let (pub2, rec2) = f.releases[1].clone();
+    assert!(f.site2.exists());
     p.submit(rec2, Some(pub2)).await.unwrap();
     wait_for("v2 everywhere", 120, || {
         handles.iter().all(|h| h.status().served_version == Some(2))
@@ -217,4 +240,109 @@ async fn six_nodes_serve_every_release_and_refuse_forgeries() {
         n.shutdown().await;
     }
     publisher.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_started_later_catches_up_by_pull_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = fixture();
+    let publisher = Node::start(node_config(
+        &tmp.path().join("p"),
+        &f.net,
+        "127.0.0.20",
+        vec![],
+    ))
+    .await
+    .unwrap();
+    let p = publisher.handle();
+    for (dir, rec) in &f.releases {
+        p.submit(rec.clone(), Some(dir.clone())).await.unwrap();
+    }
+    wait_for("publisher serves v2", 60, || {
+        p.status().served_version == Some(2)
+    })
+    .await;
+    let mut cfg = node_config(
+        &tmp.path().join("late"),
+        &f.net,
+        "127.0.0.21",
+        vec![p.status().wire_addr.parse().unwrap()],
+    );
+    cfg.accept_push = false;
+    let late = Node::start(cfg).await.unwrap();
+    let l = late.handle();
+    wait_for("late node serves v2", 60, || {
+        l.status().served_version == Some(2)
+    })
+    .await;
+    let (_, body) = http_get(&http_addr(&l), "/").await;
+    assert!(String::from_utf8_lossy(&body).contains("Release 2"));
+    late.shutdown().await;
+    publisher.shutdown().await;
+}
+
+/// Raw bytes to a node's wire port: returns what came back before the node closed.
+async fn poke(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let _ = s.write_all(bytes).await;
+    let _ = s.shutdown().await;
+    let mut back = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(15), s.read_to_end(&mut back))
+        .await
+        .expect("node closes the connection");
+    back
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wire_port_closes_strangers_politely_and_records_bad_input() {
+    use swarmsite::wire::message::{EXT_HANDSHAKE, Handshake, frame_extended};
+    let tmp = tempfile::tempdir().unwrap();
+    let f = fixture();
+    let node = Node::start(node_config(
+        &tmp.path().join("n"),
+        &f.net,
+        "127.0.0.30",
+        vec![],
+    ))
+    .await
+    .unwrap();
+    let h = node.handle();
+    let wire: SocketAddr = h.status().wire_addr.parse().unwrap();
+    let rendezvous = *SystemName::new(f.net.bundle().network(), kind::NOTICE, 1, 0).as_bytes();
+
+    // A BitTorrent client looking for some torrent: nothing back, nothing recorded.
+    let back = poke(wire, &Handshake::new([7; 20], [1; 20]).encode()).await;
+    assert!(back.is_empty(), "a stranger learns nothing");
+    // Our info hash, but a plain client's extended handshake: answered, then closed.
+    let mut plain = Handshake::new(rendezvous, [1; 20]).encode().to_vec();
+    plain.extend_from_slice(&frame_extended(EXT_HANDSHAKE, b"d1:md6:ut_pexi1eee"));
+    let back = poke(wire, &plain).await;
+    assert_eq!(&back[..20], b"\x13BitTorrent protocol");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(h.status().evidence, 0, "plain clients are not evidence");
+
+    // Garbage, an oversized message, and a message cut short: each closes and is recorded.
+    poke(wire, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let mut ours = Handshake::new(rendezvous, [1; 20]).encode().to_vec();
+    ours.extend_from_slice(&frame_extended(
+        EXT_HANDSHAKE,
+        &swarmsite::wire::message::ExtHandshake::ours(None, None).encode(),
+    ));
+    let mut oversized = ours.clone();
+    oversized.extend_from_slice(&(1u32 << 20).to_be_bytes());
+    poke(wire, &oversized).await;
+    let mut truncated = ours.clone();
+    truncated.extend_from_slice(&frame_extended(1, b"d4:name20:")[..9]);
+    poke(wire, &truncated).await;
+    wait_for("three evidence entries", 10, || h.status().evidence >= 3).await;
+    let log = std::fs::read_to_string(tmp.path().join("n/evidence.jsonl")).unwrap();
+    for code in ["wire-garbage", "wire-oversized", "wire-malformed"] {
+        assert!(log.contains(code), "{code} missing from {log}");
+    }
+    assert!(
+        log.contains("127.0.0.1:"),
+        "the peer address is recorded: {log}"
+    );
+    node.shutdown().await;
 }
