@@ -52,6 +52,9 @@ pub struct TorrentsConfig {
     /// `None`: no librqbit DHT (loopback test networks); `Some(bootstrap)`: the DHT,
     /// bootstrapped from these `host:port`s (empty = librqbit's public routers).
     pub dht_bootstrap: Option<Vec<String>>,
+    /// Bandwidth caps in bytes per second (`None` = unlimited).
+    pub download_limit: Option<u32>,
+    pub upload_limit: Option<u32>,
 }
 
 /// Progress of one transfer.
@@ -103,6 +106,10 @@ impl Torrents {
             }),
             client_name_and_version: Some(concat!("swarmsite/", env!("CARGO_PKG_VERSION")).into()),
             ipv4_only: cfg.listen.is_ipv4(),
+            ratelimits: librqbit::limits::LimitsConfig {
+                download_bps: cfg.download_limit.and_then(std::num::NonZeroU32::new),
+                upload_bps: cfg.upload_limit.and_then(std::num::NonZeroU32::new),
+            },
             ..Default::default()
         };
         let session = Session::new_with_opts(cfg.state_dir.join("default"), opts)

@@ -12,6 +12,8 @@ fn config(dir: &std::path::Path, ip: &str) -> TorrentsConfig {
         state_dir: dir.join("state"),
         listen: format!("{ip}:0").parse().unwrap(),
         dht_bootstrap: None,
+        download_limit: None,
+        upload_limit: None,
     }
 }
 

@@ -48,6 +48,12 @@ pub struct NodeArgs {
     /// Do not use librqbit's DHT (content peers then come from wire peers only).
     #[arg(long)]
     no_content_dht: bool,
+    /// Cap BitTorrent downloads at this many bytes per second.
+    #[arg(long, value_name = "BYTES_PER_SEC")]
+    download_limit: Option<u32>,
+    /// Cap BitTorrent uploads at this many bytes per second.
+    #[arg(long, value_name = "BYTES_PER_SEC")]
+    upload_limit: Option<u32>,
 }
 
 pub fn run(args: NodeArgs, data_dir: Option<&Path>) -> anyhow::Result<ExitCode> {
@@ -74,6 +80,8 @@ pub fn run(args: NodeArgs, data_dir: Option<&Path>) -> anyhow::Result<ExitCode> 
     cfg.peers = args.peers;
     cfg.accept_push = !args.no_push;
     cfg.pull_interval = Duration::from_secs(args.pull_interval.max(1));
+    cfg.download_limit = args.download_limit;
+    cfg.upload_limit = args.upload_limit;
     cfg.content_dht = if args.no_content_dht {
         None
     } else {

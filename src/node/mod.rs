@@ -56,6 +56,9 @@ pub struct NodeConfig {
     pub pull_interval: Duration,
     /// Outgoing wire connections kept at most.
     pub max_peers: usize,
+    /// BitTorrent bandwidth caps, bytes per second.
+    pub download_limit: Option<u32>,
+    pub upload_limit: Option<u32>,
 }
 
 impl NodeConfig {
@@ -77,6 +80,8 @@ impl NodeConfig {
             accept_push: true,
             pull_interval: Duration::from_secs(60),
             max_peers: 32,
+            download_limit: None,
+            upload_limit: None,
         }
     }
 }
@@ -194,6 +199,8 @@ impl Node {
                     .join("bittorrent"),
                 listen: cfg.bt_listen,
                 dht_bootstrap: cfg.content_dht.clone(),
+                download_limit: cfg.download_limit,
+                upload_limit: cfg.upload_limit,
             })
             .await?,
         );
