@@ -17,6 +17,7 @@ pub mod name;
 pub mod node;
 pub mod publisher;
 pub mod record;
+pub mod rendezvous;
 pub mod serve;
 pub mod store;
 pub mod torrent;

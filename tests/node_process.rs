@@ -45,6 +45,9 @@ impl NodeProc {
             "--http".into(),
             format!("{ip}:7180"),
             "--no-content-dht".into(),
+            "--rendezvous".into(),
+            format!("{ip}:7102"),
+            "--no-dht-bootstrap".into(),
             "--pull-interval".into(),
             "2".into(),
         ];

@@ -327,7 +327,7 @@ async fn the_wire_port_closes_strangers_politely_and_records_bad_input() {
     let mut ours = Handshake::new(rendezvous, [1; 20]).encode().to_vec();
     ours.extend_from_slice(&frame_extended(
         EXT_HANDSHAKE,
-        &swarmsite::wire::message::ExtHandshake::ours(None, None).encode(),
+        &swarmsite::wire::message::ExtHandshake::ours(None, None, None).encode(),
     ));
     let mut oversized = ours.clone();
     oversized.extend_from_slice(&(1u32 << 20).to_be_bytes());
@@ -345,4 +345,39 @@ async fn the_wire_port_closes_strangers_politely_and_records_bad_input() {
         "the peer address is recorded: {log}"
     );
     node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_that_know_only_a_seed_find_each_other_through_the_rendezvous_dht() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = fixture();
+    let with_dht = |name: &str, ip: &str, peers: Vec<SocketAddr>| {
+        let mut cfg = node_config(&tmp.path().join(name), &f.net, ip, peers);
+        cfg.rendezvous = Some(format!("{ip}:0").parse().unwrap());
+        cfg.rendezvous_bootstrap = vec![]; // loopback only
+        cfg
+    };
+    let seed = Node::start(with_dht("seed", "127.0.0.60", vec![]))
+        .await
+        .unwrap();
+    let seed_wire: SocketAddr = seed.handle().status().wire_addr.parse().unwrap();
+    let mut nodes = Vec::new();
+    for i in 0..3 {
+        let ip = format!("127.0.0.{}", 61 + i);
+        nodes.push(
+            Node::start(with_dht(&format!("n{i}"), &ip, vec![seed_wire]))
+                .await
+                .unwrap(),
+        );
+    }
+    let handles: Vec<NodeHandle> = nodes.iter().map(Node::handle).collect();
+    // Each volunteer was told only of the seed; through the DHT it finds the other two.
+    wait_for("every volunteer connected to all the others", 60, || {
+        handles.iter().all(|h| h.status().peers.len() >= 3)
+    })
+    .await;
+    for n in nodes {
+        n.shutdown().await;
+    }
+    seed.shutdown().await;
 }

@@ -12,7 +12,7 @@ fuzz_target!(|data: &[u8]| {
     let (prefix, rest) = match data.split_first() {
         Some((b, rest)) if b & 1 == 1 => {
             let mut p = Handshake::new([9; 20], [2; 20]).encode().to_vec();
-            p.extend_from_slice(&frame_extended(EXT_HANDSHAKE, &ExtHandshake::ours(Some(1), Some(2)).encode()));
+            p.extend_from_slice(&frame_extended(EXT_HANDSHAKE, &ExtHandshake::ours(Some(1), Some(2), Some((3, [4; 20]))).encode()));
             (p, rest)
         }
         Some((_, rest)) => (Vec::new(), rest),

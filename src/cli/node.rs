@@ -48,6 +48,19 @@ pub struct NodeArgs {
     /// Do not use librqbit's DHT (content peers then come from wire peers only).
     #[arg(long)]
     no_content_dht: bool,
+    /// Rendezvous DHT (UDP) listen address.
+    #[arg(long, default_value = "0.0.0.0:6880")]
+    rendezvous: SocketAddr,
+    /// Run without the rendezvous DHT (wire peers only).
+    #[arg(long)]
+    no_rendezvous: bool,
+    /// Bootstrap the rendezvous DHT from this HOST:PORT instead of the public routers
+    /// (repeatable).
+    #[arg(long = "dht-bootstrap", value_name = "HOST:PORT")]
+    dht_bootstrap: Vec<String>,
+    /// Bootstrap the rendezvous DHT from wire peers only (a private or test network).
+    #[arg(long)]
+    no_dht_bootstrap: bool,
     /// Cap BitTorrent downloads at this many bytes per second.
     #[arg(long, value_name = "BYTES_PER_SEC")]
     download_limit: Option<u32>,
@@ -80,6 +93,17 @@ pub fn run(args: NodeArgs, data_dir: Option<&Path>) -> anyhow::Result<ExitCode> 
     cfg.peers = args.peers;
     cfg.accept_push = !args.no_push;
     cfg.pull_interval = Duration::from_secs(args.pull_interval.max(1));
+    cfg.rendezvous = (!args.no_rendezvous).then_some(args.rendezvous);
+    cfg.rendezvous_bootstrap = if args.no_dht_bootstrap {
+        Vec::new()
+    } else if !args.dht_bootstrap.is_empty() {
+        args.dht_bootstrap.clone()
+    } else {
+        swarmsite::rendezvous::PUBLIC_ROUTERS
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    };
     cfg.download_limit = args.download_limit;
     cfg.upload_limit = args.upload_limit;
     cfg.content_dht = if args.no_content_dht {

@@ -20,6 +20,7 @@ use crate::evidence::{Evidence, EvidenceLog};
 use crate::gossip::{Action, Gossip, GossipConfig, PeerKey};
 use crate::name::{ObjectClass, SystemName, kind};
 use crate::record::{Payload, Record};
+use crate::rendezvous::Rendezvous;
 use crate::serve::{Served, SiteRelease};
 use crate::store::NodeStore;
 use crate::torrents::Torrents;
@@ -32,6 +33,9 @@ pub struct Shared {
     pub events: broadcast::Sender<NodeEvent>,
     pub served: Arc<Served>,
     pub torrents: Arc<Torrents>,
+    pub rendezvous: Option<Arc<Rendezvous>>,
+    /// For tasks of the core that report back (DHT lookups finding peers).
+    pub commands: mpsc::Sender<Command>,
     pub cancel: CancellationToken,
 }
 
@@ -99,6 +103,7 @@ impl Core {
         peer_id[8..].copy_from_slice(&rand::random::<[u8; 12]>());
         let mut wire = WireConfig::new(rendezvous, peer_id, Some(wire_addr.port()));
         wire.bt_port = bt_addr.map(|a| a.port());
+        wire.dht = shared.rendezvous.as_ref().map(|r| (r.port(), r.id()));
         let (reports_tx, reports_rx) = mpsc::channel(1024);
         let (sync_tx, sync_rx) = mpsc::channel(64);
         let evidence = EvidenceLog::new(
@@ -130,6 +135,10 @@ impl Core {
         self.restore().await;
         self.refresh_records();
         let mut dial_tick = tokio::time::interval(Duration::from_secs(5));
+        let mut dht_tick = tokio::time::interval_at(
+            tokio::time::Instant::now() + Duration::from_secs(1),
+            self.cfg.pull_interval.max(Duration::from_secs(1)),
+        );
         let cancel = self.shared.cancel.clone();
         loop {
             self.drain_actions();
@@ -146,6 +155,7 @@ impl Core {
                 Some(report) = self.sync_rx.recv() => self.on_sync(report).await,
                 _ = tokio::time::sleep(wait) => self.gossip.handle_timeout(unix_ms()),
                 _ = dial_tick.tick() => self.maintain_connections(),
+                _ = dht_tick.tick() => self.rendezvous_round(),
                 _ = cancel.cancelled() => break,
             }
         }
@@ -353,8 +363,15 @@ impl Core {
                 peer_id,
                 listen_port,
                 bt_port,
+                dht,
                 client,
             } => {
+                if let (Some(r), Some((port, id)), Some(conn)) =
+                    (&self.shared.rendezvous, dht, self.conns.get(&key))
+                {
+                    let (r, addr) = (Arc::clone(r), SocketAddr::new(conn.remote.ip(), port));
+                    tokio::spawn(async move { r.add_contact(id, addr).await });
+                }
                 let duplicate = self
                     .conns
                     .iter()
@@ -424,6 +441,10 @@ impl Core {
             }
             Command::Connect(addr) => {
                 if !self.cfg.peers.contains(&addr) {
+                    // Bounded: the oldest hints go first.
+                    if self.cfg.peers.len() >= 256 {
+                        self.cfg.peers.remove(0);
+                    }
                     self.cfg.peers.push(addr);
                 }
                 self.maintain_connections();
@@ -454,10 +475,59 @@ impl Core {
                     let addr = peer.and_then(|k| self.conns.get(&k)).map(|c| c.remote);
                     self.record_evidence(addr, object, refusal.code(), refusal.to_string());
                 }
-                // The rendezvous DHT joins in a later step; wire peers carry everything now.
-                Action::Lookup { .. } | Action::Announce { .. } => {}
+                Action::Lookup { name } => self.dht_find(name, false),
+                Action::Announce { name } => self.dht_find(name, true),
             }
         }
+    }
+
+    /// Looks `name` up in the rendezvous DHT (announcing our wire port under it when
+    /// `announce`), and dials whoever holds it.
+    fn dht_find(&self, name: SystemName, announce: bool) {
+        let Some(r) = self.shared.rendezvous.clone() else {
+            return;
+        };
+        let port = announce.then_some(self.wire.listen_port).flatten();
+        let commands = self.shared.commands.clone();
+        let own = self.wire_local();
+        tokio::spawn(async move {
+            for peer in r
+                .find(*name.as_bytes(), port, Duration::from_secs(10))
+                .await
+            {
+                if peer != own {
+                    let _ = commands.send(Command::Connect(peer)).await;
+                }
+            }
+        });
+    }
+
+    /// Every pull interval: fold contacts from wire peers into the DHT's routing table
+    /// if it is small, then announce ourselves under the node rendezvous name and dial
+    /// the other nodes found there.
+    fn rendezvous_round(&self) {
+        let Some(r) = self.shared.rendezvous.clone() else {
+            return;
+        };
+        let name = SystemName::new(self.cfg.bundle.network(), kind::NOTICE, 1, 0);
+        let (port, own, commands) = (
+            self.wire.listen_port,
+            self.wire_local(),
+            self.shared.commands.clone(),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = r.refresh().await {
+                tracing::warn!("{e}");
+            }
+            for peer in r
+                .find(*name.as_bytes(), port, Duration::from_secs(10))
+                .await
+            {
+                if peer != own {
+                    let _ = commands.send(Command::Connect(peer)).await;
+                }
+            }
+        });
     }
 
     fn on_accepted(&mut self, record: Record, bytes: &[u8], from: Option<PeerKey>) {

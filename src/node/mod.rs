@@ -56,6 +56,11 @@ pub struct NodeConfig {
     pub pull_interval: Duration,
     /// Outgoing wire connections kept at most.
     pub max_peers: usize,
+    /// Rendezvous DHT UDP listen address (`None`: no rendezvous DHT).
+    pub rendezvous: Option<SocketAddr>,
+    /// Where the rendezvous DHT bootstraps from (`host:port`; the public routers on the
+    /// real network, nothing on loopback test networks).
+    pub rendezvous_bootstrap: Vec<String>,
     /// BitTorrent bandwidth caps, bytes per second.
     pub download_limit: Option<u32>,
     pub upload_limit: Option<u32>,
@@ -80,6 +85,11 @@ impl NodeConfig {
             accept_push: true,
             pull_interval: Duration::from_secs(60),
             max_peers: 32,
+            rendezvous: Some("0.0.0.0:6880".parse().expect("addr")),
+            rendezvous_bootstrap: crate::rendezvous::PUBLIC_ROUTERS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             download_limit: None,
             upload_limit: None,
         }
@@ -154,6 +164,7 @@ pub struct Node {
     cancel: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     torrents: Arc<Torrents>,
+    rendezvous: Option<Arc<crate::rendezvous::Rendezvous>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -172,6 +183,8 @@ pub enum NodeError {
     Trust(#[from] crate::trust::TrustFileError),
     #[error("{0}")]
     Torrents(#[from] crate::torrents::TorrentsError),
+    #[error("{0}")]
+    Rendezvous(#[from] crate::rendezvous::RendezvousError),
 }
 
 impl Node {
@@ -205,6 +218,13 @@ impl Node {
             .await?,
         );
         let bt_addr = torrents.listen_addr();
+        let rendezvous = match cfg.rendezvous {
+            Some(addr) => Some(Arc::new(
+                crate::rendezvous::Rendezvous::start(tag, addr, cfg.rendezvous_bootstrap.clone())
+                    .await?,
+            )),
+            None => None,
+        };
 
         let served = Served::new();
         let mut http_status = Vec::new();
@@ -276,6 +296,8 @@ impl Node {
                 events,
                 served,
                 torrents: Arc::clone(&torrents),
+                rendezvous: rendezvous.clone(),
+                commands: handle.commands.clone(),
                 cancel: cancel.clone(),
             },
             store,
@@ -289,6 +311,7 @@ impl Node {
             cancel,
             tasks,
             torrents,
+            rendezvous,
         })
     }
 
@@ -303,6 +326,9 @@ impl Node {
             let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
         }
         self.torrents.stop().await;
+        if let Some(r) = self.rendezvous {
+            r.stop().await;
+        }
     }
 }
 

@@ -19,6 +19,7 @@ pub enum ConnReport {
         peer_id: [u8; 20],
         listen_port: Option<u16>,
         bt_port: Option<u16>,
+        dht: Option<(u16, [u8; 20])>,
         client: Option<String>,
     },
     Message {
@@ -56,12 +57,14 @@ pub async fn run(
                     peer_id,
                     listen_port,
                     bt_port,
+                    dht,
                     client,
                 } => ConnReport::Ready {
                     key,
                     peer_id,
                     listen_port,
                     bt_port,
+                    dht,
                     client,
                 },
                 Event::Message(msg) => ConnReport::Message { key, msg },

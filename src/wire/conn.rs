@@ -23,6 +23,8 @@ pub struct WireConfig {
     pub listen_port: Option<u16>,
     /// Our BitTorrent port, told to the peer so it can fetch content from us.
     pub bt_port: Option<u16>,
+    /// Our rendezvous DHT node (UDP port, id), told to the peer for its routing table.
+    pub dht: Option<(u16, [u8; 20])>,
     /// Both handshakes must be done within this.
     pub handshake_timeout_ms: u64,
     /// Close when nothing arrives for this long.
@@ -41,6 +43,7 @@ impl WireConfig {
             peer_id,
             listen_port,
             bt_port: None,
+            dht: None,
             handshake_timeout_ms: 10_000,
             idle_timeout_ms: 180_000,
             keepalive_ms: 60_000,
@@ -119,6 +122,7 @@ pub enum Event {
         peer_id: [u8; 20],
         listen_port: Option<u16>,
         bt_port: Option<u16>,
+        dht: Option<(u16, [u8; 20])>,
         client: Option<String>,
     },
     Message(Message),
@@ -179,7 +183,7 @@ impl Connection {
     fn send_handshakes(&mut self, now: u64) {
         self.out
             .extend_from_slice(&Handshake::new(self.cfg.rendezvous, self.cfg.peer_id).encode());
-        let ext = ExtHandshake::ours(self.cfg.listen_port, self.cfg.bt_port).encode();
+        let ext = ExtHandshake::ours(self.cfg.listen_port, self.cfg.bt_port, self.cfg.dht).encode();
         self.out
             .extend_from_slice(&frame_extended(EXT_HANDSHAKE, &ext));
         self.last_send = now;
@@ -395,6 +399,7 @@ impl Connection {
                             peer_id: self.peer_id,
                             listen_port: ext.port,
                             bt_port: ext.bt_port,
+                            dht: ext.dht,
                             client: ext.client,
                         });
                     }

@@ -77,16 +77,19 @@ pub struct ExtHandshake {
     pub port: Option<u16>,
     /// The peer's BitTorrent (content) listening port: handed to librqbit as a peer.
     pub bt_port: Option<u16>,
+    /// The peer's rendezvous DHT node: UDP port and node id.
+    pub dht: Option<(u16, [u8; 20])>,
     /// Client name and version.
     pub client: Option<String>,
 }
 
 impl ExtHandshake {
-    pub fn ours(port: Option<u16>, bt_port: Option<u16>) -> Self {
+    pub fn ours(port: Option<u16>, bt_port: Option<u16>, dht: Option<(u16, [u8; 20])>) -> Self {
         ExtHandshake {
             ids: EXTENSIONS.map(|(_, id)| Some(id)),
             port,
             bt_port,
+            dht,
             client: Some(concat!("swarmsite/", env!("CARGO_PKG_VERSION")).into()),
         }
     }
@@ -108,6 +111,10 @@ impl ExtHandshake {
         d.insert(b"m".to_vec(), Value::Dict(m));
         if let Some(p) = self.bt_port {
             d.insert(b"ss_bt".to_vec(), Value::Int(p.into()));
+        }
+        if let Some((port, id)) = self.dht {
+            d.insert(b"ss_dht".to_vec(), Value::Int(port.into()));
+            d.insert(b"ss_nid".to_vec(), Value::Bytes(id.to_vec()));
         }
         if let Some(p) = self.port {
             d.insert(b"p".to_vec(), Value::Int(p.into()));
@@ -137,6 +144,13 @@ impl ExtHandshake {
         }
         if let Some(Value::Int(p)) = d.get(b"ss_bt".as_slice()) {
             out.bt_port = u16::try_from(*p).ok().filter(|p| *p != 0);
+        }
+        if let (Some(Value::Int(p)), Some(Value::Bytes(id))) =
+            (d.get(b"ss_dht".as_slice()), d.get(b"ss_nid".as_slice()))
+            && let (Ok(p), Ok(id)) = (u16::try_from(*p), <[u8; 20]>::try_from(id.as_slice()))
+            && p != 0
+        {
+            out.dht = Some((p, id));
         }
         if let Some(Value::Bytes(v)) = d.get(b"v".as_slice()) {
             out.client = Some(String::from_utf8_lossy(v).chars().take(64).collect());
@@ -308,7 +322,7 @@ mod tests {
         let h = Handshake::new([1; 20], [2; 20]);
         assert_eq!(Handshake::decode(&h.encode()), Some(h.clone()));
         assert!(h.supports_extensions());
-        let ext = ExtHandshake::ours(Some(7000), Some(6881));
+        let ext = ExtHandshake::ours(Some(7000), Some(6881), Some((6882, [5; 20])));
         assert_eq!(ExtHandshake::decode(&ext.encode()), Some(ext));
         // Another client's handshake: unknown keys fine, no swarmsite messages.
         let other = ExtHandshake::decode(b"d1:md6:ut_pexi1ee1:pi6881e4:reqqi250ee").unwrap();
