@@ -146,6 +146,19 @@ pub fn read_record(path: &Path) -> Result<Record, PublishError> {
     })
 }
 
+/// The `.pem` files in `dir`, sorted (none when `dir` does not exist).
+pub fn pem_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "pem"))
+        .collect();
+    files.sort();
+    files
+}
+
 /// Generates `n` keys using every core.
 pub fn generate_keys(n: usize, bits: usize) -> Result<Vec<PrivateKey>, KeyError> {
     let threads = std::thread::available_parallelism()
@@ -311,24 +324,6 @@ impl NetworkDir {
 
     pub fn drafts_dir(&self) -> PathBuf {
         self.root.join("drafts")
-    }
-
-    /// Key files (`.pem`) of `role`'s key set `version`.
-    pub fn key_files(&self, role: Role, version: u32) -> Vec<PathBuf> {
-        let dir = self
-            .root
-            .join("keys")
-            .join(role.label())
-            .join(format!("v{version}"));
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|e| e == "pem"))
-            .collect();
-        files.sort();
-        files
     }
 
     /// Records in `published/` (or `drafts/`), in no particular order.

@@ -656,6 +656,11 @@ fn listing(release: &SiteRelease, dir: &str, head: bool) -> Response {
         "<!doctype html><meta charset=\"utf-8\"><title>/{d}</title><h1>/{d}</h1><ul>\n{items}</ul>\n",
         d = html_escape(&prefix)
     );
+    html_page(StatusCode::OK, page, head)
+}
+
+/// A generated HTML page (listings, the 404 page).
+fn html_page(status: StatusCode, page: String, head: bool) -> Response {
     let mut h = HeaderMap::new();
     h.insert(
         header::CONTENT_TYPE,
@@ -667,7 +672,7 @@ fn listing(release: &SiteRelease, dir: &str, head: bool) -> Response {
     } else {
         Body::from(page)
     };
-    (StatusCode::OK, h, body).into_response()
+    (status, h, body).into_response()
 }
 
 const PATH_SET: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
@@ -688,18 +693,7 @@ async fn not_found(release: &SiteRelease, headers: &HeaderMap, head: bool) -> Re
         return r;
     }
     let page = "<!doctype html><meta charset=\"utf-8\"><title>Not found</title><h1>Not found</h1><p>This release has no such page. <a href=\"/\">Front page</a></p>\n";
-    let mut h = HeaderMap::new();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(page.len()));
-    let body = if head {
-        Body::empty()
-    } else {
-        Body::from(page)
-    };
-    (StatusCode::NOT_FOUND, h, body).into_response()
+    html_page(StatusCode::NOT_FOUND, page.to_string(), head)
 }
 
 #[cfg(test)]

@@ -9,24 +9,7 @@ const POOL: usize = 12;
 
 fn pool() -> &'static [PrivateKey] {
     static KEYS: OnceLock<Vec<PrivateKey>> = OnceLock::new();
-    KEYS.get_or_init(|| {
-        std::thread::scope(|s| {
-            let workers: Vec<_> = (0..2)
-                .map(|w| {
-                    s.spawn(move || {
-                        (w..POOL)
-                            .step_by(2)
-                            .map(|_| PrivateKey::generate(MIN_BITS).expect("keygen"))
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            workers
-                .into_iter()
-                .flat_map(|w| w.join().expect("keygen thread"))
-                .collect()
-        })
-    })
+    KEYS.get_or_init(|| crate::publisher::generate_keys(POOL, MIN_BITS).expect("keygen"))
 }
 
 /// The `i`-th key of the pool (`i < 12`).

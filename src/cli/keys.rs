@@ -323,7 +323,7 @@ pub fn current_key_files(net: &NetworkDir, role: Role) -> anyhow::Result<Vec<Pat
         .collect();
     versions.sort();
     for dir in versions {
-        for pem in net_key_files(&dir) {
+        for pem in publisher::pem_files(&dir) {
             let public = pem.with_extension("pub");
             if let Ok(key) = publisher::load_public(&public)
                 && set.get(&key.kid()).is_some()
@@ -333,18 +333,6 @@ pub fn current_key_files(net: &NetworkDir, role: Role) -> anyhow::Result<Vec<Pat
         }
     }
     Ok(found)
-}
-
-fn net_key_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "pem"))
-        .collect();
-    files.sort();
-    files
 }
 
 pub fn load_keys(

@@ -147,7 +147,7 @@ impl Core {
             tokio::select! {
                 accepted = listener.accept() => {
                     if let Ok((stream, remote)) = accepted {
-                        self.spawn_conn(stream, remote, None);
+                        self.spawn_conn(stream, remote);
                     }
                 }
                 Some(report) = self.reports_rx.recv() => self.on_report(report),
@@ -259,40 +259,36 @@ impl Core {
         self.update_status(|s| s.peers = peers);
     }
 
-    fn spawn_conn(
+    /// Registers a connection (incoming, or outgoing to `dialled`) and returns its key
+    /// and the receiver of the messages the core will send it.
+    fn register_conn(
         &mut self,
-        stream: tokio::net::TcpStream,
         remote: SocketAddr,
         dialled: Option<SocketAddr>,
-    ) {
+    ) -> (PeerKey, mpsc::Receiver<Message>) {
         let key = self.next_key;
         self.next_key += 1;
         let (tx, rx) = mpsc::channel(256);
-        self.conns.insert(
-            key,
-            Conn {
-                tx,
-                remote,
-                wire_addr: dialled,
-                outgoing: dialled.is_some(),
-                ready: false,
-                peer_id: [0; 20],
-                bt_addr: None,
-                client: None,
-            },
-        );
+        let conn = Conn {
+            tx,
+            remote,
+            wire_addr: dialled,
+            outgoing: dialled.is_some(),
+            ready: false,
+            peer_id: [0; 20],
+            bt_addr: None,
+            client: None,
+        };
+        self.conns.insert(key, conn);
+        (key, rx)
+    }
+
+    fn spawn_conn(&mut self, stream: tokio::net::TcpStream, remote: SocketAddr) {
+        let (key, rx) = self.register_conn(remote, None);
         let cfg = self.wire.clone();
         let reports = self.reports_tx.clone();
         let cancel = self.shared.cancel.clone();
-        tokio::spawn(wire_io::run(
-            stream,
-            key,
-            dialled.is_some(),
-            cfg,
-            reports,
-            rx,
-            cancel,
-        ));
+        tokio::spawn(wire_io::run(stream, key, false, cfg, reports, rx, cancel));
     }
 
     fn maintain_connections(&mut self) {
@@ -319,23 +315,8 @@ impl Core {
     }
 
     fn dial(&mut self, addr: SocketAddr) {
-        // Reserve the slot now so the next tick does not dial twice.
-        let key = self.next_key;
-        self.next_key += 1;
-        let (tx, rx) = mpsc::channel(256);
-        self.conns.insert(
-            key,
-            Conn {
-                tx,
-                remote: addr,
-                wire_addr: Some(addr),
-                outgoing: true,
-                ready: false,
-                peer_id: [0; 20],
-                bt_addr: None,
-                client: None,
-            },
-        );
+        // Registered now so the next tick does not dial twice.
+        let (key, rx) = self.register_conn(addr, Some(addr));
         let cfg = self.wire.clone();
         let reports = self.reports_tx.clone();
         let cancel = self.shared.cancel.clone();
