@@ -87,6 +87,43 @@ async fn http_get(addr: &str, path: &str) -> (u16, Vec<u8>) {
     (status, raw[split + 4..].to_vec())
 }
 
+/// A node on a tokio runtime and thread of its own.
+struct OwnRuntime {
+    handle: NodeHandle,
+    stop: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl OwnRuntime {
+    fn start(cfg: NodeConfig) -> Self {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let node = Node::start(cfg).await.unwrap();
+                tx.send(node.handle()).unwrap();
+                let _ = tokio::task::spawn_blocking(move || stopped.recv()).await;
+                node.shutdown().await;
+            });
+        });
+        OwnRuntime {
+            handle: rx.recv().unwrap(),
+            stop,
+            thread,
+        }
+    }
+
+    fn stop(self) {
+        let _ = self.stop.send(());
+        self.thread.join().unwrap();
+    }
+}
+
 fn http_addr(h: &NodeHandle) -> String {
     h.status()
         .http
@@ -153,20 +190,18 @@ async fn six_nodes_serve_every_release_and_refuse_forgeries() {
         .unwrap();
     let p = publisher.handle();
     let p_wire: SocketAddr = p.status().wire_addr.parse().unwrap();
+    // Each volunteer on a tokio runtime (and thread) of its own, with its own sockets.
     let mut nodes = Vec::new();
     for i in 0..6 {
         let ip = format!("127.0.0.{}", 3 + i);
-        let n = Node::start(node_config(
-            &tmp.path().join(format!("n{i}")),
-            net,
-            &ip,
-            vec![p_wire],
-        ))
-        .await
-        .unwrap();
-        nodes.push(n);
+        let cfg = node_config(&tmp.path().join(format!("n{i}")), net, &ip, vec![p_wire]);
+        nodes.push(
+            tokio::task::spawn_blocking(move || OwnRuntime::start(cfg))
+                .await
+                .unwrap(),
+        );
     }
-    let handles: Vec<NodeHandle> = nodes.iter().map(Node::handle).collect();
+    let handles: Vec<NodeHandle> = nodes.iter().map(|n| n.handle.clone()).collect();
     wait_for("every node connected", 30, || {
         handles.iter().all(|h| !h.status().peers.is_empty())
     })
@@ -237,7 +272,7 @@ async fn six_nodes_serve_every_release_and_refuse_forgeries() {
     assert!(evidence.contains("not-enough-signatures"), "{evidence}");
 
     for n in nodes {
-        n.shutdown().await;
+        tokio::task::spawn_blocking(move || n.stop()).await.unwrap();
     }
     publisher.shutdown().await;
 }
@@ -380,4 +415,118 @@ async fn nodes_that_know_only_a_seed_find_each_other_through_the_rendezvous_dht(
         n.shutdown().await;
     }
     seed.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_control_api_needs_its_token_and_streams_events() {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    let tmp = tempfile::tempdir().unwrap();
+    let f = fixture();
+    let data = tmp.path().join("n");
+    let node = Node::start(node_config(&data, &f.net, "127.0.0.80", vec![]))
+        .await
+        .unwrap();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let addr = swarmsite::control::serve(
+        node.handle(),
+        "127.0.0.1:0".parse().unwrap(),
+        cancel.clone(),
+    )
+    .await
+    .unwrap();
+    let info = swarmsite::control::client::info(&data).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(data.join("control.json"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    assert!(
+        swarmsite::control::serve(node.handle(), "0.0.0.0:0".parse().unwrap(), cancel.clone())
+            .await
+            .is_err()
+    );
+
+    let raw = |req: String| async move {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    };
+    let no_token = raw(format!(
+        "GET /api/status HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    ))
+    .await;
+    assert!(no_token.starts_with("HTTP/1.1 401"), "{no_token}");
+    let bad_host = raw(format!(
+        "GET /api/status HTTP/1.1\r\nHost: evil.example\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+        info.token
+    ))
+    .await;
+    assert!(bad_host.starts_with("HTTP/1.1 403"), "{bad_host}");
+    let status = tokio::task::spawn_blocking({
+        let info = info.clone();
+        move || swarmsite::control::client::request(&info, "GET", "/api/status", None).unwrap()
+    })
+    .await
+    .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(v["network"], "TESTLEAKS");
+    assert!(v["served_version"].is_null());
+
+    // The event stream reports the release being accepted and switched in.
+    let mut events = tokio::net::TcpStream::connect(addr).await.unwrap();
+    events
+        .write_all(
+            format!(
+                "GET /api/events?token={} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+                info.token
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut lines = BufReader::new(events).lines();
+    let (dir, rec) = f.releases[0].clone();
+    let publish = serde_json::json!({ "dir": dir }).to_string();
+    let reply = tokio::task::spawn_blocking({
+        let info = info.clone();
+        move || {
+            swarmsite::control::client::request(&info, "POST", "/api/publish", Some(&publish))
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    assert!(reply.contains("site release v1 accepted"), "{reply}");
+    assert!(!rec.is_empty());
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !seen.iter().any(|l: &String| l.contains("\"switched\"")) {
+        assert!(Instant::now() < deadline, "no switched event: {seen:?}");
+        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if line.starts_with("data:") {
+            seen.push(line);
+        }
+    }
+    assert!(
+        seen.iter().any(|l| l.contains("record-accepted")),
+        "{seen:?}"
+    );
+    let evidence = tokio::task::spawn_blocking(move || {
+        swarmsite::control::client::request(&info, "GET", "/api/evidence", None).unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(evidence.trim(), "[]");
+    cancel.cancel();
+    node.shutdown().await;
 }
