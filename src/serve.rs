@@ -33,11 +33,18 @@ pub const RELEASE_PATH: &str = ".well-known/swarmsite/release";
 struct FileEntry {
     path: PathBuf,
     len: u64,
-    /// Strong ETag of the identity encoding, quotes included.
-    etag: String,
-    mime: String,
+    /// Strong ETags of the identity, gzip and brotli forms, quotes included. Header
+    /// values are built once here, not per request.
+    etags: [HeaderValue; 3],
+    content_type: HeaderValue,
     compressible: bool,
     cache: OnceLock<Cached>,
+}
+
+impl FileEntry {
+    fn etag(&self, encoding: Encoding) -> &HeaderValue {
+        &self.etags[encoding as usize]
+    }
 }
 
 #[derive(Debug)]
@@ -52,6 +59,7 @@ struct Cached {
 pub struct SiteRelease {
     version: u32,
     modified: SystemTime,
+    last_modified: HeaderValue,
     record: Bytes,
     record_etag: String,
     files: HashMap<String, FileEntry>,
@@ -66,9 +74,11 @@ impl SiteRelease {
         let mut dirs = BTreeSet::new();
         dirs.insert(String::new());
         index_dir(root, root, &mut files, &mut dirs)?;
+        let modified = UNIX_EPOCH + Duration::from_secs(time);
         Ok(SiteRelease {
             version,
-            modified: UNIX_EPOCH + Duration::from_secs(time),
+            modified,
+            last_modified: HeaderValue::from_str(&httpdate::fmt_http_date(modified)).expect("date"),
             record_etag: format!("\"{}\"", &hex::encode(Sha256::digest(record))[..32]),
             record: Bytes::copy_from_slice(record),
             files,
@@ -126,13 +136,20 @@ fn index_dir(
             {
                 mime.push_str("; charset=utf-8");
             }
+            let tag = hex::encode(&hasher.finalize()[..16]);
+            let value = |t: String| HeaderValue::from_str(&t).expect("hex");
             files.insert(
                 rel,
                 FileEntry {
                     path,
                     len: meta.len(),
-                    etag: format!("\"{}\"", &hex::encode(hasher.finalize())[..32]),
-                    mime,
+                    etags: [
+                        value(format!("\"{tag}\"")),
+                        value(format!("\"{tag}-gz\"")),
+                        value(format!("\"{tag}-br\"")),
+                    ],
+                    content_type: HeaderValue::from_str(&mime)
+                        .unwrap_or(HeaderValue::from_static("application/octet-stream")),
                     compressible,
                     cache: OnceLock::new(),
                 },
@@ -330,11 +347,11 @@ fn not_modified_since(headers: &HeaderMap, modified: SystemTime) -> bool {
         .is_some_and(|since| modified <= since)
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Encoding {
-    Identity,
-    Gzip,
-    Brotli,
+    Identity = 0,
+    Gzip = 1,
+    Brotli = 2,
 }
 
 /// Picks br, then gzip, by the client's Accept-Encoding (q=0 refuses).
@@ -401,16 +418,9 @@ async fn serve_file(
     headers: &HeaderMap,
     head: bool,
 ) -> Response {
-    let mut h = HeaderMap::new();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_str(&entry.mime)
-            .unwrap_or(HeaderValue::from_static("application/octet-stream")),
-    );
-    h.insert(
-        header::LAST_MODIFIED,
-        HeaderValue::from_str(&httpdate::fmt_http_date(release.modified)).expect("date"),
-    );
+    let mut h = HeaderMap::with_capacity(8);
+    h.insert(header::CONTENT_TYPE, entry.content_type.clone());
+    h.insert(header::LAST_MODIFIED, release.last_modified.clone());
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     if entry.compressible {
@@ -432,11 +442,14 @@ async fn serve_file(
         negotiate(headers)
     };
     let cached = if entry.len <= CACHE_MAX_FILE {
-        let entry_ref: &FileEntry = entry;
-        // Reading and compressing touch the disk and the CPU: off the async workers.
-        match tokio::task::block_in_place(|| load_cached(entry_ref)) {
-            Ok(c) => Some(c),
-            Err(_) => return plain(StatusCode::INTERNAL_SERVER_ERROR, "file unreadable\n"),
+        match entry.cache.get() {
+            Some(c) => Some(c),
+            // Reading and compressing touch the disk and the CPU: off the async workers,
+            // once per file.
+            None => match tokio::task::block_in_place(|| load_cached(entry)) {
+                Ok(c) => Some(c),
+                Err(_) => return plain(StatusCode::INTERNAL_SERVER_ERROR, "file unreadable\n"),
+            },
         }
     } else {
         None
@@ -449,27 +462,14 @@ async fn serve_file(
         (Some(c), _) => (Some(c.identity.clone()), Encoding::Identity),
         (None, _) => (None, Encoding::Identity),
     };
-    let etag = match encoding {
-        Encoding::Identity => entry.etag.clone(),
-        Encoding::Gzip => entry.etag.replace("\"", "") + "-gz",
-        Encoding::Brotli => entry.etag.replace("\"", "") + "-br",
-    };
-    let etag = if encoding == Encoding::Identity {
-        etag
-    } else {
-        format!("\"{etag}\"")
-    };
-    h.insert(header::ETAG, HeaderValue::from_str(&etag).expect("hex"));
-    // Any encoding's tag of the same content counts for If-None-Match.
-    let base = entry.etag.trim_matches('"');
-    let tags = [
-        entry.etag.clone(),
-        format!("\"{base}-gz\""),
-        format!("\"{base}-br\""),
-    ];
-    if tags.iter().any(|t| etag_matches(headers, t))
-        || not_modified_since(headers, release.modified)
-    {
+    h.insert(header::ETAG, entry.etag(encoding).clone());
+    // Any encoding's tag of the same content validates a cached copy.
+    let tag_matches = headers.contains_key(header::IF_NONE_MATCH)
+        && entry
+            .etags
+            .iter()
+            .any(|t| t.to_str().is_ok_and(|t| etag_matches(headers, t)));
+    if tag_matches || not_modified_since(headers, release.modified) {
         return (StatusCode::NOT_MODIFIED, h).into_response();
     }
     match encoding {
@@ -505,7 +505,7 @@ fn if_range_holds(headers: &HeaderMap, entry: &FileEntry, release: &SiteRelease)
         return true;
     };
     if v.starts_with('"') {
-        return v == entry.etag;
+        return entry.etag(Encoding::Identity) == v;
     }
     httpdate::parse_http_date(v).is_ok_and(|d| release.modified <= d)
 }

@@ -625,7 +625,7 @@ impl Core {
                 }
                 self.sync = None;
                 // Switch first (one pointer store), then persist, then clean up.
-                self.shared.served.switch(release);
+                self.shared.served.switch(*release);
                 let old = self.serving.replace((wanted.version, wanted.ih));
                 if let Some((_, old_ih)) = old
                     && old_ih != wanted.ih

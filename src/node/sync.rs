@@ -32,7 +32,7 @@ pub enum SyncReport {
     /// Complete and indexed: ready to switch to.
     Complete {
         wanted: Wanted,
-        release: SiteRelease,
+        release: Box<SiteRelease>,
     },
     Failed {
         version: u32,
@@ -76,7 +76,10 @@ impl SyncJob {
             _ = cancel.cancelled() => return,
         };
         let msg = match result {
-            Ok(release) => SyncReport::Complete { wanted, release },
+            Ok(release) => SyncReport::Complete {
+                wanted,
+                release: Box::new(release),
+            },
             Err(error) => SyncReport::Failed { version, error },
         };
         let _ = report.send(msg).await;
