@@ -64,6 +64,8 @@ pub struct Progress {
     pub total_bytes: u64,
     pub peers: u32,
     pub down_bytes_per_sec: u64,
+    /// Bytes received from peers (what crossed the network, unlike `have_bytes`).
+    pub fetched_bytes: u64,
     pub finished: bool,
 }
 
@@ -219,14 +221,19 @@ impl Torrents {
 
     pub fn progress(handle: &TorrentHandle) -> Progress {
         let s = handle.stats();
-        let (peers, speed) = s.live.as_ref().map_or((0, 0), |l| {
-            (l.snapshot.peer_stats.live, l.download_speed.as_bytes())
+        let (peers, speed, fetched) = s.live.as_ref().map_or((0, 0, 0), |l| {
+            (
+                l.snapshot.peer_stats.live,
+                l.download_speed.as_bytes(),
+                l.snapshot.fetched_bytes,
+            )
         });
         Progress {
             have_bytes: s.progress_bytes,
             total_bytes: s.total_bytes,
             peers,
             down_bytes_per_sec: speed,
+            fetched_bytes: fetched,
             finished: s.finished,
         }
     }

@@ -27,6 +27,27 @@ use crate::torrents::Torrents;
 use crate::trust::TrustStore;
 use crate::wire::{Message, WireConfig};
 
+/// Seeds a locally published release from its published folder and waits until
+/// librqbit has checked it.
+async fn seed_local(
+    torrents: &Torrents,
+    ih: &[u8; 20],
+    dir: &std::path::Path,
+) -> Result<(), String> {
+    let torrent = std::fs::read(dir.join(crate::publisher::TORRENT_FILE))
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    let payload = dir.join(crate::publisher::PAYLOAD_DIR);
+    let handle = torrents
+        .add(ih, Some(torrent.into()), &payload, vec![])
+        .await
+        .map_err(|e| e.to_string())?;
+    let wait = Torrents::wait(&handle, Duration::from_millis(200), |_| {});
+    match tokio::time::timeout(Duration::from_secs(600), wait).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => Err("checking the published content took too long".into()),
+    }
+}
+
 /// What the core shares with the node handle.
 pub struct Shared {
     pub status: Arc<RwLock<Status>>,
@@ -408,18 +429,33 @@ impl Core {
                 payload,
                 reply,
             } => {
-                if let (Some(dir), Ok(r)) = (&payload, Record::decode(&record))
-                    && let Payload::Torrent { ih, .. } = r.payload
-                {
-                    self.local_payloads.insert(ih, dir.clone());
+                let decoded = Record::decode(&record);
+                match (payload, decoded) {
+                    (Some(dir), Ok(r)) if matches!(r.payload, Payload::Torrent { .. }) => {
+                        // Check first, then make sure the content is seeded before anyone
+                        // hears of the record, so the first peers to ask find it.
+                        if let Err(e) = self.gossip.acceptor().check(&r, unix_ms() / 1000) {
+                            let _ = reply.send(Err(e.to_string()));
+                            return;
+                        }
+                        let Payload::Torrent { ih, .. } = r.payload else {
+                            return;
+                        };
+                        self.local_payloads.insert(ih, dir.clone());
+                        let torrents = Arc::clone(&self.shared.torrents);
+                        let commands = self.shared.commands.clone();
+                        tokio::spawn(async move {
+                            if let Err(e) = seed_local(&torrents, &ih, &dir).await {
+                                let _ = reply.send(Err(e));
+                                return;
+                            }
+                            let _ = commands.send(Command::Seeded { record, reply }).await;
+                        });
+                    }
+                    _ => self.submit(record, reply),
                 }
-                let result = self
-                    .gossip
-                    .submit(record.into(), unix_ms())
-                    .map(|v| v.to_string())
-                    .map_err(|e| e.to_string());
-                let _ = reply.send(result);
             }
+            Command::Seeded { record, reply } => self.submit(record, reply),
             Command::Connect(addr) => {
                 if !self.cfg.peers.contains(&addr) {
                     // Bounded: the oldest hints go first.
@@ -431,6 +467,19 @@ impl Core {
                 self.maintain_connections();
             }
         }
+    }
+
+    fn submit(
+        &mut self,
+        record: Vec<u8>,
+        reply: tokio::sync::oneshot::Sender<Result<String, String>>,
+    ) {
+        let result = self
+            .gossip
+            .submit(record.into(), unix_ms())
+            .map(|v| v.to_string())
+            .map_err(|e| e.to_string());
+        let _ = reply.send(result);
     }
 
     fn drain_actions(&mut self) {
@@ -610,6 +659,7 @@ impl Core {
                         total_bytes: 0,
                         peers: 0,
                         bytes_per_sec: 0,
+                        fetched_bytes: 0,
                         error: Some(error),
                     })
                 });
@@ -643,7 +693,7 @@ impl Core {
                 self.update_status(|s| {
                     s.served_version = Some(wanted.version);
                     s.served_time = Some(wanted.time);
-                    s.sync = None;
+                    s.last_sync = s.sync.take();
                 });
                 self.emit(NodeEvent::Switched {
                     version: wanted.version,

@@ -106,6 +106,11 @@ pub enum Command {
     },
     /// Dial a wire peer.
     Connect(SocketAddr),
+    /// (Internal) the content of a local submission is being seeded: send the record.
+    Seeded {
+        record: Vec<u8>,
+        reply: oneshot::Sender<Result<String, String>>,
+    },
 }
 
 /// A cheap handle on a running node, for the control API, the demo and the tray app.

@@ -13,6 +13,8 @@ pub struct Status {
     /// Its publish time (unix seconds).
     pub served_time: Option<u64>,
     pub sync: Option<SyncStatus>,
+    /// The last completed download, as it ended.
+    pub last_sync: Option<SyncStatus>,
     pub peers: Vec<PeerStatus>,
     pub http: Vec<HttpPortStatus>,
     pub wire_addr: String,
@@ -40,6 +42,8 @@ pub struct SyncStatus {
     pub total_bytes: u64,
     pub peers: u32,
     pub bytes_per_sec: u64,
+    /// Bytes received from peers: less than the release's size when files were reused.
+    pub fetched_bytes: u64,
     pub error: Option<String>,
 }
 

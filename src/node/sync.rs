@@ -40,8 +40,12 @@ pub enum SyncReport {
     },
 }
 
-/// How long without any progress before the torrent is added again with fresh peers.
-const STALL: Duration = Duration::from_secs(20);
+/// How long without any progress before the torrent is added again with the current
+/// peers: librqbit takes peers only when a torrent is added, and gives up on a peer that
+/// did not have the torrent yet when first asked.
+const STALL: Duration = Duration::from_secs(5);
+/// How long to wait for a torrent's metadata before asking the current peers again.
+const METADATA_WAIT: Duration = Duration::from_secs(5);
 
 /// One release download, with everything it needs.
 pub struct SyncJob {
@@ -103,6 +107,7 @@ async fn fetch_inner(
         total_bytes: p.total_bytes,
         peers: p.peers,
         bytes_per_sec: p.down_bytes_per_sec,
+        fetched_bytes: p.fetched_bytes,
         error,
     };
     let mut torrent_bytes = None;
@@ -120,7 +125,7 @@ async fn fetch_inner(
         if torrent_bytes.is_none() {
             // Learn the file list first so unchanged files can be carried over.
             let listed = tokio::time::timeout(
-                Duration::from_secs(30),
+                METADATA_WAIT,
                 torrents.list_files(&wanted.ih, known.clone()),
             )
             .await;
@@ -170,7 +175,7 @@ async fn fetch_inner(
             loop {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 let quiet = super::unix_ms().saturating_sub(last_change.load(Ordering::Relaxed));
-                if quiet > STALL.as_millis() as u64 && peers.has_changed().unwrap_or(false) {
+                if quiet > STALL.as_millis() as u64 {
                     return;
                 }
             }
@@ -182,7 +187,7 @@ async fn fetch_inner(
         match done {
             Ok(true) => break,
             Ok(false) => {
-                // Stalled while new peers appeared: add again with them.
+                // Stalled: add it again with the peers known now.
                 let _ = torrents.forget(&wanted.ih).await;
             }
             Err(e) => return Err(e),
@@ -197,7 +202,7 @@ async fn fetch_inner(
 }
 
 async fn wait_for_peers(peers: &mut watch::Receiver<Vec<SocketAddr>>) {
-    let _ = tokio::time::timeout(Duration::from_secs(10), peers.changed()).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), peers.changed()).await;
 }
 
 /// Copies `rel` from the served release when the new one has a file of the same path
