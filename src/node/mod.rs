@@ -267,6 +267,10 @@ impl Node {
                 .map(|h| format!("{}: {}", h.addr, h.error.clone().unwrap_or_default()))
                 .collect();
             cancel.cancel();
+            torrents.stop().await;
+            if let Some(r) = rendezvous {
+                r.stop().await;
+            }
             return Err(NodeError::NoHttp(errors.join("; ")));
         }
 
