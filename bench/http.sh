@@ -6,23 +6,12 @@
 # files. wrk runs against each in turn: a 3 KiB page and a 1 MiB file. Server and wrk
 # share the machine, as they would on a volunteer's computer.
 set -euo pipefail
-cd "$(dirname "$0")/.."
 secs=${1:-10}
 conns=${2:-64}
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/swarmsite-target}
 for c in wrk nginx curl; do
     command -v "$c" >/dev/null || { echo "needs $c (apt-get install wrk nginx-light curl)"; exit 1; }
 done
-cargo build --release --quiet
-bin=$CARGO_TARGET_DIR/release/swarmsite
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
+source "$(dirname "$0")/common.sh"
 
 mkdir -p "$tmp/site"
 python3 - "$tmp/site" <<'PY'

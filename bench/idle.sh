@@ -4,19 +4,8 @@
 # The node (release build) holds a published demo release and one peer, as a volunteer's
 # node would between visits; CPU is the node's own user+system time from /proc.
 set -euo pipefail
-cd "$(dirname "$0")/.."
 secs=${1:-300}
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/swarmsite-target}
-cargo build --release --quiet
-bin=$CARGO_TARGET_DIR/release/swarmsite
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
+source "$(dirname "$0")/common.sh"
 export SWARMSITE_PASSPHRASE=bench RUST_LOG=error
 "$bin" keys init-network --network "$tmp/net" --tag IDLELEAKS --site idle >/dev/null 2>&1
 start_node() { # name ip [peer]

@@ -12,10 +12,8 @@ use std::time::{Duration, Instant};
 use rand::{Rng, SeedableRng};
 use swarmsite::bundle::Site;
 use swarmsite::keys::MIN_BITS;
-use swarmsite::name::{SystemName, kind};
 use swarmsite::node::{Node, NodeConfig, NodeHandle};
-use swarmsite::publisher::{self, InitOptions, NetworkDir, Outcome, TORRENT_FILE};
-use swarmsite::record::{Payload, Record};
+use swarmsite::publisher::{self, InitOptions, NetworkDir};
 use swarmsite::torrent;
 use swarmsite::torrents::{Torrents, TorrentsConfig};
 
@@ -55,39 +53,19 @@ fn publish(
     dir: &Path,
     version: u32,
 ) -> (std::path::PathBuf, Vec<u8>, torrent::Torrent) {
-    let t = torrent::make(dir, "bench").unwrap();
-    let record = Record::new(
-        SystemName::new(net.bundle().network(), kind::SITE_RELEASE, 1, version),
-        now(),
-        Payload::Torrent {
-            ih: t.info_hash,
-            size: t.total_size,
-        },
-    )
-    .unwrap();
     let key = publisher::load_key(&net.root().join("keys/site/v1/key-1.pem"), b"b").unwrap();
-    match net
-        .publish(
-            record,
-            &[key],
-            &[(TORRENT_FILE.into(), t.bytes.clone())],
-            Some(dir),
-            now(),
-        )
+    let (out, record) = net
+        .publish_site(dir, 1, Some(version), &[key], now())
         .unwrap()
-    {
-        Outcome::Published { dir, record, .. } => (dir, record.encode().unwrap(), t),
-        Outcome::Draft { .. } => panic!("draft"),
-    }
+        .published()
+        .unwrap();
+    let t = torrent::make(dir, "bench").unwrap();
+    (out, record.encode().unwrap(), t)
 }
 
 fn config(root: &Path, net: &NetworkDir, ip: &str, peers: Vec<SocketAddr>) -> NodeConfig {
-    let mut cfg = NodeConfig::new(root.join(ip), net.bundle().clone());
-    cfg.wire_listen = format!("{ip}:0").parse().unwrap();
-    cfg.bt_listen = format!("{ip}:0").parse().unwrap();
-    cfg.http = vec![format!("{ip}:0").parse().unwrap()];
+    let mut cfg = NodeConfig::loopback(root.join(ip), net.bundle().clone(), ip.parse().unwrap());
     cfg.peers = peers;
-    cfg.content_dht = None;
     cfg
 }
 

@@ -108,6 +108,16 @@ pub enum Outcome {
     },
 }
 
+impl Outcome {
+    /// The folder and record, when published (not left as a draft).
+    pub fn published(self) -> Option<(PathBuf, Record)> {
+        match self {
+            Outcome::Published { dir, record, .. } => Some((dir, record)),
+            Outcome::Draft { .. } => None,
+        }
+    }
+}
+
 /// A published or drafted record on disk.
 #[derive(Debug, Clone)]
 pub struct Entry {
@@ -377,6 +387,48 @@ impl NetworkDir {
             .max()
             .unwrap_or(0);
         Ok(published.max(trust.highest(slot)) + 1)
+    }
+
+    /// Publishes the folder `site_dir` as release `version` (default: the next one) of
+    /// site `site_id`: makes its torrent, signs the record with `keys`, stores it.
+    pub fn publish_site(
+        &self,
+        site_dir: &Path,
+        site_id: u32,
+        version: Option<u32>,
+        keys: &[PrivateKey],
+        now: u64,
+    ) -> Result<Outcome, PublishError> {
+        let site = self
+            .bundle
+            .site(site_id)
+            .ok_or_else(|| PublishError::Usage(format!("the bundle has no site {site_id}")))?;
+        let t = crate::torrent::make(site_dir, &site.name)?;
+        let version = match version {
+            Some(v) => v,
+            None => self.next_version((crate::name::kind::SITE_RELEASE, site_id))?,
+        };
+        let name = SystemName::new(
+            self.bundle.network(),
+            crate::name::kind::SITE_RELEASE,
+            site_id,
+            version,
+        );
+        let record = Record::new(
+            name,
+            now,
+            Payload::Torrent {
+                ih: t.info_hash,
+                size: t.total_size,
+            },
+        )?;
+        self.publish(
+            record,
+            keys,
+            &[(TORRENT_FILE.to_string(), t.bytes)],
+            Some(site_dir),
+            now,
+        )
     }
 
     /// Signs `record` with `keys` and stores it with its `files` (name, bytes) — in

@@ -8,10 +8,8 @@ use std::time::{Duration, Instant};
 
 use swarmsite::bundle::Site;
 use swarmsite::keys::MIN_BITS;
-use swarmsite::name::{SystemName, kind};
 use swarmsite::node::{Node, NodeConfig};
-use swarmsite::publisher::{self, InitOptions, NetworkDir, Outcome, TORRENT_FILE};
-use swarmsite::record::{Payload, Record};
+use swarmsite::publisher::{self, InitOptions, NetworkDir};
 
 fn now() -> u64 {
     std::time::SystemTime::now()
@@ -44,35 +42,17 @@ async fn chromium_reads_the_site_from_a_node() {
     let net = NetworkDir::init(&tmp.path().join("net"), &opts, b"pw", now()).unwrap();
     let site = tmp.path().join("site");
     swarmsite::demo_site::write(&site, 1).unwrap();
-    let t = swarmsite::torrent::make(&site, "webleaks").unwrap();
-    let record = Record::new(
-        SystemName::new(net.bundle().network(), kind::SITE_RELEASE, 1, 1),
-        now(),
-        Payload::Torrent {
-            ih: t.info_hash,
-            size: t.total_size,
-        },
-    )
-    .unwrap();
     let key = publisher::load_key(&net.root().join("keys/site/v1/key-1.pem"), b"pw").unwrap();
-    let Outcome::Published { dir, record, .. } = net
-        .publish(
-            record,
-            &[key],
-            &[(TORRENT_FILE.into(), t.bytes)],
-            Some(&site),
-            now(),
-        )
+    let (dir, record) = net
+        .publish_site(&site, 1, None, &[key], now())
         .unwrap()
-    else {
-        panic!("draft")
-    };
-
-    let mut cfg = NodeConfig::new(tmp.path().join("node"), net.bundle().clone());
-    cfg.wire_listen = "127.0.0.50:0".parse().unwrap();
-    cfg.bt_listen = "127.0.0.50:0".parse().unwrap();
-    cfg.http = vec!["127.0.0.50:0".parse().unwrap()];
-    cfg.content_dht = None;
+        .published()
+        .unwrap();
+    let cfg = NodeConfig::loopback(
+        tmp.path().join("node"),
+        net.bundle().clone(),
+        "127.0.0.50".parse().unwrap(),
+    );
     let node = Node::start(cfg).await.unwrap();
     let h = node.handle();
     h.submit(record.encode().unwrap(), Some(dir)).await.unwrap();

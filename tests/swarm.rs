@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use swarmsite::bundle::Site;
+use swarmsite::demo_site;
 use swarmsite::keys::MIN_BITS;
 use swarmsite::name::{NetworkTag, SystemName, kind};
 use swarmsite::node::{Node, NodeConfig, NodeHandle};
-use swarmsite::publisher::{self, InitOptions, NetworkDir, Outcome, TORRENT_FILE};
+use swarmsite::publisher::{self, InitOptions, NetworkDir};
 use swarmsite::record::{Payload, Record};
-use swarmsite::{demo_site, torrent};
 
 const PASS: &[u8] = b"swarm test";
 
@@ -34,41 +34,24 @@ async fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
 }
 
 fn node_config(data: &Path, net: &NetworkDir, ip: &str, peers: Vec<SocketAddr>) -> NodeConfig {
-    let mut cfg = NodeConfig::new(data.to_path_buf(), net.bundle().clone());
-    cfg.wire_listen = format!("{ip}:0").parse().unwrap();
-    cfg.bt_listen = format!("{ip}:0").parse().unwrap();
-    cfg.http = vec![format!("{ip}:0").parse().unwrap()];
+    let mut cfg = NodeConfig::loopback(
+        data.to_path_buf(),
+        net.bundle().clone(),
+        ip.parse().unwrap(),
+    );
     cfg.peers = peers;
-    cfg.content_dht = None;
     cfg.pull_interval = Duration::from_secs(2);
     cfg
 }
 
 fn publish_site(net: &NetworkDir, dir: &Path, version: u32) -> (PathBuf, Vec<u8>) {
-    let t = torrent::make(dir, "testleaks").unwrap();
-    let record = Record::new(
-        SystemName::new(net.bundle().network(), kind::SITE_RELEASE, 1, version),
-        now(),
-        Payload::Torrent {
-            ih: t.info_hash,
-            size: t.total_size,
-        },
-    )
-    .unwrap();
     let key = publisher::load_key(&net.root().join("keys/site/v1/key-1.pem"), PASS).unwrap();
-    match net
-        .publish(
-            record,
-            &[key],
-            &[(TORRENT_FILE.into(), t.bytes)],
-            Some(dir),
-            now(),
-        )
+    let (dir, record) = net
+        .publish_site(dir, 1, Some(version), &[key], now())
         .unwrap()
-    {
-        Outcome::Published { dir, record, .. } => (dir, record.encode().unwrap()),
-        Outcome::Draft { .. } => panic!("draft"),
-    }
+        .published()
+        .unwrap();
+    (dir, record.encode().unwrap())
 }
 
 async fn http_get(addr: &str, path: &str) -> (u16, Vec<u8>) {

@@ -15,12 +15,12 @@ use anyhow::Context;
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use swarmsite::bundle::Site;
+use swarmsite::demo_site;
 use swarmsite::keys::{MIN_BITS, PrivateKey};
 use swarmsite::name::{NetworkTag, SystemName, kind};
 use swarmsite::node::{Node, NodeConfig, NodeHandle};
-use swarmsite::publisher::{self, InitOptions, NetworkDir, Outcome, TORRENT_FILE};
+use swarmsite::publisher::{self, InitOptions, NetworkDir};
 use swarmsite::record::{Payload, Record};
-use swarmsite::{demo_site, torrent};
 
 use super::now;
 
@@ -79,26 +79,12 @@ fn publish_release(
 ) -> anyhow::Result<(PathBuf, Vec<u8>)> {
     let site_dir = root.join(format!("site-v{version}"));
     demo_site::write(&site_dir, version)?;
-    let t = torrent::make(&site_dir, "demoleaks")?;
-    let record = Record::new(
-        SystemName::new(net.bundle().network(), kind::SITE_RELEASE, 1, version),
-        now(),
-        Payload::Torrent {
-            ih: t.info_hash,
-            size: t.total_size,
-        },
-    )?;
     let key = publisher::load_key(&net.root().join("keys/site/v1/key-1.pem"), PASS)?;
-    match net.publish(
-        record,
-        &[key],
-        &[(TORRENT_FILE.into(), t.bytes)],
-        Some(&site_dir),
-        now(),
-    )? {
-        Outcome::Published { dir, record, .. } => Ok((dir, record.encode()?)),
-        Outcome::Draft { .. } => anyhow::bail!("release left as a draft"),
-    }
+    let (dir, record) = net
+        .publish_site(&site_dir, 1, Some(version), &[key], now())?
+        .published()
+        .context("release left as a draft")?;
+    Ok((dir, record.encode()?))
 }
 
 /// An HTTP address on `ip`: the usual 18880 when free, else any port.
@@ -112,13 +98,13 @@ fn http_addr(ip: &str) -> SocketAddr {
 }
 
 fn node_config(root: &Path, net: &NetworkDir, ip: &str, peers: Vec<SocketAddr>) -> NodeConfig {
-    let mut cfg = NodeConfig::new(root.join(format!("node-{ip}")), net.bundle().clone());
-    cfg.wire_listen = format!("{ip}:0").parse().expect("addr");
-    cfg.bt_listen = format!("{ip}:0").parse().expect("addr");
+    let mut cfg = NodeConfig::loopback(
+        root.join(format!("node-{ip}")),
+        net.bundle().clone(),
+        ip.parse().expect("ip"),
+    );
     cfg.http = vec![http_addr(ip)];
     cfg.peers = peers;
-    // Loopback only: no DHT, content peers come from the wire peers.
-    cfg.content_dht = None;
     cfg.pull_interval = Duration::from_secs(5);
     cfg
 }

@@ -67,6 +67,20 @@ pub struct NodeConfig {
 }
 
 impl NodeConfig {
+    /// A node that stays on one loopback address (`127.0.0.x`): wire, BitTorrent and HTTP
+    /// on `ip` with ports picked by the kernel, no DHT of either kind, so nothing leaves
+    /// the machine. For tests, the demo and benchmarks.
+    pub fn loopback(data_dir: PathBuf, bundle: Bundle, ip: std::net::IpAddr) -> Self {
+        let any = SocketAddr::new(ip, 0);
+        let mut cfg = NodeConfig::new(data_dir, bundle);
+        cfg.wire_listen = any;
+        cfg.bt_listen = any;
+        cfg.http = vec![any];
+        cfg.content_dht = None;
+        cfg.rendezvous = None;
+        cfg
+    }
+
     /// Defaults for a node of `bundle` keeping its state in `data_dir`.
     pub fn new(data_dir: PathBuf, bundle: Bundle) -> Self {
         let site = bundle.sites().first().map_or(1, |s| s.id);
