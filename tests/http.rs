@@ -101,6 +101,12 @@ fn start() -> Site {
     std::fs::write(dir.path().join("empty-dir/a b.txt"), "spaced").unwrap();
     let served = Served::new();
     served.switch(SiteRelease::index(dir.path(), 1, 1_795_000_000, b"d4:fake6:recorde").unwrap());
+    let (addr, rt) = serve(&served);
+    Site { addr, dir, _rt: rt }
+}
+
+/// Serves `served` on a loopback port, from a runtime of its own.
+fn serve(served: &Arc<Served>) -> (SocketAddr, tokio::runtime::Runtime) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -110,9 +116,9 @@ fn start() -> Site {
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = router(Arc::clone(&served));
+    let app = router(Arc::clone(served));
     rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
-    Site { addr, dir, _rt: rt }
+    (addr, rt)
 }
 
 #[test]
@@ -310,17 +316,7 @@ fn traversal_is_refused() {
 #[test]
 fn switching_releases_is_atomic_and_before_any_release_the_node_says_so() {
     let served = Served::new();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = router(Arc::clone(&served));
-    rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let (addr, _rt) = serve(&served);
     assert_eq!(request(addr, "GET", "/", &[]).status, 503);
     let d1 = tempfile::tempdir().unwrap();
     swarmsite::demo_site::write(d1.path(), 1).unwrap();

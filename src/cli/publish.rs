@@ -99,11 +99,7 @@ pub fn run(cmd: PublishCommand, data_dir: Option<&Path>) -> anyhow::Result<ExitC
                 t.total_size,
                 hex::encode(t.info_hash)
             );
-            let payload = Payload::Torrent {
-                ih: t.info_hash,
-                size: t.total_size,
-            };
-            let files = [(TORRENT_FILE.to_string(), t.bytes)];
+            let (payload, files) = torrent_payload(t);
             publish(
                 data_dir,
                 &net,
@@ -173,14 +169,7 @@ pub fn run(cmd: PublishCommand, data_dir: Option<&Path>) -> anyhow::Result<ExitC
                     .file_name()
                     .and_then(|n| n.to_str())
                     .context("file name is not UTF-8")?;
-                let t = torrent::make(&path, name)?;
-                (
-                    Payload::Torrent {
-                        ih: t.info_hash,
-                        size: t.total_size,
-                    },
-                    vec![(TORRENT_FILE.to_string(), t.bytes)],
-                )
+                torrent_payload(torrent::make(&path, name)?)
             };
             let dir = if inline { None } else { Some(path.as_path()) };
             publish(
@@ -225,12 +214,7 @@ pub fn run(cmd: PublishCommand, data_dir: Option<&Path>) -> anyhow::Result<ExitC
                 let tmp = tempfile::tempdir()?;
                 let file = tmp.path().join("blacklist.bencode");
                 std::fs::write(&file, &encoded)?;
-                let t = torrent::make(&file, "blacklist.bencode")?;
-                let payload = Payload::Torrent {
-                    ih: t.info_hash,
-                    size: t.total_size,
-                };
-                let files = [(TORRENT_FILE.to_string(), t.bytes)];
+                let (payload, files) = torrent_payload(torrent::make(&file, "blacklist.bencode")?);
                 publish(
                     data_dir,
                     &net,
@@ -246,6 +230,17 @@ pub fn run(cmd: PublishCommand, data_dir: Option<&Path>) -> anyhow::Result<ExitC
             }
         }
     }
+}
+
+/// The payload naming torrent `t`, and the metainfo file that goes with it.
+fn torrent_payload(t: torrent::Torrent) -> (Payload, Vec<(String, Vec<u8>)>) {
+    (
+        Payload::Torrent {
+            ih: t.info_hash,
+            size: t.total_size,
+        },
+        vec![(TORRENT_FILE.to_string(), t.bytes)],
+    )
 }
 
 /// What to publish: the record's slot and payload, and the files that go with it.
