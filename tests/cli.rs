@@ -557,3 +557,24 @@ fn help_is_there_for_every_command() {
         assert!(out.contains("Usage:"), "{cmd:?}: {out}");
     }
 }
+
+#[test]
+fn evidence_is_listed_from_the_data_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let out = ok(&["evidence", "--data-dir", p(&data)]);
+    assert!(out.contains("no evidence recorded"), "{out}");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(
+        data.join("evidence.jsonl"),
+        "{\"time\":1795572600,\"peer\":\"127.0.0.66:6881\",\"reason\":\"bad-signature\",\"detail\":\"forged v3\"}\n{torn",
+    )
+    .unwrap();
+    let out = ok(&["evidence", "--data-dir", p(&data)]);
+    assert!(
+        out.contains("127.0.0.66:6881 bad-signature: forged v3"),
+        "{out}"
+    );
+    let out = ok(&["evidence", "--json", "--data-dir", p(&data)]);
+    assert!(out.starts_with("{\"time\":1795572600"), "{out}");
+}

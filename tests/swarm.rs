@@ -513,3 +513,96 @@ async fn the_control_api_needs_its_token_and_streams_events() {
     cancel.cancel();
     node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blacklisted_node_is_cut_off() {
+    use swarmsite::content::Blacklist;
+    let tmp = tempfile::tempdir().unwrap();
+    let f = fixture();
+    let p = Node::start(node_config(
+        &tmp.path().join("p"),
+        &f.net,
+        "127.0.0.100",
+        vec![],
+    ))
+    .await
+    .unwrap();
+    let pw: SocketAddr = p.handle().status().wire_addr.parse().unwrap();
+    let a = Node::start(node_config(
+        &tmp.path().join("a"),
+        &f.net,
+        "127.0.0.101",
+        vec![pw],
+    ))
+    .await
+    .unwrap();
+    let aw: SocketAddr = a.handle().status().wire_addr.parse().unwrap();
+    let m = Node::start(node_config(
+        &tmp.path().join("m"),
+        &f.net,
+        "127.0.0.102",
+        vec![aw],
+    ))
+    .await
+    .unwrap();
+    let (ah, ph) = (a.handle(), p.handle());
+    wait_for("A connected to P and M", 30, || {
+        ah.status().peers.len() == 2
+    })
+    .await;
+
+    let tag = f.net.bundle().network();
+    let name = SystemName::new(tag, kind::AUTHORIZED_FILE, 1, 1);
+    let list = Blacklist::from_text(
+        "127.0.0.102 forged releases\n10.0.0.0/8 test range\n",
+        now(),
+    )
+    .unwrap();
+    let record = |body: Vec<u8>, key: &str| {
+        let mut r = Record::new(name, now(), Payload::Body(body)).unwrap();
+        r.sign(&publisher::load_key(&f.net.root().join(key), PASS).unwrap());
+        r.encode().unwrap()
+    };
+    // Signed by the site role instead of the blacklist role: refused.
+    let wrong = record(list.encode(), "keys/site/v1/key-1.pem");
+    assert!(
+        ph.submit(wrong, None)
+            .await
+            .unwrap_err()
+            .contains("valid signatures")
+    );
+    assert!(ph.status().blacklist.is_none());
+
+    ph.submit(record(list.encode(), "keys/blacklist/v1/key-1.pem"), None)
+        .await
+        .unwrap();
+    wait_for("A applies blacklist v1", 30, || {
+        ah.status().blacklist.is_some_and(|b| b.version == 1)
+    })
+    .await;
+    wait_for("A drops M", 30, || {
+        ah.status()
+            .peers
+            .iter()
+            .all(|p| !p.addr.starts_with("127.0.0.102"))
+    })
+    .await;
+    // M keeps dialling A every few seconds; A refuses it each time.
+    wait_for("A refuses M's reconnections", 30, || {
+        ah.status().blacklist.is_some_and(|b| b.refused >= 2)
+    })
+    .await;
+    let b = ah.status().blacklist.unwrap();
+    assert_eq!(b.entries.len(), 2);
+    assert_eq!(b.entries[1].addr, "10.0.0.0/8");
+    assert!(
+        ah.status()
+            .peers
+            .iter()
+            .any(|p| p.addr.starts_with("127.0.0.100")),
+        "honest peers stay"
+    );
+    m.shutdown().await;
+    a.shutdown().await;
+    p.shutdown().await;
+}

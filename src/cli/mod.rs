@@ -44,6 +44,8 @@ enum Command {
     Node(node::NodeArgs),
     /// Ask the running node (of this data folder) how it is doing.
     Status(node::StatusArgs),
+    /// What this node refused, and from whom (the local evidence log).
+    Evidence(node::EvidenceArgs),
     /// A throwaway network on this machine: publish, verify, rotate, refuse a forgery.
     Demo(demo::DemoArgs),
 }
@@ -57,6 +59,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bundle(cmd) => bundle::run(cmd, data_dir.as_deref()),
         Command::Node(args) => node::run(args, data_dir.as_deref()),
         Command::Status(args) => node::status(args, data_dir.as_deref()),
+        Command::Evidence(args) => node::evidence(args, data_dir.as_deref()),
         Command::Demo(args) => demo::run(args),
     }
 }

@@ -250,6 +250,60 @@ fn print_status(s: &serde_json::Value) {
     if let Some(n) = get("notice").as_str() {
         println!("notice: {n}");
     }
+    if let Some(b) = s.get("blacklist").filter(|b| !b.is_null()) {
+        let entries = b["entries"].as_array().map_or(0, Vec::len);
+        println!(
+            "blacklist v{}: {entries} entries, {} connections refused",
+            b["version"], b["refused"]
+        );
+        for e in b["entries"].as_array().into_iter().flatten() {
+            println!(
+                "  {} {}",
+                e["addr"].as_str().unwrap_or("?"),
+                e["reason"].as_str().unwrap_or("")
+            );
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct EvidenceArgs {
+    /// Show only the last N entries.
+    #[arg(long, default_value_t = 50)]
+    last: usize,
+    /// Print JSON lines as stored.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn evidence(args: EvidenceArgs, data_dir: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let dd = DataDir::resolve(data_dir)?;
+    let log = dd.evidence();
+    let all = log
+        .read_all()
+        .with_context(|| format!("{}", log.path().display()))?;
+    let skip = all.len().saturating_sub(args.last);
+    if all.is_empty() {
+        println!("no evidence recorded in {}", log.path().display());
+    }
+    for e in &all[skip..] {
+        if args.json {
+            println!("{}", serde_json::to_string(e)?);
+        } else {
+            println!(
+                "{} {} {}: {}{}",
+                super::show_time(e.time),
+                e.peer.as_deref().unwrap_or("this node"),
+                e.reason,
+                e.detail,
+                e.object
+                    .as_ref()
+                    .map(|o| format!(" (object {o})"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Hands a published folder to the local node (`publish … --push`).

@@ -97,6 +97,9 @@ pub struct Core {
     serving: Option<(u32, [u8; 20])>,
     /// Content folders of records this node published itself.
     local_payloads: HashMap<[u8; 20], PathBuf>,
+    /// The blacklist in force (SPEC §8): listed addresses get no connection, no dial,
+    /// and are never handed to librqbit.
+    blacklist: crate::content::Blacklist,
 }
 
 impl Core {
@@ -149,11 +152,19 @@ impl Core {
             sync: None,
             serving: None,
             local_payloads: HashMap::new(),
+            blacklist: crate::content::Blacklist::default(),
         })
     }
 
     pub async fn run(mut self, listener: TcpListener, mut commands: mpsc::Receiver<Command>) {
         self.restore().await;
+        if let Some((record, _)) = self
+            .gossip
+            .held((kind::AUTHORIZED_FILE, crate::name::file_id::BLACKLIST))
+        {
+            let record = record.clone();
+            self.apply_blacklist(&record);
+        }
         self.refresh_records();
         let mut dial_tick = tokio::time::interval(Duration::from_secs(5));
         let mut dht_tick = tokio::time::interval_at(
@@ -168,7 +179,12 @@ impl Core {
             tokio::select! {
                 accepted = listener.accept() => {
                     if let Ok((stream, remote)) = accepted {
-                        self.spawn_conn(stream, remote);
+                        if self.blacklist.contains(remote.ip()) {
+                            drop(stream);
+                            self.count_refused(1);
+                        } else {
+                            self.spawn_conn(stream, remote);
+                        }
                     }
                 }
                 Some(report) = self.reports_rx.recv() => self.on_report(report),
@@ -275,6 +291,7 @@ impl Core {
             .values()
             .filter(|c| c.ready)
             .filter_map(|c| c.bt_addr)
+            .filter(|a| !self.blacklist.contains(a.ip()))
             .collect();
         self.bt_peers.send_replace(bt);
         self.update_status(|s| s.peers = peers);
@@ -323,7 +340,8 @@ impl Core {
             .peers
             .iter()
             .copied()
-            .filter(|a| !own.contains(a) && !self.conns.values().any(|c| c.wire_addr == Some(*a)))
+            .filter(|a| !own.contains(a) && !self.blacklist.contains(a.ip()))
+            .filter(|a| !self.conns.values().any(|c| c.wire_addr == Some(*a)))
             .take(self.cfg.max_peers - outgoing)
             .collect();
         for addr in targets {
@@ -457,6 +475,9 @@ impl Core {
             }
             Command::Seeded { record, reply } => self.submit(record, reply),
             Command::Connect(addr) => {
+                if self.blacklist.contains(addr.ip()) {
+                    return;
+                }
                 if !self.cfg.peers.contains(&addr) {
                     // Bounded: the oldest hints go first.
                     if self.cfg.peers.len() >= 256 {
@@ -560,6 +581,85 @@ impl Core {
         });
     }
 
+    /// Puts the blacklist of `record` in force: closes connections to listed addresses
+    /// and forgets them as peers. (A blacklist too long for a record body travels as a
+    /// torrent; applying that form comes with auto-blacklisting.)
+    fn apply_blacklist(&mut self, record: &Record) {
+        let Some(body) = record.body() else {
+            tracing::warn!(
+                "blacklist v{} is carried by a torrent; not applied yet",
+                record.name.version()
+            );
+            return;
+        };
+        let list = match crate::content::Blacklist::decode(body, body.len()) {
+            Ok(l) => l,
+            Err(e) => {
+                self.record_evidence(
+                    None,
+                    Some(record.name),
+                    "bad-blacklist",
+                    format!("signed blacklist does not parse: {e}"),
+                );
+                return;
+            }
+        };
+        let listed: Vec<PeerKey> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| list.contains(c.remote.ip()))
+            .map(|(k, _)| *k)
+            .collect();
+        for key in &listed {
+            if let Some(conn) = self.conns.remove(key) {
+                // Dropping the sender closes the connection task's inbox: it closes.
+                drop(conn.tx);
+                if conn.ready {
+                    self.gossip.peer_down(*key);
+                }
+            }
+        }
+        self.cfg.peers.retain(|a| !list.contains(a.ip()));
+        let version = record.name.version();
+        let entries: Vec<crate::node::BlacklistEntryStatus> = list
+            .entries
+            .iter()
+            .map(|e| crate::node::BlacklistEntryStatus {
+                addr: e.addr.to_string(),
+                reason: e.reason.clone(),
+                since: e.since,
+            })
+            .collect();
+        let count = entries.len();
+        self.blacklist = list;
+        self.update_status(|s| {
+            let refused = s.blacklist.as_ref().map_or(0, |b| b.refused) + listed.len() as u64;
+            s.blacklist = Some(crate::node::BlacklistStatus {
+                version,
+                entries,
+                refused,
+            });
+        });
+        self.refresh_peers();
+        tracing::info!(
+            "blacklist v{version} in force: {count} entries, {} connections closed",
+            listed.len()
+        );
+        self.emit(NodeEvent::Blacklist {
+            version,
+            entries: count,
+            closed: listed.len(),
+        });
+    }
+
+    fn count_refused(&self, n: u64) {
+        self.update_status(|s| {
+            if let Some(b) = s.blacklist.as_mut() {
+                b.refused += n;
+            }
+        });
+    }
+
     fn on_accepted(&mut self, record: Record, bytes: &[u8], from: Option<PeerKey>) {
         if let Err(e) = self.store.save_record(&record, bytes) {
             tracing::error!("saving record {:?}: {e}", record.name);
@@ -585,6 +685,7 @@ impl Core {
             ObjectClass::SiteRelease if name.id() == self.cfg.site => {
                 self.want_release(&record, bytes)
             }
+            ObjectClass::Blacklist => self.apply_blacklist(&record),
             ObjectClass::Notice => {
                 if let Some(Ok(n)) = record.body().map(Notice::from_body) {
                     self.update_status(|s| {

@@ -32,7 +32,10 @@ use crate::bundle::Bundle;
 use crate::serve::Served;
 use crate::torrents::{Torrents, TorrentsConfig};
 
-pub use status::{HttpPortStatus, NodeEvent, PeerStatus, Status, SyncStatus};
+pub use status::{
+    BlacklistEntryStatus, BlacklistStatus, HttpPortStatus, NodeEvent, PeerStatus, Status,
+    SyncStatus,
+};
 
 /// Everything a node needs to know to run.
 #[derive(Clone, Debug)]

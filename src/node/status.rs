@@ -26,6 +26,23 @@ pub struct Status {
     pub evidence: u64,
     /// The last signed notice.
     pub notice: Option<String>,
+    /// The blacklist in force.
+    pub blacklist: Option<BlacklistStatus>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct BlacklistStatus {
+    pub version: u32,
+    pub entries: Vec<BlacklistEntryStatus>,
+    /// Connections refused or closed because of it since the node started.
+    pub refused: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct BlacklistEntryStatus {
+    pub addr: String,
+    pub reason: String,
+    pub since: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -88,5 +105,10 @@ pub enum NodeEvent {
     Notice {
         severity: String,
         text: String,
+    },
+    Blacklist {
+        version: u32,
+        entries: usize,
+        closed: usize,
     },
 }
