@@ -223,8 +223,11 @@ impl<A: Acceptor> Gossip<A> {
         });
     }
 
-    pub fn peer_down(&mut self, peer: PeerKey) {
+    /// The peer is gone: what it sent that waits for a key set can no longer be
+    /// explained by it, so it is judged now.
+    pub fn peer_down(&mut self, peer: PeerKey, now: u64) {
         self.peers.remove(&peer);
+        self.judge_pending(|p, _| p == Some(peer), now);
     }
 
     /// A record from the local user (the publisher's `--push`, a file dropped in).

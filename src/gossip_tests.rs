@@ -210,8 +210,8 @@ fn a_late_node_catches_up_by_pull_alone() {
     // A node connecting later learns through the have exchange.
     net.nodes[0].submit(release(2, key(0)), T0 + 2_000).unwrap();
     net.run(T0 + 2_000);
-    net.nodes[2].peer_down(1);
-    net.nodes[1].peer_down(2);
+    net.nodes[2].peer_down(1, T0 + 3_000);
+    net.nodes[1].peer_down(2, T0 + 3_000);
     net.nodes[2].peer_up(1);
     net.nodes[1].peer_up(2);
     net.run(T0 + 3_000);

@@ -606,3 +606,127 @@ async fn a_blacklisted_node_is_cut_off() {
     a.shutdown().await;
     p.shutdown().await;
 }
+
+/// A hostile peer built from the project's own wire state machine: connects from `ip`
+/// and pushes `records`.
+async fn hostile_push(ip: &str, to: SocketAddr, rendezvous: [u8; 20], records: Vec<Vec<u8>>) {
+    use swarmsite::wire::{Connection, Event, Message, WireConfig};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+    let Ok(mut s) = socket.connect(to).await else {
+        return;
+    };
+    let mut conn = Connection::new(WireConfig::new(rendezvous, [0x66; 20], None), 0, true);
+    let mut buf = vec![0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut pending = records;
+    let mut sent = false;
+    while Instant::now() < deadline && !conn.is_closed() {
+        let out = conn.take_transmit();
+        if !out.is_empty() && s.write_all(&out).await.is_err() {
+            return;
+        }
+        if sent {
+            // Give the node a moment to read them, then leave.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            return;
+        }
+        while let Some(ev) = conn.poll_event() {
+            if matches!(ev, Event::Ready { .. }) {
+                for r in pending.drain(..) {
+                    conn.send(&Message::Push { record: r }, 0);
+                }
+                sent = true;
+            }
+        }
+        if sent {
+            continue;
+        }
+        match tokio::time::timeout(Duration::from_millis(200), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return,
+            Ok(Ok(n)) => conn.handle_input(&buf[..n], 0),
+            Err(_) => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forgers_are_blacklisted_automatically() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = fixture();
+    let mut cfg = node_config(&tmp.path().join("auto"), &f.net, "127.0.0.110", vec![]);
+    cfg.auto_blacklist = Some(std::sync::Arc::new(swarmsite::node::AutoBlacklist {
+        key: publisher::load_key(&f.net.root().join("keys/blacklist/v1/key-1.pem"), PASS).unwrap(),
+        threshold: 2,
+        interval: Duration::from_secs(1),
+    }));
+    let auto = Node::start(cfg).await.unwrap();
+    let aw: SocketAddr = auto.handle().status().wire_addr.parse().unwrap();
+    let honest = Node::start(node_config(
+        &tmp.path().join("h"),
+        &f.net,
+        "127.0.0.111",
+        vec![aw],
+    ))
+    .await
+    .unwrap();
+    let (ah, hh) = (auto.handle(), honest.handle());
+    wait_for("honest node connected", 30, || {
+        !hh.status().peers.is_empty()
+    })
+    .await;
+
+    let tag = f.net.bundle().network();
+    let rendezvous = *SystemName::new(tag, kind::NOTICE, 1, 0).as_bytes();
+    let attacker = swarmsite::keys::PrivateKey::generate(MIN_BITS).unwrap();
+    let forged: Vec<Vec<u8>> = (3..5)
+        .map(|v| {
+            let mut r = Record::new(
+                SystemName::new(tag, kind::SITE_RELEASE, 1, v),
+                now(),
+                Payload::Torrent {
+                    ih: [v as u8; 20],
+                    size: 1,
+                },
+            )
+            .unwrap();
+            r.sign(&attacker);
+            r.encode().unwrap()
+        })
+        .collect();
+    // One stray failure is not enough to be listed...
+    hostile_push("127.0.0.112", aw, rendezvous, forged[..1].to_vec()).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        ah.status().blacklist.is_none(),
+        "listed after a single failure"
+    );
+    // ...a second one is.
+    hostile_push("127.0.0.112", aw, rendezvous, forged[1..].to_vec()).await;
+    wait_for("a signed blacklist reaches the honest node", 30, || {
+        hh.status()
+            .blacklist
+            .is_some_and(|b| b.entries.iter().any(|e| e.addr == "127.0.0.112/32"))
+    })
+    .await;
+    let b = hh.status().blacklist.unwrap();
+    assert!(
+        b.entries[0].reason.starts_with("auto: 2 x"),
+        "{:?}",
+        b.entries
+    );
+    // From now on the forger is refused at the door.
+    hostile_push("127.0.0.112", aw, rendezvous, vec![]).await;
+    wait_for("the forger is refused", 10, || {
+        ah.status().blacklist.is_some_and(|b| b.refused >= 1)
+    })
+    .await;
+    assert_eq!(
+        ah.status().served_version,
+        None,
+        "nothing forged was ever served"
+    );
+    honest.shutdown().await;
+    auto.shutdown().await;
+}

@@ -61,6 +61,18 @@ pub struct NodeArgs {
     /// Bootstrap the rendezvous DHT from wire peers only (a private or test network).
     #[arg(long)]
     no_dht_bootstrap: bool,
+    /// Turn evidence into new signed blacklist versions, signing with this key of the
+    /// blacklist role (its passphrase: --passphrase-file or $SWARMSITE_PASSPHRASE).
+    #[arg(long, value_name = "KEY.pem")]
+    auto_blacklist: Option<PathBuf>,
+    /// Evidence entries from one address before auto-blacklisting lists it.
+    #[arg(long, default_value_t = 3)]
+    auto_blacklist_threshold: u32,
+    /// Seconds between auto-blacklist batches.
+    #[arg(long, default_value_t = 60)]
+    auto_blacklist_interval: u64,
+    #[command(flatten)]
+    passphrase: super::passphrase::PassphraseArgs,
     /// Cap BitTorrent downloads at this many bytes per second.
     #[arg(long, value_name = "BYTES_PER_SEC")]
     download_limit: Option<u32>,
@@ -104,6 +116,26 @@ pub fn run(args: NodeArgs, data_dir: Option<&Path>) -> anyhow::Result<ExitCode> 
             .map(|s| s.to_string())
             .collect()
     };
+    if let Some(path) = &args.auto_blacklist {
+        let pass = args.passphrase.read(path)?;
+        let key = swarmsite::publisher::load_key(path, pass.as_bytes())?;
+        // The node's own trust store: it follows rotations past the bundle's version 1.
+        let store = swarmsite::store::NodeStore::open(dd.root(), bundle.network())?;
+        let trust = swarmsite::trust::TrustStore::load(&store.trust_path(), &bundle)?;
+        let role = swarmsite::name::Role::BLACKLIST;
+        anyhow::ensure!(
+            trust
+                .current_set(role)
+                .is_some_and(|(_, set)| set.get(&key.kid()).is_some()),
+            "{}: not a key of the blacklist role's current key set",
+            path.display()
+        );
+        cfg.auto_blacklist = Some(std::sync::Arc::new(swarmsite::node::AutoBlacklist {
+            key,
+            threshold: args.auto_blacklist_threshold.max(1),
+            interval: Duration::from_secs(args.auto_blacklist_interval.max(1)),
+        }));
+    }
     cfg.download_limit = args.download_limit;
     cfg.upload_limit = args.upload_limit;
     cfg.content_dht = if args.no_content_dht {

@@ -100,6 +100,11 @@ pub struct Core {
     /// The blacklist in force (SPEC §8): listed addresses get no connection, no dial,
     /// and are never handed to librqbit.
     blacklist: crate::content::Blacklist,
+    /// With auto-blacklisting: evidence count and last reason per address.
+    suspects: HashMap<IpAddr, (u32, String)>,
+    /// Addresses of recently closed connections, so evidence about what they sent can
+    /// still name them (bounded).
+    closed: std::collections::VecDeque<(PeerKey, SocketAddr)>,
 }
 
 impl Core {
@@ -153,6 +158,8 @@ impl Core {
             serving: None,
             local_payloads: HashMap::new(),
             blacklist: crate::content::Blacklist::default(),
+            suspects: HashMap::new(),
+            closed: std::collections::VecDeque::new(),
         })
     }
 
@@ -167,6 +174,13 @@ impl Core {
         }
         self.refresh_records();
         let mut dial_tick = tokio::time::interval(Duration::from_secs(5));
+        let auto_every = self
+            .cfg
+            .auto_blacklist
+            .as_ref()
+            .map_or(Duration::from_secs(3600), |a| a.interval);
+        let mut auto_tick =
+            tokio::time::interval_at(tokio::time::Instant::now() + auto_every, auto_every);
         let mut dht_tick = tokio::time::interval_at(
             tokio::time::Instant::now() + Duration::from_secs(1),
             self.cfg.pull_interval.max(Duration::from_secs(1)),
@@ -193,6 +207,7 @@ impl Core {
                 _ = tokio::time::sleep(wait) => self.gossip.handle_timeout(unix_ms()),
                 _ = dial_tick.tick() => self.maintain_connections(),
                 _ = dht_tick.tick() => self.rendezvous_round(),
+                _ = auto_tick.tick() => self.auto_blacklist(),
                 _ = cancel.cancelled() => break,
             }
         }
@@ -428,8 +443,9 @@ impl Core {
                             reason.to_string(),
                         );
                     }
+                    self.remember_closed(key, conn.remote);
                     if conn.ready {
-                        self.gossip.peer_down(key);
+                        self.gossip.peer_down(key, unix_ms());
                         self.refresh_peers();
                         self.emit(NodeEvent::PeerDown {
                             addr: conn.remote.to_string(),
@@ -523,7 +539,7 @@ impl Core {
                     object,
                     refusal,
                 } => {
-                    let addr = peer.and_then(|k| self.conns.get(&k)).map(|c| c.remote);
+                    let addr = peer.and_then(|k| self.peer_addr(k));
                     self.record_evidence(addr, object, refusal.code(), refusal.to_string());
                 }
                 Action::Lookup { name } => self.dht_find(name, false),
@@ -614,8 +630,9 @@ impl Core {
             if let Some(conn) = self.conns.remove(key) {
                 // Dropping the sender closes the connection task's inbox: it closes.
                 drop(conn.tx);
+                self.remember_closed(*key, conn.remote);
                 if conn.ready {
-                    self.gossip.peer_down(*key);
+                    self.gossip.peer_down(*key, unix_ms());
                 }
             }
         }
@@ -650,6 +667,69 @@ impl Core {
             entries: count,
             closed: listed.len(),
         });
+    }
+
+    /// With `--auto-blacklist`: lists every address with at least `threshold` evidence
+    /// entries in a new, signed blacklist version, and sends it like any record.
+    fn auto_blacklist(&mut self) {
+        let Some(auto) = self.cfg.auto_blacklist.clone() else {
+            return;
+        };
+        let now = unix_ms();
+        let own = self.local_ip;
+        let mut list = self.blacklist.clone();
+        let before = list.entries.len();
+        for (ip, (count, reason)) in &self.suspects {
+            if *count >= auto.threshold && !list.contains(*ip) && *ip != own {
+                list.entries.push(crate::content::BlacklistEntry {
+                    addr: ipnet::IpNet::from(*ip),
+                    reason: format!("auto: {count} x {reason}"),
+                    since: now / 1000,
+                });
+            }
+        }
+        if list.entries.len() == before {
+            return;
+        }
+        let slot = (kind::AUTHORIZED_FILE, crate::name::file_id::BLACKLIST);
+        let version = self.gossip.acceptor().highest(slot) + 1;
+        let name = SystemName::new(self.cfg.bundle.network(), slot.0, slot.1, version);
+        let body = list.encode();
+        let record = Record::new(name, now / 1000, Payload::Body(body)).map(|mut r| {
+            r.sign(&auto.key);
+            r
+        });
+        match record
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.encode().map_err(|e| e.to_string()))
+        {
+            Ok(bytes) => match self.gossip.submit(bytes.into(), now) {
+                Ok(v) => {
+                    tracing::info!("auto-blacklist: {v}");
+                    self.suspects.retain(|ip, _| !list.contains(*ip));
+                }
+                Err(e) => tracing::error!("auto-blacklist v{version} refused: {e}"),
+            },
+            // An inline blacklist holds about 130 entries; the torrent form comes later.
+            Err(e) => tracing::error!("auto-blacklist v{version}: {e}"),
+        }
+    }
+
+    fn remember_closed(&mut self, key: PeerKey, addr: SocketAddr) {
+        if self.closed.len() >= 1024 {
+            self.closed.pop_front();
+        }
+        self.closed.push_back((key, addr));
+    }
+
+    fn peer_addr(&self, key: PeerKey) -> Option<SocketAddr> {
+        self.conns.get(&key).map(|c| c.remote).or_else(|| {
+            self.closed
+                .iter()
+                .rev()
+                .find(|(k, _)| *k == key)
+                .map(|(_, a)| *a)
+        })
     }
 
     fn count_refused(&self, n: u64) {
@@ -825,6 +905,11 @@ impl Core {
         };
         if let Err(e) = self.evidence.append(&entry) {
             tracing::error!("writing evidence: {e}");
+        }
+        if let (Some(_), Some(addr)) = (&self.cfg.auto_blacklist, peer) {
+            let s = self.suspects.entry(addr.ip()).or_insert((0, String::new()));
+            s.0 += 1;
+            s.1 = reason.to_string();
         }
         self.update_status(|s| s.evidence += 1);
         self.emit(NodeEvent::Evidence {

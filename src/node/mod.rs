@@ -67,6 +67,20 @@ pub struct NodeConfig {
     /// BitTorrent bandwidth caps, bytes per second.
     pub download_limit: Option<u32>,
     pub upload_limit: Option<u32>,
+    /// Turn evidence into signed blacklist versions (needs a blacklist-role key).
+    pub auto_blacklist: Option<Arc<AutoBlacklist>>,
+}
+
+/// Settings of `--auto-blacklist`.
+#[derive(Debug)]
+pub struct AutoBlacklist {
+    /// A key of the blacklist role's current set.
+    pub key: crate::keys::PrivateKey,
+    /// Evidence entries from one address before it is listed: one stray failure is
+    /// not enough.
+    pub threshold: u32,
+    /// How often new entries are batched into a new blacklist version.
+    pub interval: Duration,
 }
 
 impl NodeConfig {
@@ -109,6 +123,7 @@ impl NodeConfig {
                 .collect(),
             download_limit: None,
             upload_limit: None,
+            auto_blacklist: None,
         }
     }
 }
