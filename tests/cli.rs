@@ -578,3 +578,30 @@ fn evidence_is_listed_from_the_data_folder() {
     let out = ok(&["evidence", "--json", "--data-dir", p(&data)]);
     assert!(out.starts_with("{\"time\":1795572600"), "{out}");
 }
+
+#[test]
+fn a_long_blacklist_travels_as_a_torrent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let net = network_copy(tmp.path());
+    let list = tmp.path().join("long.txt");
+    let lines: String = (0..300)
+        .map(|i| format!("10.{}.{}.0/24 scanner range {i}\n", i / 256, i % 256))
+        .collect();
+    std::fs::write(&list, lines).unwrap();
+    let out = ok(&["publish", "blacklist", p(&list), "--network", p(&net)]);
+    assert!(out.contains("blacklist of 300 entries"), "{out}");
+    let rel = net.join("published/8080-1-v1");
+    let out = ok(&[
+        "verify",
+        p(&rel.join("record.rec")),
+        "--bundle",
+        p(&net.join("bundle.json")),
+        "--torrent",
+        p(&rel.join("payload.torrent")),
+    ]);
+    assert!(
+        out.contains("ACCEPTED: blacklist v1") && out.contains("torrent"),
+        "{out}"
+    );
+    assert!(rel.join("payload/blacklist.bencode").is_file());
+}

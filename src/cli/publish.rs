@@ -197,37 +197,25 @@ pub fn run(cmd: PublishCommand, data_dir: Option<&Path>) -> anyhow::Result<ExitC
                 list.entries.len(),
                 encoded.len()
             );
-            if encoded.len() <= MAX_BODY_LEN {
-                publish(
-                    data_dir,
-                    &net,
-                    Publication {
-                        kind: kind::AUTHORIZED_FILE,
-                        id: file_id::BLACKLIST,
-                        payload: Payload::Body(encoded),
-                        files: &[],
-                        payload_dir: None,
-                    },
-                    &common,
-                )
+            // Inline when it fits a record; otherwise a torrent of one file. The
+            // temporary folder lives until the publication has copied the file.
+            let tmp = tempfile::tempdir()?;
+            let file = tmp.path().join("blacklist.bencode");
+            let (payload, files, payload_dir) = if encoded.len() <= MAX_BODY_LEN {
+                (Payload::Body(encoded), Vec::new(), None)
             } else {
-                let tmp = tempfile::tempdir()?;
-                let file = tmp.path().join("blacklist.bencode");
                 std::fs::write(&file, &encoded)?;
                 let (payload, files) = torrent_payload(torrent::make(&file, "blacklist.bencode")?);
-                publish(
-                    data_dir,
-                    &net,
-                    Publication {
-                        kind: kind::AUTHORIZED_FILE,
-                        id: file_id::BLACKLIST,
-                        payload,
-                        files: &files,
-                        payload_dir: Some(&file),
-                    },
-                    &common,
-                )
-            }
+                (payload, files, Some(file.as_path()))
+            };
+            let p = Publication {
+                kind: kind::AUTHORIZED_FILE,
+                id: file_id::BLACKLIST,
+                payload,
+                files: &files,
+                payload_dir,
+            };
+            publish(data_dir, &net, p, &common)
         }
     }
 }
