@@ -210,10 +210,6 @@ impl<A: Acceptor> Gossip<A> {
         self.held.get(&slot).map(|h| (&h.record, &h.bytes))
     }
 
-    pub fn peer_count(&self) -> usize {
-        self.peers.len()
-    }
-
     pub fn peer_up(&mut self, peer: PeerKey) {
         self.peers.insert(peer, PeerView::default());
         let names = self.held_names();

@@ -144,15 +144,6 @@ impl Rendezvous {
         self.addr.port()
     }
 
-    /// Nodes in the routing table.
-    pub async fn table_len(&self) -> usize {
-        let inner = self.inner.lock().await;
-        inner
-            .dht
-            .as_ref()
-            .map_or(0, |d| d.with_routing_tables(|v4, v6| v4.len() + v6.len()))
-    }
-
     /// Remembers a DHT node a wire peer told us about.
     pub async fn add_contact(&self, id: [u8; 20], addr: SocketAddr) {
         if id == self.id {

@@ -89,10 +89,6 @@ impl SiteRelease {
     pub fn version(&self) -> u32 {
         self.version
     }
-
-    pub fn file_count(&self) -> usize {
-        self.files.len()
-    }
 }
 
 fn index_dir(

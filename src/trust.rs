@@ -223,19 +223,6 @@ impl TrustStore {
         }
     }
 
-    /// Every slot with an accepted version, and that version.
-    pub fn accepted_versions(&self) -> Vec<(SystemName, u32)> {
-        let keysets = self
-            .chains
-            .iter()
-            .map(|(role, c)| SystemName::key_set(self.tag, *role, c.len() as u32));
-        let content = self
-            .highest
-            .iter()
-            .map(|((k, i), v)| SystemName::new(self.tag, *k, *i, *v));
-        keysets.chain(content).map(|n| (n, n.version())).collect()
-    }
-
     /// Decides about `record` at unix time `now` without changing anything.
     pub fn check(&self, record: &Record, now: u64) -> Result<Verdict, Refusal> {
         let name = record.name;

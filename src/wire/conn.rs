@@ -197,10 +197,6 @@ impl Connection {
         self.phase == Phase::Closed
     }
 
-    pub fn is_initiator(&self) -> bool {
-        self.initiator
-    }
-
     pub fn peer_id(&self) -> [u8; 20] {
         self.peer_id
     }
