@@ -246,13 +246,33 @@ async fn six_nodes_serve_every_release_and_refuse_forgeries() {
         .await
         .unwrap_err();
     assert!(err.contains("valid signatures"), "{err}");
-    let err = handles[1].submit(rec1, None).await.unwrap_err();
+    let err = handles[1].submit(rec1.clone(), None).await.unwrap_err();
     assert!(err.contains("not newer"), "{err}");
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(handles.iter().all(|h| h.status().served_version == Some(2)));
-    assert!(handles[0].status().evidence >= 1);
-    let evidence = std::fs::read_to_string(tmp.path().join("n0/evidence.jsonl")).unwrap();
-    assert!(evidence.contains("not-enough-signatures"), "{evidence}");
+    // A hostile peer pushes the forgery, and the replayed v1, to every node over the wire.
+    let rendezvous = *SystemName::new(tag, kind::NOTICE, 1, 0).as_bytes();
+    for h in &handles {
+        let wire: SocketAddr = h.status().wire_addr.parse().unwrap();
+        hostile_push(
+            "127.0.0.99",
+            wire,
+            rendezvous,
+            vec![forged.encode().unwrap(), rec1.clone()],
+        )
+        .await;
+    }
+    wait_for("every node to record the forgery", 30, || {
+        (0..6).all(|i| {
+            std::fs::read_to_string(tmp.path().join(format!("n{i}/evidence.jsonl")))
+                .is_ok_and(|e| e.contains("127.0.0.99") && e.contains("not-enough-signatures"))
+        })
+    })
+    .await;
+    assert!(
+        handles.iter().all(|h| h.status().served_version == Some(2)),
+        "v3 never served"
+    );
+    let (_, body) = http_get(&http_addr(&handles[5]), "/").await;
+    assert!(String::from_utf8_lossy(&body).contains("Release 2"));
 
     for n in nodes {
         tokio::task::spawn_blocking(move || n.stop()).await.unwrap();
