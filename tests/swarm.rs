@@ -750,3 +750,70 @@ async fn forgers_are_blacklisted_automatically() {
     honest.shutdown().await;
     auto.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_false_announcement_in_the_dht_is_evidence() {
+    use swarmsite::rendezvous::Rendezvous;
+    use tokio::io::AsyncWriteExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let f = fixture();
+    let tag = f.net.bundle().network();
+    let with_dht = |name: &str, ip: &str, peers: Vec<SocketAddr>| {
+        let mut cfg = node_config(&tmp.path().join(name), &f.net, ip, peers);
+        cfg.rendezvous = Some(format!("{ip}:0").parse().unwrap());
+        cfg
+    };
+    let seed = Node::start(with_dht("seed", "127.0.0.130", vec![]))
+        .await
+        .unwrap();
+    let (dht_port, dht_id) = seed.handle().status().dht.unwrap();
+    let seed_wire: SocketAddr = seed.handle().status().wire_addr.parse().unwrap();
+
+    // The liar: a DHT node that announces, under the node rendezvous name, a port where
+    // something that is not a swarmsite node answers.
+    let junk = tokio::net::TcpListener::bind("127.0.0.131:0")
+        .await
+        .unwrap();
+    let junk_port = junk.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = junk.accept().await {
+            let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+        }
+    });
+    let liar = std::sync::Arc::new(
+        Rendezvous::start(tag, "127.0.0.131:0".parse().unwrap(), vec![])
+            .await
+            .unwrap(),
+    );
+    let id: [u8; 20] = hex::decode(&dht_id).unwrap().try_into().unwrap();
+    liar.add_contact(id, format!("127.0.0.130:{dht_port}").parse().unwrap())
+        .await;
+    liar.refresh().await.unwrap();
+    let rendezvous = *SystemName::new(tag, kind::NOTICE, 1, 0).as_bytes();
+    // The seed's DHT starts once a wire peer names a DHT node, so the liar keeps
+    // announcing until it is heard (the task is aborted at the end).
+    let announcing = {
+        let liar = std::sync::Arc::clone(&liar);
+        tokio::spawn(async move {
+            loop {
+                liar.find(rendezvous, Some(junk_port), Duration::from_secs(1))
+                    .await;
+            }
+        })
+    };
+
+    // An honest node looking for others under that name meets the liar's port.
+    let node = Node::start(with_dht("n", "127.0.0.132", vec![seed_wire]))
+        .await
+        .unwrap();
+    let evidence = tmp.path().join("n/evidence.jsonl");
+    wait_for("evidence of the false announcement", 60, || {
+        std::fs::read_to_string(&evidence)
+            .is_ok_and(|e| e.contains("dht-false-announce") && e.contains("127.0.0.131"))
+    })
+    .await;
+    announcing.abort();
+    liar.stop().await;
+    node.shutdown().await;
+    seed.shutdown().await;
+}

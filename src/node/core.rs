@@ -25,7 +25,7 @@ use crate::serve::{Served, SiteRelease};
 use crate::store::NodeStore;
 use crate::torrents::Torrents;
 use crate::trust::TrustStore;
-use crate::wire::{Message, WireConfig};
+use crate::wire::{CloseReason, Message, WireConfig};
 
 /// Seeds a locally published release from its published folder and waits until
 /// librqbit has checked it.
@@ -70,6 +70,9 @@ struct Conn {
     peer_id: [u8; 20],
     bt_addr: Option<SocketAddr>,
     client: Option<String>,
+    /// Set when the rendezvous DHT named this address as holding `name`: if it then
+    /// turns out not to be a swarmsite node at all, the announcement was a lie.
+    found_under: Option<SystemName>,
 }
 
 struct SyncTask {
@@ -331,6 +334,7 @@ impl Core {
             peer_id: [0; 20],
             bt_addr: None,
             client: None,
+            found_under: None,
         };
         self.conns.insert(key, conn);
         (key, rx)
@@ -368,7 +372,7 @@ impl Core {
         SocketAddr::new(self.local_ip, self.wire.listen_port.unwrap_or(0))
     }
 
-    fn dial(&mut self, addr: SocketAddr) {
+    fn dial(&mut self, addr: SocketAddr) -> PeerKey {
         // Registered now so the next tick does not dial twice.
         let (key, rx) = self.register_conn(addr, Some(addr));
         let cfg = self.wire.clone();
@@ -389,6 +393,7 @@ impl Core {
                 }
             }
         });
+        key
     }
 
     fn on_report(&mut self, report: ConnReport) {
@@ -435,7 +440,18 @@ impl Core {
             ConnReport::Message { key, msg } => self.gossip.handle_message(key, msg, unix_ms()),
             ConnReport::Closed { key, reason } => {
                 if let Some(conn) = self.conns.remove(&key) {
-                    if reason.is_evidence() {
+                    if let (false, Some(name)) = (conn.ready, conn.found_under)
+                        && matches!(reason, CloseReason::NotSwarmsite | CloseReason::Garbage)
+                    {
+                        // It answered, but not as a swarmsite node: the DHT entry was a lie.
+                        // (An address that does not answer may just have gone offline.)
+                        self.record_evidence(
+                            Some(conn.remote),
+                            Some(name),
+                            "dht-false-announce",
+                            format!("announced under {name:?} in the rendezvous DHT, but {reason}"),
+                        );
+                    } else if reason.is_evidence() {
                         self.record_evidence(
                             Some(conn.remote),
                             None,
@@ -490,6 +506,19 @@ impl Core {
                 }
             }
             Command::Seeded { record, reply } => self.submit(record, reply),
+            Command::Found { addr, name } => {
+                let known = self
+                    .conns
+                    .values()
+                    .any(|c| c.wire_addr == Some(addr) || c.remote == addr);
+                let outgoing = self.conns.values().filter(|c| c.outgoing).count();
+                if !known && !self.blacklist.contains(addr.ip()) && outgoing < self.cfg.max_peers {
+                    let key = self.dial(addr);
+                    if let Some(c) = self.conns.get_mut(&key) {
+                        c.found_under = Some(name);
+                    }
+                }
+            }
             Command::Connect(addr) => {
                 if self.blacklist.contains(addr.ip()) {
                     return;
@@ -563,7 +592,7 @@ impl Core {
                 .await
             {
                 if peer != own {
-                    let _ = commands.send(Command::Connect(peer)).await;
+                    let _ = commands.send(Command::Found { addr: peer, name }).await;
                 }
             }
         });
@@ -591,7 +620,7 @@ impl Core {
                 .await
             {
                 if peer != own {
-                    let _ = commands.send(Command::Connect(peer)).await;
+                    let _ = commands.send(Command::Found { addr: peer, name }).await;
                 }
             }
         });

@@ -138,6 +138,11 @@ pub enum Command {
     },
     /// Dial a wire peer.
     Connect(SocketAddr),
+    /// (Internal) the rendezvous DHT named `addr` as holding `name`.
+    Found {
+        addr: SocketAddr,
+        name: crate::name::SystemName,
+    },
     /// (Internal) the content of a local submission is being seeded: send the record.
     Seeded {
         record: Vec<u8>,
@@ -317,6 +322,7 @@ impl Node {
             site_name,
             wire_addr: wire_addr.to_string(),
             bt_addr: bt_addr.map(|a| a.to_string()),
+            dht: rendezvous.as_ref().map(|r| (r.port(), hex::encode(r.id()))),
             http: http_status,
             ..Status::default()
         }));

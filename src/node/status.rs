@@ -18,6 +18,8 @@ pub struct Status {
     pub peers: Vec<PeerStatus>,
     pub http: Vec<HttpPortStatus>,
     pub wire_addr: String,
+    /// The rendezvous DHT node: UDP port and node id (hex), when it runs.
+    pub dht: Option<(u16, String)>,
     pub bt_addr: Option<String>,
     pub bytes_served: u64,
     pub requests: u64,
