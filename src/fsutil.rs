@@ -145,6 +145,27 @@ impl Drop for Staging {
     }
 }
 
+/// Copies the file or folder `src` to `dst`, leaving files that already exist at the
+/// destination alone (a fresh destination gets everything).
+pub fn copy_missing(src: &Path, dst: &Path) -> io::Result<()> {
+    let meta = fs::symlink_metadata(src)?;
+    if meta.is_file() {
+        if !dst.exists() {
+            if let Some(p) = dst.parent() {
+                fs::create_dir_all(p)?;
+            }
+            fs::copy(src, dst)?;
+        }
+        return Ok(());
+    }
+    fs::create_dir_all(dst)?;
+    for e in fs::read_dir(src)? {
+        let e = e?;
+        copy_missing(&e.path(), &dst.join(e.file_name()))?;
+    }
+    Ok(())
+}
+
 /// Removes leftovers of interrupted writes (`.staging-*`, `.tmp-*`) in `dir`.
 pub fn sweep_staging(dir: &Path) -> io::Result<usize> {
     let mut removed = 0;

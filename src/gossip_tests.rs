@@ -3,7 +3,6 @@
 use super::*;
 use crate::bundle::{Bundle, Site};
 use crate::keys::PrivateKey;
-use crate::keyset::KeySet;
 use crate::name::NetworkTag;
 use crate::record::Payload;
 use crate::testkeys::key;
@@ -12,22 +11,13 @@ const T0: u64 = 1_800_000_000_000; // ms
 const TAG: NetworkTag = NetworkTag::DEFAULT;
 
 fn keyset_record(role: Role, version: u32, members: &[usize], signers: &[usize]) -> Record {
-    let set = KeySet::new(
-        members.iter().map(|&i| key(i).public().clone()).collect(),
-        2,
-        1,
-    )
-    .unwrap();
-    let mut r = Record::new(
+    let set = crate::testkeys::key_set(members, 2, 1);
+    crate::testkeys::signed(
         SystemName::key_set(TAG, role, version),
         T0 / 1000,
         Payload::Body(set.to_body()),
+        signers,
     )
-    .unwrap();
-    for &i in signers {
-        r.sign(key(i));
-    }
-    r
 }
 
 fn bundle() -> Bundle {

@@ -238,6 +238,10 @@ fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), PublishError> {
 pub struct NetworkDir {
     root: PathBuf,
     bundle: Bundle,
+    /// The trust reached from `published/`: building it reads every published record
+    /// and verifies the key-set chain, so it is built once and dropped only when a
+    /// publication lands.
+    trust: std::sync::Mutex<Option<TrustStore>>,
 }
 
 impl NetworkDir {
@@ -300,6 +304,7 @@ impl NetworkDir {
         Ok(NetworkDir {
             root: root.to_path_buf(),
             bundle,
+            trust: Default::default(),
         })
     }
 
@@ -317,6 +322,7 @@ impl NetworkDir {
         Ok(NetworkDir {
             root: root.to_path_buf(),
             bundle,
+            trust: Default::default(),
         })
     }
 
@@ -363,6 +369,10 @@ impl NetworkDir {
     /// The trust a fresh client would reach after receiving everything published:
     /// the bundle plus every published key-set rotation.
     pub fn trust(&self) -> Result<TrustStore, PublishError> {
+        let mut cache = self.trust.lock().expect("trust cache lock");
+        if let Some(t) = cache.as_ref() {
+            return Ok(t.clone());
+        }
         let mut trust = TrustStore::from_bundle(&self.bundle);
         let rotations: Vec<Record> = self
             .published()?
@@ -373,6 +383,7 @@ impl NetworkDir {
         trust
             .accept_chain(&rotations, u64::MAX / 2)
             .map_err(PublishError::Refused)?;
+        *cache = Some(trust.clone());
         Ok(trust)
     }
 
@@ -511,7 +522,7 @@ impl NetworkDir {
             } else {
                 root
             };
-            copy_tree(src, &copy)?;
+            fsutil::copy_missing(src, &copy).map_err(io(src))?;
             // What is published must be what was signed, even if the source changed
             // while we were working.
             if let Payload::Torrent { ih, .. } = record.payload
@@ -527,6 +538,7 @@ impl NetworkDir {
             .write(RECORD_FILE, &record.encode()?, fsutil::PUBLIC)
             .map_err(io(&target))?;
         let dir = staging.commit().map_err(io(&target))?;
+        *self.trust.lock().expect("trust cache lock") = None;
         Ok(match draft {
             Dest::Published(verdict) => Outcome::Published {
                 dir,
@@ -665,21 +677,4 @@ impl NetworkDir {
             }
         }
     }
-}
-
-fn copy_tree(src: &Path, dst: &Path) -> Result<(), PublishError> {
-    let meta = std::fs::symlink_metadata(src).map_err(io(src))?;
-    if meta.is_file() {
-        if let Some(parent) = dst.parent() {
-            std::fs::create_dir_all(parent).map_err(io(parent))?;
-        }
-        std::fs::copy(src, dst).map_err(io(src))?;
-        return Ok(());
-    }
-    std::fs::create_dir_all(dst).map_err(io(dst))?;
-    for e in std::fs::read_dir(src).map_err(io(src))? {
-        let e = e.map_err(io(src))?;
-        copy_tree(&e.path(), &dst.join(e.file_name()))?;
-    }
-    Ok(())
 }

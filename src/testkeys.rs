@@ -4,6 +4,9 @@
 use std::sync::OnceLock;
 
 use crate::keys::{MIN_BITS, PrivateKey};
+use crate::keyset::KeySet;
+use crate::name::SystemName;
+use crate::record::{Payload, Record};
 
 const POOL: usize = 12;
 
@@ -15,4 +18,23 @@ fn pool() -> &'static [PrivateKey] {
 /// The `i`-th key of the pool (`i < 12`).
 pub fn key(i: usize) -> &'static PrivateKey {
     &pool()[i]
+}
+
+/// A key set of the pool keys `members`.
+pub fn key_set(members: &[usize], threshold: u32, sign: u32) -> KeySet {
+    KeySet::new(
+        members.iter().map(|&i| key(i).public().clone()).collect(),
+        threshold,
+        sign,
+    )
+    .expect("valid set")
+}
+
+/// A record signed by the pool keys `signers`.
+pub fn signed(name: SystemName, time: u64, payload: Payload, signers: &[usize]) -> Record {
+    let mut r = Record::new(name, time, payload).expect("valid record");
+    for &i in signers {
+        r.sign(key(i));
+    }
+    r
 }

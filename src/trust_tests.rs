@@ -38,22 +38,13 @@ fn keyset_record(
     sign: u32,
     signers: &[usize],
 ) -> Record {
-    let set = KeySet::new(
-        members.iter().map(|&i| key(i).public().clone()).collect(),
-        threshold,
-        sign,
-    )
-    .unwrap();
-    let mut r = Record::new(
+    let set = crate::testkeys::key_set(members, threshold, sign);
+    crate::testkeys::signed(
         SystemName::key_set(TAG, role, version),
         NOW,
         Payload::Body(set.to_body()),
+        signers,
     )
-    .unwrap();
-    for &i in signers {
-        r.sign(key(i));
-    }
-    r
 }
 
 fn release(version: u32, signers: &[&PrivateKey]) -> Record {

@@ -25,7 +25,7 @@ use crate::serve::{Served, SiteRelease};
 use crate::store::NodeStore;
 use crate::torrents::Torrents;
 use crate::trust::TrustStore;
-use crate::wire::{CloseReason, Message, WireConfig};
+use crate::wire::{CloseReason, Event, Message, WireConfig};
 
 /// Seeds a locally published release from its published folder and waits until
 /// librqbit has checked it.
@@ -385,9 +385,9 @@ impl Core {
                 Err(e) => {
                     tracing::debug!("dialling {addr}: {e}");
                     let _ = reports
-                        .send(ConnReport::Closed {
+                        .send(ConnReport {
                             key,
-                            reason: crate::wire::CloseReason::Timeout,
+                            event: Event::Closed(CloseReason::Timeout),
                         })
                         .await;
                 }
@@ -396,10 +396,9 @@ impl Core {
         key
     }
 
-    fn on_report(&mut self, report: ConnReport) {
-        match report {
-            ConnReport::Ready {
-                key,
+    fn on_report(&mut self, ConnReport { key, event }: ConnReport) {
+        match event {
+            Event::Ready {
                 peer_id,
                 listen_port,
                 bt_port,
@@ -437,8 +436,8 @@ impl Core {
                 self.refresh_peers();
                 self.emit(NodeEvent::PeerUp { addr });
             }
-            ConnReport::Message { key, msg } => self.gossip.handle_message(key, msg, unix_ms()),
-            ConnReport::Closed { key, reason } => {
+            Event::Message(msg) => self.gossip.handle_message(key, msg, unix_ms()),
+            Event::Closed(reason) => {
                 if let Some(conn) = self.conns.remove(&key) {
                     if let (false, Some(name)) = (conn.ready, conn.found_under)
                         && matches!(reason, CloseReason::NotSwarmsite | CloseReason::Garbage)

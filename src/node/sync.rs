@@ -114,7 +114,8 @@ async fn fetch_inner(
     if let Some(local) = &wanted.local {
         // Our own publication: the content is here already; librqbit's check confirms it.
         let payload = local.join(crate::publisher::PAYLOAD_DIR);
-        copy_missing(&payload, &dir).map_err(|e| format!("copying {}: {e}", payload.display()))?;
+        crate::fsutil::copy_missing(&payload, &dir)
+            .map_err(|e| format!("copying {}: {e}", payload.display()))?;
         let t = local.join(crate::publisher::TORRENT_FILE);
         torrent_bytes = Some(bytes::Bytes::from(
             std::fs::read(&t).map_err(|e| format!("{}: {e}", t.display()))?,
@@ -218,23 +219,4 @@ fn reuse(current: &Path, dir: &Path, rel: &Path, len: u64) {
         let _ = std::fs::create_dir_all(parent);
     }
     let _ = std::fs::copy(&src, &dst);
-}
-
-fn copy_missing(src: &Path, dst: &Path) -> std::io::Result<()> {
-    let meta = std::fs::symlink_metadata(src)?;
-    if meta.is_file() {
-        if !dst.exists() {
-            if let Some(p) = dst.parent() {
-                std::fs::create_dir_all(p)?;
-            }
-            std::fs::copy(src, dst)?;
-        }
-        return Ok(());
-    }
-    std::fs::create_dir_all(dst)?;
-    for e in std::fs::read_dir(src)? {
-        let e = e?;
-        copy_missing(&e.path(), &dst.join(e.file_name()))?;
-    }
-    Ok(())
 }

@@ -10,26 +10,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::unix_ms;
 use crate::gossip::PeerKey;
-use crate::wire::{CloseReason, Connection, Event, Message, WireConfig};
+use crate::wire::{Connection, Event, Message, WireConfig};
 
-/// What a connection task tells the core.
-pub enum ConnReport {
-    Ready {
-        key: PeerKey,
-        peer_id: [u8; 20],
-        listen_port: Option<u16>,
-        bt_port: Option<u16>,
-        dht: Option<(u16, [u8; 20])>,
-        client: Option<String>,
-    },
-    Message {
-        key: PeerKey,
-        msg: Message,
-    },
-    Closed {
-        key: PeerKey,
-        reason: CloseReason,
-    },
+/// What a connection task tells the core: one of its connection's events.
+pub struct ConnReport {
+    pub key: PeerKey,
+    pub event: Event,
 }
 
 /// Runs one connection until it closes. Bytes are written in full before reading on,
@@ -52,24 +38,7 @@ pub async fn run(
             conn.close_local();
         }
         while let Some(ev) = conn.poll_event() {
-            let report = match ev {
-                Event::Ready {
-                    peer_id,
-                    listen_port,
-                    bt_port,
-                    dht,
-                    client,
-                } => ConnReport::Ready {
-                    key,
-                    peer_id,
-                    listen_port,
-                    bt_port,
-                    dht,
-                    client,
-                },
-                Event::Message(msg) => ConnReport::Message { key, msg },
-                Event::Closed(reason) => ConnReport::Closed { key, reason },
-            };
+            let report = ConnReport { key, event: ev };
             if to_core.send(report).await.is_err() {
                 return;
             }
