@@ -91,6 +91,7 @@ async fn plain_librqbit(root: &Path, site: &Path, t: &torrent::Torrent) -> Durat
         dht_bootstrap: None,
         download_limit: None,
         upload_limit: None,
+        audit: None,
     })
     .await
     .unwrap();
@@ -111,6 +112,7 @@ async fn plain_librqbit(root: &Path, site: &Path, t: &torrent::Torrent) -> Durat
                 dht_bootstrap: None,
                 download_limit: None,
                 upload_limit: None,
+                audit: None,
             })
             .await
             .unwrap(),

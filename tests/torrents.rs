@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use swarmsite::torrent;
-use swarmsite::torrents::{Torrents, TorrentsConfig};
+use swarmsite::torrents::{PieceAudit, Torrents, TorrentsConfig};
 
 fn config(dir: &std::path::Path, ip: &str) -> TorrentsConfig {
     // Port 0 lets the kernel pick; loopback only, and no DHT.
@@ -14,6 +14,7 @@ fn config(dir: &std::path::Path, ip: &str) -> TorrentsConfig {
         dht_bootstrap: None,
         download_limit: None,
         upload_limit: None,
+        audit: None,
     }
 }
 
@@ -88,4 +89,203 @@ async fn a_site_folder_moves_between_two_sessions() {
     assert_eq!(torrent::make(&out, "demo").unwrap().info_hash, t.info_hash);
     leecher.stop().await;
     seeder.stop().await;
+}
+
+/// The process's tracing subscriber with the piece audit's layer (once per test binary:
+/// librqbit's tasks run on many threads, so the subscriber must be the global one).
+fn audit() -> &'static PieceAudit {
+    static A: std::sync::OnceLock<PieceAudit> = std::sync::OnceLock::new();
+    A.get_or_init(|| {
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        let a = PieceAudit::new();
+        tracing_subscriber::registry().with(a.layer()).init();
+        a
+    })
+}
+
+/// A folder with a file big enough for several pieces, made into a torrent, and a
+/// session seeding it from `ip` once its check is done.
+async fn seeder(
+    dir: &std::path::Path,
+    ip: &str,
+    seed: u32,
+) -> (Torrents, torrent::Torrent, std::path::PathBuf) {
+    let site = dir.join(format!("site-{seed}"));
+    std::fs::create_dir_all(&site).unwrap();
+    std::fs::write(
+        site.join("blob.bin"),
+        (0..2_000_000u32)
+            .map(|i| (i.wrapping_mul(seed) % 251) as u8)
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let t = torrent::make(&site, "blob").unwrap();
+    let s = Torrents::start(config(&dir.join(format!("seeder-{seed}")), ip))
+        .await
+        .unwrap();
+    let h = s
+        .add(&t.info_hash, Some(t.bytes.clone().into()), &site, vec![])
+        .await
+        .unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        Torrents::wait(&h, Duration::from_millis(200), |_| {}),
+    )
+    .await
+    .expect("seeder checks its files")
+    .unwrap();
+    (s, t, site)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_sending_corrupt_pieces_is_named() {
+    let audit = audit();
+    let tmp = tempfile::tempdir().unwrap();
+    let (bad, t, site) = seeder(tmp.path(), "127.0.0.4", 7).await;
+    // Corrupt the data under the running seeder, in place: it keeps announcing every
+    // piece but now sends wrong bytes.
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(site.join("blob.bin"))
+            .unwrap();
+        for at in (0..2_000_000u64).step_by(65_536) {
+            f.seek(SeekFrom::Start(at)).unwrap();
+            f.write_all(b"forged").unwrap();
+        }
+        f.sync_all().unwrap();
+    }
+    let mut cfg = config(&tmp.path().join("leecher"), "127.0.0.5");
+    cfg.audit = Some(audit.clone());
+    let leecher = Torrents::start(cfg).await.unwrap();
+    let mut reports = leecher.take_bad_pieces().expect("an audit was given");
+    let bad_addr = bad.listen_addr().unwrap();
+    let h = leecher
+        .add(
+            &t.info_hash,
+            Some(t.bytes.clone().into()),
+            &tmp.path().join("out"),
+            vec![bad_addr],
+        )
+        .await
+        .unwrap();
+    let report = tokio::time::timeout(Duration::from_secs(30), reports.recv())
+        .await
+        .expect("a bad piece is reported")
+        .unwrap();
+    assert_eq!(report.ih, t.info_hash);
+    assert_eq!(report.peer, bad_addr);
+    assert!(!Torrents::progress(&h).finished, "nothing forged completes");
+    leecher.stop().await;
+    bad.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocklist_bans_a_peer_and_keeps_what_was_fetched() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (s, t1, _) = seeder(tmp.path(), "127.0.0.6", 3).await;
+    let seeder_addr = s.listen_addr().unwrap();
+    let leecher = Torrents::start(config(&tmp.path().join("leecher"), "127.0.0.7"))
+        .await
+        .unwrap();
+    let out1 = tmp.path().join("out1");
+    let h = leecher
+        .add(
+            &t1.info_hash,
+            Some(t1.bytes.clone().into()),
+            &out1,
+            vec![seeder_addr],
+        )
+        .await
+        .unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        Torrents::wait(&h, Duration::from_millis(200), |_| {}),
+    )
+    .await
+    .expect("download in time")
+    .unwrap();
+
+    // Ban the seeder (as a CIDR range): the session restarts with the torrent kept.
+    let generation = leecher.generation();
+    let net: ipnet::IpNet = "127.0.0.6/31".parse().unwrap();
+    assert_eq!(leecher.set_blocklist(&[net]).await.unwrap(), 1);
+    assert!(generation.has_changed().unwrap(), "old handles are told");
+    assert_eq!(
+        leecher.set_blocklist(&[net]).await.unwrap(),
+        0,
+        "the same list restarts nothing"
+    );
+    let h = leecher
+        .add(&t1.info_hash, Some(t1.bytes.clone().into()), &out1, vec![])
+        .await
+        .unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        Torrents::wait(&h, Duration::from_millis(200), |_| {}),
+    )
+    .await
+    .expect("the kept torrent is checked")
+    .unwrap();
+    let p = Torrents::progress(&h);
+    assert!(p.finished);
+    assert_eq!(p.fetched_bytes, 0, "nothing fetched again");
+
+    // A new torrent from the banned seeder gets nothing...
+    let t2 = {
+        let site = tmp.path().join("site-3");
+        std::fs::write(site.join("more.bin"), vec![9u8; 300_000]).unwrap();
+        torrent::make(&site, "blob").unwrap()
+    };
+    let seed2 = s
+        .add(
+            &t2.info_hash,
+            Some(t2.bytes.clone().into()),
+            &tmp.path().join("site-3"),
+            vec![],
+        )
+        .await
+        .unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        Torrents::wait(&seed2, Duration::from_millis(200), |_| {}),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let out2 = tmp.path().join("out2");
+    let h2 = leecher
+        .add(
+            &t2.info_hash,
+            Some(t2.bytes.clone().into()),
+            &out2,
+            vec![seeder_addr],
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(Torrents::progress(&h2).have_bytes, 0, "the ban holds");
+    // ...until the list no longer names it.
+    leecher.set_blocklist(&[]).await.unwrap();
+    leecher.forget(&t2.info_hash).await.unwrap();
+    let h2 = leecher
+        .add(
+            &t2.info_hash,
+            Some(t2.bytes.clone().into()),
+            &out2,
+            vec![seeder_addr],
+        )
+        .await
+        .unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        Torrents::wait(&h2, Duration::from_millis(200), |_| {}),
+    )
+    .await
+    .expect("download after the ban is lifted")
+    .unwrap();
+    leecher.stop().await;
+    s.stop().await;
 }

@@ -21,6 +21,7 @@ use swarmsite::name::{NetworkTag, SystemName, kind};
 use swarmsite::node::{Node, NodeConfig, NodeHandle};
 use swarmsite::publisher::{self, InitOptions, NetworkDir};
 use swarmsite::record::{Payload, Record};
+use swarmsite::torrents::PieceAudit;
 
 use super::now;
 
@@ -53,7 +54,8 @@ fn spinner(msg: &str) -> ProgressBar {
 }
 
 pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
-    super::node::init_logging_quiet();
+    // Errors only, so the progress display stays readable.
+    let audit = super::node::init_logging("error");
     let tmp = tempfile::Builder::new()
         .prefix("swarmsite-demo-")
         .tempdir()?;
@@ -62,7 +64,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let result = rt.block_on(demo(&root, &args));
+    let result = rt.block_on(demo(&root, &args, &audit));
     rt.shutdown_timeout(Duration::from_secs(5));
     if args.keep {
         println!("demo folder kept: {}", tmp.keep().display());
@@ -97,7 +99,13 @@ fn http_addr(ip: &str) -> SocketAddr {
     }
 }
 
-fn node_config(root: &Path, net: &NetworkDir, ip: &str, peers: Vec<SocketAddr>) -> NodeConfig {
+fn node_config(
+    root: &Path,
+    net: &NetworkDir,
+    ip: &str,
+    peers: Vec<SocketAddr>,
+    audit: &PieceAudit,
+) -> NodeConfig {
     let mut cfg = NodeConfig::loopback(
         root.join(format!("node-{ip}")),
         net.bundle().clone(),
@@ -106,6 +114,7 @@ fn node_config(root: &Path, net: &NetworkDir, ip: &str, peers: Vec<SocketAddr>) 
     cfg.http = vec![http_addr(ip)];
     cfg.peers = peers;
     cfg.pull_interval = Duration::from_secs(5);
+    cfg.piece_audit = Some(audit.clone());
     cfg
 }
 
@@ -179,7 +188,7 @@ async fn watch(handles: &[(String, NodeHandle)], version: u32) -> bool {
     }
 }
 
-async fn demo(root: &Path, args: &DemoArgs) -> anyhow::Result<()> {
+async fn demo(root: &Path, args: &DemoArgs, audit: &PieceAudit) -> anyhow::Result<()> {
     println!(
         "swarmsite demo: a throwaway network in {}\n",
         root.display()
@@ -207,7 +216,7 @@ async fn demo(root: &Path, args: &DemoArgs) -> anyhow::Result<()> {
 
     // The publisher's node, then volunteers that each know the publisher and the
     // volunteer started before them.
-    let publisher = Node::start(node_config(root, &net, "127.0.0.2", vec![]))
+    let publisher = Node::start(node_config(root, &net, "127.0.0.2", vec![], audit))
         .await
         .context("publisher node")?;
     let mut wires = vec![
@@ -221,7 +230,7 @@ async fn demo(root: &Path, args: &DemoArgs) -> anyhow::Result<()> {
     for i in 0..args.nodes {
         let ip = format!("127.0.0.{}", 3 + i);
         let peers = vec![wires[0], *wires.last().expect("one")];
-        let node = Node::start(node_config(root, &net, &ip, peers))
+        let node = Node::start(node_config(root, &net, &ip, peers, audit))
             .await
             .with_context(|| format!("node {ip}"))?;
         wires.push(node.handle().status().wire_addr.parse()?);

@@ -82,13 +82,14 @@ pub struct NodeArgs {
 }
 
 pub fn run(args: NodeArgs, data_dir: Option<&Path>) -> anyhow::Result<ExitCode> {
-    init_logging();
+    let audit = init_logging("info,librqbit=warn,librqbit_dht=warn");
     let dd = DataDir::resolve(data_dir)?;
     let bundle = match &args.bundle {
         Some(p) => Bundle::read(p).with_context(|| format!("{}", p.display()))?,
         None => dd.bundle(args.tag)?,
     };
     let mut cfg = NodeConfig::new(dd.root().to_path_buf(), bundle.clone());
+    cfg.piece_audit = Some(audit);
     if let Some(site) = args.site {
         anyhow::ensure!(
             bundle.site(site).is_some(),
@@ -190,14 +191,23 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,librqbit=warn,librqbit_dht=warn")
-    });
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+/// Logs to stderr (`RUST_LOG` overrides `default`), and returns the piece audit whose
+/// layer now listens for librqbit's bad-piece reports whatever the log level.
+pub fn init_logging(default: &str) -> swarmsite::torrents::PieceAudit {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer};
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let audit = swarmsite::torrents::PieceAudit::new();
+    let _ = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_filter(filter),
+        )
+        .with(audit.layer())
         .try_init();
+    audit
 }
 
 #[derive(Args, Debug)]
@@ -353,14 +363,4 @@ pub fn push(data_dir: Option<&Path>, dir: &Path) -> anyhow::Result<()> {
         v["accepted"].as_str().unwrap_or(&reply)
     );
     Ok(())
-}
-
-/// Logging for the demo: warnings only, so the progress display stays readable.
-pub fn init_logging_quiet() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
 }

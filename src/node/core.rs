@@ -48,6 +48,13 @@ async fn seed_local(
     }
 }
 
+async fn recv_or_pending<T>(rx: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// What the core shares with the node handle.
 pub struct Shared {
     pub status: Arc<RwLock<Status>>,
@@ -189,6 +196,7 @@ impl Core {
             self.cfg.pull_interval.max(Duration::from_secs(1)),
         );
         let cancel = self.shared.cancel.clone();
+        let mut bad_pieces = self.shared.torrents.take_bad_pieces();
         loop {
             self.drain_actions();
             let wait =
@@ -207,6 +215,7 @@ impl Core {
                 Some(report) = self.reports_rx.recv() => self.on_report(report),
                 Some(cmd) = commands.recv() => self.on_command(cmd),
                 Some(report) = self.sync_rx.recv() => self.on_sync(report).await,
+                Some(bad) = recv_or_pending(&mut bad_pieces) => self.on_bad_piece(bad),
                 _ = tokio::time::sleep(wait) => self.gossip.handle_timeout(unix_ms()),
                 _ = dial_tick.tick() => self.maintain_connections(),
                 _ = dht_tick.tick() => self.rendezvous_round(),
@@ -676,6 +685,17 @@ impl Core {
             })
             .collect();
         let count = entries.len();
+        // librqbit too: no connection to or from listed addresses, whoever names them.
+        let nets: Vec<ipnet::IpNet> = list.entries.iter().map(|e| e.addr).collect();
+        let torrents = Arc::clone(&self.shared.torrents);
+        tokio::spawn(async move {
+            match torrents.set_blocklist(&nets).await {
+                Ok(n) => tracing::info!(
+                    "BitTorrent session restarted with the blacklist ({n} torrents kept)"
+                ),
+                Err(e) => tracing::error!("putting the blacklist into the BitTorrent session: {e}"),
+            }
+        });
         self.blacklist = list;
         self.update_status(|s| {
             let refused = s.blacklist.as_ref().map_or(0, |b| b.refused) + listed.len() as u64;
@@ -741,6 +761,25 @@ impl Core {
             // An inline blacklist holds about 130 entries; the torrent form comes later.
             Err(e) => tracing::error!("auto-blacklist v{version}: {e}"),
         }
+    }
+
+    /// librqbit refused a piece whose hash did not match: whoever sent it had it wrong
+    /// or forged it, since the torrent comes from a verified record.
+    fn on_bad_piece(&mut self, bad: crate::torrents::BadPiece) {
+        let object = self.gossip.held_names().into_iter().find(|n| {
+            self.gossip.held((n.kind(), n.id())).is_some_and(
+                |(r, _)| matches!(r.payload, Payload::Torrent { ih, .. } if ih == bad.ih),
+            )
+        });
+        self.record_evidence(
+            Some(bad.peer),
+            object,
+            "bad-piece",
+            format!(
+                "sent a piece of torrent {} that failed its hash check",
+                hex::encode(bad.ih)
+            ),
+        );
     }
 
     fn remember_closed(&mut self, key: PeerKey, addr: SocketAddr) {

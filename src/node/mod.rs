@@ -69,6 +69,9 @@ pub struct NodeConfig {
     pub upload_limit: Option<u32>,
     /// Turn evidence into signed blacklist versions (needs a blacklist-role key).
     pub auto_blacklist: Option<Arc<AutoBlacklist>>,
+    /// Where librqbit's bad-piece reports come from (the program installs its layer);
+    /// `None`: bad pieces are still refused, but not recorded as evidence.
+    pub piece_audit: Option<crate::torrents::PieceAudit>,
 }
 
 /// Settings of `--auto-blacklist`.
@@ -124,6 +127,7 @@ impl NodeConfig {
             download_limit: None,
             upload_limit: None,
             auto_blacklist: None,
+            piece_audit: None,
         }
     }
 }
@@ -256,6 +260,7 @@ impl Node {
                 dht_bootstrap: cfg.content_dht.clone(),
                 download_limit: cfg.download_limit,
                 upload_limit: cfg.upload_limit,
+                audit: cfg.piece_audit.clone(),
             })
             .await?,
         );

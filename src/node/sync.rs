@@ -121,6 +121,7 @@ async fn fetch_inner(
             std::fs::read(&t).map_err(|e| format!("{}: {e}", t.display()))?,
         ));
     }
+    let mut generation = torrents.generation();
     loop {
         let known: Vec<SocketAddr> = peers.borrow_and_update().clone();
         if torrent_bytes.is_none() {
@@ -160,6 +161,7 @@ async fn fetch_inner(
                 }
             }
         }
+        generation.borrow_and_update();
         let handle = torrents
             .add(&wanted.ih, torrent_bytes.clone(), &dir, known)
             .await
@@ -182,15 +184,20 @@ async fn fetch_inner(
             }
         };
         let done = tokio::select! {
-            r = wait => r.map(|_| true).map_err(|e| e.to_string()),
-            _ = stall => Ok(false),
+            r = wait => r.map(|_| Some(true)).map_err(|e| e.to_string()),
+            _ = stall => Ok(Some(false)),
+            // The session restarted (a new blacklist): this handle is dead, and the
+            // torrent is in the new session already.
+            _ = generation.changed() => Ok(None),
         };
         match done {
-            Ok(true) => break,
-            Ok(false) => {
+            Ok(Some(true)) => break,
+            Ok(Some(false)) => {
                 // Stalled: add it again with the peers known now.
                 let _ = torrents.forget(&wanted.ih).await;
             }
+            Ok(None) => {}
+            Err(_) if generation.has_changed().unwrap_or(false) => {}
             Err(e) => return Err(e),
         }
     }

@@ -1,0 +1,433 @@
+//! Content transfer through an embedded librqbit session (SPEC §4, "Content").
+//!
+//! Releases, documents and uploads are ordinary torrents. Peers come from librqbit's
+//! own DHT (random node id, public routers in the real network, off on loopback test
+//! networks) and from the wire peers that hold the record, handed over when a torrent is
+//! added (librqbit takes peers only then).
+//!
+//! librqbit reads its blocklist once, when a session starts. So a new blacklist
+//! restarts the session: every torrent is added again over its folder (checked, not
+//! fetched again) and holders of old handles see [`Torrents::generation`] move on.
+
+mod audit;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use ipnet::IpNet;
+use librqbit::api::TorrentIdOrHash;
+use librqbit::dht::Id20;
+use librqbit::{
+    AddTorrent, AddTorrentOptions, AddTorrentResponse, DhtSessionConfig, ListenerMode,
+    ListenerOptions, ManagedTorrent, Session, SessionOptions,
+};
+use tokio::sync::{mpsc, watch};
+
+pub use audit::{BadPiece, PieceAudit};
+
+/// A torrent in the session.
+pub type TorrentHandle = Arc<ManagedTorrent>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TorrentsError {
+    #[error("starting the BitTorrent session: {0}")]
+    Start(String),
+    #[error("torrent {ih}: {why}")]
+    Torrent { ih: String, why: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("downloaded torrent has info hash {got}, the record names {want}")]
+    WrongInfoHash { want: String, got: String },
+}
+
+fn torrent_err(ih: &[u8; 20], e: impl std::fmt::Display) -> TorrentsError {
+    TorrentsError::Torrent {
+        ih: hex::encode(ih),
+        why: format!("{e:#}"),
+    }
+}
+
+/// How the session reaches the network.
+#[derive(Clone, Debug)]
+pub struct TorrentsConfig {
+    /// Where the session keeps its own state.
+    pub state_dir: PathBuf,
+    /// The BitTorrent TCP listen address (an explicit 127.0.0.x on test networks).
+    pub listen: SocketAddr,
+    /// `None`: no librqbit DHT (loopback test networks); `Some(bootstrap)`: the DHT,
+    /// bootstrapped from these `host:port`s (empty = librqbit's public routers).
+    pub dht_bootstrap: Option<Vec<String>>,
+    /// Bandwidth caps in bytes per second (`None` = unlimited).
+    pub download_limit: Option<u32>,
+    pub upload_limit: Option<u32>,
+    /// Where bad pieces are reported (see [`PieceAudit`]); `None`: nowhere.
+    pub audit: Option<PieceAudit>,
+}
+
+/// Progress of one transfer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub have_bytes: u64,
+    pub total_bytes: u64,
+    pub peers: u32,
+    pub down_bytes_per_sec: u64,
+    /// Bytes received from peers (what crossed the network, unlike `have_bytes`).
+    pub fetched_bytes: u64,
+    pub finished: bool,
+}
+
+/// A file of a torrent: path relative to the output folder, and length.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileEntry {
+    pub path: PathBuf,
+    pub len: u64,
+}
+
+/// What it takes to add a torrent again after a restart.
+#[derive(Clone)]
+struct Added {
+    torrent: Option<bytes::Bytes>,
+    folder: PathBuf,
+}
+
+pub struct Torrents {
+    cfg: TorrentsConfig,
+    session: ArcSwap<Session>,
+    /// Every torrent added and not forgotten.
+    added: Mutex<HashMap<[u8; 20], Added>>,
+    /// Serialises restarts.
+    restart: tokio::sync::Mutex<Vec<IpNet>>,
+    generation: watch::Sender<u64>,
+    root_span: tracing::Span,
+    bad_pieces: Mutex<Option<mpsc::Receiver<BadPiece>>>,
+}
+
+impl Torrents {
+    pub async fn start(cfg: TorrentsConfig) -> Result<Self, TorrentsError> {
+        std::fs::create_dir_all(&cfg.state_dir).map_err(|source| TorrentsError::Io {
+            path: cfg.state_dir.clone(),
+            source,
+        })?;
+        let (session_id, bad_pieces) = match &cfg.audit {
+            Some(a) => {
+                let (id, rx) = a.register();
+                (id, Some(rx))
+            }
+            None => (0, None),
+        };
+        let root_span =
+            tracing::error_span!(parent: None, "swarmsite_torrents", session = session_id);
+        let session = open_session(&cfg, None, root_span.clone()).await?;
+        Ok(Torrents {
+            cfg,
+            session: ArcSwap::new(session),
+            added: Mutex::new(HashMap::new()),
+            restart: tokio::sync::Mutex::new(Vec::new()),
+            generation: watch::channel(0).0,
+            root_span,
+            bad_pieces: Mutex::new(bad_pieces),
+        })
+    }
+
+    fn session(&self) -> Arc<Session> {
+        self.session.load_full()
+    }
+
+    /// Bad-piece reports for this session's torrents (once; `None` without an audit).
+    pub fn take_bad_pieces(&self) -> Option<mpsc::Receiver<BadPiece>> {
+        self.bad_pieces.lock().expect("torrents lock").take()
+    }
+
+    /// Moves on at each session restart: handles taken before it are dead.
+    pub fn generation(&self) -> watch::Receiver<u64> {
+        self.generation.subscribe()
+    }
+
+    /// Puts `nets` in librqbit's blocklist: no connection to or from them, whoever
+    /// names them (DHT, PEX, incoming). Restarts the session when the list changed and
+    /// returns how many torrents were added again.
+    pub async fn set_blocklist(&self, nets: &[IpNet]) -> Result<usize, TorrentsError> {
+        let mut current = self.restart.lock().await;
+        let mut wanted: Vec<IpNet> = nets.to_vec();
+        wanted.sort();
+        wanted.dedup();
+        if *current == wanted {
+            return Ok(0);
+        }
+        let list = (!wanted.is_empty())
+            .then(|| write_blocklist(&self.cfg.state_dir, &wanted))
+            .transpose()?;
+        let old = self.session();
+        // Metadata fetched by magnet is kept so the torrent can be added from bytes.
+        let readd: Vec<([u8; 20], Added)> = {
+            let mut added = self.added.lock().expect("torrents lock");
+            for (ih, a) in added.iter_mut() {
+                if a.torrent.is_none()
+                    && let Some(h) = old.get(TorrentIdOrHash::Hash(Id20::new(*ih)))
+                {
+                    a.torrent = h.with_metadata(|m| m.torrent_bytes.clone()).ok();
+                }
+            }
+            added.iter().map(|(k, v)| (*k, v.clone())).collect()
+        };
+        old.stop().await;
+        let session = open_session(&self.cfg, list.as_deref(), self.root_span.clone()).await?;
+        self.session.store(Arc::clone(&session));
+        *current = wanted;
+        let mut count = 0;
+        for (ih, a) in readd {
+            match add_to(&session, &ih, a.torrent, &a.folder, vec![]).await {
+                Ok(_) => count += 1,
+                Err(e) => tracing::warn!("adding again after the restart: {e}"),
+            }
+        }
+        self.generation.send_modify(|g| *g += 1);
+        Ok(count)
+    }
+
+    /// The address peers reach this session's BitTorrent listener on.
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        self.session().listen_addr()
+    }
+
+    /// Fetches the metadata of `ih` from `peers` and lists its files.
+    pub async fn list_files(
+        &self,
+        ih: &[u8; 20],
+        peers: Vec<SocketAddr>,
+    ) -> Result<Vec<FileEntry>, TorrentsError> {
+        let opts = AddTorrentOptions {
+            list_only: true,
+            initial_peers: Some(peers),
+            ..Default::default()
+        };
+        let resp = self
+            .session()
+            .add_torrent(AddTorrent::from_url(magnet(ih)), Some(opts))
+            .await
+            .map_err(|e| torrent_err(ih, e))?;
+        match resp {
+            AddTorrentResponse::ListOnly(l) => {
+                if l.info_hash.0 != *ih {
+                    return Err(TorrentsError::WrongInfoHash {
+                        want: hex::encode(ih),
+                        got: hex::encode(l.info_hash.0),
+                    });
+                }
+                Ok(l.info
+                    .iter_file_details()
+                    .map(|d| FileEntry {
+                        path: d.filename.to_pathbuf(),
+                        len: d.len,
+                    })
+                    .collect())
+            }
+            _ => Err(torrent_err(ih, "expected a file list")),
+        }
+    }
+
+    /// Downloads (or resumes, or seeds when complete) `ih` into `folder`, whose existing
+    /// files are checked piece by piece and kept where they match.
+    pub async fn add(
+        &self,
+        ih: &[u8; 20],
+        torrent: Option<bytes::Bytes>,
+        folder: &Path,
+        peers: Vec<SocketAddr>,
+    ) -> Result<TorrentHandle, TorrentsError> {
+        self.added.lock().expect("torrents lock").insert(
+            *ih,
+            Added {
+                torrent: torrent.clone(),
+                folder: folder.to_path_buf(),
+            },
+        );
+        add_to(&self.session(), ih, torrent, folder, peers).await
+    }
+
+    /// Stops transferring `ih` (its files stay).
+    pub async fn forget(&self, ih: &[u8; 20]) -> Result<(), TorrentsError> {
+        self.added.lock().expect("torrents lock").remove(ih);
+        let session = self.session();
+        if session.get(TorrentIdOrHash::Hash(Id20::new(*ih))).is_none() {
+            return Ok(());
+        }
+        session
+            .delete(TorrentIdOrHash::Hash(Id20::new(*ih)), false)
+            .await
+            .map_err(|e| torrent_err(ih, e))
+    }
+
+    pub fn progress(handle: &TorrentHandle) -> Progress {
+        let s = handle.stats();
+        let (peers, speed, fetched) = s.live.as_ref().map_or((0, 0, 0), |l| {
+            (
+                l.snapshot.peer_stats.live,
+                l.download_speed.as_bytes(),
+                l.snapshot.fetched_bytes,
+            )
+        });
+        Progress {
+            have_bytes: s.progress_bytes,
+            total_bytes: s.total_bytes,
+            peers,
+            down_bytes_per_sec: speed,
+            fetched_bytes: fetched,
+            finished: s.finished,
+        }
+    }
+
+    /// Waits for `handle` to complete, reporting progress to `report` about every
+    /// `every`.
+    pub async fn wait(
+        handle: &TorrentHandle,
+        every: Duration,
+        mut report: impl FnMut(Progress),
+    ) -> Result<(), TorrentsError> {
+        let ih = handle.info_hash().0;
+        let done = handle.wait_until_completed();
+        tokio::pin!(done);
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tokio::select! {
+                r = &mut done => {
+                    r.map_err(|e| torrent_err(&ih, e))?;
+                    report(Self::progress(handle));
+                    return Ok(());
+                }
+                _ = tick.tick() => report(Self::progress(handle)),
+            }
+        }
+    }
+
+    pub async fn stop(&self) {
+        let _guard = self.restart.lock().await;
+        self.session().stop().await;
+    }
+}
+
+fn magnet(ih: &[u8; 20]) -> String {
+    format!("magnet:?xt=urn:btih:{}", hex::encode(ih))
+}
+
+async fn add_to(
+    session: &Arc<Session>,
+    ih: &[u8; 20],
+    torrent: Option<bytes::Bytes>,
+    folder: &Path,
+    peers: Vec<SocketAddr>,
+) -> Result<TorrentHandle, TorrentsError> {
+    if let Some(h) = session.get(TorrentIdOrHash::Hash(Id20::new(*ih))) {
+        return Ok(h);
+    }
+    let opts = AddTorrentOptions {
+        overwrite: true,
+        output_folder: Some(folder.to_string_lossy().into_owned()),
+        initial_peers: if peers.is_empty() { None } else { Some(peers) },
+        ..Default::default()
+    };
+    let add = match torrent {
+        Some(bytes) => AddTorrent::from_bytes(bytes),
+        None => AddTorrent::from_url(magnet(ih)),
+    };
+    let resp = session
+        .add_torrent(add, Some(opts))
+        .await
+        .map_err(|e| torrent_err(ih, e))?;
+    let handle = resp
+        .into_handle()
+        .ok_or_else(|| torrent_err(ih, "no handle"))?;
+    if handle.info_hash().0 != *ih {
+        return Err(TorrentsError::WrongInfoHash {
+            want: hex::encode(ih),
+            got: hex::encode(handle.info_hash().0),
+        });
+    }
+    Ok(handle)
+}
+
+/// Writes `nets` as a P2P range list (`name:first-last`, the only form librqbit reads;
+/// it knows no CIDR) and returns its `file://` URL.
+fn write_blocklist(state_dir: &Path, nets: &[IpNet]) -> Result<String, TorrentsError> {
+    let path = state_dir.join("blocklist.p2p");
+    crate::fsutil::write_atomic(&path, p2p_ranges(nets).as_bytes(), 0o644).map_err(|source| {
+        TorrentsError::Io {
+            path: path.clone(),
+            source,
+        }
+    })?;
+    Ok(format!("file://{}", path.display()))
+}
+
+fn p2p_ranges(nets: &[IpNet]) -> String {
+    let mut out = String::from("# swarmsite blacklist\n");
+    for n in nets {
+        out.push_str(&format!("swarmsite:{}-{}\n", n.network(), n.broadcast()));
+    }
+    out
+}
+
+async fn open_session(
+    cfg: &TorrentsConfig,
+    blocklist_url: Option<&str>,
+    root_span: tracing::Span,
+) -> Result<Arc<Session>, TorrentsError> {
+    let dht = cfg.dht_bootstrap.clone().map(|b| DhtSessionConfig {
+        bootstrap_addrs: if b.is_empty() { None } else { Some(b) },
+        port: None,
+        // One routing table per node, never librqbit's shared default file.
+        persistence: None,
+    });
+    let opts = SessionOptions {
+        dht,
+        disable_trackers: true,
+        disable_local_service_discovery: true,
+        fastresume: false,
+        persistence: None,
+        listen: Some(ListenerOptions {
+            mode: ListenerMode::TcpOnly,
+            listen_addr: cfg.listen,
+            // A loopback listener announces nothing unless told its port.
+            announce_port: Some(cfg.listen.port()),
+            ipv4_only: cfg.listen.is_ipv4(),
+            ..Default::default()
+        }),
+        client_name_and_version: Some(concat!("swarmsite/", env!("CARGO_PKG_VERSION")).into()),
+        ipv4_only: cfg.listen.is_ipv4(),
+        ratelimits: librqbit::limits::LimitsConfig {
+            download_bps: cfg.download_limit.and_then(std::num::NonZeroU32::new),
+            upload_bps: cfg.upload_limit.and_then(std::num::NonZeroU32::new),
+        },
+        blocklist_url: blocklist_url.map(str::to_string),
+        root_span: Some(root_span),
+        ..Default::default()
+    };
+    Session::new_with_opts(cfg.state_dir.join("default"), opts)
+        .await
+        .map_err(|e| TorrentsError::Start(format!("{e:#}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_becomes_a_p2p_range() {
+        let nets: Vec<IpNet> = ["127.0.0.8/29", "10.1.2.3/32", "2001:db8::/126"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        assert_eq!(
+            p2p_ranges(&nets),
+            "# swarmsite blacklist\nswarmsite:127.0.0.8-127.0.0.15\n\
+             swarmsite:10.1.2.3-10.1.2.3\nswarmsite:2001:db8::-2001:db8::3\n"
+        );
+    }
+}
