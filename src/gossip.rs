@@ -233,6 +233,8 @@ impl<A: Acceptor> Gossip<A> {
 
     pub fn handle_message(&mut self, peer: PeerKey, msg: Message, now: u64) {
         match msg {
+            // Evidence hints are the hints module's, not propagation's.
+            Message::Hint(_) => {}
             Message::Have { names } => {
                 for name in names {
                     self.learn(peer, name);

@@ -11,6 +11,7 @@ pub mod demo_site;
 pub mod evidence;
 pub mod fsutil;
 pub mod gossip;
+pub mod hints;
 pub mod keys;
 pub mod keyset;
 pub mod name;

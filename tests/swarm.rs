@@ -13,25 +13,10 @@ use swarmsite::node::{Node, NodeConfig, NodeHandle};
 use swarmsite::publisher::{self, InitOptions, NetworkDir};
 use swarmsite::record::{Payload, Record};
 
+mod common;
+use common::*;
+
 const PASS: &[u8] = b"swarm test";
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-async fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(secs),
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 fn node_config(data: &Path, net: &NetworkDir, ip: &str, peers: Vec<SocketAddr>) -> NodeConfig {
     let mut cfg = NodeConfig::loopback(
@@ -52,69 +37,6 @@ fn publish_site(net: &NetworkDir, dir: &Path, version: u32) -> (PathBuf, Vec<u8>
         .published()
         .unwrap();
     (dir, record.encode().unwrap())
-}
-
-async fn http_get(addr: &str, path: &str) -> (u16, Vec<u8>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw))
-        .await
-        .unwrap()
-        .unwrap();
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    let status = String::from_utf8_lossy(&raw[9..12]).parse().unwrap();
-    (status, raw[split + 4..].to_vec())
-}
-
-/// A node on a tokio runtime and thread of its own.
-struct OwnRuntime {
-    handle: NodeHandle,
-    stop: std::sync::mpsc::Sender<()>,
-    thread: std::thread::JoinHandle<()>,
-}
-
-impl OwnRuntime {
-    fn start(cfg: NodeConfig) -> Self {
-        let (stop, stopped) = std::sync::mpsc::channel::<()>();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let node = Node::start(cfg).await.unwrap();
-                tx.send(node.handle()).unwrap();
-                let _ = tokio::task::spawn_blocking(move || stopped.recv()).await;
-                node.shutdown().await;
-            });
-        });
-        OwnRuntime {
-            handle: rx.recv().unwrap(),
-            stop,
-            thread,
-        }
-    }
-
-    fn stop(self) {
-        let _ = self.stop.send(());
-        self.thread.join().unwrap();
-    }
-}
-
-fn http_addr(h: &NodeHandle) -> String {
-    h.status()
-        .http
-        .iter()
-        .find(|p| p.bound)
-        .unwrap()
-        .addr
-        .clone()
 }
 
 /// One network with releases 1 and 2 published, made once per test binary.
@@ -625,50 +547,6 @@ async fn a_blacklisted_node_is_cut_off() {
     m.shutdown().await;
     a.shutdown().await;
     p.shutdown().await;
-}
-
-/// A hostile peer built from the project's own wire state machine: connects from `ip`
-/// and pushes `records`.
-async fn hostile_push(ip: &str, to: SocketAddr, rendezvous: [u8; 20], records: Vec<Vec<u8>>) {
-    use swarmsite::wire::{Connection, Event, Message, WireConfig};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.bind(format!("{ip}:0").parse().unwrap()).unwrap();
-    let Ok(mut s) = socket.connect(to).await else {
-        return;
-    };
-    let mut conn = Connection::new(WireConfig::new(rendezvous, [0x66; 20], None), 0, true);
-    let mut buf = vec![0u8; 4096];
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut pending = records;
-    let mut sent = false;
-    while Instant::now() < deadline && !conn.is_closed() {
-        let out = conn.take_transmit();
-        if !out.is_empty() && s.write_all(&out).await.is_err() {
-            return;
-        }
-        if sent {
-            // Give the node a moment to read them, then leave.
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            return;
-        }
-        while let Some(ev) = conn.poll_event() {
-            if matches!(ev, Event::Ready { .. }) {
-                for r in pending.drain(..) {
-                    conn.send(&Message::Push { record: r }, 0);
-                }
-                sent = true;
-            }
-        }
-        if sent {
-            continue;
-        }
-        match tokio::time::timeout(Duration::from_millis(200), s.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return,
-            Ok(Ok(n)) => conn.handle_input(&buf[..n], 0),
-            Err(_) => {}
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

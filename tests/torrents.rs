@@ -209,12 +209,18 @@ async fn a_blocklist_bans_a_peer_and_keeps_what_was_fetched() {
     .unwrap();
 
     // Ban the seeder (as a CIDR range): the session restarts with the torrent kept.
+    let leecher_addr = leecher.listen_addr().unwrap();
     let generation = leecher.generation();
     let net: ipnet::IpNet = "127.0.0.6/31".parse().unwrap();
-    assert_eq!(leecher.set_blocklist(&[net]).await.unwrap(), 1);
+    assert_eq!(leecher.set_blocklist(1, &[net]).await.unwrap(), 1);
     assert!(generation.has_changed().unwrap(), "old handles are told");
     assert_eq!(
-        leecher.set_blocklist(&[net]).await.unwrap(),
+        leecher.listen_addr(),
+        Some(leecher_addr),
+        "the same port after the restart"
+    );
+    assert_eq!(
+        leecher.set_blocklist(2, &[net]).await.unwrap(),
         0,
         "the same list restarts nothing"
     );
@@ -268,7 +274,12 @@ async fn a_blocklist_bans_a_peer_and_keeps_what_was_fetched() {
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(Torrents::progress(&h2).have_bytes, 0, "the ban holds");
     // ...until the list no longer names it.
-    leecher.set_blocklist(&[]).await.unwrap();
+    assert_eq!(
+        leecher.set_blocklist(1, &[]).await.unwrap(),
+        0,
+        "an older version changes nothing"
+    );
+    leecher.set_blocklist(3, &[]).await.unwrap();
     leecher.forget(&t2.info_hash).await.unwrap();
     let h2 = leecher
         .add(

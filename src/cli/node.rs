@@ -295,8 +295,14 @@ fn print_status(s: &serde_json::Value) {
     if let Some(b) = s.get("blacklist").filter(|b| !b.is_null()) {
         let entries = b["entries"].as_array().map_or(0, Vec::len);
         println!(
-            "blacklist v{}: {entries} entries, {} connections refused",
-            b["version"], b["refused"]
+            "blacklist v{}: {entries} entries, {} connections refused{}",
+            b["version"],
+            b["refused"],
+            if b["in_bittorrent"].as_bool() == Some(true) {
+                ", in force in BitTorrent too"
+            } else {
+                ""
+            }
         );
         for e in b["entries"].as_array().into_iter().flatten() {
             println!(

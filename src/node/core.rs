@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use super::recheck::{self, Finding};
 use super::status::{NodeEvent, PeerStatus, RecordStatus, Status, SyncStatus};
 use super::sync::{self, SyncReport, Wanted};
 use super::wire_io::{self, ConnReport};
@@ -18,6 +19,7 @@ use super::{Command, NodeConfig, NodeError, unix_ms};
 use crate::content::Notice;
 use crate::evidence::{Evidence, EvidenceLog};
 use crate::gossip::{Action, Gossip, GossipConfig, PeerKey};
+use crate::hints::{HintAction, Hints, HintsConfig};
 use crate::name::{ObjectClass, SystemName, kind};
 use crate::record::{Payload, Record};
 use crate::rendezvous::Rendezvous;
@@ -25,7 +27,7 @@ use crate::serve::{Served, SiteRelease};
 use crate::store::NodeStore;
 use crate::torrents::Torrents;
 use crate::trust::TrustStore;
-use crate::wire::{CloseReason, Event, Message, WireConfig};
+use crate::wire::{CloseReason, Event, Hint, Message, WireConfig};
 
 /// Seeds a locally published release from its published folder and waits until
 /// librqbit has checked it.
@@ -82,6 +84,16 @@ struct Conn {
     found_under: Option<SystemName>,
 }
 
+impl Conn {
+    fn addrs(&self) -> PeerAddrs {
+        PeerAddrs {
+            remote: self.remote,
+            wire: self.wire_addr,
+            bt: self.bt_addr,
+        }
+    }
+}
+
 struct SyncTask {
     version: u32,
     cancel: CancellationToken,
@@ -114,7 +126,58 @@ pub struct Core {
     suspects: HashMap<IpAddr, (u32, String)>,
     /// Addresses of recently closed connections, so evidence about what they sent can
     /// still name them (bounded).
-    closed: std::collections::VecDeque<(PeerKey, SocketAddr)>,
+    closed: std::collections::VecDeque<(PeerKey, PeerAddrs)>,
+    /// Evidence hints: passing them on, and (auditors) hearing them.
+    hints: Hints,
+    /// (Auditors) accusations heard, per accused address and reason.
+    audits: HashMap<(IpAddr, String), Audit>,
+}
+
+/// Where a peer is: the address of the connection, and the ports it announced.
+#[derive(Clone, Copy, Debug)]
+struct PeerAddrs {
+    remote: SocketAddr,
+    wire: Option<SocketAddr>,
+    bt: Option<SocketAddr>,
+}
+
+/// An accusation an auditor heard, and where its re-check stands.
+struct Audit {
+    hint: Hint,
+    hinters: std::collections::HashSet<IpAddr>,
+    state: AuditState,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum AuditState {
+    Waiting,
+    Running,
+    Confirmed,
+    Refuted { at: u64 },
+}
+
+/// Re-checks an auditor runs at once, at most.
+const MAX_RECHECKS: usize = 4;
+/// How long a refuted accusation rests before a new hint may re-check it.
+const REFUTED_REST_MS: u64 = 600_000;
+/// Accusations remembered, at most.
+const MAX_AUDITS: usize = 4096;
+
+/// Evidence codes worth a hint: what an auditor can check again by itself.
+fn hintable(reason: &str) -> bool {
+    matches!(
+        reason,
+        "bad-piece"
+            | "dht-empty-announce"
+            | "dht-false-announce"
+            | "malformed"
+            | "no-governing-role"
+            | "duplicate-signer"
+            | "bad-signature"
+            | "not-enough-signatures"
+            | "bad-key-set"
+            | "key-set-not-inline"
+    )
 }
 
 impl Core {
@@ -149,6 +212,7 @@ impl Core {
             cfg.data_dir.join("evidence.jsonl"),
             crate::evidence::DEFAULT_MAX_BYTES,
         );
+        let auditor_flag = cfg.auto_blacklist.is_some();
         Ok(Core {
             local_ip: cfg.wire_listen.ip(),
             cfg,
@@ -170,6 +234,11 @@ impl Core {
             blacklist: crate::content::Blacklist::default(),
             suspects: HashMap::new(),
             closed: std::collections::VecDeque::new(),
+            hints: Hints::new(HintsConfig {
+                auditor: auditor_flag,
+                ..Default::default()
+            }),
+            audits: HashMap::new(),
         })
     }
 
@@ -219,7 +288,10 @@ impl Core {
                 _ = tokio::time::sleep(wait) => self.gossip.handle_timeout(unix_ms()),
                 _ = dial_tick.tick() => self.maintain_connections(),
                 _ = dht_tick.tick() => self.rendezvous_round(),
-                _ = auto_tick.tick() => self.auto_blacklist(),
+                _ = auto_tick.tick() => {
+                    self.start_rechecks();
+                    self.auto_blacklist();
+                }
                 _ = cancel.cancelled() => break,
             }
         }
@@ -445,7 +517,17 @@ impl Core {
                 self.refresh_peers();
                 self.emit(NodeEvent::PeerUp { addr });
             }
-            Event::Message(msg) => self.gossip.handle_message(key, msg, unix_ms()),
+            Event::Message(Message::Hint(hint)) => {
+                if hint.ip != self.local_ip && !self.blacklist.contains(hint.ip) {
+                    self.hints.receive(key, hint, unix_ms());
+                }
+            }
+            Event::Message(msg) => {
+                if let Message::Have { names } = &msg {
+                    self.check_announcement(key, names);
+                }
+                self.gossip.handle_message(key, msg, unix_ms())
+            }
             Event::Closed(reason) => {
                 if let Some(conn) = self.conns.remove(&key) {
                     if let (false, Some(name)) = (conn.ready, conn.found_under)
@@ -459,6 +541,7 @@ impl Core {
                             "dht-false-announce",
                             format!("announced under {name:?} in the rendezvous DHT, but {reason}"),
                         );
+                        self.accuse(conn.addrs(), "dht-false-announce", Some(name));
                     } else if reason.is_evidence() {
                         self.record_evidence(
                             Some(conn.remote),
@@ -467,7 +550,7 @@ impl Core {
                             reason.to_string(),
                         );
                     }
-                    self.remember_closed(key, conn.remote);
+                    self.remember_closed(key, conn.addrs());
                     if conn.ready {
                         self.gossip.peer_down(key, unix_ms());
                         self.refresh_peers();
@@ -514,6 +597,12 @@ impl Core {
                 }
             }
             Command::Seeded { record, reply } => self.submit(record, reply),
+            Command::Rechecked { hint, finding } => self.on_rechecked(hint, finding),
+            Command::BlocklistApplied { version } => self.update_status(|s| {
+                if let Some(b) = s.blacklist.as_mut().filter(|b| b.version == version) {
+                    b.in_bittorrent = true;
+                }
+            }),
             Command::Found { addr, name } => {
                 let known = self
                     .conns
@@ -576,11 +665,31 @@ impl Core {
                     object,
                     refusal,
                 } => {
-                    let addr = peer.and_then(|k| self.peer_addr(k));
-                    self.record_evidence(addr, object, refusal.code(), refusal.to_string());
+                    let addrs = peer.and_then(|k| self.peer_addrs(k));
+                    self.record_evidence(
+                        addrs.map(|a| a.remote),
+                        object,
+                        refusal.code(),
+                        refusal.to_string(),
+                    );
+                    if let Some(a) = addrs {
+                        self.accuse(a, refusal.code(), object);
+                    }
                 }
                 Action::Lookup { name } => self.dht_find(name, false),
                 Action::Announce { name } => self.dht_find(name, true),
+            }
+        }
+        while let Some(action) = self.hints.poll_action() {
+            match action {
+                HintAction::Relay { hint, except } => {
+                    for (k, c) in &self.conns {
+                        if c.ready && Some(*k) != except && c.remote.ip() != hint.ip {
+                            let _ = c.tx.try_send(Message::Hint(hint.clone()));
+                        }
+                    }
+                }
+                HintAction::Audit { hint, from } => self.audit(hint, from),
             }
         }
     }
@@ -666,8 +775,8 @@ impl Core {
         for key in &listed {
             if let Some(conn) = self.conns.remove(key) {
                 // Dropping the sender closes the connection task's inbox: it closes.
+                self.remember_closed(*key, conn.addrs());
                 drop(conn.tx);
-                self.remember_closed(*key, conn.remote);
                 if conn.ready {
                     self.gossip.peer_down(*key, unix_ms());
                 }
@@ -688,11 +797,15 @@ impl Core {
         // librqbit too: no connection to or from listed addresses, whoever names them.
         let nets: Vec<ipnet::IpNet> = list.entries.iter().map(|e| e.addr).collect();
         let torrents = Arc::clone(&self.shared.torrents);
+        let commands = self.shared.commands.clone();
         tokio::spawn(async move {
-            match torrents.set_blocklist(&nets).await {
-                Ok(n) => tracing::info!(
-                    "BitTorrent session restarted with the blacklist ({n} torrents kept)"
-                ),
+            match torrents.set_blocklist(version, &nets).await {
+                Ok(n) => {
+                    tracing::info!(
+                        "BitTorrent runs with blacklist v{version} ({n} torrents added again)"
+                    );
+                    let _ = commands.send(Command::BlocklistApplied { version }).await;
+                }
                 Err(e) => tracing::error!("putting the blacklist into the BitTorrent session: {e}"),
             }
         });
@@ -703,6 +816,7 @@ impl Core {
                 version,
                 entries,
                 refused,
+                in_bittorrent: false,
             });
         });
         self.refresh_peers();
@@ -763,6 +877,38 @@ impl Core {
         }
     }
 
+    /// A peer the rendezvous DHT named as holding a record says, in its first `have`,
+    /// what it holds: if that is not the record (or a newer one of it), the
+    /// announcement was empty. (Every node announces only what it holds.)
+    fn check_announcement(&mut self, key: PeerKey, names: &[SystemName]) {
+        let Some(conn) = self.conns.get_mut(&key) else {
+            return;
+        };
+        let Some(announced) = conn.found_under.take() else {
+            return;
+        };
+        if announced.class() == ObjectClass::NodeRendezvous {
+            return; // every node is under it
+        }
+        let holds = names
+            .iter()
+            .any(|n| n.slot() == announced.slot() && n.version() >= announced.version());
+        if !holds {
+            let (remote, addrs) = (conn.remote, conn.addrs());
+            self.accuse(addrs, "dht-empty-announce", Some(announced));
+            self.record_evidence(
+                Some(remote),
+                Some(announced),
+                "dht-empty-announce",
+                format!(
+                    "announced under {} v{} in the rendezvous DHT, but does not hold it",
+                    announced.class(),
+                    announced.version()
+                ),
+            );
+        }
+    }
+
     /// librqbit refused a piece whose hash did not match: whoever sent it had it wrong
     /// or forged it, since the torrent comes from a verified record.
     fn on_bad_piece(&mut self, bad: crate::torrents::BadPiece) {
@@ -771,6 +917,20 @@ impl Core {
                 |(r, _)| matches!(r.payload, Payload::Torrent { ih, .. } if ih == bad.ih),
             )
         });
+        let wire = self
+            .conns
+            .values()
+            .find(|c| c.bt_addr == Some(bad.peer))
+            .and_then(|c| c.wire_addr);
+        self.accuse(
+            PeerAddrs {
+                remote: bad.peer,
+                wire,
+                bt: Some(bad.peer),
+            },
+            "bad-piece",
+            object,
+        );
         self.record_evidence(
             Some(bad.peer),
             object,
@@ -782,15 +942,234 @@ impl Core {
         );
     }
 
-    fn remember_closed(&mut self, key: PeerKey, addr: SocketAddr) {
+    /// Tells the wire peers (as a hint) that `addrs` did `reason`, when an auditor can
+    /// check that again by itself.
+    fn accuse(&mut self, addrs: PeerAddrs, reason: &str, object: Option<SystemName>) {
+        if !hintable(reason) {
+            return;
+        }
+        let hint = Hint {
+            ip: addrs.remote.ip(),
+            wire_port: addrs.wire.map(|a| a.port()),
+            bt_port: addrs.bt.map(|a| a.port()),
+            reason: reason.into(),
+            object,
+            hops: crate::hints::HOPS,
+        };
+        self.hints.local(hint, unix_ms());
+    }
+
+    /// (Auditors) `from` accuses `hint.ip`: counts once confirmed by our own re-check.
+    fn audit(&mut self, hint: Hint, from: PeerKey) {
+        let Some(hinter) = self.conns.get(&from).map(|c| c.remote.ip()) else {
+            return;
+        };
+        if hint.ip == self.local_ip || self.blacklist.contains(hint.ip) || !hintable(&hint.reason) {
+            return;
+        }
+        let key = (hint.ip, hint.reason.clone());
+        if self.audits.len() >= MAX_AUDITS && !self.audits.contains_key(&key) {
+            return;
+        }
+        let now = unix_ms();
+        let audit = self.audits.entry(key.clone()).or_insert_with(|| Audit {
+            hint: hint.clone(),
+            hinters: Default::default(),
+            state: AuditState::Waiting,
+        });
+        let new_hinter = audit.hinters.insert(hinter);
+        match audit.state {
+            AuditState::Confirmed if new_hinter => {
+                self.suspects
+                    .entry(hint.ip)
+                    .or_insert((0, hint.reason.clone()))
+                    .0 += 1;
+            }
+            AuditState::Refuted { at } if now.saturating_sub(at) > REFUTED_REST_MS => {
+                // Newer ports may reach it now.
+                audit.hint = hint;
+                audit.state = AuditState::Waiting;
+                self.start_rechecks();
+            }
+            AuditState::Waiting => self.start_rechecks(),
+            _ => {}
+        }
+    }
+
+    /// Starts waiting re-checks, up to [`MAX_RECHECKS`] at once.
+    fn start_rechecks(&mut self) {
+        let running = self
+            .audits
+            .values()
+            .filter(|a| a.state == AuditState::Running)
+            .count();
+        let waiting: Vec<(IpAddr, String)> = self
+            .audits
+            .iter()
+            .filter(|(_, a)| a.state == AuditState::Waiting)
+            .map(|(k, _)| k.clone())
+            .take(MAX_RECHECKS.saturating_sub(running))
+            .collect();
+        for key in waiting {
+            let Some(audit) = self.audits.get_mut(&key) else {
+                continue;
+            };
+            audit.state = AuditState::Running;
+            let hint = audit.hint.clone();
+            let check = self.recheck_task(&hint);
+            let commands = self.shared.commands.clone();
+            tokio::spawn(async move {
+                let finding = match check {
+                    Some(f) => f.await,
+                    None => Finding::Failed("nothing to check it with".into()),
+                };
+                let _ = commands.send(Command::Rechecked { hint, finding }).await;
+            });
+        }
+    }
+
+    /// How to look at the accused again, for this kind of accusation.
+    fn recheck_task(
+        &self,
+        hint: &Hint,
+    ) -> Option<std::pin::Pin<Box<dyn std::future::Future<Output = Finding> + Send>>> {
+        const LIMIT: Duration = Duration::from_secs(20);
+        let (local, rendezvous) = (self.local_ip, self.wire.rendezvous);
+        let wire = hint.wire_port.map(|p| SocketAddr::new(hint.ip, p));
+        match hint.reason.as_str() {
+            "bad-piece" => {
+                let peer = SocketAddr::new(hint.ip, hint.bt_port?);
+                let object = hint.object?;
+                let (record, _) = self.gossip.held(object.slot())?;
+                let Payload::Torrent { ih, .. } = record.payload else {
+                    return None;
+                };
+                if record.name != object {
+                    return None; // a version we no longer (or do not yet) hold
+                }
+                let audit = self.cfg.piece_audit.clone()?;
+                let torrent = self.local_payloads.get(&ih).and_then(|d| {
+                    std::fs::read(d.join(crate::publisher::TORRENT_FILE))
+                        .ok()
+                        .map(bytes::Bytes::from)
+                });
+                let dir = self
+                    .cfg
+                    .data_dir
+                    .join("recheck")
+                    .join(hex::encode(rand::random::<[u8; 8]>()));
+                Some(Box::pin(recheck::pieces(
+                    audit, dir, local, ih, torrent, peer, LIMIT,
+                )))
+            }
+            "dht-empty-announce" | "dht-false-announce" => {
+                // Anyone can point at an innocent address: it must really be in the
+                // DHT under that name before its answer counts.
+                let (dht, wire, name) = (self.shared.rendezvous.clone()?, wire?, hint.object?);
+                Some(Box::pin(async move {
+                    let found = dht.find(*name.as_bytes(), None, LIMIT / 2).await;
+                    if !found.contains(&wire) {
+                        return Finding::Failed(format!("{wire} is not in the DHT under {name:?}"));
+                    }
+                    recheck::probe(wire, local, rendezvous, None, LIMIT).await
+                }))
+            }
+            _ => Some(Box::pin(recheck::probe(
+                wire?,
+                local,
+                rendezvous,
+                Some(hint.object?),
+                LIMIT,
+            ))),
+        }
+    }
+
+    /// (Auditors) judges what a re-check saw: confirmed, the accusation is evidence of
+    /// our own, and every node that made it counts toward the threshold.
+    fn on_rechecked(&mut self, hint: Hint, finding: Finding) {
+        let key = (hint.ip, hint.reason.clone());
+        let confirmed = self.judge(&hint, &finding);
+        tracing::info!(
+            "re-check of {} against {}: {}",
+            hint.reason,
+            hint.ip,
+            confirmed.as_deref().unwrap_or("not confirmed")
+        );
+        let Some(audit) = self.audits.get_mut(&key) else {
+            return;
+        };
+        match confirmed {
+            Some(detail) => {
+                audit.state = AuditState::Confirmed;
+                let hinters = audit.hinters.len() as u32;
+                let port = hint.wire_port.or(hint.bt_port).unwrap_or(0);
+                self.record_evidence(
+                    Some(SocketAddr::new(hint.ip, port)),
+                    hint.object,
+                    &hint.reason,
+                    format!("re-checked after hints from {hinters} node(s): {detail}"),
+                );
+                if self.blacklist.contains(hint.ip) {
+                    return;
+                }
+                self.suspects
+                    .entry(hint.ip)
+                    .or_insert((0, hint.reason.clone()))
+                    .0 += hinters;
+            }
+            None => {
+                audit.state = AuditState::Refuted { at: unix_ms() };
+            }
+        }
+        self.start_rechecks();
+    }
+
+    fn judge(&self, hint: &Hint, finding: &Finding) -> Option<String> {
+        match (hint.reason.as_str(), finding) {
+            ("bad-piece", Finding::Pieces { bad: true }) => {
+                Some("a piece it sent this node failed its hash check".into())
+            }
+            ("dht-false-announce", Finding::NotSwarmsite(r)) => Some(r.to_string()),
+            (
+                "dht-empty-announce",
+                Finding::Node {
+                    have: Some(names), ..
+                },
+            ) => {
+                let object = hint.object?;
+                let holds = names
+                    .iter()
+                    .any(|n| n.slot() == object.slot() && n.version() >= object.version());
+                (!holds).then(|| format!("its have does not list {object:?}"))
+            }
+            (
+                _,
+                Finding::Node {
+                    answer: Some(Some(bytes)),
+                    ..
+                },
+            ) => match Record::decode(bytes) {
+                Err(e) => Some(format!("answered with a malformed record: {e}")),
+                Ok(r) => match self.gossip.acceptor().check(&r, unix_ms() / 1000) {
+                    Err(refusal) if refusal.is_forgery() => {
+                        Some(format!("answered with a forged record: {refusal}"))
+                    }
+                    _ => None,
+                },
+            },
+            _ => None,
+        }
+    }
+
+    fn remember_closed(&mut self, key: PeerKey, addrs: PeerAddrs) {
         if self.closed.len() >= 1024 {
             self.closed.pop_front();
         }
-        self.closed.push_back((key, addr));
+        self.closed.push_back((key, addrs));
     }
 
-    fn peer_addr(&self, key: PeerKey) -> Option<SocketAddr> {
-        self.conns.get(&key).map(|c| c.remote).or_else(|| {
+    fn peer_addrs(&self, key: PeerKey) -> Option<PeerAddrs> {
+        self.conns.get(&key).map(Conn::addrs).or_else(|| {
             self.closed
                 .iter()
                 .rev()

@@ -16,6 +16,7 @@
 //! it by message, so there are no locks around protocol logic.
 
 mod core;
+mod recheck;
 mod status;
 mod sync;
 mod wire_io;
@@ -147,6 +148,13 @@ pub enum Command {
         addr: SocketAddr,
         name: crate::name::SystemName,
     },
+    /// (Internal) an auditor's re-check of a hint is done.
+    Rechecked {
+        hint: crate::wire::Hint,
+        finding: recheck::Finding,
+    },
+    /// (Internal) librqbit now runs with blacklist `version`.
+    BlocklistApplied { version: u32 },
     /// (Internal) the content of a local submission is being seeded: send the record.
     Seeded {
         record: Vec<u8>,

@@ -38,6 +38,8 @@ pub struct BlacklistStatus {
     pub entries: Vec<BlacklistEntryStatus>,
     /// Connections refused or closed because of it since the node started.
     pub refused: u64,
+    /// True once librqbit runs with it too (its session restarted with the list).
+    pub in_bittorrent: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]

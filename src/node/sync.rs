@@ -122,17 +122,19 @@ async fn fetch_inner(
         ));
     }
     let mut generation = torrents.generation();
+    let mut listed = false;
     loop {
         let known: Vec<SocketAddr> = peers.borrow_and_update().clone();
-        if torrent_bytes.is_none() {
+        if torrent_bytes.is_none() && !listed {
             // Learn the file list first so unchanged files can be carried over.
-            let listed = tokio::time::timeout(
+            let files = tokio::time::timeout(
                 METADATA_WAIT,
                 torrents.list_files(&wanted.ih, known.clone()),
             )
             .await;
-            match listed {
+            match files {
                 Ok(Ok(files)) => {
+                    listed = true;
                     if let Some(cur) = current_dir {
                         for f in &files {
                             reuse(cur, &dir, &f.path, f.len);
@@ -162,10 +164,26 @@ async fn fetch_inner(
             }
         }
         generation.borrow_and_update();
-        let handle = torrents
+        let handle = match torrents
             .add(&wanted.ih, torrent_bytes.clone(), &dir, known)
             .await
-            .map_err(|e| e.to_string())?;
+        {
+            Ok(h) => h,
+            Err(e) => {
+                // No peer could give the metadata, or the session was restarting:
+                // try again with the peers known then.
+                retry_later(
+                    torrents,
+                    &wanted.ih,
+                    &mut peers,
+                    report,
+                    status,
+                    e.to_string(),
+                )
+                .await;
+                continue;
+            }
+        };
         let last_have = AtomicU64::new(u64::MAX);
         let last_change = AtomicU64::new(super::unix_ms());
         let wait = Torrents::wait(&handle, Duration::from_millis(250), |p| {
@@ -197,8 +215,9 @@ async fn fetch_inner(
                 let _ = torrents.forget(&wanted.ih).await;
             }
             Ok(None) => {}
-            Err(_) if generation.has_changed().unwrap_or(false) => {}
-            Err(e) => return Err(e),
+            Err(e) => {
+                retry_later(torrents, &wanted.ih, &mut peers, report, status, e).await;
+            }
         }
     }
     let record = wanted.record.clone();
@@ -207,6 +226,24 @@ async fn fetch_inner(
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("indexing release {v}: {e}"))
+}
+
+async fn retry_later(
+    torrents: &Torrents,
+    ih: &[u8; 20],
+    peers: &mut watch::Receiver<Vec<SocketAddr>>,
+    report: &mpsc::Sender<SyncReport>,
+    status: impl Fn(Progress, Option<String>) -> SyncStatus,
+    error: String,
+) {
+    let _ = torrents.forget(ih).await;
+    let _ = report
+        .send(SyncReport::Progress(status(
+            Progress::default(),
+            Some(error),
+        )))
+        .await;
+    wait_for_peers(peers).await;
 }
 
 async fn wait_for_peers(peers: &mut watch::Receiver<Vec<SocketAddr>>) {

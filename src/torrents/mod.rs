@@ -102,8 +102,8 @@ pub struct Torrents {
     session: ArcSwap<Session>,
     /// Every torrent added and not forgotten.
     added: Mutex<HashMap<[u8; 20], Added>>,
-    /// Serialises restarts.
-    restart: tokio::sync::Mutex<Vec<IpNet>>,
+    /// Serialises restarts; holds the blacklist version and list in force.
+    restart: tokio::sync::Mutex<(u32, Vec<IpNet>)>,
     generation: watch::Sender<u64>,
     root_span: tracing::Span,
     bad_pieces: Mutex<Option<mpsc::Receiver<BadPiece>>>,
@@ -125,11 +125,16 @@ impl Torrents {
         let root_span =
             tracing::error_span!(parent: None, "swarmsite_torrents", session = session_id);
         let session = open_session(&cfg, None, root_span.clone()).await?;
+        // A restart must listen where peers were told we are, not on a new port 0 picks.
+        let mut cfg = cfg;
+        if let Some(bound) = session.listen_addr() {
+            cfg.listen = bound;
+        }
         Ok(Torrents {
             cfg,
             session: ArcSwap::new(session),
             added: Mutex::new(HashMap::new()),
-            restart: tokio::sync::Mutex::new(Vec::new()),
+            restart: tokio::sync::Mutex::new((0, Vec::new())),
             generation: watch::channel(0).0,
             root_span,
             bad_pieces: Mutex::new(bad_pieces),
@@ -150,15 +155,21 @@ impl Torrents {
         self.generation.subscribe()
     }
 
-    /// Puts `nets` in librqbit's blocklist: no connection to or from them, whoever
-    /// names them (DHT, PEX, incoming). Restarts the session when the list changed and
-    /// returns how many torrents were added again.
-    pub async fn set_blocklist(&self, nets: &[IpNet]) -> Result<usize, TorrentsError> {
+    /// Puts `nets` (blacklist `version`) in librqbit's blocklist: no connection to or
+    /// from them, whoever names them (DHT, PEX, incoming). Restarts the session when the
+    /// list changed and returns how many torrents were added again; an older version
+    /// than the one in force changes nothing.
+    pub async fn set_blocklist(
+        &self,
+        version: u32,
+        nets: &[IpNet],
+    ) -> Result<usize, TorrentsError> {
         let mut current = self.restart.lock().await;
         let mut wanted: Vec<IpNet> = nets.to_vec();
         wanted.sort();
         wanted.dedup();
-        if *current == wanted {
+        if version < current.0 || current.1 == wanted {
+            current.0 = current.0.max(version);
             return Ok(0);
         }
         let list = (!wanted.is_empty())
@@ -180,9 +191,14 @@ impl Torrents {
         old.stop().await;
         let session = open_session(&self.cfg, list.as_deref(), self.root_span.clone()).await?;
         self.session.store(Arc::clone(&session));
-        *current = wanted;
+        *current = (version, wanted);
         let mut count = 0;
         for (ih, a) in readd {
+            // A magnet still waiting for its metadata is left to whoever added it:
+            // without peers it cannot resolve.
+            if a.torrent.is_none() {
+                continue;
+            }
             match add_to(&session, &ih, a.torrent, &a.folder, vec![]).await {
                 Ok(_) => count += 1,
                 Err(e) => tracing::warn!("adding again after the restart: {e}"),

@@ -19,8 +19,15 @@ pub const EXTENDED: u8 = 20;
 pub const EXT_HANDSHAKE: u8 = 0;
 
 /// The swarmsite extension names in the `m` dictionary, with the ids we receive them on.
-pub const EXTENSIONS: [(&str, u8); 4] =
-    [("ss_get", 1), ("ss_rec", 2), ("ss_have", 3), ("ss_push", 4)];
+pub const EXTENSIONS: [(&str, u8); 5] = [
+    ("ss_get", 1),
+    ("ss_rec", 2),
+    ("ss_have", 3),
+    ("ss_push", 4),
+    ("ss_hint", 5),
+];
+/// The first extensions every swarmsite node must speak; later ones are optional.
+pub const REQUIRED_EXTENSIONS: usize = 4;
 
 /// A BitTorrent handshake.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,7 +79,7 @@ impl Handshake {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ExtHandshake {
     /// The peer's ids for our messages, in [`EXTENSIONS`] order; `None` = not supported.
-    pub ids: [Option<u8>; 4],
+    pub ids: [Option<u8>; EXTENSIONS.len()],
     /// The peer's wire listening port, if it has one.
     pub port: Option<u16>,
     /// The peer's BitTorrent (content) listening port: handed to librqbit as a peer.
@@ -94,9 +101,9 @@ impl ExtHandshake {
         }
     }
 
-    /// True when the peer speaks every swarmsite message.
+    /// True when the peer speaks every required swarmsite message.
     pub fn is_swarmsite(&self) -> bool {
-        self.ids.iter().all(Option::is_some)
+        self.ids[..REQUIRED_EXTENSIONS].iter().all(Option::is_some)
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -173,7 +180,25 @@ pub enum Message {
     Have { names: Vec<SystemName> },
     /// A verified record, pushed on.
     Push { record: Vec<u8> },
+    /// Unsigned evidence against a peer, for an auto-blacklist node to re-check.
+    Hint(Hint),
 }
+
+/// An accusation (PROTOCOL.md §17): `ip` did `reason` (an evidence code), about
+/// `object`; the ports say where to re-check it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hint {
+    pub ip: std::net::IpAddr,
+    pub wire_port: Option<u16>,
+    pub bt_port: Option<u16>,
+    pub reason: String,
+    pub object: Option<SystemName>,
+    /// Hops left (at least 1).
+    pub hops: u8,
+}
+
+/// Longest evidence code a hint carries.
+pub const MAX_REASON_LEN: usize = 32;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MessageError {
@@ -195,6 +220,7 @@ impl Message {
             Message::Rec { .. } => 1,
             Message::Have { .. } => 2,
             Message::Push { .. } => 3,
+            Message::Hint(_) => 4,
         }
     }
 
@@ -218,6 +244,31 @@ impl Message {
                 bencode::dict([("names", Value::Bytes(flat))])
             }
             Message::Push { record } => bencode::dict([("rec", Value::Bytes(record.clone()))]),
+            Message::Hint(h) => {
+                let ip = match h.ip {
+                    std::net::IpAddr::V4(a) => a.octets().to_vec(),
+                    std::net::IpAddr::V6(a) => a.octets().to_vec(),
+                };
+                let mut d = vec![
+                    ("ip", Value::Bytes(ip)),
+                    ("why", Value::Bytes(h.reason.as_bytes().to_vec())),
+                    ("hops", Value::Int(h.hops.into())),
+                ];
+                if let Some(p) = h.wire_port {
+                    d.push(("wire", Value::Int(p.into())));
+                }
+                if let Some(p) = h.bt_port {
+                    d.push(("bt", Value::Int(p.into())));
+                }
+                if let Some(o) = &h.object {
+                    d.push(("obj", name(o)));
+                }
+                Value::Dict(
+                    d.into_iter()
+                        .map(|(k, v)| (k.as_bytes().to_vec(), v))
+                        .collect(),
+                )
+            }
         })
     }
 
@@ -261,11 +312,59 @@ impl Message {
             3 => Message::Push {
                 record: f.bytes("rec")?,
             },
+            4 => Message::Hint(decode_hint(&mut f)?),
             _ => return Err(ShapeError::Unknown(format!("extension {index}")).into()),
         };
         f.finish()?;
         Ok(msg)
     }
+}
+
+fn decode_hint(f: &mut Fields) -> Result<Hint, MessageError> {
+    let invalid = |field: &'static str, why: &str| ShapeError::Invalid {
+        field,
+        why: why.into(),
+    };
+    let ip = match f.bytes("ip")?.as_slice() {
+        b if b.len() == 4 => std::net::IpAddr::from(<[u8; 4]>::try_from(b).expect("4")),
+        b if b.len() == 16 => std::net::IpAddr::from(<[u8; 16]>::try_from(b).expect("16")),
+        _ => return Err(invalid("ip", "needs 4 or 16 bytes").into()),
+    };
+    let port = |p: Option<i64>, field| match p {
+        None => Ok(None),
+        Some(p) => u16::try_from(p)
+            .ok()
+            .filter(|p| *p != 0)
+            .map(Some)
+            .ok_or(invalid(field, "not a port")),
+    };
+    let wire_port = port(f.opt_int("wire")?, "wire")?;
+    let bt_port = port(f.opt_int("bt")?, "bt")?;
+    let reason = f.bytes("why")?;
+    if reason.is_empty()
+        || reason.len() > MAX_REASON_LEN
+        || !reason
+            .iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+    {
+        return Err(invalid("why", "an evidence code: a-z, 0-9, -").into());
+    }
+    let object = f
+        .opt_bytes("obj")?
+        .map(|b| SystemName::from_bytes(&b))
+        .transpose()?;
+    let hops = u8::try_from(f.int("hops")?)
+        .ok()
+        .filter(|h| (1..=16).contains(h))
+        .ok_or(invalid("hops", "1 to 16"))?;
+    Ok(Hint {
+        ip,
+        wire_port,
+        bt_port,
+        reason: String::from_utf8(reason).expect("ascii"),
+        object,
+        hops,
+    })
 }
 
 /// Frames an extended message: length, id 20, ext id, payload.
@@ -304,6 +403,22 @@ mod tests {
             Message::Push {
                 record: b"d4:namee".to_vec(),
             },
+            Message::Hint(Hint {
+                ip: "2001:db8::7".parse().unwrap(),
+                wire_port: Some(6880),
+                bt_port: None,
+                reason: "bad-piece".into(),
+                object: Some(n),
+                hops: 4,
+            }),
+            Message::Hint(Hint {
+                ip: "10.1.2.3".parse().unwrap(),
+                wire_port: None,
+                bt_port: Some(6881),
+                reason: "dht-empty-announce".into(),
+                object: None,
+                hops: 1,
+            }),
         ] {
             assert_eq!(
                 Message::decode_payload(m.extension(), &m.encode_payload()).unwrap(),
@@ -315,6 +430,17 @@ mod tests {
             Err(MessageError::NamesLength)
         );
         assert!(Message::decode_payload(0, b"d4:name20:aaaaaaaaaaaaaaaaaaaa5:extrai1ee").is_err());
+        // Hints: a bad address, port, reason or hop count is refused.
+        for bad in [
+            &b"d4:hopsi1e2:ip3:abc3:why1:xe"[..],
+            b"d4:hopsi1e2:ip4:abcd3:why1:X",
+            b"d4:hopsi0e2:ip4:abcd3:why1:xe",
+            b"d4:hopsi1e2:ip4:abcd3:why1:x4:wirei70000ee",
+            b"d4:hopsi1e2:ip4:abcd3:why0:e",
+        ] {
+            assert!(Message::decode_payload(4, bad).is_err(), "{bad:?}");
+        }
+        assert!(Message::decode_payload(4, b"d4:hopsi1e2:ip4:abcd3:why1:xe").is_ok());
     }
 
     #[test]

@@ -1,0 +1,216 @@
+//! Evidence hints (SPEC §8, PROTOCOL.md §17): a node that catches a peer forging tells
+//! its wire peers, who pass it on a few hops, so the evidence reaches a node that holds
+//! the blacklist key. A hint is signed by nobody and proves nothing: the auditor (an
+//! auto-blacklist node) re-checks the accused itself before it counts.
+//!
+//! Sans-IO like the rest of the protocol: `hint in, time in → actions out`, so the node
+//! and the simulator run the same code.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+
+use crate::gossip::PeerKey;
+use crate::wire::Hint;
+
+/// Hops a hint travels from the node that saw the misbehaviour.
+pub const HOPS: u8 = 4;
+
+#[derive(Clone, Debug)]
+pub struct HintsConfig {
+    /// This node re-checks hints (it runs auto-blacklisting).
+    pub auditor: bool,
+    /// Distinct hints sent or relayed per minute, at most.
+    pub per_minute: u32,
+    /// How long a (address, reason) pair is not hinted again.
+    pub remember_ms: u64,
+    /// Pairs remembered, at most (the oldest go first).
+    pub capacity: usize,
+}
+
+impl Default for HintsConfig {
+    fn default() -> Self {
+        HintsConfig {
+            auditor: false,
+            per_minute: 30,
+            remember_ms: 3_600_000,
+            capacity: 4096,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HintAction {
+    /// Send `hint` to every wire peer except `except`.
+    Relay { hint: Hint, except: Option<PeerKey> },
+    /// (Auditors) `from` accuses `hint.ip`: re-check before believing it.
+    Audit { hint: Hint, from: PeerKey },
+}
+
+pub struct Hints {
+    cfg: HintsConfig,
+    seen: HashMap<(IpAddr, String), u64>,
+    order: VecDeque<((IpAddr, String), u64)>,
+    window: (u64, u32),
+    actions: VecDeque<HintAction>,
+}
+
+impl Hints {
+    pub fn new(cfg: HintsConfig) -> Self {
+        Hints {
+            cfg,
+            seen: HashMap::new(),
+            order: VecDeque::new(),
+            window: (0, 0),
+            actions: VecDeque::new(),
+        }
+    }
+
+    /// This node itself recorded evidence against `hint.ip`.
+    pub fn local(&mut self, mut hint: Hint, now: u64) {
+        hint.hops = HOPS;
+        if self.fresh(&hint, now) && self.allow(now) {
+            self.actions
+                .push_back(HintAction::Relay { hint, except: None });
+        }
+    }
+
+    /// A wire peer sent `hint`.
+    pub fn receive(&mut self, from: PeerKey, hint: Hint, now: u64) {
+        if self.cfg.auditor {
+            self.actions.push_back(HintAction::Audit {
+                hint: hint.clone(),
+                from,
+            });
+        }
+        if !self.fresh(&hint, now) || hint.hops <= 1 || !self.allow(now) {
+            return;
+        }
+        let hint = Hint {
+            hops: hint.hops.min(HOPS) - 1,
+            ..hint
+        };
+        self.actions.push_back(HintAction::Relay {
+            hint,
+            except: Some(from),
+        });
+    }
+
+    pub fn poll_action(&mut self) -> Option<HintAction> {
+        self.actions.pop_front()
+    }
+
+    /// True (and remembered) when the pair was not hinted within `remember_ms`.
+    fn fresh(&mut self, hint: &Hint, now: u64) -> bool {
+        let key = (hint.ip, hint.reason.clone());
+        if let Some(&at) = self.seen.get(&key)
+            && now.saturating_sub(at) < self.cfg.remember_ms
+        {
+            return false;
+        }
+        while self.order.len() >= self.cfg.capacity {
+            if let Some((old, at)) = self.order.pop_front()
+                && self.seen.get(&old) == Some(&at)
+            {
+                self.seen.remove(&old);
+            }
+        }
+        self.seen.insert(key.clone(), now);
+        self.order.push_back((key, now));
+        true
+    }
+
+    fn allow(&mut self, now: u64) -> bool {
+        if now.saturating_sub(self.window.0) >= 60_000 {
+            self.window = (now, 0);
+        }
+        if self.window.1 >= self.cfg.per_minute {
+            return false;
+        }
+        self.window.1 += 1;
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hint(ip: &str, reason: &str) -> Hint {
+        Hint {
+            ip: ip.parse().unwrap(),
+            wire_port: Some(7000),
+            bt_port: None,
+            reason: reason.into(),
+            object: None,
+            hops: HOPS,
+        }
+    }
+
+    fn drain(h: &mut Hints) -> Vec<HintAction> {
+        std::iter::from_fn(|| h.poll_action()).collect()
+    }
+
+    #[test]
+    fn a_hint_travels_a_few_hops_once() {
+        let mut h = Hints::new(HintsConfig::default());
+        h.receive(1, hint("10.0.0.9", "bad-piece"), 0);
+        assert_eq!(
+            drain(&mut h),
+            vec![HintAction::Relay {
+                hint: Hint {
+                    hops: HOPS - 1,
+                    ..hint("10.0.0.9", "bad-piece")
+                },
+                except: Some(1)
+            }]
+        );
+        // The same accusation again, from anyone: not relayed twice.
+        h.receive(2, hint("10.0.0.9", "bad-piece"), 1000);
+        h.local(hint("10.0.0.9", "bad-piece"), 2000);
+        assert!(drain(&mut h).is_empty());
+        // A hint on its last hop stops here.
+        h.receive(
+            2,
+            Hint {
+                hops: 1,
+                ..hint("10.0.0.10", "bad-piece")
+            },
+            0,
+        );
+        assert!(drain(&mut h).is_empty());
+        // After the memory runs out it may travel again.
+        h.receive(2, hint("10.0.0.9", "bad-piece"), 3_600_001);
+        assert_eq!(drain(&mut h).len(), 1);
+    }
+
+    #[test]
+    fn an_auditor_hears_every_accuser_and_relays_like_anyone() {
+        let mut h = Hints::new(HintsConfig {
+            auditor: true,
+            ..Default::default()
+        });
+        h.receive(1, hint("10.0.0.9", "bad-signature"), 0);
+        h.receive(2, hint("10.0.0.9", "bad-signature"), 0);
+        let a = drain(&mut h);
+        assert_eq!(a.len(), 3, "{a:?}");
+        assert!(matches!(a[0], HintAction::Audit { from: 1, .. }));
+        assert!(matches!(a[1], HintAction::Relay { .. }));
+        assert!(matches!(a[2], HintAction::Audit { from: 2, .. }));
+    }
+
+    #[test]
+    fn relaying_is_rate_limited_and_memory_bounded() {
+        let mut h = Hints::new(HintsConfig {
+            per_minute: 5,
+            capacity: 3,
+            ..Default::default()
+        });
+        for i in 0..10 {
+            h.local(hint(&format!("10.0.1.{i}"), "bad-piece"), 0);
+        }
+        assert_eq!(drain(&mut h).len(), 5);
+        assert!(h.seen.len() <= 3);
+        h.local(hint("10.0.2.1", "bad-piece"), 60_000);
+        assert_eq!(drain(&mut h).len(), 1, "a new minute");
+    }
+}

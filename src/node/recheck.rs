@@ -1,0 +1,167 @@
+//! An auditor's own look at an accused peer (PROTOCOL.md §17): hints prove nothing, so
+//! before evidence from a hint counts, the auto-blacklist node asks the accused itself.
+//! These tasks only observe; the core judges what they saw.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::{unix_ms, wire_io};
+use crate::name::SystemName;
+use crate::torrents::{PieceAudit, Torrents, TorrentsConfig};
+use crate::wire::{CloseReason, Connection, Event, Message, WireConfig};
+
+/// What the auditor saw.
+#[derive(Clone, Debug)]
+pub enum Finding {
+    /// Nothing answered (it may just be offline): proves nothing.
+    Unreachable,
+    /// It answered, but not as a swarmsite node.
+    NotSwarmsite(CloseReason),
+    /// A swarmsite node: its first `have`, and its answer to `get` when one was asked.
+    Node {
+        have: Option<Vec<SystemName>>,
+        answer: Option<Option<Vec<u8>>>,
+    },
+    /// Fetching the torrent from it alone: whether a piece failed its hash check.
+    Pieces { bad: bool },
+    /// The check itself could not run.
+    Failed(String),
+}
+
+/// Talks to the wire port `addr` as a stranger (a fresh peer id, so the accused cannot
+/// tell the probe from a new node), reads its `have`, and asks for `ask`.
+pub async fn probe(
+    addr: SocketAddr,
+    local: IpAddr,
+    rendezvous: [u8; 20],
+    ask: Option<SystemName>,
+    limit: Duration,
+) -> Finding {
+    let Ok(mut stream) = wire_io::dial(addr, local).await else {
+        return Finding::Unreachable;
+    };
+    let mut peer_id = [0u8; 20];
+    peer_id[..8].copy_from_slice(b"-SW0100-");
+    peer_id[8..].copy_from_slice(&rand::random::<[u8; 12]>());
+    let mut conn = Connection::new(WireConfig::new(rendezvous, peer_id, None), unix_ms(), true);
+    let mut buf = vec![0u8; 16 * 1024];
+    let (mut ready, mut have, mut answer) = (false, None, None);
+    let deadline = Instant::now() + limit;
+    loop {
+        let out = conn.take_transmit();
+        if !out.is_empty() && stream.write_all(&out).await.is_err() {
+            conn.close_local();
+        }
+        while let Some(ev) = conn.poll_event() {
+            match ev {
+                Event::Ready { .. } => {
+                    ready = true;
+                    if let Some(name) = ask {
+                        conn.send(&Message::Get { name }, unix_ms());
+                    }
+                }
+                Event::Message(Message::Have { names }) if have.is_none() => have = Some(names),
+                Event::Message(Message::Rec { name, record }) if Some(name) == ask => {
+                    answer = Some(record)
+                }
+                Event::Message(_) => {}
+                Event::Closed(reason) if !ready => {
+                    return match reason {
+                        CloseReason::NotSwarmsite | CloseReason::Garbage => {
+                            Finding::NotSwarmsite(reason)
+                        }
+                        _ => Finding::Unreachable,
+                    };
+                }
+                Event::Closed(_) => {}
+            }
+        }
+        let done = have.is_some() && (ask.is_none() || answer.is_some());
+        if conn.is_closed() || done || Instant::now() >= deadline {
+            let _ = stream.shutdown().await;
+            return if ready {
+                Finding::Node { have, answer }
+            } else {
+                Finding::Unreachable
+            };
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left.min(Duration::from_millis(500)), stream.read(&mut buf))
+            .await
+        {
+            Ok(Ok(0)) | Ok(Err(_)) => conn.handle_eof(),
+            Ok(Ok(n)) => conn.handle_input(&buf[..n], unix_ms()),
+            Err(_) => conn.handle_timeout(unix_ms()),
+        }
+    }
+}
+
+/// Fetches torrent `ih` from `peer` alone, in a throw-away session under `dir`, and
+/// says whether a piece from it failed its hash check within `limit`.
+pub async fn pieces(
+    audit: PieceAudit,
+    dir: PathBuf,
+    local: IpAddr,
+    ih: [u8; 20],
+    torrent: Option<bytes::Bytes>,
+    peer: SocketAddr,
+    limit: Duration,
+) -> Finding {
+    let finding = pieces_inner(audit, &dir, local, ih, torrent, peer, limit).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    finding
+}
+
+async fn pieces_inner(
+    audit: PieceAudit,
+    dir: &std::path::Path,
+    local: IpAddr,
+    ih: [u8; 20],
+    torrent: Option<bytes::Bytes>,
+    peer: SocketAddr,
+    limit: Duration,
+) -> Finding {
+    let session = match Torrents::start(TorrentsConfig {
+        state_dir: dir.join("state"),
+        listen: SocketAddr::new(local, 0),
+        dht_bootstrap: None,
+        download_limit: None,
+        upload_limit: None,
+        audit: Some(audit),
+    })
+    .await
+    {
+        Ok(s) => s,
+        Err(e) => return Finding::Failed(e.to_string()),
+    };
+    let Some(mut reports) = session.take_bad_pieces() else {
+        return Finding::Failed("no piece audit".into());
+    };
+    let finding = match session
+        .add(&ih, torrent, &dir.join("out"), vec![peer])
+        .await
+    {
+        Err(e) => Finding::Failed(e.to_string()),
+        Ok(handle) => {
+            let wait = Torrents::wait(&handle, Duration::from_millis(500), |_| {});
+            let bad = async {
+                while let Some(r) = reports.recv().await {
+                    if r.peer.ip() == peer.ip() {
+                        return;
+                    }
+                }
+                std::future::pending::<()>().await
+            };
+            tokio::select! {
+                _ = bad => Finding::Pieces { bad: true },
+                _ = wait => Finding::Pieces { bad: false },
+                _ = tokio::time::sleep(limit) => Finding::Pieces { bad: false },
+            }
+        }
+    };
+    session.stop().await;
+    finding
+}

@@ -1,0 +1,383 @@
+//! Forgers isolated end to end (SPEC §8): an attacker built from the project's own
+//! pieces forges records, seeds corrupt pieces of the real release and announces
+//! itself in the DHT under a release name holding nothing. Eight nodes: an
+//! auto-blacklist node (the publisher's) and six honest volunteers, with the attacker
+//! as the eighth. Each of its three faces runs on an address of its own, so each must
+//! be caught by its own evidence, whatever order things happen in.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use swarmsite::bundle::Site;
+use swarmsite::keys::MIN_BITS;
+use swarmsite::name::{SystemName, kind};
+use swarmsite::node::{AutoBlacklist, Node, NodeConfig, NodeHandle};
+use swarmsite::publisher::{self, InitOptions, NetworkDir};
+use swarmsite::record::{Payload, Record};
+use swarmsite::rendezvous::Rendezvous;
+use swarmsite::torrents::{PieceAudit, Torrents, TorrentsConfig};
+use swarmsite::wire::WireConfig;
+
+const PASS: &[u8] = b"isolation test";
+const FORGER: &str = "127.0.0.147";
+const CORRUPTER: &str = "127.0.0.148";
+const ANNOUNCER: &str = "127.0.0.149";
+
+/// The process's tracing subscriber with the piece audit's layer (librqbit's tasks run
+/// on many threads, so it must be the global one).
+fn audit() -> PieceAudit {
+    static A: std::sync::OnceLock<PieceAudit> = std::sync::OnceLock::new();
+    A.get_or_init(|| {
+        use tracing_subscriber::Layer;
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        let a = PieceAudit::new();
+        // Errors only, unless RUST_LOG says otherwise.
+        let log = tracing_subscriber::fmt::layer()
+            .with_test_writer()
+            .with_filter(tracing_subscriber::EnvFilter::from_default_env());
+        tracing_subscriber::registry()
+            .with(log)
+            .with(a.layer())
+            .init();
+        a
+    })
+    .clone()
+}
+
+fn node_config(data: &Path, net: &NetworkDir, ip: &str, peers: Vec<SocketAddr>) -> NodeConfig {
+    let mut cfg = NodeConfig::loopback(
+        data.to_path_buf(),
+        net.bundle().clone(),
+        ip.parse().unwrap(),
+    );
+    cfg.peers = peers;
+    cfg.pull_interval = Duration::from_secs(2);
+    cfg.rendezvous = Some(format!("{ip}:0").parse().unwrap());
+    cfg.piece_audit = Some(audit());
+    cfg
+}
+
+/// A site with a file of many pieces, so a corrupt seeder is asked for some.
+fn write_site(dir: &Path, version: u32) {
+    swarmsite::demo_site::write(dir, version).unwrap();
+    std::fs::write(
+        dir.join("archive.bin"),
+        (0..4_000_000u32)
+            .map(|i| (i.wrapping_mul(version + 7) % 251) as u8)
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+}
+
+/// Seeds the published release in `published` from `ip`, then corrupts its data in
+/// place: it goes on announcing every piece, and sends wrong bytes.
+async fn corrupt_seeder(dir: &Path, ip: &str, published: &Path) -> (Torrents, SocketAddr) {
+    let payload = dir.join("payload");
+    swarmsite::fsutil::copy_missing(&published.join(publisher::PAYLOAD_DIR), &payload).unwrap();
+    let torrent = std::fs::read(published.join(publisher::TORRENT_FILE)).unwrap();
+    let ih = swarmsite::torrent::info_hash_of(&torrent).unwrap();
+    let t = Torrents::start(TorrentsConfig {
+        state_dir: dir.join("state"),
+        listen: format!("{ip}:0").parse().unwrap(),
+        dht_bootstrap: None,
+        download_limit: None,
+        upload_limit: None,
+        audit: None,
+    })
+    .await
+    .unwrap();
+    let h = t
+        .add(&ih, Some(torrent.into()), &payload, vec![])
+        .await
+        .unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        Torrents::wait(&h, Duration::from_millis(200), |_| {}),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(payload.join("archive.bin"))
+            .unwrap();
+        for at in (0..4_000_000u64).step_by(16_384) {
+            f.seek(SeekFrom::Start(at)).unwrap();
+            f.write_all(b"corrupt").unwrap();
+        }
+        f.sync_all().unwrap();
+    }
+    let addr = t.listen_addr().unwrap();
+    (t, addr)
+}
+
+fn evidence_of(data: &Path) -> String {
+    std::fs::read_to_string(data.join("evidence.jsonl")).unwrap_or_default()
+}
+
+fn lists(h: &NodeHandle, ip: &str) -> bool {
+    h.status()
+        .blacklist
+        .is_some_and(|b| b.in_bittorrent && b.entries.iter().any(|e| e.addr == format!("{ip}/32")))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forgers_are_isolated_while_the_site_stays_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let net = NetworkDir::init(
+        &tmp.path().join("net"),
+        &InitOptions {
+            tag: "ISOLATION".parse().unwrap(),
+            sites: vec![Site {
+                id: 1,
+                name: "isolation".into(),
+            }],
+            keys_per_role: 1,
+            threshold: 1,
+            sign: 1,
+            bits: MIN_BITS,
+            bootstrap: vec![],
+        },
+        PASS,
+        now(),
+    )
+    .unwrap();
+    let tag = net.bundle().network();
+    let site_key = [publisher::load_key(&net.root().join("keys/site/v1/key-1.pem"), PASS).unwrap()];
+    let publish = |version: u32| {
+        let dir = tmp.path().join(format!("site{version}"));
+        write_site(&dir, version);
+        let (published, record) = net
+            .publish_site(&dir, 1, Some(version), &site_key, now())
+            .unwrap()
+            .published()
+            .unwrap();
+        (dir, published, record.encode().unwrap())
+    };
+    let (site1, pub1, rec1) = publish(1);
+
+    // The publisher's node, with the blacklist key and auto-blacklisting. Its upload is
+    // capped so that volunteers also ask the corrupt seeder for pieces.
+    let mut cfg = node_config(&tmp.path().join("auto"), &net, "127.0.0.140", vec![]);
+    cfg.auto_blacklist = Some(Arc::new(AutoBlacklist {
+        key: publisher::load_key(&net.root().join("keys/blacklist/v1/key-1.pem"), PASS).unwrap(),
+        threshold: 2,
+        interval: Duration::from_secs(1),
+    }));
+    cfg.upload_limit = Some(2_000_000);
+    let auto = Node::start(cfg).await.unwrap();
+    let a = auto.handle();
+    let a_wire: SocketAddr = a.status().wire_addr.parse().unwrap();
+    a.submit(rec1.clone(), Some(pub1.clone())).await.unwrap();
+    wait_for("the publisher serves v1", 60, || {
+        a.status().served_version == Some(1)
+    })
+    .await;
+
+    // The attacker. (a) A wire node that pushes a forged v2 to whoever connects and
+    // answers `get` with it.
+    let rendezvous = *SystemName::new(tag, kind::NOTICE, 1, 0).as_bytes();
+    let v2 = SystemName::new(tag, kind::SITE_RELEASE, 1, 2);
+    let forged = {
+        let attacker = swarmsite::keys::PrivateKey::generate(MIN_BITS).unwrap();
+        let mut r = Record::new(
+            v2,
+            now(),
+            Payload::Torrent {
+                ih: [0x66; 20],
+                size: 1,
+            },
+        )
+        .unwrap();
+        r.sign(&attacker);
+        r.encode().unwrap()
+    };
+    let mut tasks = Vec::new();
+    let forger = tokio::net::TcpListener::bind(format!("{FORGER}:0"))
+        .await
+        .unwrap();
+    let forger_wire = forger.local_addr().unwrap();
+    tasks.push(tokio::spawn(scripted_node(
+        forger,
+        WireConfig::new(rendezvous, [0x46; 20], Some(forger_wire.port())),
+        vec![v2],
+        vec![(v2, forged.clone())],
+        vec![forged],
+    )));
+    // (b) A seeder of the real release with corrupt data, behind a wire node that
+    // tells its BitTorrent port like any volunteer.
+    let (corrupt, corrupt_bt) = corrupt_seeder(&tmp.path().join("corrupt"), CORRUPTER, &pub1).await;
+    let corrupter = tokio::net::TcpListener::bind(format!("{CORRUPTER}:0"))
+        .await
+        .unwrap();
+    let corrupter_wire = corrupter.local_addr().unwrap();
+    let mut cfg = WireConfig::new(rendezvous, [0x43; 20], Some(corrupter_wire.port()));
+    cfg.bt_port = Some(corrupt_bt.port());
+    tasks.push(tokio::spawn(scripted_node(
+        corrupter,
+        cfg,
+        vec![],
+        vec![],
+        vec![],
+    )));
+    // (c) A wire node holding nothing, announced in the rendezvous DHT under the
+    // release names volunteers look up.
+    let empty = tokio::net::TcpListener::bind(format!("{ANNOUNCER}:0"))
+        .await
+        .unwrap();
+    let empty_port = empty.local_addr().unwrap().port();
+    tasks.push(tokio::spawn(scripted_node(
+        empty,
+        WireConfig::new(rendezvous, [0x45; 20], Some(empty_port)),
+        vec![],
+        vec![],
+        vec![],
+    )));
+    let liar = Arc::new(
+        Rendezvous::start(tag, format!("{ANNOUNCER}:0").parse().unwrap(), vec![])
+            .await
+            .unwrap(),
+    );
+    let (dht_port, dht_id) = a.status().dht.expect("the publisher runs the DHT");
+    let id: [u8; 20] = hex::decode(&dht_id).unwrap().try_into().unwrap();
+    liar.add_contact(id, format!("127.0.0.140:{dht_port}").parse().unwrap())
+        .await;
+    liar.refresh().await.unwrap();
+    {
+        let liar = Arc::clone(&liar);
+        let names = [SystemName::new(tag, kind::SITE_RELEASE, 1, 1), v2];
+        tasks.push(tokio::spawn(async move {
+            loop {
+                for n in names {
+                    liar.find(*n.as_bytes(), Some(empty_port), Duration::from_secs(1))
+                        .await;
+                }
+            }
+        }));
+    }
+
+    // Six volunteers, each knowing the publisher and the attacker's wire nodes.
+    let mut nodes = Vec::new();
+    let mut dirs = Vec::new();
+    for i in 0..6 {
+        let ip = format!("127.0.0.{}", 141 + i);
+        let dir = tmp.path().join(format!("n{i}"));
+        dirs.push(dir.clone());
+        let cfg = node_config(&dir, &net, &ip, vec![a_wire, forger_wire, corrupter_wire]);
+        nodes.push(
+            tokio::task::spawn_blocking(move || OwnRuntime::start(cfg))
+                .await
+                .unwrap(),
+        );
+    }
+    let handles: Vec<NodeHandle> = nodes.iter().map(|n| n.handle.clone()).collect();
+
+    // Every face of the attacker is caught by its own evidence, re-checked by the
+    // publisher's node, and listed; the list reaches every volunteer and is in force
+    // in BitTorrent too.
+    wait_for("all three attackers listed everywhere", 180, || {
+        [FORGER, CORRUPTER, ANNOUNCER]
+            .iter()
+            .all(|ip| lists(&a, ip) && handles.iter().all(|h| lists(h, ip)))
+    })
+    .await;
+    let seen: String = dirs.iter().map(|d| evidence_of(d)).collect();
+    for (reason, ip) in [
+        ("not-enough-signatures", FORGER),
+        ("bad-piece", CORRUPTER),
+        ("dht-empty-announce", ANNOUNCER),
+    ] {
+        assert!(
+            seen.lines()
+                .any(|l| l.contains(&format!("\"reason\":\"{reason}\"")) && l.contains(ip)),
+            "volunteers recorded {reason} from {ip}"
+        );
+    }
+    let audited = evidence_of(&tmp.path().join("auto"));
+    assert!(
+        audited.contains("re-checked after hints from"),
+        "the publisher's node listed after its own re-checks: {audited}"
+    );
+    let listed: Vec<String> = a
+        .status()
+        .blacklist
+        .unwrap()
+        .entries
+        .iter()
+        .map(|e| e.addr.clone())
+        .collect();
+    assert_eq!(listed.len(), 3, "only the attacker is listed: {listed:?}");
+
+    // The site stayed up: every volunteer serves the real v1, byte for byte.
+    wait_for("v1 everywhere", 120, || {
+        handles.iter().all(|h| h.status().served_version == Some(1))
+    })
+    .await;
+    let archive = std::fs::read(site1.join("archive.bin")).unwrap();
+    for h in &handles {
+        let (status, body) = http_get(&http_addr(h), "/archive.bin").await;
+        assert_eq!(status, 200);
+        assert!(body == archive, "{}: the real archive", http_addr(h));
+    }
+
+    // The attacker is refused at every door now.
+    let refused_before: Vec<u64> = handles
+        .iter()
+        .map(|h| h.status().blacklist.unwrap().refused)
+        .collect();
+    for h in &handles {
+        let wire: SocketAddr = h.status().wire_addr.parse().unwrap();
+        for ip in [FORGER, CORRUPTER, ANNOUNCER] {
+            hostile_push(ip, wire, rendezvous, vec![]).await;
+        }
+        assert!(
+            !h.status()
+                .peers
+                .iter()
+                .any(|p| [FORGER, CORRUPTER, ANNOUNCER]
+                    .iter()
+                    .any(|ip| p.addr.starts_with(ip))),
+            "no connection to the attacker is left"
+        );
+    }
+    wait_for("every volunteer refuses the attacker", 20, || {
+        handles
+            .iter()
+            .zip(&refused_before)
+            .all(|(h, before)| h.status().blacklist.unwrap().refused >= before + 3)
+    })
+    .await;
+
+    // A new release spreads without the attacker: no volunteer takes a piece from it.
+    let bad_pieces_before = seen.matches("\"reason\":\"bad-piece\"").count();
+    let (_, pub2, rec2) = publish(2);
+    a.submit(rec2, Some(pub2)).await.unwrap();
+    wait_for("v2 everywhere", 120, || {
+        handles.iter().all(|h| h.status().served_version == Some(2))
+    })
+    .await;
+    let seen: String = dirs.iter().map(|d| evidence_of(d)).collect();
+    assert_eq!(
+        seen.matches("\"reason\":\"bad-piece\"").count(),
+        bad_pieces_before,
+        "no piece came from the banned seeder"
+    );
+
+    for t in tasks {
+        t.abort();
+    }
+    liar.stop().await;
+    corrupt.stop().await;
+    for n in nodes {
+        tokio::task::spawn_blocking(move || n.stop()).await.unwrap();
+    }
+    auto.shutdown().await;
+}
