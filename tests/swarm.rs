@@ -695,3 +695,108 @@ async fn a_false_announcement_in_the_dht_is_evidence() {
     node.shutdown().await;
     seed.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_blacklist_travels_as_a_torrent_and_grows_automatically() {
+    use swarmsite::content::Blacklist;
+    use swarmsite::publisher::{PAYLOAD_DIR, TORRENT_FILE};
+    let tmp = tempfile::tempdir().unwrap();
+    let f = fixture();
+    let tag = f.net.bundle().network();
+    let key = publisher::load_key(&f.net.root().join("keys/blacklist/v1/key-1.pem"), PASS).unwrap();
+
+    // 300 entries: far too long for a record body, so it goes as a torrent of one file,
+    // laid out like a publication.
+    let text: String = (0..300)
+        .map(|i| format!("10.9.{}.{} scraper\n", i / 250, i % 250))
+        .collect();
+    let list = Blacklist::from_text(&text, now()).unwrap();
+    let body = list.encode();
+    assert!(body.len() > swarmsite::record::MAX_BODY_LEN);
+    let published = tmp.path().join("bl-v1");
+    std::fs::create_dir_all(published.join(PAYLOAD_DIR)).unwrap();
+    let file = published.join(PAYLOAD_DIR).join("blacklist.bencode");
+    std::fs::write(&file, &body).unwrap();
+    let t = swarmsite::torrent::make(&file, "blacklist.bencode").unwrap();
+    std::fs::write(published.join(TORRENT_FILE), &t.bytes).unwrap();
+    let mut r = Record::new(
+        SystemName::new(tag, kind::AUTHORIZED_FILE, 1, 1),
+        now(),
+        Payload::Torrent {
+            ih: t.info_hash,
+            size: t.total_size,
+        },
+    )
+    .unwrap();
+    r.sign(&key);
+
+    let mut cfg = node_config(&tmp.path().join("auto"), &f.net, "127.0.0.150", vec![]);
+    cfg.auto_blacklist = Some(std::sync::Arc::new(swarmsite::node::AutoBlacklist {
+        key,
+        threshold: 1,
+        interval: Duration::from_secs(1),
+    }));
+    let auto = Node::start(cfg).await.unwrap();
+    let aw: SocketAddr = auto.handle().status().wire_addr.parse().unwrap();
+    let honest = Node::start(node_config(
+        &tmp.path().join("h"),
+        &f.net,
+        "127.0.0.151",
+        vec![aw],
+    ))
+    .await
+    .unwrap();
+    let (ah, hh) = (auto.handle(), honest.handle());
+    ah.submit(r.encode().unwrap(), Some(published))
+        .await
+        .unwrap();
+    wait_for("the long list in force on the honest node", 60, || {
+        hh.status()
+            .blacklist
+            .is_some_and(|b| b.version == 1 && b.entries.len() == 300 && b.in_bittorrent)
+    })
+    .await;
+
+    // One forgery (threshold 1 here) and the auto node's next version, 301 entries,
+    // goes out as a torrent too.
+    let attacker = swarmsite::keys::PrivateKey::generate(MIN_BITS).unwrap();
+    let mut forged = Record::new(
+        SystemName::new(tag, kind::SITE_RELEASE, 1, 9),
+        now(),
+        Payload::Torrent {
+            ih: [9; 20],
+            size: 1,
+        },
+    )
+    .unwrap();
+    forged.sign(&attacker);
+    let rendezvous = *SystemName::new(tag, kind::NOTICE, 1, 0).as_bytes();
+    hostile_push(
+        "127.0.0.152",
+        aw,
+        rendezvous,
+        vec![forged.encode().unwrap()],
+    )
+    .await;
+    wait_for("the grown list on the honest node", 60, || {
+        hh.status().blacklist.is_some_and(|b| {
+            b.version == 2
+                && b.entries.len() == 301
+                && b.entries.iter().any(|e| e.addr == "127.0.0.152/32")
+        })
+    })
+    .await;
+    // The superseded list's files are gone; the new one is kept and seeded.
+    let lists = tmp
+        .path()
+        .join("h/networks")
+        .join(tag.as_str())
+        .join("blacklists");
+    wait_for("v1's files removed", 10, || {
+        !lists.join(hex::encode(t.info_hash)).exists()
+    })
+    .await;
+    assert_eq!(std::fs::read_dir(&lists).unwrap().count(), 1);
+    honest.shutdown().await;
+    auto.shutdown().await;
+}

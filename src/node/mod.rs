@@ -153,6 +153,12 @@ pub enum Command {
         hint: crate::wire::Hint,
         finding: recheck::Finding,
     },
+    /// (Internal) a torrent-form blacklist arrived (or could not be read).
+    BlacklistFetched {
+        name: crate::name::SystemName,
+        ih: [u8; 20],
+        list: Result<crate::content::Blacklist, String>,
+    },
     /// (Internal) librqbit now runs with blacklist `version`.
     BlocklistApplied { version: u32 },
     /// (Internal) the content of a local submission is being seeded: send the record.

@@ -96,7 +96,7 @@ async fn fetch_inner(
     store: &NodeStore,
     torrents: &Torrents,
     current_dir: Option<&Path>,
-    mut peers: watch::Receiver<Vec<SocketAddr>>,
+    peers: watch::Receiver<Vec<SocketAddr>>,
     report: &mpsc::Sender<SyncReport>,
 ) -> Result<SiteRelease, String> {
     let dir = store.release_dir(site, wanted.version);
@@ -121,66 +121,75 @@ async fn fetch_inner(
             std::fs::read(&t).map_err(|e| format!("{}: {e}", t.display()))?,
         ));
     }
+    let progress = |p: Progress, error: Option<String>| {
+        let _ = report.try_send(SyncReport::Progress(status(p, error)));
+    };
+    fetch_torrent(
+        torrents,
+        &wanted.ih,
+        torrent_bytes,
+        &dir,
+        current_dir,
+        peers,
+        progress,
+    )
+    .await;
+    let record = wanted.record.clone();
+    let (v, t) = (wanted.version, wanted.time);
+    tokio::task::spawn_blocking(move || SiteRelease::index(&dir, v, t, &record))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("indexing release {v}: {e}"))
+}
+
+/// Fetches torrent `ih` into `dir` until complete, whatever happens on the way: no
+/// peer yet, a stalled transfer, a session restart. Files of `current_dir` with the
+/// same path and length are carried over first. Cancel by dropping the future.
+pub async fn fetch_torrent(
+    torrents: &Torrents,
+    ih: &[u8; 20],
+    torrent_bytes: Option<bytes::Bytes>,
+    dir: &Path,
+    current_dir: Option<&Path>,
+    mut peers: watch::Receiver<Vec<SocketAddr>>,
+    progress: impl Fn(Progress, Option<String>),
+) {
     let mut generation = torrents.generation();
     let mut listed = false;
     loop {
         let known: Vec<SocketAddr> = peers.borrow_and_update().clone();
         if torrent_bytes.is_none() && !listed {
             // Learn the file list first so unchanged files can be carried over.
-            let files = tokio::time::timeout(
-                METADATA_WAIT,
-                torrents.list_files(&wanted.ih, known.clone()),
-            )
-            .await;
+            let files =
+                tokio::time::timeout(METADATA_WAIT, torrents.list_files(ih, known.clone())).await;
             match files {
                 Ok(Ok(files)) => {
                     listed = true;
                     if let Some(cur) = current_dir {
                         for f in &files {
-                            reuse(cur, &dir, &f.path, f.len);
+                            reuse(cur, dir, &f.path, f.len);
                         }
                     }
                 }
                 Ok(Err(e)) => {
-                    let _ = report
-                        .send(SyncReport::Progress(status(
-                            Progress::default(),
-                            Some(e.to_string()),
-                        )))
-                        .await;
+                    progress(Progress::default(), Some(e.to_string()));
                     wait_for_peers(&mut peers).await;
                     continue;
                 }
                 Err(_) => {
-                    let _ = report
-                        .send(SyncReport::Progress(status(
-                            Progress::default(),
-                            Some("no peer has the release yet".into()),
-                        )))
-                        .await;
+                    progress(Progress::default(), Some("no peer has it yet".into()));
                     wait_for_peers(&mut peers).await;
                     continue;
                 }
             }
         }
         generation.borrow_and_update();
-        let handle = match torrents
-            .add(&wanted.ih, torrent_bytes.clone(), &dir, known)
-            .await
-        {
+        let handle = match torrents.add(ih, torrent_bytes.clone(), dir, known).await {
             Ok(h) => h,
             Err(e) => {
                 // No peer could give the metadata, or the session was restarting:
                 // try again with the peers known then.
-                retry_later(
-                    torrents,
-                    &wanted.ih,
-                    &mut peers,
-                    report,
-                    status,
-                    e.to_string(),
-                )
-                .await;
+                retry_later(torrents, ih, &mut peers, &progress, e.to_string()).await;
                 continue;
             }
         };
@@ -190,7 +199,7 @@ async fn fetch_inner(
             if last_have.swap(p.have_bytes, Ordering::Relaxed) != p.have_bytes {
                 last_change.store(super::unix_ms(), Ordering::Relaxed);
             }
-            let _ = report.try_send(SyncReport::Progress(status(p, None)));
+            progress(p, None);
         });
         let stall = async {
             loop {
@@ -212,37 +221,25 @@ async fn fetch_inner(
             Ok(Some(true)) => break,
             Ok(Some(false)) => {
                 // Stalled: add it again with the peers known now.
-                let _ = torrents.forget(&wanted.ih).await;
+                let _ = torrents.forget(ih).await;
             }
             Ok(None) => {}
             Err(e) => {
-                retry_later(torrents, &wanted.ih, &mut peers, report, status, e).await;
+                retry_later(torrents, ih, &mut peers, &progress, e).await;
             }
         }
     }
-    let record = wanted.record.clone();
-    let (v, t) = (wanted.version, wanted.time);
-    tokio::task::spawn_blocking(move || SiteRelease::index(&dir, v, t, &record))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("indexing release {v}: {e}"))
 }
 
 async fn retry_later(
     torrents: &Torrents,
     ih: &[u8; 20],
     peers: &mut watch::Receiver<Vec<SocketAddr>>,
-    report: &mpsc::Sender<SyncReport>,
-    status: impl Fn(Progress, Option<String>) -> SyncStatus,
+    progress: &impl Fn(Progress, Option<String>),
     error: String,
 ) {
     let _ = torrents.forget(ih).await;
-    let _ = report
-        .send(SyncReport::Progress(status(
-            Progress::default(),
-            Some(error),
-        )))
-        .await;
+    progress(Progress::default(), Some(error));
     wait_for_peers(peers).await;
 }
 
