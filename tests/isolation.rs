@@ -205,9 +205,12 @@ async fn forgers_are_isolated_while_the_site_stays_up() {
         .await
         .unwrap();
     let forger_wire = forger.local_addr().unwrap();
+    // It names a rendezvous DHT node id, which evidence then records.
+    let mut cfg = WireConfig::new(rendezvous, [0x46; 20], Some(forger_wire.port()));
+    cfg.dht = Some((9, [0x46; 20]));
     tasks.push(tokio::spawn(scripted_node(
         forger,
-        WireConfig::new(rendezvous, [0x46; 20], Some(forger_wire.port())),
+        cfg,
         vec![v2],
         vec![(v2, forged.clone())],
         vec![forged],
@@ -301,6 +304,12 @@ async fn forgers_are_isolated_while_the_site_stays_up() {
             "volunteers recorded {reason} from {ip}"
         );
     }
+    assert!(
+        seen.lines()
+            .any(|l| l.contains(FORGER)
+                && l.contains(&format!("\"node_id\":\"{}\"", "46".repeat(20)))),
+        "evidence names the forger's DHT node id"
+    );
     let audited = evidence_of(&tmp.path().join("auto"));
     assert!(
         audited.contains("re-checked after hints from"),

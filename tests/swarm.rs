@@ -538,6 +538,11 @@ async fn a_blacklisted_node_is_cut_off() {
     assert_eq!(b.entries.len(), 2);
     assert_eq!(b.entries[1].addr, "10.0.0.0/8");
     assert!(
+        !b.closed.is_empty() && b.closed.iter().all(|a| a.starts_with("127.0.0.102:")),
+        "the status names what it closed: {:?}",
+        b.closed
+    );
+    assert!(
         ah.status()
             .peers
             .iter()

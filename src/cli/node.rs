@@ -311,6 +311,15 @@ fn print_status(s: &serde_json::Value) {
                 e["reason"].as_str().unwrap_or("")
             );
         }
+        let closed: Vec<&str> = b["closed"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a.as_str())
+            .collect();
+        if !closed.is_empty() {
+            println!("  closed or refused: {}", closed.join(", "));
+        }
     }
 }
 

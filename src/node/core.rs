@@ -82,6 +82,7 @@ struct Conn {
     /// Set when the rendezvous DHT named this address as holding `name`: if it then
     /// turns out not to be a swarmsite node at all, the announcement was a lie.
     found_under: Option<SystemName>,
+    dht_id: Option<[u8; 20]>,
 }
 
 impl Conn {
@@ -90,6 +91,7 @@ impl Conn {
             remote: self.remote,
             wire: self.wire_addr,
             bt: self.bt_addr,
+            node_id: self.dht_id,
         }
     }
 }
@@ -165,6 +167,8 @@ struct PeerAddrs {
     remote: SocketAddr,
     wire: Option<SocketAddr>,
     bt: Option<SocketAddr>,
+    /// Its rendezvous DHT node id, when it told us.
+    node_id: Option<[u8; 20]>,
 }
 
 /// An accusation an auditor heard, and where its re-check stands.
@@ -304,7 +308,7 @@ impl Core {
                     if let Ok((stream, remote)) = accepted {
                         if self.blacklist.contains(remote.ip()) {
                             drop(stream);
-                            self.count_refused(1);
+                            self.count_refused(remote);
                         } else {
                             self.spawn_conn(stream, remote);
                         }
@@ -445,6 +449,7 @@ impl Core {
             bt_addr: None,
             client: None,
             found_under: None,
+            dht_id: None,
         };
         self.conns.insert(key, conn);
         (key, rx)
@@ -536,6 +541,7 @@ impl Core {
                 }
                 conn.ready = true;
                 conn.peer_id = peer_id;
+                conn.dht_id = dht.map(|(_, id)| id);
                 conn.client = client;
                 conn.bt_addr = bt_port.map(|p| SocketAddr::new(conn.remote.ip(), p));
                 if conn.wire_addr.is_none() {
@@ -925,8 +931,10 @@ impl Core {
             .filter(|(_, c)| list.contains(c.remote.ip()))
             .map(|(k, _)| *k)
             .collect();
+        let mut closed_addrs = Vec::new();
         for key in &listed {
             if let Some(conn) = self.conns.remove(key) {
+                closed_addrs.push(conn.remote);
                 // Dropping the sender closes the connection task's inbox: it closes.
                 self.remember_closed(*key, conn.addrs());
                 drop(conn.tx);
@@ -963,13 +971,20 @@ impl Core {
         });
         self.blacklist = list;
         self.update_status(|s| {
-            let refused = s.blacklist.as_ref().map_or(0, |b| b.refused) + listed.len() as u64;
-            s.blacklist = Some(crate::node::BlacklistStatus {
+            let mut status = crate::node::BlacklistStatus {
                 version,
                 entries,
-                refused,
+                refused: 0,
                 in_bittorrent: false,
-            });
+                closed: Vec::new(),
+            };
+            if let Some(old) = s.blacklist.take() {
+                (status.refused, status.closed) = (old.refused, old.closed);
+            }
+            for addr in &closed_addrs {
+                status.note_closed(*addr);
+            }
+            s.blacklist = Some(status);
         });
         self.refresh_peers();
         tracing::info!(
@@ -1138,6 +1153,7 @@ impl Core {
                 remote: bad.peer,
                 wire,
                 bt: Some(bad.peer),
+                node_id: None,
             },
             "bad-piece",
             object,
@@ -1389,10 +1405,10 @@ impl Core {
         })
     }
 
-    fn count_refused(&self, n: u64) {
+    fn count_refused(&self, addr: SocketAddr) {
         self.update_status(|s| {
             if let Some(b) = s.blacklist.as_mut() {
-                b.refused += n;
+                b.note_closed(addr);
             }
         });
     }
@@ -1552,10 +1568,19 @@ impl Core {
             reason,
             peer.map_or("this node".into(), |p| p.to_string())
         );
+        // The DHT node id of whoever sent it, where a connection told us.
+        let node_id = peer.and_then(|p| {
+            self.conns
+                .values()
+                .map(Conn::addrs)
+                .chain(self.closed.iter().rev().map(|(_, a)| *a))
+                .find(|a| a.remote == p || a.wire == Some(p) || a.bt == Some(p))
+                .and_then(|a| a.node_id)
+        });
         let entry = Evidence {
             time: unix_ms() / 1000,
             peer: peer.map(|p| p.to_string()),
-            node_id: None,
+            node_id: node_id.map(hex::encode),
             object: object.map(|o| o.to_hex()),
             reason: reason.into(),
             detail: detail.clone(),

@@ -40,6 +40,22 @@ pub struct BlacklistStatus {
     pub refused: u64,
     /// True once librqbit runs with it too (its session restarted with the list).
     pub in_bittorrent: bool,
+    /// The connections it closed or refused, newest last (the last
+    /// [`BlacklistStatus::CLOSED_KEPT`]).
+    pub closed: Vec<String>,
+}
+
+impl BlacklistStatus {
+    pub const CLOSED_KEPT: usize = 32;
+
+    /// Counts a connection closed or refused because of the list.
+    pub fn note_closed(&mut self, addr: std::net::SocketAddr) {
+        self.refused += 1;
+        if self.closed.len() >= Self::CLOSED_KEPT {
+            self.closed.remove(0);
+        }
+        self.closed.push(addr.to_string());
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
