@@ -24,6 +24,7 @@ pub mod store;
 pub mod torrent;
 pub mod torrents;
 pub mod trust;
+pub mod upload;
 pub mod wire;
 
 #[cfg(test)]

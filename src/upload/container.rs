@@ -1,0 +1,751 @@
+//! The sealed upload container (SPEC §7): tar → zstd → random padding to a size bucket →
+//! ChaCha20-Poly1305 in the STREAM construction → the key wrapped by RSA-OAEP-SHA-256 to
+//! an intake key.
+//!
+//! ```text
+//! header (4096 bytes, zero-padded):
+//!   "swarmsite-upload" | version u8 = 1 | kid (32) | wrapped-key length u16 BE |
+//!   wrapped key | stream nonce (7)
+//! body: 64 KiB ciphertext chunks (65,520 bytes of plaintext + 16-byte tag each), the
+//!   last one shorter and sealed as last; every chunk's associated data is SHA-256 of
+//!   the header
+//! plaintext: one zstd frame of a tar stream, then random bytes up to the bucket, a
+//!   power of two of at least 64 KiB; so the container's size depends on the bucket alone
+//! ```
+//!
+//! What an observer learns is the bucket and the intake key's id, nothing else: file
+//! names, sizes and tar metadata are inside, and tar headers are written in
+//! deterministic mode (no owner, no times). Packing and opening stream: memory stays
+//! at a few chunks whatever the size.
+
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use chacha20poly1305::aead::stream::{DecryptorBE32, EncryptorBE32};
+use chacha20poly1305::aead::{KeyInit, Payload};
+use chacha20poly1305::{ChaCha20Poly1305, Key};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use crate::keys::{Kid, PrivateKey, PublicKey};
+
+pub const MAGIC: &[u8; 16] = b"swarmsite-upload";
+pub const VERSION: u8 = 1;
+pub const HEADER_LEN: usize = 4096;
+/// Ciphertext bytes per chunk.
+pub const CHUNK: usize = 64 * 1024;
+const TAG: usize = 16;
+/// Plaintext bytes per full chunk.
+const PLAIN: usize = CHUNK - TAG;
+const NONCE: usize = 7;
+/// The smallest container.
+pub const MIN_BUCKET: u64 = 64 * 1024;
+/// Default cap on a container's size.
+pub const DEFAULT_MAX_SIZE: u64 = 4 << 30;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    #[error("{path}: {source}")]
+    Input { path: PathBuf, source: io::Error },
+    #[error("writing the container: {0}")]
+    Output(io::Error),
+    #[error("reading the container: {0}")]
+    Read(io::Error),
+    #[error("the upload needs a container of more than the {max}-byte limit")]
+    TooLarge { max: u64 },
+    #[error("not an upload container: {0}")]
+    Malformed(&'static str),
+    #[error("sealed to intake key {0}, which is not held here")]
+    UnknownKey(String),
+    #[error("the wrapped key does not open with the intake key")]
+    BadWrappedKey,
+    #[error("chunk {0} does not authenticate: tampered or truncated")]
+    Tampered(u64),
+    #[error("the contents are not a valid archive: {0}")]
+    BadArchive(String),
+    #[error("the archive unpacks to more than {0} bytes or files")]
+    Bomb(u64),
+    #[error("{path}: {source}")]
+    Unpack { path: PathBuf, source: io::Error },
+}
+
+/// Settings for packing and opening.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Largest container (bytes).
+    pub max_size: u64,
+    /// Most bytes an archive may unpack to.
+    pub max_unpacked: u64,
+    /// Most entries an archive may hold.
+    pub max_entries: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_size: DEFAULT_MAX_SIZE,
+            max_unpacked: 4 * DEFAULT_MAX_SIZE,
+            max_entries: 1_000_000,
+        }
+    }
+}
+
+/// The bucket (padded plaintext size) for `plain` bytes of compressed archive.
+pub fn bucket_for(plain: u64) -> u64 {
+    plain.max(MIN_BUCKET).next_power_of_two()
+}
+
+/// The size of a container whose bucket is `bucket`.
+pub fn container_size(bucket: u64) -> u64 {
+    HEADER_LEN as u64 + bucket + bucket.div_ceil(PLAIN as u64) * TAG as u64
+}
+
+/// The largest bucket whose container fits in `max_size` (0 if none does).
+fn largest_bucket(max_size: u64) -> u64 {
+    let mut b = MIN_BUCKET;
+    if container_size(b) > max_size {
+        return 0;
+    }
+    while container_size(b * 2) <= max_size {
+        b *= 2;
+    }
+    b
+}
+
+/// The header fields.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Header {
+    pub kid: Kid,
+    pub wrapped: Vec<u8>,
+    pub nonce: [u8; NONCE],
+}
+
+impl Header {
+    fn encode(&self) -> [u8; HEADER_LEN] {
+        let mut h = [0u8; HEADER_LEN];
+        let mut at = 0;
+        for part in [
+            &MAGIC[..],
+            &[VERSION],
+            &self.kid.0,
+            &(self.wrapped.len() as u16).to_be_bytes(),
+            &self.wrapped,
+            &self.nonce,
+        ] {
+            h[at..at + part.len()].copy_from_slice(part);
+            at += part.len();
+        }
+        h
+    }
+
+    pub fn decode(h: &[u8; HEADER_LEN]) -> Result<Self, ContainerError> {
+        if &h[..16] != MAGIC {
+            return Err(ContainerError::Malformed("no upload magic"));
+        }
+        if h[16] != VERSION {
+            return Err(ContainerError::Malformed("unknown container version"));
+        }
+        let kid = Kid::from_slice(&h[17..49]).ok_or(ContainerError::Malformed("kid"))?;
+        let len = u16::from_be_bytes([h[49], h[50]]) as usize;
+        if !(256..=1024).contains(&len) {
+            return Err(ContainerError::Malformed("wrapped key length"));
+        }
+        let wrapped = h[51..51 + len].to_vec();
+        let nonce: [u8; NONCE] = h[51 + len..51 + len + NONCE].try_into().expect("7");
+        if h[51 + len + NONCE..].iter().any(|b| *b != 0) {
+            return Err(ContainerError::Malformed("header padding"));
+        }
+        Ok(Header {
+            kid,
+            wrapped,
+            nonce,
+        })
+    }
+}
+
+/// What a pack produced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Packed {
+    /// Container size (the bucket).
+    pub size: u64,
+    /// Bytes of the files packed.
+    pub input_bytes: u64,
+    /// Compressed bytes before padding.
+    pub compressed: u64,
+}
+
+/// Packs `inputs` (files and folders, each under its own name) into a container sealed
+/// to `intake`, written to `out`.
+pub fn pack(
+    inputs: &[PathBuf],
+    intake: &PublicKey,
+    out: impl Write,
+    limits: &Limits,
+) -> Result<Packed, ContainerError> {
+    let mut key = Zeroizing::new([0u8; 32]);
+    rand::thread_rng().fill_bytes(&mut key[..]);
+    let wrapped = intake
+        .rsa()
+        .encrypt(
+            &mut rand::thread_rng(),
+            rsa::Oaep::new::<Sha256>(),
+            &key[..],
+        )
+        .map_err(|_| ContainerError::Malformed("the intake key cannot wrap a key"))?;
+    let mut nonce = [0u8; NONCE];
+    rand::thread_rng().fill_bytes(&mut nonce);
+    let header = Header {
+        kid: intake.kid(),
+        wrapped,
+        nonce,
+    };
+    let mut sealer = Sealer::new(out, &header, &key, limits.max_size)?;
+    let input_bytes = {
+        let zstd =
+            zstd::stream::write::Encoder::new(&mut sealer, 3).map_err(ContainerError::Output)?;
+        let mut tar = tar::Builder::new(zstd);
+        tar.mode(tar::HeaderMode::Deterministic);
+        tar.follow_symlinks(false);
+        let mut total = 0u64;
+        for input in inputs {
+            total += append(&mut tar, input)?;
+        }
+        let zstd = tar.into_inner().map_err(map_out)?;
+        zstd.finish().map_err(map_out)?;
+        total
+    };
+    let compressed = sealer.written;
+    let size = sealer.finish()?;
+    Ok(Packed {
+        size,
+        input_bytes,
+        compressed,
+    })
+}
+
+fn map_out(e: io::Error) -> ContainerError {
+    // The sealer reports the size limit through an io::Error of its own kind.
+    if e.kind() == io::ErrorKind::FileTooLarge {
+        ContainerError::TooLarge {
+            max: e
+                .get_ref()
+                .and_then(|m| m.to_string().parse().ok())
+                .unwrap_or(0),
+        }
+    } else {
+        ContainerError::Output(e)
+    }
+}
+
+fn append<W: Write>(tar: &mut tar::Builder<W>, input: &Path) -> Result<u64, ContainerError> {
+    let err = |source| ContainerError::Input {
+        path: input.to_path_buf(),
+        source,
+    };
+    let name = input
+        .file_name()
+        .ok_or_else(|| err(io::Error::other("has no file name")))?;
+    let meta = std::fs::metadata(input).map_err(err)?;
+    if meta.is_dir() {
+        let mut total = 0;
+        for entry in walk(input).map_err(err)? {
+            total += std::fs::metadata(&entry).map(|m| m.len()).unwrap_or(0);
+        }
+        tar.append_dir_all(name, input)
+            .map_err(|e| match map_out(e) {
+                ContainerError::Output(e) => err(e),
+                other => other,
+            })?;
+        Ok(total)
+    } else {
+        let mut f = std::fs::File::open(input).map_err(err)?;
+        tar.append_file(name, &mut f)
+            .map_err(|e| match map_out(e) {
+                ContainerError::Output(e) => err(e),
+                other => other,
+            })?;
+        Ok(meta.len())
+    }
+}
+
+fn walk(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        let t = e.file_type()?;
+        if t.is_dir() {
+            out.extend(walk(&e.path())?);
+        } else if t.is_file() {
+            out.push(e.path());
+        }
+    }
+    Ok(out)
+}
+
+/// Encrypts plaintext written to it into chunks; `finish` pads to the bucket.
+struct Sealer<W: Write> {
+    out: W,
+    enc: Option<EncryptorBE32<ChaCha20Poly1305>>,
+    aad: [u8; 32],
+    buf: Vec<u8>,
+    written: u64,
+    max_plain: u64,
+    max_size: u64,
+}
+
+impl<W: Write> Sealer<W> {
+    fn new(
+        mut out: W,
+        header: &Header,
+        key: &[u8; 32],
+        max_size: u64,
+    ) -> Result<Self, ContainerError> {
+        let bytes = header.encode();
+        out.write_all(&bytes).map_err(ContainerError::Output)?;
+        let cipher = ChaCha20Poly1305::new(Key::from_slice(key));
+        let enc = EncryptorBE32::from_aead(cipher, header.nonce.as_slice().into());
+        Ok(Sealer {
+            out,
+            enc: Some(enc),
+            aad: Sha256::digest(bytes).into(),
+            buf: Vec::with_capacity(PLAIN),
+            written: 0,
+            max_plain: largest_bucket(max_size),
+            max_size,
+        })
+    }
+
+    fn flush_chunk(&mut self) -> io::Result<()> {
+        let enc = self.enc.as_mut().expect("not finished");
+        let ct = enc
+            .encrypt_next(Payload {
+                msg: &self.buf,
+                aad: &self.aad,
+            })
+            .map_err(|_| io::Error::other("encryption failed"))?;
+        self.out.write_all(&ct)?;
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Adds plaintext; a chunk goes out only once more follows (the last is sealed as
+    /// last in `finish`).
+    fn push(&mut self, mut data: &[u8]) -> io::Result<()> {
+        while !data.is_empty() {
+            if self.buf.len() == PLAIN {
+                self.flush_chunk()?;
+            }
+            let n = data.len().min(PLAIN - self.buf.len());
+            self.buf.extend_from_slice(&data[..n]);
+            data = &data[n..];
+        }
+        Ok(())
+    }
+
+    /// Pads with random bytes to the bucket and seals the last chunk; returns the size.
+    fn finish(mut self) -> Result<u64, ContainerError> {
+        let bucket = bucket_for(self.written);
+        let mut pad = bucket - self.written;
+        let mut noise = vec![0u8; PLAIN];
+        while pad > 0 {
+            let n = (pad as usize).min(PLAIN);
+            rand::thread_rng().fill_bytes(&mut noise[..n]);
+            self.push(&noise[..n]).map_err(ContainerError::Output)?;
+            pad -= n as u64;
+        }
+        let enc = self.enc.take().expect("once");
+        let ct = enc
+            .encrypt_last(Payload {
+                msg: &self.buf,
+                aad: &self.aad,
+            })
+            .map_err(|_| ContainerError::Output(io::Error::other("encryption failed")))?;
+        self.out.write_all(&ct).map_err(ContainerError::Output)?;
+        self.out.flush().map_err(ContainerError::Output)?;
+        Ok(container_size(bucket))
+    }
+}
+
+impl<W: Write> Write for Sealer<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.written + data.len() as u64 > self.max_plain {
+            return Err(io::Error::new(
+                io::ErrorKind::FileTooLarge,
+                self.max_size.to_string(),
+            ));
+        }
+        self.push(data)?;
+        self.written += data.len() as u64;
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Reads a container's header and finds the intake key it was sealed to.
+pub fn read_header(r: &mut impl Read) -> Result<Header, ContainerError> {
+    let mut h = [0u8; HEADER_LEN];
+    r.read_exact(&mut h).map_err(|e| match e.kind() {
+        io::ErrorKind::UnexpectedEof => ContainerError::Malformed("shorter than a header"),
+        _ => ContainerError::Read(e),
+    })?;
+    Header::decode(&h)
+}
+
+/// What opening produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Opened {
+    pub size: u64,
+    pub files: u64,
+    pub bytes: u64,
+}
+
+/// Opens a container with whichever of `keys` it was sealed to and unpacks it into
+/// `dest`, a folder that must not exist yet: it appears whole (moved in by one rename
+/// from a staging folder beside it) or not at all.
+pub fn open(
+    mut r: impl Read,
+    keys: &[&PrivateKey],
+    dest: &Path,
+    limits: &Limits,
+) -> Result<Opened, ContainerError> {
+    let mut raw = [0u8; HEADER_LEN];
+    r.read_exact(&mut raw).map_err(|e| match e.kind() {
+        io::ErrorKind::UnexpectedEof => ContainerError::Malformed("shorter than a header"),
+        _ => ContainerError::Read(e),
+    })?;
+    let header = Header::decode(&raw)?;
+    let key = keys
+        .iter()
+        .find(|k| k.kid() == header.kid)
+        .ok_or_else(|| ContainerError::UnknownKey(header.kid.short()))?;
+    let sym = key
+        .decrypt_oaep(&header.wrapped)
+        .filter(|k| k.len() == 32)
+        .ok_or(ContainerError::BadWrappedKey)?;
+    let cipher = ChaCha20Poly1305::new(Key::from_slice(&sym));
+    let opener = Opener {
+        inner: r,
+        dec: Some(DecryptorBE32::from_aead(
+            cipher,
+            header.nonce.as_slice().into(),
+        )),
+        aad: Sha256::digest(raw).into(),
+        plain: Vec::new(),
+        at: 0,
+        ahead: None,
+        plain_total: 0,
+        chunk: 0,
+        size: HEADER_LEN as u64,
+        max_size: limits.max_size,
+        error: Default::default(),
+    };
+    let cause = std::rc::Rc::clone(&opener.error);
+    let staging =
+        crate::fsutil::Staging::new(dest, 0o700).map_err(|source| ContainerError::Unpack {
+            path: dest.to_path_buf(),
+            source,
+        })?;
+    let (opened, mut opener) = unpack(opener, staging.path(), limits)
+        .map_err(|e| cause.borrow_mut().take().unwrap_or(e))?;
+    // Authenticate the rest (padding and the last chunk) before the result counts.
+    io::copy(&mut opener, &mut io::sink()).map_err(|e| opener.take_error(e))?;
+    let size = opener.size;
+    if opener.plain_total < MIN_BUCKET || !opener.plain_total.is_power_of_two() {
+        return Err(ContainerError::Malformed("padded to no bucket"));
+    }
+    staging.commit().map_err(|source| ContainerError::Unpack {
+        path: dest.to_path_buf(),
+        source,
+    })?;
+    Ok(Opened { size, ..opened })
+}
+
+fn unpack<R: Read>(
+    opener: Opener<R>,
+    dir: &Path,
+    limits: &Limits,
+) -> Result<(Opened, Opener<R>), ContainerError> {
+    let mut zstd = zstd::stream::read::Decoder::new(opener)
+        .map_err(ContainerError::Read)?
+        .single_frame();
+    let (mut files, mut bytes) = (0u64, 0u64);
+    {
+        let mut archive = tar::Archive::new(&mut zstd);
+        let entries = archive
+            .entries()
+            .map_err(|e| ContainerError::BadArchive(e.to_string()))?;
+        for entry in entries {
+            let mut entry = entry.map_err(|e| ContainerError::BadArchive(e.to_string()))?;
+            let kind = entry.header().entry_type();
+            if !(kind.is_file() || kind.is_dir()) {
+                return Err(ContainerError::BadArchive(format!(
+                    "entry of type {kind:?}: only files and folders are accepted"
+                )));
+            }
+            files += 1;
+            bytes += entry.size();
+            if files > limits.max_entries || bytes > limits.max_unpacked {
+                return Err(ContainerError::Bomb(limits.max_unpacked));
+            }
+            let ok = entry
+                .unpack_in(dir)
+                .map_err(|e| ContainerError::BadArchive(e.to_string()))?;
+            if !ok {
+                return Err(ContainerError::BadArchive(
+                    "an entry points outside the upload".into(),
+                ));
+            }
+        }
+    }
+    let opener = zstd.finish().into_inner();
+    Ok((
+        Opened {
+            size: 0,
+            files,
+            bytes,
+        },
+        opener,
+    ))
+}
+
+/// Decrypts chunk by chunk as it is read; the last chunk is the one followed by EOF.
+struct Opener<R: Read> {
+    inner: R,
+    dec: Option<DecryptorBE32<ChaCha20Poly1305>>,
+    aad: [u8; 32],
+    plain: Vec<u8>,
+    at: usize,
+    ahead: Option<u8>,
+    plain_total: u64,
+    chunk: u64,
+    size: u64,
+    max_size: u64,
+    /// The real cause of a read failure, which the layers above (zstd, tar) would
+    /// otherwise turn into a generic error.
+    error: std::rc::Rc<std::cell::RefCell<Option<ContainerError>>>,
+}
+
+impl<R: Read> Opener<R> {
+    fn take_error(&mut self, e: io::Error) -> ContainerError {
+        self.error
+            .borrow_mut()
+            .take()
+            .unwrap_or(ContainerError::Read(e))
+    }
+
+    fn fail(&mut self, e: ContainerError) -> io::Error {
+        let msg = e.to_string();
+        *self.error.borrow_mut() = Some(e);
+        io::Error::other(msg)
+    }
+
+    /// Reads up to one chunk plus one byte, to know whether this chunk is the last.
+    fn next_chunk(&mut self) -> io::Result<()> {
+        let Some(mut dec) = self.dec.take() else {
+            return Ok(()); // after the last chunk: EOF
+        };
+        let mut ct = Vec::with_capacity(CHUNK + 1);
+        ct.extend(self.ahead.take());
+        let want = (CHUNK + 1 - ct.len()) as u64;
+        (&mut self.inner).take(want).read_to_end(&mut ct)?;
+        let last = ct.len() <= CHUNK;
+        if !last {
+            // The byte read ahead starts the next chunk.
+            self.ahead = ct.pop();
+        }
+        self.size += ct.len() as u64;
+        if self.size > self.max_size {
+            return Err(self.fail(ContainerError::TooLarge { max: self.max_size }));
+        }
+        let payload = Payload {
+            msg: &ct,
+            aad: &self.aad,
+        };
+        let plain = if last {
+            dec.decrypt_last(payload)
+        } else {
+            let p = dec.decrypt_next(payload);
+            self.dec = Some(dec);
+            p
+        };
+        let plain = match plain {
+            Ok(p) => p,
+            Err(_) => return Err(self.fail(ContainerError::Tampered(self.chunk))),
+        };
+        self.chunk += 1;
+        self.plain_total += plain.len() as u64;
+        self.plain = plain;
+        self.at = 0;
+        Ok(())
+    }
+}
+
+impl<R: Read> Read for Opener<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.at == self.plain.len() {
+            self.next_chunk()?;
+            if self.at == self.plain.len() {
+                return Ok(0);
+            }
+        }
+        let n = out.len().min(self.plain.len() - self.at);
+        out[..n].copy_from_slice(&self.plain[..][self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkeys;
+
+    fn tree(dir: &Path) -> Vec<PathBuf> {
+        std::fs::create_dir_all(dir.join("folder/sub")).unwrap();
+        std::fs::write(dir.join("folder/a.txt"), b"alpha").unwrap();
+        let mut noise = vec![0u8; 300_000];
+        rand::thread_rng().fill_bytes(&mut noise);
+        std::fs::write(dir.join("folder/sub/b.bin"), noise).unwrap();
+        std::fs::write(dir.join("note.txt"), b"read me").unwrap();
+        vec![dir.join("folder"), dir.join("note.txt")]
+    }
+
+    fn seal(inputs: &[PathBuf], key: &PublicKey) -> Vec<u8> {
+        let mut out = Vec::new();
+        pack(inputs, key, &mut out, &Limits::default()).unwrap();
+        out
+    }
+
+    #[test]
+    fn a_folder_and_a_file_arrive_byte_identical() {
+        let tmp = tempfile::tempdir().unwrap();
+        let inputs = tree(&tmp.path().join("in"));
+        let key = testkeys::key(0);
+        let mut out = Vec::new();
+        let packed = pack(&inputs, key.public(), &mut out, &Limits::default()).unwrap();
+        assert_eq!(packed.size, out.len() as u64);
+        assert_eq!(packed.input_bytes, 5 + 300_000 + 7);
+        let other = testkeys::key(1);
+        let opened = open(
+            &out[..],
+            &[other, key],
+            &tmp.path().join("out"),
+            &Limits::default(),
+        )
+        .unwrap();
+        assert_eq!(opened.size, out.len() as u64);
+        for f in ["folder/a.txt", "folder/sub/b.bin", "note.txt"] {
+            assert_eq!(
+                std::fs::read(tmp.path().join("out").join(f)).unwrap(),
+                std::fs::read(tmp.path().join("in").join(f)).unwrap(),
+                "{f}"
+            );
+        }
+    }
+
+    #[test]
+    fn sizes_reveal_only_the_bucket() {
+        let tmp = tempfile::tempdir().unwrap();
+        let key = testkeys::key(0);
+        let one = tmp.path().join("one");
+        std::fs::write(&one, b"x").unwrap();
+        let sixty = tmp.path().join("sixty");
+        let mut noise = vec![0u8; 60 * 1024];
+        rand::thread_rng().fill_bytes(&mut noise);
+        std::fs::write(&sixty, &noise).unwrap();
+        let a = seal(&[one], key.public());
+        let b = seal(&[sixty], key.public());
+        assert_eq!(a.len(), b.len());
+        assert_eq!(a.len() as u64, container_size(MIN_BUCKET));
+        // The same input twice: nothing in common past the magic and the key id.
+        let c = seal(&[tmp.path().join("one")], key.public());
+        assert_ne!(
+            a[HEADER_LEN..HEADER_LEN + 64],
+            c[HEADER_LEN..HEADER_LEN + 64]
+        );
+    }
+
+    #[test]
+    fn tampering_anywhere_is_refused_and_leaves_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let inputs = tree(&tmp.path().join("in"));
+        let key = testkeys::key(0);
+        let sealed = seal(&inputs, key.public());
+        let dest = tmp.path().join("out");
+        let opens = |bytes: &[u8]| open(bytes, &[key], &dest, &Limits::default());
+        // The wrapped key, a body byte, the last chunk, truncation, an extra chunk.
+        let mut wrapped = sealed.clone();
+        wrapped[60] ^= 1;
+        assert!(matches!(
+            opens(&wrapped),
+            Err(ContainerError::BadWrappedKey)
+        ));
+        for at in [HEADER_LEN + 10, HEADER_LEN + CHUNK + 3, sealed.len() - 1] {
+            let mut t = sealed.clone();
+            t[at] ^= 0x80;
+            assert!(
+                matches!(opens(&t), Err(ContainerError::Tampered(_))),
+                "byte {at}"
+            );
+            assert!(!dest.exists());
+        }
+        let cut = &sealed[..sealed.len() - 100];
+        assert!(opens(cut).is_err());
+        let cut = &sealed[..HEADER_LEN + CHUNK];
+        assert!(matches!(opens(cut), Err(ContainerError::Tampered(_))));
+        let mut longer = sealed.clone();
+        longer.extend_from_slice(&[0; 40]);
+        assert!(opens(&longer).is_err());
+        // Header tampering changes the associated data of every chunk.
+        let mut nonce = sealed.clone();
+        nonce[HEADER_LEN - 1] = 1;
+        assert!(matches!(opens(&nonce), Err(ContainerError::Malformed(_))));
+        assert!(matches!(
+            opens(b"not a container"),
+            Err(ContainerError::Malformed(_))
+        ));
+        assert!(!dest.exists(), "nothing half-unpacked");
+        opens(&sealed).unwrap();
+    }
+
+    #[test]
+    fn a_container_for_another_key_is_named_as_such() {
+        let tmp = tempfile::tempdir().unwrap();
+        let sealed = seal(&tree(&tmp.path().join("in")), testkeys::key(0).public());
+        let e = open(
+            &sealed[..],
+            &[testkeys::key(1)],
+            &tmp.path().join("out"),
+            &Limits::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(e, ContainerError::UnknownKey(_)), "{e}");
+    }
+
+    #[test]
+    fn limits_hold_on_both_sides() {
+        let tmp = tempfile::tempdir().unwrap();
+        let inputs = tree(&tmp.path().join("in"));
+        let key = testkeys::key(0);
+        let small = Limits {
+            max_size: container_size(MIN_BUCKET),
+            ..Limits::default()
+        };
+        let e = pack(&inputs, key.public(), io::sink(), &small).unwrap_err();
+        assert!(matches!(e, ContainerError::TooLarge { .. }), "{e}");
+        let sealed = seal(&inputs, key.public());
+        let e = open(&sealed[..], &[key], &tmp.path().join("o1"), &small).unwrap_err();
+        assert!(matches!(e, ContainerError::TooLarge { .. }), "{e}");
+        let few = Limits {
+            max_entries: 2,
+            ..Limits::default()
+        };
+        let e = open(&sealed[..], &[key], &tmp.path().join("o2"), &few).unwrap_err();
+        assert!(matches!(e, ContainerError::Bomb(_)), "{e}");
+        assert!(!tmp.path().join("o2").exists());
+    }
+}
