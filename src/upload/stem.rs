@@ -1,0 +1,348 @@
+//! The stem phase of an upload (SPEC §7), as a sans-IO state machine: `event, time in →
+//! actions out`, so the node and the million-node simulator run the same code.
+//!
+//! A container first travels hop by hop: the node holding it waits a random delay, then
+//! hands it to one random wire peer. The receiver keeps it and, with probability
+//! `relay_probability`, does the same after its own delay; otherwise it fluffs (makes it
+//! a torrent and announces it). The originator behaves exactly like a relay that chose
+//! to relay, so a peer receiving a container cannot tell whether its sender made it.
+//! Nothing here announces anything: that is fluff, decided by this machine and done by
+//! the driver.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::gossip::PeerKey;
+
+/// An upload's id before fluff: SHA-256 of the container (looks random).
+pub type UploadId = [u8; 32];
+
+#[derive(Clone, Debug)]
+pub struct StemConfig {
+    /// Each hop waits uniformly within this range, in ms (the design's default: 0 to 4
+    /// days; tests use milliseconds).
+    pub delay_ms: (u64, u64),
+    /// Chance that a receiving node passes the container on rather than fluffing it.
+    pub relay_probability: f64,
+    /// How long to wait before trying again when no peer took it.
+    pub retry_ms: u64,
+}
+
+impl Default for StemConfig {
+    fn default() -> Self {
+        StemConfig {
+            delay_ms: (0, 4 * 24 * 3600 * 1000),
+            relay_probability: 0.8,
+            retry_ms: 30_000,
+        }
+    }
+}
+
+/// Where an upload stands on this node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StemState {
+    /// Waiting for its delay to run out before the next hop.
+    Waiting { until: u64 },
+    /// Being handed to `to`.
+    Sending { to: PeerKey },
+    /// Handed on: the next hop holds it.
+    Passed,
+    /// This node switched it to fluff.
+    Fluffed,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StemAction {
+    /// Hand the container to wire peer `to`.
+    Send { id: UploadId, to: PeerKey },
+    /// Make it a torrent, seed it and announce it.
+    Fluff { id: UploadId },
+}
+
+#[derive(Clone, Debug)]
+struct Item {
+    state: StemState,
+    /// The peer it came from, never chosen as the next hop when another exists.
+    from: Option<PeerKey>,
+    /// Peers that failed to take it, avoided on the next try.
+    failed: Vec<PeerKey>,
+}
+
+pub struct Stem {
+    cfg: StemConfig,
+    rng: StdRng,
+    items: BTreeMap<UploadId, Item>,
+    actions: VecDeque<StemAction>,
+}
+
+impl Stem {
+    pub fn new(cfg: StemConfig, seed: u64) -> Self {
+        Stem {
+            cfg,
+            rng: StdRng::seed_from_u64(seed),
+            items: BTreeMap::new(),
+            actions: VecDeque::new(),
+        }
+    }
+
+    fn delay(&mut self) -> u64 {
+        let (lo, hi) = self.cfg.delay_ms;
+        if hi <= lo {
+            lo
+        } else {
+            self.rng.gen_range(lo..=hi)
+        }
+    }
+
+    /// The local user made `id`: it waits, then takes its first hop.
+    pub fn originate(&mut self, id: UploadId, now: u64) {
+        let until = now + self.delay();
+        self.items.entry(id).or_insert(Item {
+            state: StemState::Waiting { until },
+            from: None,
+            failed: Vec::new(),
+        });
+    }
+
+    /// A whole container arrived from `from` over the stem. Returns false when it was
+    /// known already (the driver keeps one copy).
+    pub fn received(&mut self, id: UploadId, from: PeerKey, now: u64) -> bool {
+        if self.items.contains_key(&id) {
+            return false;
+        }
+        let state = if self
+            .rng
+            .gen_bool(self.cfg.relay_probability.clamp(0.0, 1.0))
+        {
+            StemState::Waiting {
+                until: now + self.delay(),
+            }
+        } else {
+            self.actions.push_back(StemAction::Fluff { id });
+            StemState::Fluffed
+        };
+        self.items.insert(
+            id,
+            Item {
+                state,
+                from: Some(from),
+                failed: Vec::new(),
+            },
+        );
+        true
+    }
+
+    /// After a restart: the state the driver saved. A send that was under way waits
+    /// out a short retry, then goes to a peer again.
+    pub fn restore(&mut self, id: UploadId, state: StemState, now: u64) {
+        let state = match state {
+            StemState::Sending { .. } => StemState::Waiting {
+                until: now + self.cfg.retry_ms.min(self.cfg.delay_ms.1),
+            },
+            s => s,
+        };
+        self.items.insert(
+            id,
+            Item {
+                state,
+                from: None,
+                failed: Vec::new(),
+            },
+        );
+    }
+
+    /// The next hop took it whole.
+    pub fn sent(&mut self, id: &UploadId) {
+        if let Some(item) = self.items.get_mut(id) {
+            item.state = StemState::Passed;
+        }
+    }
+
+    /// The hop failed (the peer left, refused, or stalled): another peer, later.
+    pub fn failed(&mut self, id: &UploadId, now: u64) {
+        let retry = self.cfg.retry_ms;
+        if let Some(item) = self.items.get_mut(id)
+            && let StemState::Sending { to } = item.state
+        {
+            item.failed.push(to);
+            item.state = StemState::Waiting { until: now + retry };
+        }
+    }
+
+    /// Forgets `id` (received by the intake, or dropped by the user before it left).
+    pub fn forget(&mut self, id: &UploadId) {
+        self.items.remove(id);
+    }
+
+    /// Starts the hops that are due, each to one random peer of `peers` (the ready wire
+    /// peers able to take a container).
+    pub fn handle_timeout(&mut self, now: u64, peers: &[PeerKey]) {
+        let due: Vec<UploadId> = self
+            .items
+            .iter()
+            .filter(|(_, i)| matches!(i.state, StemState::Waiting { until } if until <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            let item = self.items.get(&id).expect("due");
+            // Prefer a peer that is neither the sender nor one that failed; fall back
+            // to any peer rather than hold the upload forever.
+            let fresh: Vec<PeerKey> = peers
+                .iter()
+                .copied()
+                .filter(|p| Some(*p) != item.from && !item.failed.contains(p))
+                .collect();
+            let pool = if fresh.is_empty() {
+                peers.to_vec()
+            } else {
+                fresh
+            };
+            let retry = self.cfg.retry_ms;
+            let item = self.items.get_mut(&id).expect("due");
+            if pool.is_empty() {
+                item.state = StemState::Waiting { until: now + retry };
+                continue;
+            }
+            if item.failed.len() >= peers.len() {
+                item.failed.clear();
+            }
+            let to = pool[self.rng.gen_range(0..pool.len())];
+            item.state = StemState::Sending { to };
+            self.actions.push_back(StemAction::Send { id, to });
+        }
+    }
+
+    /// When [`Stem::handle_timeout`] is next needed.
+    pub fn next_timeout(&self) -> Option<u64> {
+        self.items
+            .values()
+            .filter_map(|i| match i.state {
+                StemState::Waiting { until } => Some(until),
+                _ => None,
+            })
+            .min()
+    }
+
+    pub fn poll_action(&mut self) -> Option<StemAction> {
+        self.actions.pop_front()
+    }
+
+    pub fn state(&self, id: &UploadId) -> Option<StemState> {
+        self.items.get(id).map(|i| i.state)
+    }
+
+    /// Every upload and its state, for the driver to save.
+    pub fn items(&self) -> impl Iterator<Item = (&UploadId, StemState)> {
+        self.items.iter().map(|(id, i)| (id, i.state))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(p: f64) -> StemConfig {
+        StemConfig {
+            delay_ms: (100, 200),
+            relay_probability: p,
+            retry_ms: 50,
+        }
+    }
+
+    fn drain(s: &mut Stem) -> Vec<StemAction> {
+        std::iter::from_fn(|| s.poll_action()).collect()
+    }
+
+    #[test]
+    fn the_originator_waits_then_hands_it_to_one_peer() {
+        let mut s = Stem::new(cfg(0.8), 1);
+        s.originate([1; 32], 1000);
+        let until = s.next_timeout().unwrap();
+        assert!((1100..=1200).contains(&until));
+        s.handle_timeout(until - 1, &[5, 6, 7]);
+        assert!(drain(&mut s).is_empty(), "nothing before the delay");
+        s.handle_timeout(until, &[5, 6, 7]);
+        let a = drain(&mut s);
+        assert_eq!(a.len(), 1);
+        let StemAction::Send { to, .. } = a[0] else {
+            panic!("{a:?}")
+        };
+        assert!([5, 6, 7].contains(&to));
+        s.sent(&[1; 32]);
+        assert_eq!(s.state(&[1; 32]), Some(StemState::Passed));
+        assert_eq!(s.next_timeout(), None);
+    }
+
+    #[test]
+    fn relays_pass_on_about_as_often_as_configured_and_never_back() {
+        let mut s = Stem::new(cfg(0.8), 7);
+        let n = 10_000u32;
+        for i in 0..n {
+            let mut id = [0u8; 32];
+            id[..4].copy_from_slice(&i.to_be_bytes());
+            assert!(s.received(id, 3, 0));
+        }
+        let fluffed = drain(&mut s).len() as f64 / n as f64;
+        assert!((0.18..0.22).contains(&fluffed), "{fluffed}");
+        s.handle_timeout(1000, &[3, 4]);
+        let sends = drain(&mut s);
+        assert!(sends.len() > 7000);
+        assert!(
+            sends
+                .iter()
+                .all(|a| matches!(a, StemAction::Send { to: 4, .. })),
+            "never back to the sender while another peer exists"
+        );
+        assert!(!s.received([0; 32], 4, 0), "a copy already held");
+    }
+
+    #[test]
+    fn a_failed_hop_goes_to_another_peer_and_no_peer_means_waiting() {
+        let mut s = Stem::new(cfg(1.0), 3);
+        s.originate([2; 32], 0);
+        s.handle_timeout(500, &[]);
+        assert!(drain(&mut s).is_empty());
+        assert_eq!(s.next_timeout(), Some(550));
+        s.handle_timeout(550, &[8, 9]);
+        let StemAction::Send { to: first, .. } = drain(&mut s)[0] else {
+            panic!()
+        };
+        s.failed(&[2; 32], 600);
+        s.handle_timeout(650, &[8, 9]);
+        let StemAction::Send { to: second, .. } = drain(&mut s)[0] else {
+            panic!()
+        };
+        assert_ne!(first, second);
+        // Every peer failed once: it tries them again rather than hold it forever.
+        s.failed(&[2; 32], 700);
+        s.handle_timeout(750, &[8, 9]);
+        assert_eq!(drain(&mut s).len(), 1);
+    }
+
+    #[test]
+    fn never_relaying_fluffs_at_once_and_a_restart_resumes_a_send() {
+        let mut s = Stem::new(cfg(0.0), 4);
+        assert!(s.received([3; 32], 1, 0));
+        assert_eq!(drain(&mut s), vec![StemAction::Fluff { id: [3; 32] }]);
+        let mut t = Stem::new(cfg(0.8), 5);
+        t.restore([4; 32], StemState::Sending { to: 2 }, 1000);
+        assert_eq!(t.next_timeout(), Some(1050));
+        t.handle_timeout(1050, &[2]);
+        assert_eq!(drain(&mut t).len(), 1);
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_run() {
+        let run = |seed| {
+            let mut s = Stem::new(cfg(0.5), seed);
+            for i in 0..50u8 {
+                s.received([i; 32], 1, 0);
+            }
+            s.handle_timeout(1000, &[1, 2, 3, 4]);
+            drain(&mut s)
+        };
+        assert_eq!(run(9), run(9));
+    }
+}
