@@ -1,0 +1,348 @@
+//! The blacklist in force: applying a signed list (inline or as a torrent), putting it
+//! into librqbit, and (with `--auto-blacklist`) turning evidence into new versions.
+
+use super::*;
+
+/// Largest torrent-form blacklist fetched (about 100,000 entries).
+const MAX_BLACKLIST_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Reads the one file a single-file torrent put in `dir`.
+fn read_single_file(dir: &std::path::Path, size: u64) -> Result<Vec<u8>, String> {
+    let mut files = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()));
+    let (Some(file), None) = (files.next(), files.next()) else {
+        return Err("the blacklist torrent must hold exactly one file".into());
+    };
+    let bytes =
+        std::fs::read(file.path()).map_err(|e| format!("{}: {e}", file.path().display()))?;
+    if bytes.len() as u64 != size {
+        return Err(format!("{} bytes, the record says {size}", bytes.len()));
+    }
+    Ok(bytes)
+}
+
+impl Core {
+    /// Puts the blacklist of `record` in force, fetching it first when it travels as a
+    /// torrent; an older version than the one in force changes nothing.
+    pub(super) fn apply_blacklist(&mut self, record: &Record) {
+        let version = record.name.version();
+        if self
+            .shared
+            .status
+            .read()
+            .expect("status lock")
+            .blacklist
+            .as_ref()
+            .is_some_and(|b| b.version >= version)
+        {
+            return;
+        }
+        match &record.payload {
+            Payload::Body(body) => match crate::content::Blacklist::decode(body, body.len()) {
+                Ok(list) => self.put_in_force(version, list, None),
+                Err(e) => self.record_evidence(
+                    None,
+                    Some(record.name),
+                    "bad-blacklist",
+                    format!("signed blacklist does not parse: {e}"),
+                ),
+            },
+            Payload::Torrent { ih, size } => self.fetch_blacklist(record.name, *ih, *size),
+        }
+    }
+
+    /// A blacklist too long for a record travels as a torrent of one file: fetch it
+    /// (and seed it, so it spreads), then put it in force.
+    fn fetch_blacklist(&mut self, name: SystemName, ih: [u8; 20], size: u64) {
+        if size > MAX_BLACKLIST_BYTES {
+            self.record_evidence(
+                None,
+                Some(name),
+                "bad-blacklist",
+                format!(
+                    "signed blacklist of {size} bytes is over the {MAX_BLACKLIST_BYTES}-byte limit"
+                ),
+            );
+            return;
+        }
+        if let Some((_, old)) = self.blacklist_fetch.take() {
+            old.cancel();
+        }
+        let cancel = self.shared.cancel.child_token();
+        self.blacklist_fetch = Some((name.version(), cancel.clone()));
+        // Our own publication is seeded from where it was published.
+        let (dir, torrent) = match self.local_payloads.get(&ih) {
+            Some(d) => (
+                d.join(crate::publisher::PAYLOAD_DIR),
+                std::fs::read(d.join(crate::publisher::TORRENT_FILE))
+                    .ok()
+                    .map(bytes::Bytes::from),
+            ),
+            None => (self.blacklists_dir().join(hex::encode(ih)), None),
+        };
+        let torrents = Arc::clone(&self.shared.torrents);
+        let peers = self.bt_peers.subscribe();
+        let commands = self.shared.commands.clone();
+        tokio::spawn(async move {
+            let fetch = async {
+                std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                sync::fetch_torrent(&torrents, &ih, torrent, &dir, None, peers, |_, _| {}).await;
+                read_single_file(&dir, size)
+            };
+            let result = tokio::select! {
+                r = fetch => r,
+                _ = cancel.cancelled() => return,
+            };
+            let list = result.and_then(|bytes| {
+                crate::content::Blacklist::decode(&bytes, bytes.len()).map_err(|e| e.to_string())
+            });
+            let _ = commands
+                .send(Command::BlacklistFetched { name, ih, list })
+                .await;
+        });
+    }
+
+    fn blacklists_dir(&self) -> PathBuf {
+        self.cfg
+            .data_dir
+            .join("networks")
+            .join(self.cfg.bundle.network().as_str())
+            .join("blacklists")
+    }
+
+    pub(super) fn on_blacklist_fetched(
+        &mut self,
+        name: SystemName,
+        ih: [u8; 20],
+        list: Result<crate::content::Blacklist, String>,
+    ) {
+        if self.blacklist_fetch.as_ref().map(|(v, _)| *v) != Some(name.version()) {
+            return; // a newer one is on its way
+        }
+        self.blacklist_fetch = None;
+        match list {
+            Ok(list) => self.put_in_force(name.version(), list, Some(ih)),
+            Err(e) => self.record_evidence(
+                None,
+                Some(name),
+                "bad-blacklist",
+                format!("signed blacklist does not parse: {e}"),
+            ),
+        }
+    }
+
+    /// Puts blacklist `version` in force: closes connections to listed addresses,
+    /// forgets them as peers, and restarts librqbit with it.
+    fn put_in_force(
+        &mut self,
+        version: u32,
+        list: crate::content::Blacklist,
+        ih: Option<[u8; 20]>,
+    ) {
+        if self
+            .shared
+            .status
+            .read()
+            .expect("status lock")
+            .blacklist
+            .as_ref()
+            .is_some_and(|b| b.version >= version)
+        {
+            return;
+        }
+        // The previous torrent-form list is no longer needed.
+        if let Some(old) = std::mem::replace(&mut self.blacklist_ih, ih)
+            && Some(old) != ih
+            && !self.local_payloads.contains_key(&old)
+        {
+            let torrents = Arc::clone(&self.shared.torrents);
+            let dir = self.blacklists_dir().join(hex::encode(old));
+            tokio::spawn(async move {
+                let _ = torrents.forget(&old).await;
+                let _ = std::fs::remove_dir_all(dir);
+            });
+        }
+        self.suspects.retain(|ip, _| !list.contains(*ip));
+        if self.auto_pending.is_some_and(|(v, _)| v <= version) {
+            self.auto_pending = None;
+        }
+        let listed: Vec<PeerKey> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| list.contains(c.remote.ip()))
+            .map(|(k, _)| *k)
+            .collect();
+        let mut closed_addrs = Vec::new();
+        for key in &listed {
+            if let Some(conn) = self.conns.remove(key) {
+                closed_addrs.push(conn.remote);
+                // Dropping the sender closes the connection task's inbox: it closes.
+                self.remember_closed(*key, conn.addrs());
+                drop(conn.tx);
+                if conn.ready {
+                    self.gossip.peer_down(*key, unix_ms());
+                }
+            }
+        }
+        self.cfg.peers.retain(|a| !list.contains(a.ip()));
+        let entries: Vec<crate::node::BlacklistEntryStatus> = list
+            .entries
+            .iter()
+            .map(|e| crate::node::BlacklistEntryStatus {
+                addr: e.addr.to_string(),
+                reason: e.reason.clone(),
+                since: e.since,
+            })
+            .collect();
+        let count = entries.len();
+        // librqbit too: no connection to or from listed addresses, whoever names them.
+        let nets: Vec<ipnet::IpNet> = list.entries.iter().map(|e| e.addr).collect();
+        let torrents = Arc::clone(&self.shared.torrents);
+        let commands = self.shared.commands.clone();
+        tokio::spawn(async move {
+            match torrents.set_blocklist(version, &nets).await {
+                Ok(n) => {
+                    tracing::info!(
+                        "BitTorrent runs with blacklist v{version} ({n} torrents added again)"
+                    );
+                    let _ = commands.send(Command::BlocklistApplied { version }).await;
+                }
+                Err(e) => tracing::error!("putting the blacklist into the BitTorrent session: {e}"),
+            }
+        });
+        self.blacklist = list;
+        self.update_status(|s| {
+            let mut status = crate::node::BlacklistStatus {
+                version,
+                entries,
+                refused: 0,
+                in_bittorrent: false,
+                closed: Vec::new(),
+            };
+            if let Some(old) = s.blacklist.take() {
+                (status.refused, status.closed) = (old.refused, old.closed);
+            }
+            for addr in &closed_addrs {
+                status.note_closed(*addr);
+            }
+            s.blacklist = Some(status);
+        });
+        self.refresh_peers();
+        tracing::info!(
+            "blacklist v{version} in force: {count} entries, {} connections closed",
+            listed.len()
+        );
+        self.emit(NodeEvent::Blacklist {
+            version,
+            entries: count,
+            closed: listed.len(),
+        });
+    }
+
+    /// With `--auto-blacklist`: lists every address with at least `threshold` evidence
+    /// entries in a new, signed blacklist version, and sends it like any record.
+    pub(super) fn auto_blacklist(&mut self) {
+        let Some(auto) = self.cfg.auto_blacklist.clone() else {
+            return;
+        };
+        let now = unix_ms();
+        // A torrent-form version is being seeded and sent: let it land first.
+        if self
+            .auto_pending
+            .is_some_and(|(_, at)| now.saturating_sub(at) < 120_000)
+        {
+            return;
+        }
+        let own = self.local_ip;
+        let mut list = self.blacklist.clone();
+        let before = list.entries.len();
+        for (ip, (count, reason)) in &self.suspects {
+            if *count >= auto.threshold && !list.contains(*ip) && *ip != own {
+                list.entries.push(crate::content::BlacklistEntry {
+                    addr: ipnet::IpNet::from(*ip),
+                    reason: format!("auto: {count} x {reason}"),
+                    since: now / 1000,
+                });
+            }
+        }
+        if list.entries.len() == before {
+            return;
+        }
+        let slot = (kind::AUTHORIZED_FILE, crate::name::file_id::BLACKLIST);
+        let version = self.gossip.acceptor().highest(slot) + 1;
+        let name = SystemName::new(self.cfg.bundle.network(), slot.0, slot.1, version);
+        let body = list.encode();
+        if body.len() <= crate::record::MAX_BODY_LEN {
+            let record = Record::new(name, now / 1000, Payload::Body(body)).map(|mut r| {
+                r.sign(&auto.key);
+                r
+            });
+            match record
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.encode().map_err(|e| e.to_string()))
+            {
+                Ok(bytes) => match self.gossip.submit(bytes.into(), now) {
+                    Ok(v) => tracing::info!("auto-blacklist: {v}"),
+                    Err(e) => tracing::error!("auto-blacklist v{version} refused: {e}"),
+                },
+                Err(e) => tracing::error!("auto-blacklist v{version}: {e}"),
+            }
+            return;
+        }
+        // Too long for a record: a torrent of one file, seeded here before it is sent.
+        match self.prepare_torrent_blacklist(version, &body) {
+            Ok((dir, ih, size)) => {
+                let record = Record::new(name, now / 1000, Payload::Torrent { ih, size })
+                    .map(|mut r| {
+                        r.sign(&auto.key);
+                        r
+                    })
+                    .and_then(|r| r.encode());
+                let bytes = match record {
+                    Ok(b) => b,
+                    Err(e) => {
+                        tracing::error!("auto-blacklist v{version}: {e}");
+                        return;
+                    }
+                };
+                self.auto_pending = Some((version, now));
+                let (reply, answer) = tokio::sync::oneshot::channel();
+                self.on_command(Command::Submit {
+                    record: bytes,
+                    payload: Some(dir),
+                    reply,
+                });
+                tokio::spawn(async move {
+                    match answer.await {
+                        Ok(Ok(v)) => tracing::info!("auto-blacklist: {v}"),
+                        Ok(Err(e)) => tracing::error!("auto-blacklist v{version} refused: {e}"),
+                        Err(_) => {}
+                    }
+                });
+            }
+            Err(e) => tracing::error!("auto-blacklist v{version}: {e}"),
+        }
+    }
+
+    /// Lays out a torrent-form blacklist like a publication: `payload/blacklist.bencode`
+    /// and `payload.torrent`; returns the folder, info hash and size.
+    fn prepare_torrent_blacklist(
+        &self,
+        version: u32,
+        body: &[u8],
+    ) -> Result<(PathBuf, [u8; 20], u64), String> {
+        let dir = self.blacklists_dir().join(format!("auto-v{version}"));
+        let payload = dir.join(crate::publisher::PAYLOAD_DIR);
+        std::fs::create_dir_all(&payload).map_err(|e| format!("{}: {e}", payload.display()))?;
+        let file = payload.join("blacklist.bencode");
+        crate::fsutil::write_atomic(&file, body, 0o644)
+            .map_err(|e| format!("{}: {e}", file.display()))?;
+        let t = crate::torrent::make(&file, "blacklist.bencode").map_err(|e| e.to_string())?;
+        let tf = dir.join(crate::publisher::TORRENT_FILE);
+        crate::fsutil::write_atomic(&tf, &t.bytes, 0o644)
+            .map_err(|e| format!("{}: {e}", tf.display()))?;
+        Ok((dir, t.info_hash, t.total_size))
+    }
+}
