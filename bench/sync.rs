@@ -10,8 +10,6 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
-use swarmsite::bundle::Site;
-use swarmsite::keys::MIN_BITS;
 use swarmsite::node::{Node, NodeConfig, NodeHandle};
 use swarmsite::publisher::{self, InitOptions, NetworkDir};
 use swarmsite::torrent;
@@ -85,14 +83,10 @@ async fn until_all(handles: &[NodeHandle], version: u32) -> Duration {
 }
 
 async fn plain_librqbit(root: &Path, site: &Path, t: &torrent::Torrent) -> Duration {
-    let seeder = Torrents::start(TorrentsConfig {
-        state_dir: root.join("plain-seed"),
-        listen: "127.0.0.120:0".parse().unwrap(),
-        dht_bootstrap: None,
-        download_limit: None,
-        upload_limit: None,
-        audit: None,
-    })
+    let seeder = Torrents::start(TorrentsConfig::loopback(
+        root.join("plain-seed"),
+        "127.0.0.120".parse().unwrap(),
+    ))
     .await
     .unwrap();
     let h = seeder
@@ -106,14 +100,10 @@ async fn plain_librqbit(root: &Path, site: &Path, t: &torrent::Torrent) -> Durat
     let mut leechers = Vec::new();
     for i in 0..NODES {
         leechers.push(
-            Torrents::start(TorrentsConfig {
-                state_dir: root.join(format!("plain-{i}")),
-                listen: format!("127.0.0.{}:0", 121 + i).parse().unwrap(),
-                dht_bootstrap: None,
-                download_limit: None,
-                upload_limit: None,
-                audit: None,
-            })
+            Torrents::start(TorrentsConfig::loopback(
+                root.join(format!("plain-{i}")),
+                format!("127.0.0.{}", 121 + i).parse().unwrap(),
+            ))
             .await
             .unwrap(),
         );
@@ -162,15 +152,7 @@ fn main() {
         let root = tmp.path();
         let site = root.join("site");
         make_site(&site);
-        let opts = InitOptions {
-            tag: "SYNCBENCH".parse().unwrap(),
-            sites: vec![Site { id: 1, name: "bench".into() }],
-            keys_per_role: 3,
-            threshold: 2,
-            sign: 1,
-            bits: MIN_BITS,
-            bootstrap: vec![],
-        };
+        let opts = InitOptions::one_site("SYNCBENCH".parse().unwrap(), "bench");
         let net = NetworkDir::init(&root.join("net"), &opts, b"b", now()).unwrap();
         let (dir1, rec1, t1) = publish(&net, &site, 1);
         println!("site: {FILES} files, {} bytes, piece length {}", t1.total_size, t1.piece_length);

@@ -68,7 +68,8 @@ impl Hints {
     /// This node itself recorded evidence against `hint.ip`.
     pub fn local(&mut self, mut hint: Hint, now: u64) {
         hint.hops = HOPS;
-        if self.fresh(&hint, now) && self.allow(now) {
+        if self.is_fresh(&hint, now) && self.allow(now) {
+            self.remember(&hint, now);
             self.actions
                 .push_back(HintAction::Relay { hint, except: None });
         }
@@ -82,9 +83,11 @@ impl Hints {
                 from,
             });
         }
-        if !self.fresh(&hint, now) || hint.hops <= 1 || !self.allow(now) {
+        // A hint dropped by the rate limit is not remembered: a later copy may travel.
+        if !self.is_fresh(&hint, now) || hint.hops <= 1 || !self.allow(now) {
             return;
         }
+        self.remember(&hint, now);
         let hint = Hint {
             hops: hint.hops.min(HOPS) - 1,
             ..hint
@@ -99,14 +102,15 @@ impl Hints {
         self.actions.pop_front()
     }
 
-    /// True (and remembered) when the pair was not hinted within `remember_ms`.
-    fn fresh(&mut self, hint: &Hint, now: u64) -> bool {
+    /// True when the pair was not hinted within `remember_ms`.
+    fn is_fresh(&self, hint: &Hint, now: u64) -> bool {
+        self.seen
+            .get(&(hint.ip, hint.reason.clone()))
+            .is_none_or(|&at| now.saturating_sub(at) >= self.cfg.remember_ms)
+    }
+
+    fn remember(&mut self, hint: &Hint, now: u64) {
         let key = (hint.ip, hint.reason.clone());
-        if let Some(&at) = self.seen.get(&key)
-            && now.saturating_sub(at) < self.cfg.remember_ms
-        {
-            return false;
-        }
         while self.order.len() >= self.cfg.capacity {
             if let Some((old, at)) = self.order.pop_front()
                 && self.seen.get(&old) == Some(&at)
@@ -116,7 +120,6 @@ impl Hints {
         }
         self.seen.insert(key.clone(), now);
         self.order.push_back((key, now));
-        true
     }
 
     fn allow(&mut self, now: u64) -> bool {
@@ -210,7 +213,10 @@ mod tests {
         }
         assert_eq!(drain(&mut h).len(), 5);
         assert!(h.seen.len() <= 3);
+        // Those the limit dropped may still travel later.
+        h.local(hint("10.0.1.9", "bad-piece"), 60_000);
+        assert_eq!(drain(&mut h).len(), 1);
         h.local(hint("10.0.2.1", "bad-piece"), 60_000);
-        assert_eq!(drain(&mut h).len(), 1, "a new minute");
+        assert_eq!(drain(&mut h).len(), 1, "the same new minute");
     }
 }

@@ -90,6 +90,25 @@ pub struct InitOptions {
     pub bootstrap: Vec<String>,
 }
 
+impl InitOptions {
+    /// One site (id 1) named `site`, with `keys init-network`'s defaults: 3 keys per
+    /// role, 2 of them to rotate a set, 1 to sign, RSA-3072, no bootstrap hints.
+    pub fn one_site(tag: NetworkTag, site: &str) -> Self {
+        InitOptions {
+            tag,
+            sites: vec![crate::bundle::Site {
+                id: 1,
+                name: site.into(),
+            }],
+            keys_per_role: 3,
+            threshold: 2,
+            sign: 1,
+            bits: crate::keys::MIN_BITS,
+            bootstrap: Vec::new(),
+        }
+    }
+}
+
 /// Where a publication ended up.
 #[derive(Debug)]
 pub enum Outcome {

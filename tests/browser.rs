@@ -6,8 +6,6 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use swarmsite::bundle::Site;
-use swarmsite::keys::MIN_BITS;
 use swarmsite::node::{Node, NodeConfig};
 use swarmsite::publisher::{self, InitOptions, NetworkDir};
 
@@ -27,18 +25,7 @@ async fn chromium_reads_the_site_from_a_node() {
         "needs Debian's chromium and tests/browser/node_modules: run scripts/test, which installs them"
     );
     let tmp = tempfile::tempdir().unwrap();
-    let opts = InitOptions {
-        tag: "WEBLEAKS1".parse().unwrap(),
-        sites: vec![Site {
-            id: 1,
-            name: "webleaks".into(),
-        }],
-        keys_per_role: 3,
-        threshold: 2,
-        sign: 1,
-        bits: MIN_BITS,
-        bootstrap: vec![],
-    };
+    let opts = InitOptions::one_site("WEBLEAKS1".parse().unwrap(), "webleaks");
     let net = NetworkDir::init(&tmp.path().join("net"), &opts, b"pw", now()).unwrap();
     let site = tmp.path().join("site");
     swarmsite::demo_site::write(&site, 1).unwrap();

@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use swarmsite::bundle::Site;
 use swarmsite::keys::MIN_BITS;
 use swarmsite::name::{SystemName, kind};
 use swarmsite::node::{AutoBlacklist, Node, NodeConfig, NodeHandle};
@@ -82,14 +81,10 @@ async fn corrupt_seeder(dir: &Path, ip: &str, published: &Path) -> (Torrents, So
     swarmsite::fsutil::copy_missing(&published.join(publisher::PAYLOAD_DIR), &payload).unwrap();
     let torrent = std::fs::read(published.join(publisher::TORRENT_FILE)).unwrap();
     let ih = swarmsite::torrent::info_hash_of(&torrent).unwrap();
-    let t = Torrents::start(TorrentsConfig {
-        state_dir: dir.join("state"),
-        listen: format!("{ip}:0").parse().unwrap(),
-        dht_bootstrap: None,
-        download_limit: None,
-        upload_limit: None,
-        audit: None,
-    })
+    let t = Torrents::start(TorrentsConfig::loopback(
+        dir.join("state"),
+        ip.parse().unwrap(),
+    ))
     .await
     .unwrap();
     let h = t
@@ -135,16 +130,9 @@ async fn forgers_are_isolated_while_the_site_stays_up() {
     let net = NetworkDir::init(
         &tmp.path().join("net"),
         &InitOptions {
-            tag: "ISOLATION".parse().unwrap(),
-            sites: vec![Site {
-                id: 1,
-                name: "isolation".into(),
-            }],
             keys_per_role: 1,
             threshold: 1,
-            sign: 1,
-            bits: MIN_BITS,
-            bootstrap: vec![],
+            ..InitOptions::one_site("ISOLATION".parse().unwrap(), "isolation")
         },
         PASS,
         now(),

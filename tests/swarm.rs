@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use swarmsite::bundle::Site;
 use swarmsite::demo_site;
 use swarmsite::keys::MIN_BITS;
 use swarmsite::name::{NetworkTag, SystemName, kind};
@@ -52,18 +51,7 @@ fn fixture() -> &'static Fixture {
     static F: std::sync::OnceLock<Fixture> = std::sync::OnceLock::new();
     F.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
-        let opts = InitOptions {
-            tag: "TESTLEAKS".parse().unwrap(),
-            sites: vec![Site {
-                id: 1,
-                name: "testleaks".into(),
-            }],
-            keys_per_role: 3,
-            threshold: 2,
-            sign: 1,
-            bits: MIN_BITS,
-            bootstrap: vec![],
-        };
+        let opts = InitOptions::one_site("TESTLEAKS".parse().unwrap(), "testleaks");
         let net = NetworkDir::init(&dir.path().join("net"), &opts, PASS, now()).unwrap();
         let site1 = dir.path().join("site1");
         demo_site::write(&site1, 1).unwrap();

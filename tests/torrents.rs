@@ -7,15 +7,7 @@ use swarmsite::torrent;
 use swarmsite::torrents::{PieceAudit, Torrents, TorrentsConfig};
 
 fn config(dir: &std::path::Path, ip: &str) -> TorrentsConfig {
-    // Port 0 lets the kernel pick; loopback only, and no DHT.
-    TorrentsConfig {
-        state_dir: dir.join("state"),
-        listen: format!("{ip}:0").parse().unwrap(),
-        dht_bootstrap: None,
-        download_limit: None,
-        upload_limit: None,
-        audit: None,
-    }
+    TorrentsConfig::loopback(dir.join("state"), ip.parse().unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,7 +14,6 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use swarmsite::bundle::Site;
 use swarmsite::demo_site;
 use swarmsite::keys::{MIN_BITS, PrivateKey};
 use swarmsite::name::{NetworkTag, SystemName, kind};
@@ -196,18 +195,7 @@ async fn demo(root: &Path, args: &DemoArgs, audit: &PieceAudit) -> anyhow::Resul
     let pb =
         spinner("The publisher creates network DEMOLEAKS: 3 RSA-3072 keys for each of 6 roles");
     let tag: NetworkTag = "DEMOLEAKS".parse()?;
-    let opts = InitOptions {
-        tag,
-        sites: vec![Site {
-            id: 1,
-            name: "demoleaks".into(),
-        }],
-        keys_per_role: 3,
-        threshold: 2,
-        sign: 1,
-        bits: MIN_BITS,
-        bootstrap: vec![],
-    };
+    let opts = InitOptions::one_site(tag, "demoleaks");
     let net = NetworkDir::init(&root.join("network"), &opts, PASS, now())?;
     pb.finish_with_message(format!(
         "network DEMOLEAKS created, bundle fingerprint {}",

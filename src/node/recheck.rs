@@ -99,41 +99,31 @@ pub async fn probe(
     }
 }
 
-/// Fetches torrent `ih` from `peer` alone, in a throw-away session under `dir`, and
-/// says whether a piece from it failed its hash check within `limit`.
+/// Fetches torrent `ih` from `peer` alone, in a throw-away session in a folder under
+/// `parent` (removed afterwards), and says whether a piece from it failed its hash
+/// check within `limit`.
 pub async fn pieces(
     audit: PieceAudit,
-    dir: PathBuf,
+    parent: PathBuf,
     local: IpAddr,
     ih: [u8; 20],
     torrent: Option<bytes::Bytes>,
     peer: SocketAddr,
     limit: Duration,
 ) -> Finding {
-    let finding = pieces_inner(audit, &dir, local, ih, torrent, peer, limit).await;
-    let _ = std::fs::remove_dir_all(&dir);
-    finding
-}
-
-async fn pieces_inner(
-    audit: PieceAudit,
-    dir: &std::path::Path,
-    local: IpAddr,
-    ih: [u8; 20],
-    torrent: Option<bytes::Bytes>,
-    peer: SocketAddr,
-    limit: Duration,
-) -> Finding {
-    let session = match Torrents::start(TorrentsConfig {
-        state_dir: dir.join("state"),
-        listen: SocketAddr::new(local, 0),
-        dht_bootstrap: None,
-        download_limit: None,
-        upload_limit: None,
+    let dir = match std::fs::create_dir_all(&parent).and_then(|_| {
+        tempfile::Builder::new()
+            .prefix("recheck-")
+            .tempdir_in(&parent)
+    }) {
+        Ok(d) => d,
+        Err(e) => return Finding::Failed(format!("{}: {e}", parent.display())),
+    };
+    let cfg = TorrentsConfig {
         audit: Some(audit),
-    })
-    .await
-    {
+        ..TorrentsConfig::loopback(dir.path().join("state"), local)
+    };
+    let session = match Torrents::start(cfg).await {
         Ok(s) => s,
         Err(e) => return Finding::Failed(e.to_string()),
     };
@@ -141,7 +131,7 @@ async fn pieces_inner(
         return Finding::Failed("no piece audit".into());
     };
     let finding = match session
-        .add(&ih, torrent, &dir.join("out"), vec![peer])
+        .add(&ih, torrent, &dir.path().join("out"), vec![peer])
         .await
     {
         Err(e) => Finding::Failed(e.to_string()),

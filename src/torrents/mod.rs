@@ -71,6 +71,22 @@ pub struct TorrentsConfig {
     pub audit: Option<PieceAudit>,
 }
 
+impl TorrentsConfig {
+    /// A session on `ip` alone (port picked by the kernel), with no DHT, no caps and no
+    /// piece audit: nothing leaves the machine. For tests, benchmarks and throw-away
+    /// sessions.
+    pub fn loopback(state_dir: PathBuf, ip: std::net::IpAddr) -> Self {
+        TorrentsConfig {
+            state_dir,
+            listen: SocketAddr::new(ip, 0),
+            dht_bootstrap: None,
+            download_limit: None,
+            upload_limit: None,
+            audit: None,
+        }
+    }
+}
+
 /// Progress of one transfer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Progress {

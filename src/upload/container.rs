@@ -206,7 +206,6 @@ pub fn pack(
             zstd::stream::write::Encoder::new(&mut sealer, 3).map_err(ContainerError::Output)?;
         let mut tar = tar::Builder::new(zstd);
         tar.mode(tar::HeaderMode::Deterministic);
-        tar.follow_symlinks(false);
         let mut total = 0u64;
         for input in inputs {
             total += append(&mut tar, input)?;
@@ -224,63 +223,67 @@ pub fn pack(
     })
 }
 
-fn map_out(e: io::Error) -> ContainerError {
-    // The sealer reports the size limit through an io::Error of its own kind.
-    if e.kind() == io::ErrorKind::FileTooLarge {
-        ContainerError::TooLarge {
-            max: e
-                .get_ref()
-                .and_then(|m| m.to_string().parse().ok())
-                .unwrap_or(0),
-        }
-    } else {
-        ContainerError::Output(e)
+/// How the sealer tells the layers above it (zstd, tar) that the size limit is reached.
+#[derive(Debug)]
+struct LimitReached(u64);
+
+impl std::fmt::Display for LimitReached {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "over the {}-byte container limit", self.0)
     }
 }
 
+impl std::error::Error for LimitReached {}
+
+fn map_out(e: io::Error) -> ContainerError {
+    match e.get_ref().and_then(|i| i.downcast_ref::<LimitReached>()) {
+        Some(LimitReached(max)) => ContainerError::TooLarge { max: *max },
+        None => ContainerError::Output(e),
+    }
+}
+
+/// Appends `input` (a file, or a folder with every file below it) under its own name.
+/// The folder is listed once, by the project's own lister: regular files only, links
+/// refused. Returns the bytes appended.
 fn append<W: Write>(tar: &mut tar::Builder<W>, input: &Path) -> Result<u64, ContainerError> {
     let err = |source| ContainerError::Input {
         path: input.to_path_buf(),
         source,
     };
-    let name = input
-        .file_name()
-        .ok_or_else(|| err(io::Error::other("has no file name")))?;
-    let meta = std::fs::metadata(input).map_err(err)?;
-    if meta.is_dir() {
-        let mut total = 0;
-        for entry in walk(input).map_err(err)? {
-            total += std::fs::metadata(&entry).map(|m| m.len()).unwrap_or(0);
-        }
-        tar.append_dir_all(name, input)
-            .map_err(|e| match map_out(e) {
-                ContainerError::Output(e) => err(e),
-                other => other,
-            })?;
-        Ok(total)
+    let name = Path::new(
+        input
+            .file_name()
+            .ok_or_else(|| err(io::Error::other("has no file name")))?,
+    );
+    let meta = std::fs::symlink_metadata(input).map_err(err)?;
+    let files: Vec<(PathBuf, PathBuf, u64)> = if meta.is_dir() {
+        crate::torrent::list_files(input)
+            .map_err(|e| err(io::Error::other(e.to_string())))?
+            .into_iter()
+            .map(|f| {
+                let rel: PathBuf = f.path.iter().collect();
+                (input.join(&rel), name.join(&rel), f.length)
+            })
+            .collect()
+    } else if meta.is_file() {
+        vec![(input.to_path_buf(), name.to_path_buf(), meta.len())]
     } else {
-        let mut f = std::fs::File::open(input).map_err(err)?;
-        tar.append_file(name, &mut f)
+        return Err(err(io::Error::other("neither a file nor a folder")));
+    };
+    let mut total = 0;
+    for (path, archived, len) in files {
+        let mut f = std::fs::File::open(&path).map_err(|source| ContainerError::Input {
+            path: path.clone(),
+            source,
+        })?;
+        tar.append_file(archived, &mut f)
             .map_err(|e| match map_out(e) {
-                ContainerError::Output(e) => err(e),
+                ContainerError::Output(source) => ContainerError::Input { path, source },
                 other => other,
             })?;
-        Ok(meta.len())
+        total += len;
     }
-}
-
-fn walk(dir: &Path) -> io::Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir)? {
-        let e = e?;
-        let t = e.file_type()?;
-        if t.is_dir() {
-            out.extend(walk(&e.path())?);
-        } else if t.is_file() {
-            out.push(e.path());
-        }
-    }
-    Ok(out)
+    Ok(total)
 }
 
 /// Encrypts plaintext written to it into chunks; `finish` pads to the bucket.
@@ -372,7 +375,7 @@ impl<W: Write> Write for Sealer<W> {
         if self.written + data.len() as u64 > self.max_plain {
             return Err(io::Error::new(
                 io::ErrorKind::FileTooLarge,
-                self.max_size.to_string(),
+                LimitReached(self.max_size),
             ));
         }
         self.push(data)?;

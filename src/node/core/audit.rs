@@ -156,11 +156,7 @@ impl Core {
                         .ok()
                         .map(bytes::Bytes::from)
                 });
-                let dir = self
-                    .cfg
-                    .data_dir
-                    .join("recheck")
-                    .join(hex::encode(rand::random::<[u8; 8]>()));
+                let dir = self.cfg.data_dir.join("recheck");
                 Some(Box::pin(recheck::pieces(
                     audit, dir, local, ih, torrent, peer, LIMIT,
                 )))

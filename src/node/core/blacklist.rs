@@ -28,15 +28,7 @@ impl Core {
     /// torrent; an older version than the one in force changes nothing.
     pub(super) fn apply_blacklist(&mut self, record: &Record) {
         let version = record.name.version();
-        if self
-            .shared
-            .status
-            .read()
-            .expect("status lock")
-            .blacklist
-            .as_ref()
-            .is_some_and(|b| b.version >= version)
-        {
+        if version <= self.blacklist_version {
             return;
         }
         match &record.payload {
@@ -141,15 +133,7 @@ impl Core {
         list: crate::content::Blacklist,
         ih: Option<[u8; 20]>,
     ) {
-        if self
-            .shared
-            .status
-            .read()
-            .expect("status lock")
-            .blacklist
-            .as_ref()
-            .is_some_and(|b| b.version >= version)
-        {
+        if version <= self.blacklist_version {
             return;
         }
         // The previous torrent-form list is no longer needed.
@@ -213,6 +197,7 @@ impl Core {
             }
         });
         self.blacklist = list;
+        self.blacklist_version = version;
         self.update_status(|s| {
             let mut status = crate::node::BlacklistStatus {
                 version,

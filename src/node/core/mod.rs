@@ -129,6 +129,8 @@ pub struct Core {
     /// The blacklist in force (SPEC §8): listed addresses get no connection, no dial,
     /// and are never handed to librqbit.
     blacklist: crate::content::Blacklist,
+    /// Its version (0: none yet).
+    blacklist_version: u32,
     /// With auto-blacklisting: evidence count and last reason per address.
     suspects: HashMap<IpAddr, (u32, String)>,
     /// Addresses of recently closed connections, so evidence about what they sent can
@@ -208,6 +210,7 @@ impl Core {
             serving: None,
             local_payloads: HashMap::new(),
             blacklist: crate::content::Blacklist::default(),
+            blacklist_version: 0,
             suspects: HashMap::new(),
             closed: std::collections::VecDeque::new(),
             hints: Hints::new(HintsConfig {
