@@ -19,7 +19,7 @@ use swarmsite::node::{AutoBlacklist, Node, NodeConfig, NodeHandle};
 use swarmsite::publisher::{self, InitOptions, NetworkDir};
 use swarmsite::record::{Payload, Record};
 use swarmsite::rendezvous::Rendezvous;
-use swarmsite::torrents::{PieceAudit, Torrents, TorrentsConfig};
+use swarmsite::torrents::{Torrents, TorrentsConfig};
 use swarmsite::wire::WireConfig;
 
 const PASS: &[u8] = b"isolation test";
@@ -27,38 +27,11 @@ const FORGER: &str = "127.0.0.147";
 const CORRUPTER: &str = "127.0.0.148";
 const ANNOUNCER: &str = "127.0.0.149";
 
-/// The process's tracing subscriber with the piece audit's layer (librqbit's tasks run
-/// on many threads, so it must be the global one).
-fn audit() -> PieceAudit {
-    static A: std::sync::OnceLock<PieceAudit> = std::sync::OnceLock::new();
-    A.get_or_init(|| {
-        use tracing_subscriber::Layer;
-        use tracing_subscriber::layer::SubscriberExt;
-        use tracing_subscriber::util::SubscriberInitExt;
-        let a = PieceAudit::new();
-        // Errors only, unless RUST_LOG says otherwise.
-        let log = tracing_subscriber::fmt::layer()
-            .with_test_writer()
-            .with_filter(tracing_subscriber::EnvFilter::from_default_env());
-        tracing_subscriber::registry()
-            .with(log)
-            .with(a.layer())
-            .init();
-        a
-    })
-    .clone()
-}
-
-fn node_config(data: &Path, net: &NetworkDir, ip: &str, peers: Vec<SocketAddr>) -> NodeConfig {
-    let mut cfg = NodeConfig::loopback(
-        data.to_path_buf(),
-        net.bundle().clone(),
-        ip.parse().unwrap(),
-    );
-    cfg.peers = peers;
-    cfg.pull_interval = Duration::from_secs(2);
+/// A test node with the rendezvous DHT on and bad pieces audited.
+fn dht_node_config(data: &Path, net: &NetworkDir, ip: &str, peers: Vec<SocketAddr>) -> NodeConfig {
+    let mut cfg = node_config(data, net, ip, peers);
     cfg.rendezvous = Some(format!("{ip}:0").parse().unwrap());
-    cfg.piece_audit = Some(audit());
+    cfg.piece_audit = Some(piece_audit());
     cfg
 }
 
@@ -91,25 +64,8 @@ async fn corrupt_seeder(dir: &Path, ip: &str, published: &Path) -> (Torrents, So
         .add(&ih, Some(torrent.into()), &payload, vec![])
         .await
         .unwrap();
-    tokio::time::timeout(
-        Duration::from_secs(60),
-        Torrents::wait(&h, Duration::from_millis(200), |_| {}),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    {
-        use std::io::{Seek, SeekFrom, Write};
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .open(payload.join("archive.bin"))
-            .unwrap();
-        for at in (0..4_000_000u64).step_by(16_384) {
-            f.seek(SeekFrom::Start(at)).unwrap();
-            f.write_all(b"corrupt").unwrap();
-        }
-        f.sync_all().unwrap();
-    }
+    complete(&h, 60, "h complete").await;
+    corrupt_in_place(&payload.join("archive.bin"), 4_000_000, 16_384);
     let addr = t.listen_addr().unwrap();
     (t, addr)
 }
@@ -154,7 +110,7 @@ async fn forgers_are_isolated_while_the_site_stays_up() {
 
     // The publisher's node, with the blacklist key and auto-blacklisting. Its upload is
     // capped so that volunteers also ask the corrupt seeder for pieces.
-    let mut cfg = node_config(&tmp.path().join("auto"), &net, "127.0.0.140", vec![]);
+    let mut cfg = dht_node_config(&tmp.path().join("auto"), &net, "127.0.0.140", vec![]);
     cfg.auto_blacklist = Some(Arc::new(AutoBlacklist {
         key: publisher::load_key(&net.root().join("keys/blacklist/v1/key-1.pem"), PASS).unwrap(),
         threshold: 2,
@@ -262,12 +218,8 @@ async fn forgers_are_isolated_while_the_site_stays_up() {
         let ip = format!("127.0.0.{}", 141 + i);
         let dir = tmp.path().join(format!("n{i}"));
         dirs.push(dir.clone());
-        let cfg = node_config(&dir, &net, &ip, vec![a_wire, forger_wire, corrupter_wire]);
-        nodes.push(
-            tokio::task::spawn_blocking(move || OwnRuntime::start(cfg))
-                .await
-                .unwrap(),
-        );
+        let cfg = dht_node_config(&dir, &net, &ip, vec![a_wire, forger_wire, corrupter_wire]);
+        nodes.push(OwnRuntime::spawn(cfg).await);
     }
     let handles: Vec<NodeHandle> = nodes.iter().map(|n| n.handle.clone()).collect();
 
@@ -374,7 +326,7 @@ async fn forgers_are_isolated_while_the_site_stays_up() {
     liar.stop().await;
     corrupt.stop().await;
     for n in nodes {
-        tokio::task::spawn_blocking(move || n.stop()).await.unwrap();
+        n.shutdown().await;
     }
     auto.shutdown().await;
 }

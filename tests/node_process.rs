@@ -126,6 +126,20 @@ fn serves(ip: &str, release: u32) -> bool {
         .is_some_and(|b| String::from_utf8_lossy(&b).contains(&format!("Release {release}")))
 }
 
+/// `swarmsite publish site SITE --push` to the publisher's node in `pdata`.
+fn publish_and_push(pdata: &Path, site: &Path, net: &Path) {
+    ok(&[
+        "--data-dir",
+        pdata.to_str().unwrap(),
+        "publish",
+        "site",
+        site.to_str().unwrap(),
+        "--network",
+        net.to_str().unwrap(),
+        "--push",
+    ]);
+}
+
 #[test]
 fn kill_9_during_a_download_then_restart() {
     let tmp = tempfile::tempdir().unwrap();
@@ -149,16 +163,7 @@ fn kill_9_during_a_download_then_restart() {
 
     let site = tmp.path().join("site");
     swarmsite::demo_site::write(&site, 1).unwrap();
-    ok(&[
-        "--data-dir",
-        pdata.to_str().unwrap(),
-        "publish",
-        "site",
-        site.to_str().unwrap(),
-        "--network",
-        net.to_str().unwrap(),
-        "--push",
-    ]);
+    publish_and_push(&pdata, &site, &net);
     wait_for("publisher serves v1", 60, || serves("127.0.0.40", 1));
 
     let limit = ["--download-limit", "1000000"];
@@ -171,16 +176,7 @@ fn kill_9_during_a_download_then_restart() {
         .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
         .collect();
     std::fs::write(site.join("archive.bin"), &big).unwrap();
-    ok(&[
-        "--data-dir",
-        pdata.to_str().unwrap(),
-        "publish",
-        "site",
-        site.to_str().unwrap(),
-        "--network",
-        net.to_str().unwrap(),
-        "--push",
-    ]);
+    publish_and_push(&pdata, &site, &net);
     wait_for("the download to be under way", 60, || {
         node.status().is_some_and(|s| {
             let have = s["sync"]["have_bytes"].as_u64().unwrap_or(0);

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use swarmsite::demo_site;
 use swarmsite::keys::MIN_BITS;
 use swarmsite::name::{NetworkTag, SystemName, kind};
-use swarmsite::node::{Node, NodeConfig, NodeHandle};
+use swarmsite::node::{Node, NodeHandle};
 use swarmsite::publisher::{self, InitOptions, NetworkDir};
 use swarmsite::record::{Payload, Record};
 
@@ -17,15 +17,10 @@ use common::*;
 
 const PASS: &[u8] = b"swarm test";
 
-fn node_config(data: &Path, net: &NetworkDir, ip: &str, peers: Vec<SocketAddr>) -> NodeConfig {
-    let mut cfg = NodeConfig::loopback(
-        data.to_path_buf(),
-        net.bundle().clone(),
-        ip.parse().unwrap(),
-    );
-    cfg.peers = peers;
-    cfg.pull_interval = Duration::from_secs(2);
-    cfg
+async fn start_node(data: &Path, net: &NetworkDir, ip: &str, peers: Vec<SocketAddr>) -> Node {
+    Node::start(node_config(data, net, ip, peers))
+        .await
+        .unwrap()
 }
 
 fn publish_site(net: &NetworkDir, dir: &Path, version: u32) -> (PathBuf, Vec<u8>) {
@@ -78,9 +73,7 @@ async fn six_nodes_serve_every_release_and_refuse_forgeries() {
     let (pub1, rec1) = f.releases[0].clone();
 
     // The publisher's own node, then six volunteers that know only the publisher.
-    let publisher = Node::start(node_config(&tmp.path().join("p"), net, "127.0.0.2", vec![]))
-        .await
-        .unwrap();
+    let publisher = start_node(&tmp.path().join("p"), net, "127.0.0.2", vec![]).await;
     let p = publisher.handle();
     let p_wire: SocketAddr = p.status().wire_addr.parse().unwrap();
     // Each volunteer on a tokio runtime (and thread) of its own, with its own sockets.
@@ -88,11 +81,7 @@ async fn six_nodes_serve_every_release_and_refuse_forgeries() {
     for i in 0..6 {
         let ip = format!("127.0.0.{}", 3 + i);
         let cfg = node_config(&tmp.path().join(format!("n{i}")), net, &ip, vec![p_wire]);
-        nodes.push(
-            tokio::task::spawn_blocking(move || OwnRuntime::start(cfg))
-                .await
-                .unwrap(),
-        );
+        nodes.push(OwnRuntime::spawn(cfg).await);
     }
     let handles: Vec<NodeHandle> = nodes.iter().map(|n| n.handle.clone()).collect();
     wait_for("every node connected", 30, || {
@@ -185,7 +174,7 @@ async fn six_nodes_serve_every_release_and_refuse_forgeries() {
     assert!(String::from_utf8_lossy(&body).contains("Release 2"));
 
     for n in nodes {
-        tokio::task::spawn_blocking(move || n.stop()).await.unwrap();
+        n.shutdown().await;
     }
     publisher.shutdown().await;
 }
@@ -194,14 +183,7 @@ async fn six_nodes_serve_every_release_and_refuse_forgeries() {
 async fn a_node_started_later_catches_up_by_pull_alone() {
     let tmp = tempfile::tempdir().unwrap();
     let f = fixture();
-    let publisher = Node::start(node_config(
-        &tmp.path().join("p"),
-        &f.net,
-        "127.0.0.20",
-        vec![],
-    ))
-    .await
-    .unwrap();
+    let publisher = start_node(&tmp.path().join("p"), &f.net, "127.0.0.20", vec![]).await;
     let p = publisher.handle();
     for (dir, rec) in &f.releases {
         p.submit(rec.clone(), Some(dir.clone())).await.unwrap();
@@ -247,14 +229,7 @@ async fn the_wire_port_closes_strangers_politely_and_records_bad_input() {
     use swarmsite::wire::message::{EXT_HANDSHAKE, Handshake, frame_extended};
     let tmp = tempfile::tempdir().unwrap();
     let f = fixture();
-    let node = Node::start(node_config(
-        &tmp.path().join("n"),
-        &f.net,
-        "127.0.0.30",
-        vec![],
-    ))
-    .await
-    .unwrap();
+    let node = start_node(&tmp.path().join("n"), &f.net, "127.0.0.30", vec![]).await;
     let h = node.handle();
     let wire: SocketAddr = h.status().wire_addr.parse().unwrap();
     let rendezvous = *SystemName::new(f.net.bundle().network(), kind::NOTICE, 1, 0).as_bytes();
@@ -336,9 +311,7 @@ async fn the_control_api_needs_its_token_and_streams_events() {
     let tmp = tempfile::tempdir().unwrap();
     let f = fixture();
     let data = tmp.path().join("n");
-    let node = Node::start(node_config(&data, &f.net, "127.0.0.80", vec![]))
-        .await
-        .unwrap();
+    let node = start_node(&data, &f.net, "127.0.0.80", vec![]).await;
     let cancel = tokio_util::sync::CancellationToken::new();
     let addr = swarmsite::control::serve(
         node.handle(),
@@ -449,32 +422,11 @@ async fn a_blacklisted_node_is_cut_off() {
     use swarmsite::content::Blacklist;
     let tmp = tempfile::tempdir().unwrap();
     let f = fixture();
-    let p = Node::start(node_config(
-        &tmp.path().join("p"),
-        &f.net,
-        "127.0.0.100",
-        vec![],
-    ))
-    .await
-    .unwrap();
+    let p = start_node(&tmp.path().join("p"), &f.net, "127.0.0.100", vec![]).await;
     let pw: SocketAddr = p.handle().status().wire_addr.parse().unwrap();
-    let a = Node::start(node_config(
-        &tmp.path().join("a"),
-        &f.net,
-        "127.0.0.101",
-        vec![pw],
-    ))
-    .await
-    .unwrap();
+    let a = start_node(&tmp.path().join("a"), &f.net, "127.0.0.101", vec![pw]).await;
     let aw: SocketAddr = a.handle().status().wire_addr.parse().unwrap();
-    let m = Node::start(node_config(
-        &tmp.path().join("m"),
-        &f.net,
-        "127.0.0.102",
-        vec![aw],
-    ))
-    .await
-    .unwrap();
+    let m = start_node(&tmp.path().join("m"), &f.net, "127.0.0.102", vec![aw]).await;
     let (ah, ph) = (a.handle(), p.handle());
     wait_for("A connected to P and M", 30, || {
         ah.status().peers.len() == 2
@@ -554,14 +506,7 @@ async fn forgers_are_blacklisted_automatically() {
     }));
     let auto = Node::start(cfg).await.unwrap();
     let aw: SocketAddr = auto.handle().status().wire_addr.parse().unwrap();
-    let honest = Node::start(node_config(
-        &tmp.path().join("h"),
-        &f.net,
-        "127.0.0.111",
-        vec![aw],
-    ))
-    .await
-    .unwrap();
+    let honest = start_node(&tmp.path().join("h"), &f.net, "127.0.0.111", vec![aw]).await;
     let (ah, hh) = (auto.handle(), honest.handle());
     wait_for("honest node connected", 30, || {
         !hh.status().peers.is_empty()
@@ -731,14 +676,7 @@ async fn a_long_blacklist_travels_as_a_torrent_and_grows_automatically() {
     }));
     let auto = Node::start(cfg).await.unwrap();
     let aw: SocketAddr = auto.handle().status().wire_addr.parse().unwrap();
-    let honest = Node::start(node_config(
-        &tmp.path().join("h"),
-        &f.net,
-        "127.0.0.151",
-        vec![aw],
-    ))
-    .await
-    .unwrap();
+    let honest = start_node(&tmp.path().join("h"), &f.net, "127.0.0.151", vec![aw]).await;
     let (ah, hh) = (auto.handle(), honest.handle());
     ah.submit(r.encode().unwrap(), Some(published))
         .await

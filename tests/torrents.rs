@@ -1,10 +1,13 @@
 //! Real librqbit sessions on loopback: a seeder and a downloader of our own torrents.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use common::{complete, corrupt_in_place, piece_audit};
 use swarmsite::torrent;
-use swarmsite::torrents::{PieceAudit, Torrents, TorrentsConfig};
+use swarmsite::torrents::{Torrents, TorrentsConfig};
 
 fn config(dir: &std::path::Path, ip: &str) -> TorrentsConfig {
     TorrentsConfig::loopback(dir.join("state"), ip.parse().unwrap())
@@ -25,17 +28,8 @@ async fn a_site_folder_moves_between_two_sessions() {
     let seeder = Torrents::start(config(&tmp.path().join("a"), "127.0.0.2"))
         .await
         .unwrap();
-    let seed = seeder
-        .add(&t.info_hash, Some(t.bytes.clone().into()), &site, vec![])
-        .await
-        .unwrap();
-    tokio::time::timeout(
-        Duration::from_secs(30),
-        Torrents::wait(&seed, Duration::from_millis(200), |_| {}),
-    )
-    .await
-    .expect("seeder checks its files")
-    .unwrap();
+    let seed = add(&seeder, &t, &site, vec![]).await;
+    complete(&seed, 30, "seeder checks its files").await;
     let seeder_addr: SocketAddr = seeder.listen_addr().unwrap();
     assert_eq!(seeder_addr.ip().to_string(), "127.0.0.2");
 
@@ -83,17 +77,17 @@ async fn a_site_folder_moves_between_two_sessions() {
     seeder.stop().await;
 }
 
-/// The process's tracing subscriber with the piece audit's layer (once per test binary:
-/// librqbit's tasks run on many threads, so the subscriber must be the global one).
-fn audit() -> &'static PieceAudit {
-    static A: std::sync::OnceLock<PieceAudit> = std::sync::OnceLock::new();
-    A.get_or_init(|| {
-        use tracing_subscriber::layer::SubscriberExt;
-        use tracing_subscriber::util::SubscriberInitExt;
-        let a = PieceAudit::new();
-        tracing_subscriber::registry().with(a.layer()).init();
-        a
-    })
+/// Adds our own torrent `t` (metainfo known) to `session` over `folder`.
+async fn add(
+    session: &Torrents,
+    t: &torrent::Torrent,
+    folder: &std::path::Path,
+    peers: Vec<SocketAddr>,
+) -> swarmsite::torrents::TorrentHandle {
+    session
+        .add(&t.info_hash, Some(t.bytes.clone().into()), folder, peers)
+        .await
+        .unwrap()
 }
 
 /// A folder with a file big enough for several pieces, made into a torrent, and a
@@ -116,53 +110,25 @@ async fn seeder(
     let s = Torrents::start(config(&dir.join(format!("seeder-{seed}")), ip))
         .await
         .unwrap();
-    let h = s
-        .add(&t.info_hash, Some(t.bytes.clone().into()), &site, vec![])
-        .await
-        .unwrap();
-    tokio::time::timeout(
-        Duration::from_secs(30),
-        Torrents::wait(&h, Duration::from_millis(200), |_| {}),
-    )
-    .await
-    .expect("seeder checks its files")
-    .unwrap();
+    let h = add(&s, &t, &site, vec![]).await;
+    complete(&h, 30, "seeder checks its files").await;
     (s, t, site)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_sending_corrupt_pieces_is_named() {
-    let audit = audit();
+    let audit = piece_audit();
     let tmp = tempfile::tempdir().unwrap();
     let (bad, t, site) = seeder(tmp.path(), "127.0.0.4", 7).await;
     // Corrupt the data under the running seeder, in place: it keeps announcing every
     // piece but now sends wrong bytes.
-    {
-        use std::io::{Seek, SeekFrom, Write};
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .open(site.join("blob.bin"))
-            .unwrap();
-        for at in (0..2_000_000u64).step_by(65_536) {
-            f.seek(SeekFrom::Start(at)).unwrap();
-            f.write_all(b"forged").unwrap();
-        }
-        f.sync_all().unwrap();
-    }
+    corrupt_in_place(&site.join("blob.bin"), 2_000_000, 65_536);
     let mut cfg = config(&tmp.path().join("leecher"), "127.0.0.5");
-    cfg.audit = Some(audit.clone());
+    cfg.audit = Some(audit);
     let leecher = Torrents::start(cfg).await.unwrap();
     let mut reports = leecher.take_bad_pieces().expect("an audit was given");
     let bad_addr = bad.listen_addr().unwrap();
-    let h = leecher
-        .add(
-            &t.info_hash,
-            Some(t.bytes.clone().into()),
-            &tmp.path().join("out"),
-            vec![bad_addr],
-        )
-        .await
-        .unwrap();
+    let h = add(&leecher, &t, &tmp.path().join("out"), vec![bad_addr]).await;
     let report = tokio::time::timeout(Duration::from_secs(30), reports.recv())
         .await
         .expect("a bad piece is reported")
@@ -183,22 +149,8 @@ async fn a_blocklist_bans_a_peer_and_keeps_what_was_fetched() {
         .await
         .unwrap();
     let out1 = tmp.path().join("out1");
-    let h = leecher
-        .add(
-            &t1.info_hash,
-            Some(t1.bytes.clone().into()),
-            &out1,
-            vec![seeder_addr],
-        )
-        .await
-        .unwrap();
-    tokio::time::timeout(
-        Duration::from_secs(60),
-        Torrents::wait(&h, Duration::from_millis(200), |_| {}),
-    )
-    .await
-    .expect("download in time")
-    .unwrap();
+    let h = add(&leecher, &t1, &out1, vec![seeder_addr]).await;
+    complete(&h, 60, "download in time").await;
 
     // Ban the seeder (as a CIDR range): the session restarts with the torrent kept.
     let leecher_addr = leecher.listen_addr().unwrap();
@@ -216,17 +168,8 @@ async fn a_blocklist_bans_a_peer_and_keeps_what_was_fetched() {
         0,
         "the same list restarts nothing"
     );
-    let h = leecher
-        .add(&t1.info_hash, Some(t1.bytes.clone().into()), &out1, vec![])
-        .await
-        .unwrap();
-    tokio::time::timeout(
-        Duration::from_secs(30),
-        Torrents::wait(&h, Duration::from_millis(200), |_| {}),
-    )
-    .await
-    .expect("the kept torrent is checked")
-    .unwrap();
+    let h = add(&leecher, &t1, &out1, vec![]).await;
+    complete(&h, 30, "the kept torrent is checked").await;
     let p = Torrents::progress(&h);
     assert!(p.finished);
     assert_eq!(p.fetched_bytes, 0, "nothing fetched again");
@@ -237,32 +180,10 @@ async fn a_blocklist_bans_a_peer_and_keeps_what_was_fetched() {
         std::fs::write(site.join("more.bin"), vec![9u8; 300_000]).unwrap();
         torrent::make(&site, "blob").unwrap()
     };
-    let seed2 = s
-        .add(
-            &t2.info_hash,
-            Some(t2.bytes.clone().into()),
-            &tmp.path().join("site-3"),
-            vec![],
-        )
-        .await
-        .unwrap();
-    tokio::time::timeout(
-        Duration::from_secs(30),
-        Torrents::wait(&seed2, Duration::from_millis(200), |_| {}),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let seed2 = add(&s, &t2, &tmp.path().join("site-3"), vec![]).await;
+    complete(&seed2, 30, "seed2 complete").await;
     let out2 = tmp.path().join("out2");
-    let h2 = leecher
-        .add(
-            &t2.info_hash,
-            Some(t2.bytes.clone().into()),
-            &out2,
-            vec![seeder_addr],
-        )
-        .await
-        .unwrap();
+    let h2 = add(&leecher, &t2, &out2, vec![seeder_addr]).await;
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(Torrents::progress(&h2).have_bytes, 0, "the ban holds");
     // ...until the list no longer names it.
@@ -273,22 +194,8 @@ async fn a_blocklist_bans_a_peer_and_keeps_what_was_fetched() {
     );
     leecher.set_blocklist(3, &[]).await.unwrap();
     leecher.forget(&t2.info_hash).await.unwrap();
-    let h2 = leecher
-        .add(
-            &t2.info_hash,
-            Some(t2.bytes.clone().into()),
-            &out2,
-            vec![seeder_addr],
-        )
-        .await
-        .unwrap();
-    tokio::time::timeout(
-        Duration::from_secs(60),
-        Torrents::wait(&h2, Duration::from_millis(200), |_| {}),
-    )
-    .await
-    .expect("download after the ban is lifted")
-    .unwrap();
+    let h2 = add(&leecher, &t2, &out2, vec![seeder_addr]).await;
+    complete(&h2, 60, "download after the ban is lifted").await;
     leecher.stop().await;
     s.stop().await;
 }

@@ -6,6 +6,24 @@ use std::time::{Duration, Instant};
 
 use swarmsite::node::{Node, NodeConfig, NodeHandle};
 
+/// A loopback node of `net` on `ip` (see `NodeConfig::loopback`) that knows `peers`
+/// and pulls every 2 s.
+pub fn node_config(
+    data: &std::path::Path,
+    net: &swarmsite::publisher::NetworkDir,
+    ip: &str,
+    peers: Vec<SocketAddr>,
+) -> NodeConfig {
+    let mut cfg = NodeConfig::loopback(
+        data.to_path_buf(),
+        net.bundle().clone(),
+        ip.parse().unwrap(),
+    );
+    cfg.peers = peers;
+    cfg.pull_interval = Duration::from_secs(2);
+    cfg
+}
+
 pub fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -187,5 +205,68 @@ pub async fn scripted_node(
             }
             let _ = s.write_all(&conn.take_transmit()).await;
         });
+    }
+}
+
+/// Waits at most `secs` for torrent `h` to be complete (checked or fetched).
+pub async fn complete(h: &swarmsite::torrents::TorrentHandle, secs: u64, what: &str) {
+    use swarmsite::torrents::Torrents;
+    tokio::time::timeout(
+        Duration::from_secs(secs),
+        Torrents::wait(h, Duration::from_millis(200), |_| {}),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+    .unwrap();
+}
+
+/// Overwrites a few bytes of `path` every `step` bytes, in place (same inode), so a
+/// librqbit seeder reading it goes on announcing every piece and sends wrong bytes.
+pub fn corrupt_in_place(path: &std::path::Path, len: u64, step: u64) {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    for at in (0..len).step_by(step as usize) {
+        f.seek(SeekFrom::Start(at)).unwrap();
+        f.write_all(b"corrupt").unwrap();
+    }
+    f.sync_all().unwrap();
+}
+
+/// The process's tracing subscriber with a piece audit's layer, made once per test
+/// binary (librqbit's tasks run on many threads, so it must be the global one). Logs
+/// errors only, unless `RUST_LOG` says otherwise.
+pub fn piece_audit() -> swarmsite::torrents::PieceAudit {
+    use swarmsite::torrents::PieceAudit;
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    static A: std::sync::OnceLock<PieceAudit> = std::sync::OnceLock::new();
+    A.get_or_init(|| {
+        let a = PieceAudit::new();
+        let log = tracing_subscriber::fmt::layer()
+            .with_test_writer()
+            .with_filter(tracing_subscriber::EnvFilter::from_default_env());
+        tracing_subscriber::registry()
+            .with(log)
+            .with(a.layer())
+            .init();
+        a
+    })
+    .clone()
+}
+
+impl OwnRuntime {
+    /// Starts a node on a runtime of its own, from async code.
+    pub async fn spawn(cfg: NodeConfig) -> Self {
+        tokio::task::spawn_blocking(move || OwnRuntime::start(cfg))
+            .await
+            .unwrap()
+    }
+
+    /// Stops it, from async code.
+    pub async fn shutdown(self) {
+        tokio::task::spawn_blocking(move || self.stop())
+            .await
+            .unwrap();
     }
 }
