@@ -7,7 +7,9 @@
 //! a torrent and announces it). The originator behaves exactly like a relay that chose
 //! to relay, so a peer receiving a container cannot tell whether its sender made it.
 //! Nothing here announces anything: that is fluff, decided by this machine and done by
-//! the driver.
+//! the driver. A node that handed an upload on keeps a fail-safe timer (Dandelion++):
+//! if the upload is not seen in fluff by then, it fluffs it itself, so a peer that
+//! swallows containers cannot make one disappear.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -19,6 +21,8 @@ use crate::gossip::PeerKey;
 /// An upload's id before fluff: SHA-256 of the container (looks random).
 pub type UploadId = [u8; 32];
 
+const DAY_MS: u64 = 24 * 3600 * 1000;
+
 #[derive(Clone, Debug)]
 pub struct StemConfig {
     /// Each hop waits uniformly within this range, in ms (the design's default: 0 to 4
@@ -28,6 +32,11 @@ pub struct StemConfig {
     pub relay_probability: f64,
     /// How long to wait before trying again when no peer took it.
     pub retry_ms: u64,
+    /// Dandelion++'s fail-safe: a node that handed an upload on and has not heard it
+    /// fluffed within this range (uniform, ms) fluffs it itself, so a peer that takes
+    /// containers and drops them cannot make one disappear. Long enough that an honest
+    /// stem has almost always fluffed by then (see PROTOCOL.md §19).
+    pub failsafe_ms: (u64, u64),
 }
 
 impl Default for StemConfig {
@@ -36,6 +45,7 @@ impl Default for StemConfig {
             delay_ms: (0, 4 * 24 * 3600 * 1000),
             relay_probability: 0.8,
             retry_ms: 30_000,
+            failsafe_ms: (60 * DAY_MS, 90 * DAY_MS),
         }
     }
 }
@@ -47,8 +57,11 @@ pub enum StemState {
     Waiting { until: u64 },
     /// Being handed to `to`.
     Sending { to: PeerKey },
-    /// Handed on: the next hop holds it.
-    Passed,
+    /// Handed on: the next hop holds it. Fluffed here at `failsafe` unless the driver
+    /// reports the fluff first ([`Stem::fluff_seen`]).
+    Passed { failsafe: u64 },
+    /// Its fluff was seen (or it was fluffed elsewhere): the stem is over here.
+    Over,
     /// This node switched it to fluff.
     Fluffed,
 }
@@ -87,13 +100,16 @@ impl Stem {
         }
     }
 
-    fn delay(&mut self) -> u64 {
-        let (lo, hi) = self.cfg.delay_ms;
+    fn uniform(&mut self, (lo, hi): (u64, u64)) -> u64 {
         if hi <= lo {
             lo
         } else {
             self.rng.gen_range(lo..=hi)
         }
+    }
+
+    fn delay(&mut self) -> u64 {
+        self.uniform(self.cfg.delay_ms)
     }
 
     /// The local user made `id`: it waits, then takes its first hop.
@@ -153,10 +169,21 @@ impl Stem {
         );
     }
 
-    /// The next hop took it whole.
-    pub fn sent(&mut self, id: &UploadId) {
+    /// The next hop took it whole: the fail-safe timer starts.
+    pub fn sent(&mut self, id: &UploadId, now: u64) {
+        let failsafe = now.saturating_add(self.uniform(self.cfg.failsafe_ms));
+        if let Some(item) = self.items.get_mut(id)
+            && matches!(item.state, StemState::Sending { .. })
+        {
+            item.state = StemState::Passed { failsafe };
+        }
+    }
+
+    /// The upload was seen in fluff (announced by a peer, or fetched): this node's stem
+    /// duty is over, and the fail-safe is off.
+    pub fn fluff_seen(&mut self, id: &UploadId) {
         if let Some(item) = self.items.get_mut(id) {
-            item.state = StemState::Passed;
+            item.state = StemState::Over;
         }
     }
 
@@ -177,8 +204,14 @@ impl Stem {
     }
 
     /// Starts the hops that are due, each to one random peer of `peers` (the ready wire
-    /// peers able to take a container).
+    /// peers able to take a container), and fluffs uploads whose fail-safe ran out.
     pub fn handle_timeout(&mut self, now: u64, peers: &[PeerKey]) {
+        for (id, item) in self.items.iter_mut() {
+            if matches!(item.state, StemState::Passed { failsafe } if failsafe <= now) {
+                item.state = StemState::Fluffed;
+                self.actions.push_back(StemAction::Fluff { id: *id });
+            }
+        }
         let due: Vec<UploadId> = self
             .items
             .iter()
@@ -220,6 +253,7 @@ impl Stem {
             .values()
             .filter_map(|i| match i.state {
                 StemState::Waiting { until } => Some(until),
+                StemState::Passed { failsafe } => Some(failsafe),
                 _ => None,
             })
             .min()
@@ -248,6 +282,7 @@ mod tests {
             delay_ms: (100, 200),
             relay_probability: p,
             retry_ms: 50,
+            failsafe_ms: (10_000, 20_000),
         }
     }
 
@@ -270,8 +305,30 @@ mod tests {
             panic!("{a:?}")
         };
         assert!([5, 6, 7].contains(&to));
-        s.sent(&[1; 32]);
-        assert_eq!(s.state(&[1; 32]), Some(StemState::Passed));
+        s.sent(&[1; 32], until);
+        let Some(StemState::Passed { failsafe }) = s.state(&[1; 32]) else {
+            panic!()
+        };
+        assert!((until + 10_000..=until + 20_000).contains(&failsafe));
+        s.fluff_seen(&[1; 32]);
+        assert_eq!(s.state(&[1; 32]), Some(StemState::Over));
+        assert_eq!(s.next_timeout(), None);
+    }
+
+    #[test]
+    fn a_container_not_seen_in_fluff_is_fluffed_by_the_fail_safe() {
+        // The next hop took it and dropped it: nobody fluffs it, so this node does.
+        let mut s = Stem::new(cfg(1.0), 2);
+        s.originate([6; 32], 0);
+        s.handle_timeout(200, &[4]);
+        assert_eq!(drain(&mut s).len(), 1);
+        s.sent(&[6; 32], 300);
+        let failsafe = s.next_timeout().unwrap();
+        s.handle_timeout(failsafe - 1, &[4]);
+        assert!(drain(&mut s).is_empty());
+        s.handle_timeout(failsafe, &[4]);
+        assert_eq!(drain(&mut s), vec![StemAction::Fluff { id: [6; 32] }]);
+        assert_eq!(s.state(&[6; 32]), Some(StemState::Fluffed));
         assert_eq!(s.next_timeout(), None);
     }
 
