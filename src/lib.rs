@@ -3,6 +3,7 @@
 //! See `docs/ARCHITECTURE.md` for the map of this crate.
 
 pub mod bencode;
+pub mod blacklist;
 pub mod bundle;
 pub mod content;
 pub mod control;

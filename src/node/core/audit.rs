@@ -3,52 +3,11 @@
 
 use super::*;
 
-/// An accusation an auditor heard, and where its re-check stands.
-pub(super) struct Audit {
-    hint: Hint,
-    hinters: std::collections::HashSet<IpAddr>,
-    state: AuditState,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) enum AuditState {
-    Waiting,
-    Running,
-    Confirmed,
-    Refuted { at: u64 },
-}
-
-/// Re-checks an auditor runs at once, at most.
-const MAX_RECHECKS: usize = 4;
-
-/// How long a refuted accusation rests before a new hint may re-check it.
-const REFUTED_REST_MS: u64 = 600_000;
-
-/// Accusations remembered, at most.
-const MAX_AUDITS: usize = 4096;
-
-/// Evidence codes worth a hint: what an auditor can check again by itself.
-fn hintable(reason: &str) -> bool {
-    matches!(
-        reason,
-        "bad-piece"
-            | "dht-empty-announce"
-            | "dht-false-announce"
-            | "malformed"
-            | "no-governing-role"
-            | "duplicate-signer"
-            | "bad-signature"
-            | "not-enough-signatures"
-            | "bad-key-set"
-            | "key-set-not-inline"
-    )
-}
-
 impl Core {
     /// Tells the wire peers (as a hint) that `addrs` did `reason`, when an auditor can
     /// check that again by itself.
     pub(super) fn accuse(&mut self, addrs: PeerAddrs, reason: &str, object: Option<SystemName>) {
-        if !hintable(reason) {
+        if !crate::blacklist::hintable(reason) {
             return;
         }
         let hint = Hint {
@@ -67,58 +26,14 @@ impl Core {
         let Some(hinter) = self.conns.get(&from).map(|c| c.remote.ip()) else {
             return;
         };
-        if hint.ip == self.local_ip || self.blacklist.contains(hint.ip) || !hintable(&hint.reason) {
-            return;
-        }
-        let key = (hint.ip, hint.reason.clone());
-        if self.audits.len() >= MAX_AUDITS && !self.audits.contains_key(&key) {
-            return;
-        }
-        let now = unix_ms();
-        let audit = self.audits.entry(key.clone()).or_insert_with(|| Audit {
-            hint: hint.clone(),
-            hinters: Default::default(),
-            state: AuditState::Waiting,
-        });
-        let new_hinter = audit.hinters.insert(hinter);
-        match audit.state {
-            AuditState::Confirmed if new_hinter => {
-                self.suspects
-                    .entry(hint.ip)
-                    .or_insert((0, hint.reason.clone()))
-                    .0 += 1;
-            }
-            AuditState::Refuted { at } if now.saturating_sub(at) > REFUTED_REST_MS => {
-                // Newer ports may reach it now.
-                audit.hint = hint;
-                audit.state = AuditState::Waiting;
-                self.start_rechecks();
-            }
-            AuditState::Waiting => self.start_rechecks(),
-            _ => {}
+        if self.blacklist.hint(hint, hinter, self.local_ip, unix_ms()) {
+            self.start_rechecks();
         }
     }
 
-    /// Starts waiting re-checks, up to [`MAX_RECHECKS`] at once.
+    /// Starts the re-checks that are due (a few at once).
     pub(super) fn start_rechecks(&mut self) {
-        let running = self
-            .audits
-            .values()
-            .filter(|a| a.state == AuditState::Running)
-            .count();
-        let waiting: Vec<(IpAddr, String)> = self
-            .audits
-            .iter()
-            .filter(|(_, a)| a.state == AuditState::Waiting)
-            .map(|(k, _)| k.clone())
-            .take(MAX_RECHECKS.saturating_sub(running))
-            .collect();
-        for key in waiting {
-            let Some(audit) = self.audits.get_mut(&key) else {
-                continue;
-            };
-            audit.state = AuditState::Running;
-            let hint = audit.hint.clone();
+        for hint in self.blacklist.due_rechecks() {
             let check = self.recheck_task(&hint);
             let commands = self.shared.commands.clone();
             tokio::spawn(async move {
@@ -186,7 +101,6 @@ impl Core {
     /// (Auditors) judges what a re-check saw: confirmed, the accusation is evidence of
     /// our own, and every node that made it counts toward the threshold.
     pub(super) fn on_rechecked(&mut self, hint: Hint, finding: Finding) {
-        let key = (hint.ip, hint.reason.clone());
         let confirmed = self.judge(&hint, &finding);
         tracing::info!(
             "re-check of {} against {}: {}",
@@ -194,31 +108,17 @@ impl Core {
             hint.ip,
             confirmed.as_deref().unwrap_or("not confirmed")
         );
-        let Some(audit) = self.audits.get_mut(&key) else {
-            return;
-        };
-        match confirmed {
-            Some(detail) => {
-                audit.state = AuditState::Confirmed;
-                let hinters = audit.hinters.len() as u32;
-                let port = hint.wire_port.or(hint.bt_port).unwrap_or(0);
-                self.record_evidence(
-                    Some(SocketAddr::new(hint.ip, port)),
-                    hint.object,
-                    &hint.reason,
-                    format!("re-checked after hints from {hinters} node(s): {detail}"),
-                );
-                if self.blacklist.contains(hint.ip) {
-                    return;
-                }
-                self.suspects
-                    .entry(hint.ip)
-                    .or_insert((0, hint.reason.clone()))
-                    .0 += hinters;
-            }
-            None => {
-                audit.state = AuditState::Refuted { at: unix_ms() };
-            }
+        let hinters = self
+            .blacklist
+            .rechecked(&hint, confirmed.is_some(), unix_ms());
+        if let (Some(detail), Some(hinters)) = (confirmed, hinters) {
+            let port = hint.wire_port.or(hint.bt_port).unwrap_or(0);
+            self.record_evidence(
+                Some(SocketAddr::new(hint.ip, port)),
+                hint.object,
+                &hint.reason,
+                format!("re-checked after hints from {hinters} node(s): {detail}"),
+            );
         }
         self.start_rechecks();
     }

@@ -28,7 +28,7 @@ impl Core {
     /// torrent; an older version than the one in force changes nothing.
     pub(super) fn apply_blacklist(&mut self, record: &Record) {
         let version = record.name.version();
-        if version <= self.blacklist_version {
+        if version <= self.blacklist.version() {
             return;
         }
         match &record.payload {
@@ -133,7 +133,7 @@ impl Core {
         list: crate::content::Blacklist,
         ih: Option<[u8; 20]>,
     ) {
-        if version <= self.blacklist_version {
+        if !self.blacklist.put_in_force(version, list) {
             return;
         }
         // The previous torrent-form list is no longer needed.
@@ -148,10 +148,7 @@ impl Core {
                 let _ = std::fs::remove_dir_all(dir);
             });
         }
-        self.suspects.retain(|ip, _| !list.contains(*ip));
-        if self.auto_pending.is_some_and(|(v, _)| v <= version) {
-            self.auto_pending = None;
-        }
+        let list = self.blacklist.list();
         let listed: Vec<PeerKey> = self
             .conns
             .iter()
@@ -170,6 +167,7 @@ impl Core {
                 }
             }
         }
+        let list = self.blacklist.list();
         self.cfg.peers.retain(|a| !list.contains(a.ip()));
         let entries: Vec<crate::node::BlacklistEntryStatus> = list
             .entries
@@ -196,8 +194,6 @@ impl Core {
                 Err(e) => tracing::error!("putting the blacklist into the BitTorrent session: {e}"),
             }
         });
-        self.blacklist = list;
-        self.blacklist_version = version;
         self.update_status(|s| {
             let mut status = crate::node::BlacklistStatus {
                 version,
@@ -233,28 +229,9 @@ impl Core {
             return;
         };
         let now = unix_ms();
-        // A torrent-form version is being seeded and sent: let it land first.
-        if self
-            .auto_pending
-            .is_some_and(|(_, at)| now.saturating_sub(at) < 120_000)
-        {
+        let Some(list) = self.blacklist.next_list(self.local_ip, now) else {
             return;
-        }
-        let own = self.local_ip;
-        let mut list = self.blacklist.clone();
-        let before = list.entries.len();
-        for (ip, (count, reason)) in &self.suspects {
-            if *count >= auto.threshold && !list.contains(*ip) && *ip != own {
-                list.entries.push(crate::content::BlacklistEntry {
-                    addr: ipnet::IpNet::from(*ip),
-                    reason: format!("auto: {count} x {reason}"),
-                    since: now / 1000,
-                });
-            }
-        }
-        if list.entries.len() == before {
-            return;
-        }
+        };
         let slot = (kind::AUTHORIZED_FILE, crate::name::file_id::BLACKLIST);
         let version = self.gossip.acceptor().highest(slot) + 1;
         let name = SystemName::new(self.cfg.bundle.network(), slot.0, slot.1, version);
@@ -292,7 +269,7 @@ impl Core {
                         return;
                     }
                 };
-                self.auto_pending = Some((version, now));
+                self.blacklist.publishing(version, now);
                 let (reply, answer) = tokio::sync::oneshot::channel();
                 self.on_command(Command::Submit {
                     record: bytes,

@@ -20,6 +20,7 @@ use super::status::{NodeEvent, PeerStatus, RecordStatus, Status, SyncStatus};
 use super::sync::{self, SyncReport, Wanted};
 use super::wire_io::{self, ConnReport};
 use super::{Command, NodeConfig, NodeError, unix_ms};
+use crate::blacklist::Enforcement;
 use crate::content::Notice;
 use crate::evidence::{Evidence, EvidenceLog};
 use crate::gossip::{Action, Gossip, GossipConfig, PeerKey};
@@ -32,7 +33,6 @@ use crate::store::NodeStore;
 use crate::torrents::Torrents;
 use crate::trust::TrustStore;
 use crate::wire::{CloseReason, Event, Hint, Message, WireConfig};
-use audit::Audit;
 
 /// Seeds a locally published release from its published folder and waits until
 /// librqbit has checked it.
@@ -127,25 +127,18 @@ pub struct Core {
     /// Content folders of records this node published itself.
     local_payloads: HashMap<[u8; 20], PathBuf>,
     /// The blacklist in force (SPEC §8): listed addresses get no connection, no dial,
-    /// and are never handed to librqbit.
-    blacklist: crate::content::Blacklist,
-    /// Its version (0: none yet).
-    blacklist_version: u32,
-    /// With auto-blacklisting: evidence count and last reason per address.
-    suspects: HashMap<IpAddr, (u32, String)>,
+    /// and are never handed to librqbit. With auto-blacklisting, also the evidence and
+    /// accusations that make the next version (sans-IO: `crate::blacklist`).
+    blacklist: Enforcement,
     /// Addresses of recently closed connections, so evidence about what they sent can
     /// still name them (bounded).
     closed: std::collections::VecDeque<(PeerKey, PeerAddrs)>,
     /// Evidence hints: passing them on, and (auditors) hearing them.
     hints: Hints,
-    /// (Auditors) accusations heard, per accused address and reason.
-    audits: HashMap<(IpAddr, String), Audit>,
     /// A torrent-form blacklist being fetched: its version.
     blacklist_fetch: Option<(u32, CancellationToken)>,
     /// The torrent of the blacklist in force, when it came as one.
     blacklist_ih: Option<[u8; 20]>,
-    /// A torrent-form auto-blacklist version on its way: version, when started (ms).
-    auto_pending: Option<(u32, u64)>,
 }
 
 /// Where a peer is: the address of the connection, and the ports it announced.
@@ -191,6 +184,7 @@ impl Core {
             crate::evidence::DEFAULT_MAX_BYTES,
         );
         let auditor_flag = cfg.auto_blacklist.is_some();
+        let auto_threshold = cfg.auto_blacklist.as_ref().map(|a| a.threshold);
         Ok(Core {
             local_ip: cfg.wire_listen.ip(),
             cfg,
@@ -209,18 +203,14 @@ impl Core {
             sync: None,
             serving: None,
             local_payloads: HashMap::new(),
-            blacklist: crate::content::Blacklist::default(),
-            blacklist_version: 0,
-            suspects: HashMap::new(),
+            blacklist: Enforcement::new(auto_threshold),
             closed: std::collections::VecDeque::new(),
             hints: Hints::new(HintsConfig {
                 auditor: auditor_flag,
                 ..Default::default()
             }),
-            audits: HashMap::new(),
             blacklist_fetch: None,
             blacklist_ih: None,
-            auto_pending: None,
         })
     }
 
@@ -996,10 +986,8 @@ impl Core {
         if let Err(e) = self.evidence.append(&entry) {
             tracing::error!("writing evidence: {e}");
         }
-        if let (Some(_), Some(addr)) = (&self.cfg.auto_blacklist, peer) {
-            let s = self.suspects.entry(addr.ip()).or_insert((0, String::new()));
-            s.0 += 1;
-            s.1 = reason.to_string();
+        if let Some(addr) = peer {
+            self.blacklist.evidence(addr.ip(), reason);
         }
         self.update_status(|s| s.evidence += 1);
         self.emit(NodeEvent::Evidence {
