@@ -15,7 +15,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
 use crate::name::{NetworkTag, ObjectClass, Role, Slot, SystemName};
-use crate::record::Record;
+use crate::record::{Record, RecordError};
 use crate::trust::{Refusal, TrustStore, Verdict};
 use crate::wire::Message;
 
@@ -31,6 +31,11 @@ pub trait Acceptor {
     fn highest(&self, slot: Slot) -> u32;
     /// An accepted key-set certificate, for peers catching up on a rotation chain.
     fn key_set_record(&self, role: Role, version: u32) -> Option<Arc<[u8]>>;
+    /// Decodes a record that arrived. The node decodes every copy; the simulator, which
+    /// runs a million nodes in one process, hands them all one shared copy.
+    fn decode(&mut self, bytes: Arc<[u8]>) -> Result<(Arc<Record>, Arc<[u8]>), RecordError> {
+        Ok((Arc::new(Record::decode(&bytes)?), bytes))
+    }
 }
 
 impl Acceptor for TrustStore {
@@ -118,21 +123,20 @@ pub enum Action {
 }
 
 struct Held {
-    record: Record,
+    record: Arc<Record>,
     bytes: Arc<[u8]>,
-}
-
-#[derive(Default)]
-struct PeerView {
-    /// Highest version the peer is known to hold, per slot.
-    has: HashMap<Slot, u32>,
 }
 
 pub struct Gossip<A: Acceptor> {
     acceptor: A,
     cfg: GossipConfig,
     held: BTreeMap<Slot, Held>,
-    peers: BTreeMap<PeerKey, PeerView>,
+    /// Connected peers, sorted.
+    peers: Vec<PeerKey>,
+    /// What peers are known to hold: per slot, (peer, highest version) sorted by peer.
+    /// Flat vectors rather than a map per peer: a node has tens of peers, and the
+    /// simulator holds a million nodes.
+    known: Vec<(Slot, Vec<(PeerKey, u32)>)>,
     /// Records waiting for a key set we have not seen yet, with when they arrived.
     pending: VecDeque<(Option<PeerKey>, Arc<[u8]>, u64)>,
     /// Versions asked for and when, so one `have` storm does not ask everyone.
@@ -161,7 +165,8 @@ impl<A: Acceptor> Gossip<A> {
             next_pull: now + cfg.pull_interval_ms,
             cfg,
             held: BTreeMap::new(),
-            peers: BTreeMap::new(),
+            peers: Vec::new(),
+            known: Vec::new(),
             pending: VecDeque::new(),
             asked: HashMap::new(),
             rng: StdRng::seed_from_u64(seed),
@@ -169,6 +174,7 @@ impl<A: Acceptor> Gossip<A> {
         };
         for (record, bytes) in held {
             g.actions.push_back(Action::Announce { name: record.name });
+            let record = Arc::new(record);
             g.held.insert(record.name.slot(), Held { record, bytes });
         }
         g
@@ -207,11 +213,13 @@ impl<A: Acceptor> Gossip<A> {
 
     /// The newest held record of `slot`.
     pub fn held(&self, slot: Slot) -> Option<(&Record, &Arc<[u8]>)> {
-        self.held.get(&slot).map(|h| (&h.record, &h.bytes))
+        self.held.get(&slot).map(|h| (&*h.record, &h.bytes))
     }
 
     pub fn peer_up(&mut self, peer: PeerKey) {
-        self.peers.insert(peer, PeerView::default());
+        self.forget_peer(peer);
+        let at = self.peers.binary_search(&peer).unwrap_err();
+        self.peers.insert(at, peer);
         let names = self.held_names();
         self.actions.push_back(Action::Send {
             peer,
@@ -222,7 +230,7 @@ impl<A: Acceptor> Gossip<A> {
     /// The peer is gone: what it sent that waits for a key set can no longer be
     /// explained by it, so it is judged now.
     pub fn peer_down(&mut self, peer: PeerKey, now: u64) {
-        self.peers.remove(&peer);
+        self.forget_peer(peer);
         self.judge_pending(|p, _| p == Some(peer), now);
     }
 
@@ -284,7 +292,7 @@ impl<A: Acceptor> Gossip<A> {
         self.next_pull = now + self.cfg.pull_interval_ms;
         let mut slots: BTreeSet<Slot> = self.cfg.tracked.iter().copied().collect();
         slots.extend(self.held.keys().copied());
-        let peers: Vec<PeerKey> = self.peers.keys().copied().collect();
+        let peers = std::mem::take(&mut self.peers);
         for slot in slots {
             let Some(next) = self.version(slot).checked_add(1) else {
                 continue;
@@ -298,6 +306,7 @@ impl<A: Acceptor> Gossip<A> {
                 });
             }
         }
+        self.peers = peers;
     }
 
     fn version(&self, slot: Slot) -> u32 {
@@ -307,9 +316,44 @@ impl<A: Acceptor> Gossip<A> {
     }
 
     fn learn(&mut self, peer: PeerKey, name: SystemName) {
-        if let Some(view) = self.peers.get_mut(&peer) {
-            let v = view.has.entry(name.slot()).or_insert(0);
-            *v = (*v).max(name.version());
+        if self.peers.binary_search(&peer).is_err() {
+            return;
+        }
+        let slot = name.slot();
+        let i = match self.known.iter().position(|(s, _)| *s == slot) {
+            Some(i) => i,
+            None => {
+                self.known.push((slot, Vec::new()));
+                self.known.len() - 1
+            }
+        };
+        let holders = &mut self.known[i].1;
+        match holders.binary_search_by_key(&peer, |(p, _)| *p) {
+            Ok(j) => holders[j].1 = holders[j].1.max(name.version()),
+            Err(j) => holders.insert(j, (peer, name.version())),
+        }
+    }
+
+    /// The highest version of `slot` that `peer` is known to hold (0: none known).
+    fn known_version(&self, peer: PeerKey, slot: Slot) -> u32 {
+        self.known
+            .iter()
+            .find(|(s, _)| *s == slot)
+            .and_then(|(_, holders)| {
+                let j = holders.binary_search_by_key(&peer, |(p, _)| *p).ok()?;
+                Some(holders[j].1)
+            })
+            .unwrap_or(0)
+    }
+
+    fn forget_peer(&mut self, peer: PeerKey) {
+        if let Ok(i) = self.peers.binary_search(&peer) {
+            self.peers.remove(i);
+        }
+        for (_, holders) in &mut self.known {
+            if let Ok(j) = holders.binary_search_by_key(&peer, |(p, _)| *p) {
+                holders.remove(j);
+            }
         }
     }
 
@@ -361,7 +405,7 @@ impl<A: Acceptor> Gossip<A> {
         now: u64,
         may_hold: bool,
     ) -> Result<Verdict, Refusal> {
-        let record = match Record::decode(&bytes) {
+        let (record, bytes) = match self.acceptor.decode(bytes) {
             Ok(r) => r,
             Err(e) => {
                 let refusal = Refusal::Malformed(e);
@@ -388,7 +432,13 @@ impl<A: Acceptor> Gossip<A> {
         }
     }
 
-    fn on_accepted(&mut self, from: Option<PeerKey>, record: Record, bytes: Arc<[u8]>, now: u64) {
+    fn on_accepted(
+        &mut self,
+        from: Option<PeerKey>,
+        record: Arc<Record>,
+        bytes: Arc<[u8]>,
+        now: u64,
+    ) {
         let name = record.name;
         let slot = name.slot();
         self.asked.remove(&slot);
@@ -400,7 +450,7 @@ impl<A: Acceptor> Gossip<A> {
             },
         );
         self.actions.push_back(Action::Accepted {
-            record,
+            record: (*record).clone(),
             bytes: bytes.clone(),
             from,
         });
@@ -409,10 +459,8 @@ impl<A: Acceptor> Gossip<A> {
         let mut targets: Vec<PeerKey> = self
             .peers
             .iter()
-            .filter(|(k, view)| {
-                Some(**k) != from && view.has.get(&slot).is_none_or(|v| *v < name.version())
-            })
-            .map(|(k, _)| *k)
+            .copied()
+            .filter(|k| Some(*k) != from && self.known_version(*k, slot) < name.version())
             .collect();
         targets.shuffle(&mut self.rng);
         targets.truncate(self.cfg.fanout);
