@@ -2,7 +2,8 @@
 //! random token kept in the data folder (mode 0600).
 //!
 //! `GET /api/status`, `GET /api/evidence`, `GET /api/events` (server-sent events),
-//! `POST /api/publish {"dir": "<published folder>"}`. Every request needs
+//! `POST /api/publish {"dir": "<published folder>"}`, `GET /api/documents`,
+//! `POST /api/documents/quota {"bytes": N}`, `GET /api/notices`. Every request needs
 //! `Authorization: Bearer <token>` (or `?token=` for EventSource, which cannot set
 //! headers). No CORS headers are sent, and the Host must be a loopback name, so a web
 //! page cannot read or drive it (DNS rebinding included).
@@ -86,6 +87,9 @@ pub async fn serve(
         .route("/api/evidence", get(evidence))
         .route("/api/events", get(events))
         .route("/api/publish", post(publish))
+        .route("/api/documents", get(documents))
+        .route("/api/documents/quota", post(documents_quota))
+        .route("/api/notices", get(notices))
         .layer(middleware::from_fn_with_state(ctl.clone(), guard))
         .with_state(ctl);
     tokio::spawn(async move {
@@ -177,6 +181,26 @@ async fn events(State(ctl): State<Ctl>) -> Sse<impl Stream<Item = Result<Event, 
         }
     });
     Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+async fn documents(State(ctl): State<Ctl>) -> impl IntoResponse {
+    Json((*ctl.node.documents()).clone())
+}
+
+#[derive(Deserialize)]
+struct QuotaBody {
+    bytes: u64,
+}
+
+async fn documents_quota(State(ctl): State<Ctl>, Json(body): Json<QuotaBody>) -> Response {
+    match ctl.node.set_documents_quota(body.bytes).await {
+        Ok(view) => Json(view).into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
+    }
+}
+
+async fn notices(State(ctl): State<Ctl>) -> impl IntoResponse {
+    Json(ctl.node.status().notices)
 }
 
 #[derive(Deserialize)]

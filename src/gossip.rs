@@ -241,8 +241,8 @@ impl<A: Acceptor> Gossip<A> {
 
     pub fn handle_message(&mut self, peer: PeerKey, msg: Message, now: u64) {
         match msg {
-            // Evidence hints are the hints module's, not propagation's.
-            Message::Hint(_) => {}
+            // Evidence hints and document claims are other modules', not propagation's.
+            Message::Hint(_) | Message::Docs(_) => {}
             Message::Have { names } => {
                 for name in names {
                     self.learn(peer, name);

@@ -68,6 +68,8 @@ pub enum PublishError {
     #[error("{0}")]
     Torrent(#[from] crate::torrent::TorrentError),
     #[error("{0}")]
+    Document(#[from] crate::documents::DocumentError),
+    #[error("{0}")]
     Usage(String),
 }
 
@@ -77,6 +79,14 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PublishError + '_ {
         source,
     }
 }
+
+/// What a document publication signs and stores: what the record says, its payload,
+/// and the metainfo file.
+pub type DocumentPayload = (
+    crate::documents::DocumentMeta,
+    Payload,
+    Vec<(String, Vec<u8>)>,
+);
 
 /// Options of `swarmsite keys init-network`.
 #[derive(Clone, Debug)]
@@ -419,6 +429,75 @@ impl NetworkDir {
         Ok(published.max(trust.highest(slot)) + 1)
     }
 
+    /// What `publish document` signs for the file at `path`: the document payload
+    /// (title, description, media type — guessed from the extension when `None` —,
+    /// the torrent's info hash and size) and the metainfo file that goes with it.
+    pub fn document_payload(
+        path: &Path,
+        title: String,
+        description: String,
+        media_type: Option<String>,
+    ) -> Result<DocumentPayload, PublishError> {
+        if !path.is_file() {
+            return Err(PublishError::Usage(format!(
+                "{}: not a file",
+                path.display()
+            )));
+        }
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| {
+                PublishError::Usage(format!("{}: file name is not UTF-8", path.display()))
+            })?
+            .to_string();
+        let media_type = media_type.unwrap_or_else(|| {
+            mime_guess::from_path(path)
+                .first_or_octet_stream()
+                .essence_str()
+                .to_string()
+        });
+        crate::documents::check_name(&name)?;
+        let t = crate::torrent::make(path, &name)?;
+        let meta = crate::documents::DocumentMeta {
+            title,
+            description,
+            name,
+            media_type,
+            ih: t.info_hash,
+            size: t.total_size,
+        };
+        meta.validate()?;
+        Ok((
+            meta.clone(),
+            Payload::Body(meta.to_body()),
+            vec![(TORRENT_FILE.to_string(), t.bytes)],
+        ))
+    }
+
+    /// The id for a document file named `name`: that of the newest published document
+    /// with this file name (its next version replaces it), else one past the highest
+    /// document id published (the first is `0x100`).
+    pub fn document_id_for(&self, name: &str) -> Result<u32, PublishError> {
+        let mut newest: Option<(u32, u32)> = None;
+        let mut highest = crate::name::file_id::FIRST_DOCUMENT - 1;
+        for e in self.published()? {
+            let Ok(doc) = crate::documents::Document::from_record(&e.record) else {
+                continue;
+            };
+            highest = highest.max(doc.id);
+            if doc.meta.name == name && newest.is_none_or(|(_, v)| doc.version > v) {
+                newest = Some((doc.id, doc.version));
+            }
+        }
+        match newest {
+            Some((id, _)) => Ok(id),
+            None => highest
+                .checked_add(1)
+                .ok_or_else(|| PublishError::Usage("no document id left".into())),
+        }
+    }
+
     /// Publishes the folder `site_dir` as release `version` (default: the next one) of
     /// site `site_id`: makes its torrent, signs the record with `keys`, stores it.
     pub fn publish_site(
@@ -542,11 +621,10 @@ impl NetworkDir {
                 root
             };
             fsutil::copy_missing(src, &copy).map_err(io(src))?;
-            // What is published must be what was signed, even if the source changed
-            // while we were working.
-            if let Payload::Torrent { ih, .. } = record.payload
-                && crate::torrent::make(&copy, &name)?.info_hash != ih
-            {
+            // What is published must be what was signed (the torrent the record names),
+            // even if the source changed while we were working.
+            let ih = crate::torrent::info_hash_of(&files_torrent(files)?)?;
+            if crate::torrent::make(&copy, &name)?.info_hash != ih {
                 return Err(PublishError::BadFile {
                     path: src.to_path_buf(),
                     why: "changed while it was being published; try again".into(),

@@ -29,8 +29,10 @@ const COMPRESS_MIN: u64 = 256;
 /// The path of the signed record of the served release.
 pub const RELEASE_PATH: &str = ".well-known/swarmsite/release";
 
+/// One servable file with its validators, built once (per release, or per archive
+/// snapshot for documents) and answered from by [`serve_file`].
 #[derive(Debug)]
-struct FileEntry {
+pub(crate) struct FileEntry {
     path: PathBuf,
     len: u64,
     /// Strong ETags of the identity, gzip and brotli forms, quotes included. Header
@@ -42,6 +44,30 @@ struct FileEntry {
 }
 
 impl FileEntry {
+    /// A file of `len` bytes at `path`, whose strong validator is `tag` (hex).
+    pub(crate) fn new(path: PathBuf, len: u64, tag: &str, mime: &mime_guess::Mime) -> Self {
+        let compressible = is_compressible(mime);
+        let mut mime = mime.essence_str().to_string();
+        if mime.starts_with("text/") || mime == "application/javascript" || mime == "image/svg+xml"
+        {
+            mime.push_str("; charset=utf-8");
+        }
+        let value = |t: String| HeaderValue::from_str(&t).expect("hex");
+        FileEntry {
+            path,
+            len,
+            etags: [
+                value(format!("\"{tag}\"")),
+                value(format!("\"{tag}-gz\"")),
+                value(format!("\"{tag}-br\"")),
+            ],
+            content_type: HeaderValue::from_str(&mime)
+                .unwrap_or(HeaderValue::from_static("application/octet-stream")),
+            compressible,
+            cache: OnceLock::new(),
+        }
+    }
+
     fn etag(&self, encoding: Encoding) -> &HeaderValue {
         &self.etags[encoding as usize]
     }
@@ -58,8 +84,7 @@ struct Cached {
 #[derive(Debug)]
 pub struct SiteRelease {
     version: u32,
-    modified: SystemTime,
-    last_modified: HeaderValue,
+    modified: Modified,
     record: Bytes,
     record_etag: String,
     files: HashMap<String, FileEntry>,
@@ -74,11 +99,9 @@ impl SiteRelease {
         let mut dirs = BTreeSet::new();
         dirs.insert(String::new());
         index_dir(root, root, &mut files, &mut dirs)?;
-        let modified = UNIX_EPOCH + Duration::from_secs(time);
         Ok(SiteRelease {
             version,
-            modified,
-            last_modified: HeaderValue::from_str(&httpdate::fmt_http_date(modified)).expect("date"),
+            modified: Modified::at(time),
             record_etag: format!("\"{}\"", &hex::encode(Sha256::digest(record))[..32]),
             record: Bytes::copy_from_slice(record),
             files,
@@ -88,6 +111,54 @@ impl SiteRelease {
 
     pub fn version(&self) -> u32 {
         self.version
+    }
+
+    /// The names in folder `dir` ("" for the top) of the release: files, and folders
+    /// with a trailing `/`.
+    pub(crate) fn children(&self, dir: &str) -> BTreeSet<String> {
+        let prefix = if dir.is_empty() {
+            String::new()
+        } else {
+            format!("{dir}/")
+        };
+        let mut names = BTreeSet::new();
+        for key in self.files.keys().chain(self.dirs.iter()) {
+            if let Some(rest) = key.strip_prefix(&prefix)
+                && !rest.is_empty()
+            {
+                let first = rest.split('/').next().unwrap_or(rest);
+                let is_dir = self.dirs.contains(&format!("{prefix}{first}"));
+                names.insert(if is_dir {
+                    format!("{first}/")
+                } else {
+                    first.to_string()
+                });
+            }
+        }
+        names
+    }
+
+    /// True when `path` (no leading `/`) names a file or folder of the release.
+    pub(crate) fn has(&self, path: &str) -> bool {
+        self.files.contains_key(path) || self.dirs.contains(path.trim_end_matches('/'))
+    }
+}
+
+/// When content last changed, and the `Last-Modified` value saying so (built once).
+#[derive(Debug, Clone)]
+pub(crate) struct Modified {
+    at: SystemTime,
+    header: HeaderValue,
+}
+
+impl Modified {
+    /// Unix time `secs`.
+    pub(crate) fn at(secs: u64) -> Self {
+        let at = UNIX_EPOCH + Duration::from_secs(secs);
+        Modified {
+            at,
+            header: HeaderValue::from_str(&httpdate::fmt_http_date(at)).expect("date"),
+        }
     }
 }
 
@@ -124,32 +195,8 @@ fn index_dir(
                 hasher.update(&buf[..n]);
             }
             let mime = mime_guess::from_path(&path).first_or_octet_stream();
-            let compressible = is_compressible(&mime);
-            let mut mime = mime.essence_str().to_string();
-            if mime.starts_with("text/")
-                || mime == "application/javascript"
-                || mime == "image/svg+xml"
-            {
-                mime.push_str("; charset=utf-8");
-            }
             let tag = hex::encode(&hasher.finalize()[..16]);
-            let value = |t: String| HeaderValue::from_str(&t).expect("hex");
-            files.insert(
-                rel,
-                FileEntry {
-                    path,
-                    len: meta.len(),
-                    etags: [
-                        value(format!("\"{tag}\"")),
-                        value(format!("\"{tag}-gz\"")),
-                        value(format!("\"{tag}-br\"")),
-                    ],
-                    content_type: HeaderValue::from_str(&mime)
-                        .unwrap_or(HeaderValue::from_static("application/octet-stream")),
-                    compressible,
-                    cache: OnceLock::new(),
-                },
-            );
+            files.insert(rel, FileEntry::new(path, meta.len(), &tag, &mime));
         }
     }
     Ok(())
@@ -168,6 +215,8 @@ fn is_compressible(mime: &mime_guess::Mime) -> bool {
 #[derive(Default)]
 pub struct Served {
     release: ArcSwapOption<SiteRelease>,
+    /// The archive of published documents (`/documents/`), kept by the node.
+    documents: arc_swap::ArcSwap<crate::documents::view::DocumentsView>,
     bytes_served: AtomicU64,
     requests: AtomicU64,
 }
@@ -186,6 +235,15 @@ impl Served {
         self.release.load_full()
     }
 
+    /// Replaces the archive snapshot the `/documents/` pages answer from.
+    pub fn set_documents(&self, view: crate::documents::view::DocumentsView) {
+        self.documents.store(Arc::new(view));
+    }
+
+    pub fn documents(&self) -> Arc<crate::documents::view::DocumentsView> {
+        self.documents.load_full()
+    }
+
     pub fn bytes_served(&self) -> u64 {
         self.bytes_served.load(Ordering::Relaxed)
     }
@@ -195,9 +253,31 @@ impl Served {
     }
 }
 
-/// The router for one served site.
+/// The router for one served site. Served with
+/// `into_make_service_with_connect_info::<HttpConn>()`, pages that name other nodes
+/// order them by nearness to the client.
 pub fn router(served: Arc<Served>) -> axum::Router {
     axum::Router::new().fallback(handle).with_state(served)
+}
+
+/// Both ends of an HTTP connection.
+#[derive(Clone, Copy, Debug)]
+pub struct HttpConn {
+    pub local: std::net::SocketAddr,
+    pub remote: std::net::SocketAddr,
+}
+
+impl
+    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>>
+    for HttpConn
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+        let remote = *stream.remote_addr();
+        HttpConn {
+            local: stream.io().local_addr().unwrap_or(remote),
+            remote,
+        }
+    }
 }
 
 async fn handle(
@@ -205,9 +285,13 @@ async fn handle(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
+    extensions: axum::http::Extensions,
 ) -> Response {
     served.requests.fetch_add(1, Ordering::Relaxed);
-    let response = respond(&served, &method, &uri, &headers).await;
+    let conn = extensions
+        .get::<axum::extract::ConnectInfo<HttpConn>>()
+        .map(|c| c.0);
+    let response = respond(&served, &method, &uri, &headers, conn).await;
     if let Some(len) = response
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -219,12 +303,39 @@ async fn handle(
     response
 }
 
-async fn respond(served: &Served, method: &Method, uri: &Uri, headers: &HeaderMap) -> Response {
+async fn respond(
+    served: &Served,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    conn: Option<HttpConn>,
+) -> Response {
     if method != Method::GET && method != Method::HEAD {
         let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
         r.headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         return r;
+    }
+    let Some(path) = clean_path(uri.path()) else {
+        return plain(StatusCode::BAD_REQUEST, "bad path\n");
+    };
+    let head = method == Method::HEAD;
+    // The archive answers under /documents/ whether or not a release is served yet;
+    // the release's own files there win (docs/PROTOCOL.md §20).
+    if path == "documents" || path.starts_with("documents/") {
+        let req = crate::documents::pages::Request {
+            path: &path,
+            query: uri.query(),
+            headers,
+            conn,
+            head,
+        };
+        let release = served.current();
+        if let Some(r) =
+            crate::documents::pages::respond(&served.documents(), release.as_deref(), req).await
+        {
+            return r;
+        }
     }
     let Some(release) = served.current() else {
         let mut r = plain(
@@ -235,10 +346,6 @@ async fn respond(served: &Served, method: &Method, uri: &Uri, headers: &HeaderMa
             .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
         return r;
     };
-    let Some(path) = clean_path(uri.path()) else {
-        return plain(StatusCode::BAD_REQUEST, "bad path\n");
-    };
-    let head = method == Method::HEAD;
     if path == RELEASE_PATH {
         return release_record(&release, headers, head);
     }
@@ -248,7 +355,7 @@ async fn respond(served: &Served, method: &Method, uri: &Uri, headers: &HeaderMa
         path.clone()
     };
     if let Some(entry) = release.files.get(&key) {
-        return serve_file(&release, entry, headers, head).await;
+        return serve_file(entry, &release.modified, headers, head).await;
     }
     if release.dirs.contains(path.trim_end_matches('/')) {
         if !path.is_empty() && !path.ends_with('/') {
@@ -285,7 +392,7 @@ pub fn clean_path(raw: &str) -> Option<String> {
     Some(trimmed.to_string())
 }
 
-fn plain(status: StatusCode, text: &'static str) -> Response {
+pub(crate) fn plain(status: StatusCode, text: &'static str) -> Response {
     let mut r = (status, text).into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -408,15 +515,17 @@ fn load_cached(entry: &FileEntry) -> std::io::Result<&Cached> {
     Ok(entry.cache.get_or_init(|| Cached { identity, gzip, br }))
 }
 
-async fn serve_file(
-    release: &SiteRelease,
+/// Answers GET/HEAD for one file: validators, conditional requests, ranges (multipart
+/// too), and gzip/br for small text-like files.
+pub(crate) async fn serve_file(
     entry: &FileEntry,
+    modified: &Modified,
     headers: &HeaderMap,
     head: bool,
 ) -> Response {
     let mut h = HeaderMap::with_capacity(8);
     h.insert(header::CONTENT_TYPE, entry.content_type.clone());
-    h.insert(header::LAST_MODIFIED, release.last_modified.clone());
+    h.insert(header::LAST_MODIFIED, modified.header.clone());
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     if entry.compressible {
@@ -427,7 +536,7 @@ async fn serve_file(
     let range = headers
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
-        .filter(|_| if_range_holds(headers, entry, release));
+        .filter(|_| if_range_holds(headers, entry, modified));
     let encoding = if range.is_some()
         || !entry.compressible
         || entry.len < COMPRESS_MIN
@@ -465,7 +574,7 @@ async fn serve_file(
             .etags
             .iter()
             .any(|t| t.to_str().is_ok_and(|t| etag_matches(headers, t)));
-    if tag_matches || not_modified_since(headers, release.modified) {
+    if tag_matches || not_modified_since(headers, modified.at) {
         return (StatusCode::NOT_MODIFIED, h).into_response();
     }
     match encoding {
@@ -496,14 +605,14 @@ async fn serve_file(
     (StatusCode::OK, h, body).into_response()
 }
 
-fn if_range_holds(headers: &HeaderMap, entry: &FileEntry, release: &SiteRelease) -> bool {
+fn if_range_holds(headers: &HeaderMap, entry: &FileEntry, modified: &Modified) -> bool {
     let Some(v) = headers.get(header::IF_RANGE).and_then(|v| v.to_str().ok()) else {
         return true;
     };
     if v.starts_with('"') {
         return entry.etag(Encoding::Identity) == v;
     }
-    httpdate::parse_http_date(v).is_ok_and(|d| release.modified <= d)
+    httpdate::parse_http_date(v).is_ok_and(|d| modified.at <= d)
 }
 
 async fn file_body(path: &Path, start: u64, len: u64) -> std::io::Result<Body> {
@@ -611,7 +720,8 @@ fn read_range(path: &Path, start: u64, len: u64) -> std::io::Result<Vec<u8>> {
     Ok(v)
 }
 
-fn html_escape(s: &str) -> String {
+/// Escapes text for HTML content and double-quoted attribute values.
+pub(crate) fn html_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -624,20 +734,7 @@ fn listing(release: &SiteRelease, dir: &str, head: bool) -> Response {
     } else {
         format!("{dir}/")
     };
-    let mut names: BTreeSet<String> = BTreeSet::new();
-    for key in release.files.keys().chain(release.dirs.iter()) {
-        if let Some(rest) = key.strip_prefix(&prefix)
-            && !rest.is_empty()
-        {
-            let first = rest.split('/').next().unwrap_or(rest);
-            let is_dir = release.dirs.contains(&format!("{prefix}{first}"));
-            names.insert(if is_dir {
-                format!("{first}/")
-            } else {
-                first.to_string()
-            });
-        }
-    }
+    let names = release.children(dir);
     let items: String = names
         .iter()
         .map(|n| {
@@ -655,8 +752,8 @@ fn listing(release: &SiteRelease, dir: &str, head: bool) -> Response {
     html_page(StatusCode::OK, page, head)
 }
 
-/// A generated HTML page (listings, the 404 page).
-fn html_page(status: StatusCode, page: String, head: bool) -> Response {
+/// A generated HTML page (listings, the 404 page, the archive's pages).
+pub(crate) fn html_page(status: StatusCode, page: String, head: bool) -> Response {
     let mut h = HeaderMap::new();
     h.insert(
         header::CONTENT_TYPE,
@@ -671,7 +768,8 @@ fn html_page(status: StatusCode, page: String, head: bool) -> Response {
     (status, h, body).into_response()
 }
 
-const PATH_SET: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+/// What is percent-encoded in a path segment of a generated link.
+pub(crate) const PATH_SET: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
     .add(b' ')
     .add(b'"')
     .add(b'#')
@@ -682,7 +780,7 @@ const PATH_SET: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
 
 async fn not_found(release: &SiteRelease, headers: &HeaderMap, head: bool) -> Response {
     if let Some(entry) = release.files.get("404.html") {
-        let mut r = serve_file(release, entry, headers, head).await;
+        let mut r = serve_file(entry, &release.modified, headers, head).await;
         if r.status() == StatusCode::OK {
             *r.status_mut() = StatusCode::NOT_FOUND;
         }

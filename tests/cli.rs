@@ -320,15 +320,18 @@ fn notices_files_and_blacklists() {
 
     let doc = tmp.path().join("leak.pdf");
     std::fs::write(&doc, vec![7u8; 100_000]).unwrap();
-    ok(&[
+    let out = ok(&[
         "publish",
-        "file",
+        "document",
         p(&doc),
-        "--id",
-        "256",
+        "--title",
+        "The leak",
+        "--description",
+        "What they hid",
         "--network",
         p(&net),
     ]);
+    assert!(out.contains("document 256 (leak.pdf)"), "{out}");
     let rel = net.join("published/8080-256-v1");
     let out = ok(&[
         "verify",
@@ -337,8 +340,64 @@ fn notices_files_and_blacklists() {
         p(&bundle),
         "--torrent",
         p(&rel.join("payload.torrent")),
+        "--content",
+        p(&doc),
     ]);
     assert!(out.contains("ACCEPTED: published document v1"), "{out}");
+    assert!(
+        out.contains("document \"The leak\" (leak.pdf, application/pdf, 100000 bytes"),
+        "{out}"
+    );
+    assert!(
+        out.contains("content") && out.contains("matches the torrent"),
+        "{out}"
+    );
+    // The same file name again: the next version of the same id; another file: a new id.
+    ok(&[
+        "publish",
+        "document",
+        p(&doc),
+        "--title",
+        "The leak, fixed",
+        "--network",
+        p(&net),
+    ]);
+    assert!(net.join("published/8080-256-v2/record.rec").is_file());
+    let other = tmp.path().join("other.txt");
+    std::fs::write(&other, "second").unwrap();
+    let out = ok(&[
+        "publish",
+        "document",
+        p(&other),
+        "--title",
+        "Second",
+        "--network",
+        p(&net),
+    ]);
+    assert!(
+        out.contains("document 257 (other.txt): 6 bytes, text/plain"),
+        "{out}"
+    );
+    let out = fails(&[
+        "publish",
+        "document",
+        p(&other),
+        "--title",
+        "",
+        "--network",
+        p(&net),
+    ]);
+    assert!(out.contains("title must be"), "{out}");
+    let out = fails(&[
+        "publish",
+        "file",
+        p(&doc),
+        "--id",
+        "256",
+        "--network",
+        p(&net),
+    ]);
+    assert!(out.contains("publish document"), "{out}");
     let out = fails(&[
         "publish",
         "file",
@@ -354,7 +413,7 @@ fn notices_files_and_blacklists() {
         "file",
         p(&doc),
         "--id",
-        "256",
+        "3",
         "--inline",
         "--network",
         p(&net),
@@ -548,6 +607,9 @@ fn help_is_there_for_every_command() {
         vec!["publish", "site", "--help"],
         vec!["publish", "notice", "--help"],
         vec!["publish", "file", "--help"],
+        vec!["publish", "document", "--help"],
+        vec!["documents", "--help"],
+        vec!["notices", "--help"],
         vec!["publish", "blacklist", "--help"],
         vec!["verify", "--help"],
         vec!["bundle", "add", "--help"],

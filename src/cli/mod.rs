@@ -2,6 +2,7 @@
 
 mod bundle;
 mod demo;
+mod documents;
 mod keys;
 mod node;
 mod passphrase;
@@ -46,6 +47,10 @@ enum Command {
     Status(node::StatusArgs),
     /// What this node refused, and from whom (the local evidence log).
     Evidence(node::EvidenceArgs),
+    /// The published documents this node knows and keeps; set its storage quota.
+    Documents(documents::DocumentsArgs),
+    /// The signed notices this node received.
+    Notices(documents::NoticesArgs),
     /// A throwaway network on this machine: publish, verify, rotate, refuse a forgery.
     Demo(demo::DemoArgs),
 }
@@ -60,6 +65,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Node(args) => node::run(args, data_dir.as_deref()),
         Command::Status(args) => node::status(args, data_dir.as_deref()),
         Command::Evidence(args) => node::evidence(args, data_dir.as_deref()),
+        Command::Documents(args) => documents::documents(args, data_dir.as_deref()),
+        Command::Notices(args) => documents::notices(args, data_dir.as_deref()),
         Command::Demo(args) => demo::run(args),
     }
 }

@@ -79,6 +79,11 @@ pub struct NodeArgs {
     /// Cap BitTorrent uploads at this many bytes per second.
     #[arg(long, value_name = "BYTES_PER_SEC")]
     upload_limit: Option<u32>,
+    /// Disk space for copies of published documents, e.g. 10GiB, 500MB; 0 keeps their
+    /// records only. Default: the last value set (`swarmsite documents --quota`), else
+    /// 10 GiB.
+    #[arg(long, value_name = "SIZE")]
+    documents_quota: Option<bytesize::ByteSize>,
 }
 
 pub fn run(args: NodeArgs, data_dir: Option<&Path>) -> anyhow::Result<ExitCode> {
@@ -137,6 +142,7 @@ pub fn run(args: NodeArgs, data_dir: Option<&Path>) -> anyhow::Result<ExitCode> 
             interval: Duration::from_secs(args.auto_blacklist_interval.max(1)),
         }));
     }
+    cfg.documents_quota = args.documents_quota.map(|q| q.as_u64());
     cfg.download_limit = args.download_limit;
     cfg.upload_limit = args.upload_limit;
     cfg.content_dht = if args.no_content_dht {
@@ -292,6 +298,19 @@ fn print_status(s: &serde_json::Value) {
     if let Some(n) = get("notice").as_str() {
         println!("notice: {n}");
     }
+    let d = get("documents");
+    println!(
+        "documents: {} known, {} held, {} fetching; {} of {} quota used{}",
+        d["known"],
+        d["held"],
+        d["fetching"],
+        super::documents::size(d["used"].as_u64().unwrap_or(0)),
+        super::documents::size(d["quota"].as_u64().unwrap_or(0)),
+        match d["evicted"].as_u64() {
+            Some(n) if n > 0 => format!("; {n} evicted (see `swarmsite documents`)"),
+            _ => String::new(),
+        }
+    );
     if let Some(b) = s.get("blacklist").filter(|b| !b.is_null()) {
         let entries = b["entries"].as_array().map_or(0, Vec::len);
         println!(

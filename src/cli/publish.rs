@@ -38,8 +38,29 @@ pub enum PublishCommand {
         #[command(flatten)]
         common: Common,
     },
-    /// Publish a file as an authorized file (kind 0x8080): a document (id ≥ 256),
-    /// intake receipts (2) or a software manifest (3).
+    /// Publish a document for the archive: a file every node lists and searches, and
+    /// keeps copies of within its quota (kind 0x8080, id ≥ 256).
+    Document {
+        /// The file.
+        path: PathBuf,
+        /// Its title, as lists and searches show it.
+        #[arg(long)]
+        title: String,
+        /// What it is; searched like the title.
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Media type (default: guessed from the file name's extension).
+        #[arg(long = "type", value_name = "TYPE/SUBTYPE")]
+        media_type: Option<String>,
+        /// Document id (256 and up). Default: the id of the published document with the
+        /// same file name, whose next version this becomes; else the next free id.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(0x100..))]
+        id: Option<u32>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Publish a file as an authorized file (kind 0x8080): intake receipts (2) or a
+    /// software manifest (3). Documents: `publish document`.
     File {
         path: PathBuf,
         #[arg(long, value_parser = clap::value_parser!(u32).range(2..))]
@@ -135,6 +156,41 @@ pub fn run(cmd: PublishCommand, data_dir: Option<&Path>) -> anyhow::Result<ExitC
                 &common,
             )
         }
+        PublishCommand::Document {
+            path,
+            title,
+            description,
+            media_type,
+            id,
+            common,
+        } => {
+            let net = NetworkDir::open(&common.network.network_dir)?;
+            let (meta, payload, files) =
+                NetworkDir::document_payload(&path, title, description, media_type)?;
+            let id = match id {
+                Some(id) => id,
+                None => net.document_id_for(&meta.name)?,
+            };
+            println!(
+                "document {id} ({}): {} bytes, {}, info hash {}",
+                meta.name,
+                meta.size,
+                meta.media_type,
+                hex::encode(meta.ih)
+            );
+            publish(
+                data_dir,
+                &net,
+                Publication {
+                    kind: kind::AUTHORIZED_FILE,
+                    id,
+                    payload,
+                    files: &files,
+                    payload_dir: Some(&path),
+                },
+                &common,
+            )
+        }
         PublishCommand::File {
             path,
             id,
@@ -142,13 +198,19 @@ pub fn run(cmd: PublishCommand, data_dir: Option<&Path>) -> anyhow::Result<ExitC
             common,
         } => {
             let net = NetworkDir::open(&common.network.network_dir)?;
+            if id >= file_id::FIRST_DOCUMENT {
+                bail!(
+                    "ids from {} up are documents: use `swarmsite publish document`, which signs the title and description every node lists and searches",
+                    file_id::FIRST_DOCUMENT
+                );
+            }
             if SystemName::new(net.bundle().network(), kind::AUTHORIZED_FILE, id, 1)
                 .class()
                 .governing_role()
                 .is_none()
             {
                 bail!(
-                    "id {id} is not an authorized file: use 2 (receipts), 3 (software manifest) or 256 and up (documents)"
+                    "id {id} is not an authorized file: use 2 (receipts) or 3 (software manifest)"
                 );
             }
             if !path.is_file() {

@@ -110,8 +110,8 @@ pub fn run(args: VerifyArgs, data_dir: Option<&Path>) -> anyhow::Result<ExitCode
     if let Some(tpath) = &args.torrent {
         let tbytes = std::fs::read(tpath).with_context(|| format!("{}", tpath.display()))?;
         let ih = torrent::info_hash_of(&tbytes).with_context(|| format!("{}", tpath.display()))?;
-        match record.payload {
-            Payload::Torrent { ih: want, .. } if want == ih => {
+        match swarmsite::documents::content_ih(&record) {
+            Some(want) if want == ih => {
                 println!("torrent {} matches the record's ih", tpath.display())
             }
             _ => {
@@ -239,6 +239,18 @@ pub fn describe(r: &Record) {
                         );
                     }
                     Err(e) => println!("  key set body invalid: {e}"),
+                },
+                ObjectClass::Document => match swarmsite::documents::Document::from_record(r) {
+                    Ok(d) => println!(
+                        "  document {:?} ({}, {}, {} bytes, torrent {}): {}",
+                        d.meta.title,
+                        d.meta.name,
+                        d.meta.media_type,
+                        d.meta.size,
+                        hex::encode(d.meta.ih),
+                        d.meta.description
+                    ),
+                    Err(e) => println!("  document body invalid: {e}"),
                 },
                 _ => {}
             }

@@ -34,8 +34,8 @@ use crate::serve::Served;
 use crate::torrents::{Torrents, TorrentsConfig};
 
 pub use status::{
-    BlacklistEntryStatus, BlacklistStatus, HttpPortStatus, NodeEvent, PeerStatus, Status,
-    SyncStatus,
+    BlacklistEntryStatus, BlacklistStatus, DocumentsSummary, HttpPortStatus, NodeEvent,
+    NoticeStatus, PeerStatus, Status, SyncStatus,
 };
 
 /// Everything a node needs to know to run.
@@ -60,6 +60,9 @@ pub struct NodeConfig {
     pub pull_interval: Duration,
     /// Outgoing wire connections kept at most.
     pub max_peers: usize,
+    /// Bytes of published documents to keep copies of (0: records only); `None`: the
+    /// value the volunteer set last (kept in the data folder), else 10 GiB.
+    pub documents_quota: Option<u64>,
     /// Rendezvous DHT UDP listen address (`None`: no rendezvous DHT).
     pub rendezvous: Option<SocketAddr>,
     /// Where the rendezvous DHT bootstraps from (`host:port`; the public routers on the
@@ -120,6 +123,7 @@ impl NodeConfig {
             accept_push: true,
             pull_interval: Duration::from_secs(60),
             max_peers: 32,
+            documents_quota: None,
             rendezvous: Some("0.0.0.0:6880".parse().expect("addr")),
             rendezvous_bootstrap: crate::rendezvous::PUBLIC_ROUTERS
                 .iter()
@@ -165,6 +169,11 @@ pub enum Command {
     Seeded {
         record: Vec<u8>,
         reply: oneshot::Sender<Result<String, String>>,
+    },
+    /// Sets the documents quota (bytes; 0: records only) and says what it evicted.
+    SetDocumentsQuota {
+        bytes: u64,
+        reply: oneshot::Sender<crate::documents::view::DocumentsView>,
     },
 }
 
@@ -215,6 +224,25 @@ impl NodeHandle {
 
     pub async fn connect(&self, addr: SocketAddr) {
         let _ = self.commands.send(Command::Connect(addr)).await;
+    }
+
+    /// The archive of published documents as this node keeps it.
+    pub fn documents(&self) -> Arc<crate::documents::view::DocumentsView> {
+        self.served.documents()
+    }
+
+    /// Sets the documents quota; returns the archive after the evictions it caused.
+    pub async fn set_documents_quota(
+        &self,
+        bytes: u64,
+    ) -> Result<crate::documents::view::DocumentsView, String> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::SetDocumentsQuota { bytes, reply })
+            .await
+            .map_err(|_| "the node is shutting down".to_string())?;
+        rx.await
+            .map_err(|_| "the node is shutting down".to_string())
     }
 }
 
@@ -299,7 +327,8 @@ impl Node {
                         bound: true,
                         error: None,
                     });
-                    let app = crate::serve::router(Arc::clone(&served));
+                    let app = crate::serve::router(Arc::clone(&served))
+                        .into_make_service_with_connect_info::<crate::serve::HttpConn>();
                     let c = cancel.clone();
                     tasks.push(tokio::spawn(async move {
                         let _ = axum::serve(listener, app)

@@ -28,6 +28,10 @@ pub struct Status {
     pub evidence: u64,
     /// The last signed notice.
     pub notice: Option<String>,
+    /// Every signed notice held (the newest of each channel), newest first.
+    pub notices: Vec<NoticeStatus>,
+    /// The archive of published documents, in short (`/api/documents` has it all).
+    pub documents: DocumentsSummary,
     /// The blacklist in force.
     pub blacklist: Option<BlacklistStatus>,
 }
@@ -63,6 +67,28 @@ pub struct BlacklistEntryStatus {
     pub addr: String,
     pub reason: String,
     pub since: u64,
+}
+
+/// A signed notice, as nodes show it.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct NoticeStatus {
+    /// Its channel (the record's id, 2 and up).
+    pub id: u32,
+    pub version: u32,
+    /// Publish time, unix seconds.
+    pub time: u64,
+    pub severity: String,
+    pub text: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct DocumentsSummary {
+    pub known: usize,
+    pub held: usize,
+    pub fetching: usize,
+    pub quota: u64,
+    pub used: u64,
+    pub evicted: usize,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -122,9 +148,16 @@ pub enum NodeEvent {
     PeerDown {
         addr: String,
     },
-    Notice {
-        severity: String,
-        text: String,
+    Notice(NoticeStatus),
+    /// A published document changed here: `learned` (a new record or version),
+    /// `fetching`, `held`, `evicted` or `unusable` (with the reason).
+    Document {
+        id: u32,
+        version: u32,
+        name: String,
+        title: String,
+        change: String,
+        reason: Option<String>,
     },
     Blacklist {
         version: u32,

@@ -96,6 +96,8 @@ pub struct Progress {
     pub down_bytes_per_sec: u64,
     /// Bytes received from peers (what crossed the network, unlike `have_bytes`).
     pub fetched_bytes: u64,
+    /// Bytes sent to peers since the torrent was added to this session.
+    pub uploaded_bytes: u64,
     pub finished: bool,
 }
 
@@ -312,8 +314,24 @@ impl Torrents {
             peers,
             down_bytes_per_sec: speed,
             fetched_bytes: fetched,
+            uploaded_bytes: s.uploaded_bytes,
             finished: s.finished,
         }
+    }
+
+    /// Progress of `ih`, when the session has it.
+    pub fn stats(&self, ih: &[u8; 20]) -> Option<Progress> {
+        self.session()
+            .get(TorrentIdOrHash::Hash(Id20::new(*ih)))
+            .map(|h| Self::progress(&h))
+    }
+
+    /// The metainfo (`.torrent` bytes) of `ih`, once the session knows it, so it can be
+    /// added again later without asking peers for it.
+    pub fn metainfo(&self, ih: &[u8; 20]) -> Option<bytes::Bytes> {
+        self.session()
+            .get(TorrentIdOrHash::Hash(Id20::new(*ih)))
+            .and_then(|h| h.with_metadata(|m| m.torrent_bytes.clone()).ok())
     }
 
     /// Waits for `handle` to complete, reporting progress to `report` about every

@@ -19,12 +19,13 @@ pub const EXTENDED: u8 = 20;
 pub const EXT_HANDSHAKE: u8 = 0;
 
 /// The swarmsite extension names in the `m` dictionary, with the ids we receive them on.
-pub const EXTENSIONS: [(&str, u8); 5] = [
+pub const EXTENSIONS: [(&str, u8); 6] = [
     ("ss_get", 1),
     ("ss_rec", 2),
     ("ss_have", 3),
     ("ss_push", 4),
     ("ss_hint", 5),
+    ("ss_docs", 6),
 ];
 /// The first extensions every swarmsite node must speak; later ones are optional.
 pub const REQUIRED_EXTENSIONS: usize = 4;
@@ -182,7 +183,22 @@ pub enum Message {
     Push { record: Vec<u8> },
     /// Unsigned evidence against a peer, for an auto-blacklist node to re-check.
     Hint(Hint),
+    /// Which documents the sender keeps: what the quota choice counts and the
+    /// `/documents/` pages name as holders (PROTOCOL.md §20).
+    Docs(DocClaims),
 }
+
+/// The documents a node holds completely and is fetching, by info hash, and its HTTP
+/// port. Unsigned: a claim, counted as such (docs/SECURITY.md).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DocClaims {
+    pub held: Vec<[u8; 20]>,
+    pub fetching: Vec<[u8; 20]>,
+    pub http: Option<u16>,
+}
+
+/// Info hashes one `ss_docs` carries at most (both lists together), within 64 KiB.
+pub const MAX_DOC_CLAIMS: usize = 3000;
 
 /// An accusation (PROTOCOL.md §17): `ip` did `reason` (an evidence code), about
 /// `object`; the ports say where to re-check it.
@@ -210,6 +226,8 @@ pub enum MessageError {
     Name(#[from] NameError),
     #[error("`names` is not a whole number of 20-byte names")]
     NamesLength,
+    #[error("document claims are not a whole number of 20-byte info hashes, or too many")]
+    ClaimsLength,
 }
 
 impl Message {
@@ -221,6 +239,7 @@ impl Message {
             Message::Have { .. } => 2,
             Message::Push { .. } => 3,
             Message::Hint(_) => 4,
+            Message::Docs(_) => 5,
         }
     }
 
@@ -244,6 +263,20 @@ impl Message {
                 bencode::dict([("names", Value::Bytes(flat))])
             }
             Message::Push { record } => bencode::dict([("rec", Value::Bytes(record.clone()))]),
+            Message::Docs(c) => {
+                let mut d = vec![
+                    ("fetching", Value::Bytes(c.fetching.concat())),
+                    ("held", Value::Bytes(c.held.concat())),
+                ];
+                if let Some(p) = c.http {
+                    d.push(("http", Value::Int(p.into())));
+                }
+                Value::Dict(
+                    d.into_iter()
+                        .map(|(k, v)| (k.as_bytes().to_vec(), v))
+                        .collect(),
+                )
+            }
             Message::Hint(h) => {
                 let ip = match h.ip {
                     std::net::IpAddr::V4(a) => a.octets().to_vec(),
@@ -313,6 +346,36 @@ impl Message {
                 record: f.bytes("rec")?,
             },
             4 => Message::Hint(decode_hint(&mut f)?),
+            5 => {
+                let hashes = |flat: Vec<u8>| {
+                    if !flat.len().is_multiple_of(20) {
+                        return Err(MessageError::ClaimsLength);
+                    }
+                    Ok(flat
+                        .chunks(20)
+                        .map(|c| <[u8; 20]>::try_from(c).expect("20"))
+                        .collect::<Vec<_>>())
+                };
+                let fetching = hashes(f.bytes("fetching")?)?;
+                let held = hashes(f.bytes("held")?)?;
+                if held.len() + fetching.len() > MAX_DOC_CLAIMS {
+                    return Err(MessageError::ClaimsLength);
+                }
+                let http = match f.opt_int("http")? {
+                    None => None,
+                    Some(p) => Some(u16::try_from(p).ok().filter(|p| *p != 0).ok_or(
+                        ShapeError::Invalid {
+                            field: "http",
+                            why: "not a port".into(),
+                        },
+                    )?),
+                };
+                Message::Docs(DocClaims {
+                    held,
+                    fetching,
+                    http,
+                })
+            }
             _ => return Err(ShapeError::Unknown(format!("extension {index}")).into()),
         };
         f.finish()?;
@@ -411,6 +474,12 @@ mod tests {
                 object: Some(n),
                 hops: 4,
             }),
+            Message::Docs(DocClaims {
+                held: vec![[1; 20], [2; 20]],
+                fetching: vec![],
+                http: Some(18880),
+            }),
+            Message::Docs(DocClaims::default()),
             Message::Hint(Hint {
                 ip: "10.1.2.3".parse().unwrap(),
                 wire_port: None,
@@ -441,6 +510,11 @@ mod tests {
             assert!(Message::decode_payload(4, bad).is_err(), "{bad:?}");
         }
         assert!(Message::decode_payload(4, b"d4:hopsi1e2:ip4:abcd3:why1:xe").is_ok());
+        assert_eq!(
+            Message::decode_payload(5, b"d8:fetching0:4:held3:abce"),
+            Err(MessageError::ClaimsLength)
+        );
+        assert!(Message::decode_payload(5, b"d8:fetching0:4:held0:4:httpi0ee").is_err());
     }
 
     #[test]

@@ -4,6 +4,8 @@
 
 mod audit;
 mod blacklist;
+mod documents;
+mod notices;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -139,6 +141,8 @@ pub struct Core {
     blacklist_fetch: Option<(u32, CancellationToken)>,
     /// The torrent of the blacklist in force, when it came as one.
     blacklist_ih: Option<[u8; 20]>,
+    /// Published documents: what this node keeps of the archive.
+    archive: documents::Archive,
 }
 
 /// Where a peer is: the address of the connection, and the ports it announced.
@@ -185,6 +189,7 @@ impl Core {
         );
         let auditor_flag = cfg.auto_blacklist.is_some();
         let auto_threshold = cfg.auto_blacklist.as_ref().map(|a| a.threshold);
+        let archive = documents::Archive::new(store.root(), cfg.documents_quota);
         Ok(Core {
             local_ip: cfg.wire_listen.ip(),
             cfg,
@@ -211,11 +216,14 @@ impl Core {
             }),
             blacklist_fetch: None,
             blacklist_ih: None,
+            archive,
         })
     }
 
     pub async fn run(mut self, listener: TcpListener, mut commands: mpsc::Receiver<Command>) {
         self.restore().await;
+        self.restore_notices();
+        self.restore_documents().await;
         if let Some((record, _)) = self
             .gossip
             .held((kind::AUTHORIZED_FILE, crate::name::file_id::BLACKLIST))
@@ -236,6 +244,7 @@ impl Core {
             tokio::time::Instant::now() + Duration::from_secs(1),
             self.cfg.pull_interval.max(Duration::from_secs(1)),
         );
+        let mut docs_tick = tokio::time::interval(Duration::from_millis(250));
         let cancel = self.shared.cancel.clone();
         let mut bad_pieces = self.shared.torrents.take_bad_pieces();
         loop {
@@ -257,6 +266,8 @@ impl Core {
                 Some(cmd) = commands.recv() => self.on_command(cmd),
                 Some(report) = self.sync_rx.recv() => self.on_sync(report).await,
                 Some(bad) = recv_or_pending(&mut bad_pieces) => self.on_bad_piece(bad),
+                Some(report) = self.archive.rx.recv() => self.on_doc_report(report),
+                _ = docs_tick.tick() => self.documents_tick(),
                 _ = tokio::time::sleep(wait) => self.gossip.handle_timeout(unix_ms()),
                 _ = dial_tick.tick() => self.maintain_connections(),
                 _ = dht_tick.tick() => self.rendezvous_round(),
@@ -488,6 +499,7 @@ impl Core {
                 }
                 let addr = conn.remote.to_string();
                 self.gossip.peer_up(key);
+                self.send_documents_to(key);
                 self.refresh_peers();
                 self.emit(NodeEvent::PeerUp { addr });
             }
@@ -496,6 +508,7 @@ impl Core {
                     self.hints.receive(key, hint, unix_ms());
                 }
             }
+            Event::Message(Message::Docs(claims)) => self.on_peer_documents(key, claims),
             Event::Message(msg) => {
                 if let Message::Have { names } = &msg {
                     self.check_announcement(key, names);
@@ -525,6 +538,7 @@ impl Core {
                         );
                     }
                     self.remember_closed(key, conn.addrs());
+                    self.peer_documents_gone(key);
                     if conn.ready {
                         self.gossip.peer_down(key, unix_ms());
                         self.refresh_peers();
@@ -545,17 +559,15 @@ impl Core {
                 reply,
             } => {
                 let decoded = Record::decode(&record);
-                match (payload, decoded) {
-                    (Some(dir), Ok(r)) if matches!(r.payload, Payload::Torrent { .. }) => {
+                let ih = decoded.as_ref().ok().and_then(crate::documents::content_ih);
+                match (payload, decoded, ih) {
+                    (Some(dir), Ok(r), Some(ih)) => {
                         // Check first, then make sure the content is seeded before anyone
                         // hears of the record, so the first peers to ask find it.
                         if let Err(e) = self.gossip.acceptor().check(&r, unix_ms() / 1000) {
                             let _ = reply.send(Err(e.to_string()));
                             return;
                         }
-                        let Payload::Torrent { ih, .. } = r.payload else {
-                            return;
-                        };
                         self.local_payloads.insert(ih, dir.clone());
                         let torrents = Arc::clone(&self.shared.torrents);
                         let commands = self.shared.commands.clone();
@@ -571,6 +583,9 @@ impl Core {
                 }
             }
             Command::Seeded { record, reply } => self.submit(record, reply),
+            Command::SetDocumentsQuota { bytes, reply } => {
+                let _ = reply.send(self.set_documents_quota(bytes));
+            }
             Command::Rechecked { hint, finding } => self.on_rechecked(hint, finding),
             Command::BlacklistFetched { name, ih, list } => {
                 self.on_blacklist_fetched(name, ih, list)
@@ -756,9 +771,9 @@ impl Core {
     /// or forged it, since the torrent comes from a verified record.
     fn on_bad_piece(&mut self, bad: crate::torrents::BadPiece) {
         let object = self.gossip.held_names().into_iter().find(|n| {
-            self.gossip.held((n.kind(), n.id())).is_some_and(
-                |(r, _)| matches!(r.payload, Payload::Torrent { ih, .. } if ih == bad.ih),
-            )
+            self.gossip
+                .held((n.kind(), n.id()))
+                .is_some_and(|(r, _)| crate::documents::content_ih(r) == Some(bad.ih))
         });
         let wire = self
             .conns
@@ -837,17 +852,8 @@ impl Core {
                 self.want_release(&record, bytes)
             }
             ObjectClass::Blacklist => self.apply_blacklist(&record),
-            ObjectClass::Notice => {
-                if let Some(Ok(n)) = record.body().map(Notice::from_body) {
-                    self.update_status(|s| {
-                        s.notice = Some(format!("[{}] {}", n.severity.as_str(), n.text))
-                    });
-                    self.emit(NodeEvent::Notice {
-                        severity: n.severity.as_str().into(),
-                        text: n.text,
-                    });
-                }
-            }
+            ObjectClass::Notice => self.on_notice(&record, true),
+            ObjectClass::Document => self.on_document(&record),
             _ => {}
         }
     }
