@@ -199,16 +199,13 @@ async fn six_volunteers_keep_the_archive_alive_within_their_quotas() {
     .unwrap();
     forged.sign(&PrivateKey::generate(MIN_BITS).unwrap());
     let rendezvous = *SystemName::new(tag, kind::NOTICE, 1, 0).as_bytes();
-    for h in &handles {
-        let wire: SocketAddr = h.status().wire_addr.parse().unwrap();
-        hostile_push(
-            "127.0.0.99",
-            wire,
-            rendezvous,
-            vec![forged.encode().unwrap()],
-        )
-        .await;
-    }
+    hostile_push_all(
+        "127.0.0.99",
+        &handles,
+        rendezvous,
+        vec![forged.encode().unwrap()],
+    )
+    .await;
 
     // Convergence: every document held by at least two volunteers, none over its quota
     // at any moment.

@@ -149,16 +149,13 @@ async fn six_nodes_serve_every_release_and_refuse_forgeries() {
     assert!(err.contains("not newer"), "{err}");
     // A hostile peer pushes the forgery, and the replayed v1, to every node over the wire.
     let rendezvous = *SystemName::new(tag, kind::NOTICE, 1, 0).as_bytes();
-    for h in &handles {
-        let wire: SocketAddr = h.status().wire_addr.parse().unwrap();
-        hostile_push(
-            "127.0.0.99",
-            wire,
-            rendezvous,
-            vec![forged.encode().unwrap(), rec1.clone()],
-        )
-        .await;
-    }
+    hostile_push_all(
+        "127.0.0.99",
+        &handles,
+        rendezvous,
+        vec![forged.encode().unwrap(), rec1.clone()],
+    )
+    .await;
     wait_for("every node to record the forgery", 30, || {
         (0..6).all(|i| {
             std::fs::read_to_string(tmp.path().join(format!("n{i}/evidence.jsonl")))

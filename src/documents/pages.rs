@@ -194,6 +194,29 @@ fn page(title: &str, body: &str, head: bool) -> Response {
     r
 }
 
+/// A document's texts, escaped for HTML.
+struct Shown {
+    title: String,
+    desc: String,
+    name: String,
+    mime: String,
+    size: String,
+    date: String,
+    magnet: String,
+}
+
+fn shown(view: &DocumentsView, doc: &DocumentStatus, req: &Request<'_>) -> Shown {
+    Shown {
+        title: html_escape(&doc.title),
+        desc: html_escape(&doc.description),
+        name: html_escape(&doc.name),
+        mime: html_escape(&doc.media_type),
+        size: ByteSize(doc.size).display().iec().to_string(),
+        date: date(doc.time),
+        magnet: html_escape(&magnet(view, doc, req)),
+    }
+}
+
 fn row(view: &DocumentsView, doc: &DocumentStatus, req: &Request<'_>) -> String {
     let here = if doc.held {
         format!(
@@ -206,17 +229,19 @@ fn row(view: &DocumentsView, doc: &DocumentStatus, req: &Request<'_>) -> String 
             html_escape(&local_link(doc))
         )
     };
+    let Shown {
+        title,
+        desc,
+        name,
+        mime,
+        size,
+        date,
+        magnet,
+    } = shown(view, doc, req);
     format!(
         "<tr><td><b>{title}</b><div class=\"d\">{desc}</div><div class=\"d\">{name} · {mime}</div></td>\
          <td class=\"n\">{size}</td><td class=\"n\">{date}</td>\
          <td class=\"n\">{here}<br><a href=\"{magnet}\">magnet link</a></td></tr>\n",
-        title = html_escape(&doc.title),
-        desc = html_escape(&doc.description),
-        name = html_escape(&doc.name),
-        mime = html_escape(&doc.media_type),
-        size = ByteSize(doc.size).display().iec(),
-        date = date(doc.time),
-        magnet = html_escape(&magnet(view, doc, req)),
     )
 }
 
@@ -301,6 +326,15 @@ fn document_page(view: &DocumentsView, doc: &DocumentStatus, req: &Request<'_>) 
         ),
         _ => String::new(),
     };
+    let Shown {
+        title,
+        desc,
+        name,
+        mime,
+        size,
+        date,
+        magnet,
+    } = shown(view, doc, req);
     let body = format!(
         "<h1>{title}</h1><p>{desc}</p>\
          <p class=\"d\">{name} · {mime} · {size} · published {date}</p>\
@@ -308,13 +342,6 @@ fn document_page(view: &DocumentsView, doc: &DocumentStatus, req: &Request<'_>) 
          <a href=\"{magnet}\">magnet link</a></p>\
          <p class=\"d\"><code>{magnet}</code></p>{progress}{holders}\
          <p class=\"d\"><a href=\"/documents/\">All documents</a></p>",
-        title = html_escape(&doc.title),
-        desc = html_escape(&doc.description),
-        name = html_escape(&doc.name),
-        mime = html_escape(&doc.media_type),
-        size = ByteSize(doc.size).display().iec(),
-        date = date(doc.time),
-        magnet = html_escape(&magnet(view, doc, req)),
     );
     page(&doc.title, &body, req.head)
 }

@@ -149,6 +149,19 @@ pub async fn hostile_push(ip: &str, to: SocketAddr, rendezvous: [u8; 20], record
     }
 }
 
+/// `hostile_push` from `ip` to the wire port of every node of `handles`.
+pub async fn hostile_push_all(
+    ip: &str,
+    handles: &[NodeHandle],
+    rendezvous: [u8; 20],
+    records: Vec<Vec<u8>>,
+) {
+    for h in handles {
+        let wire: SocketAddr = h.status().wire_addr.parse().unwrap();
+        hostile_push(ip, wire, rendezvous, records.clone()).await;
+    }
+}
+
 /// A scripted wire node built from the project's own wire state machine: accepts on
 /// `listener`, handshakes with `cfg`, says `have`, answers `get` from `answers` (else
 /// `rec {none}`) and pushes `push` to every peer. Runs until its task is aborted, which
