@@ -225,6 +225,18 @@ impl TrustStore {
 
     /// Decides about `record` at unix time `now` without changing anything.
     pub fn check(&self, record: &Record, now: u64) -> Result<Verdict, Refusal> {
+        self.judge(record, now, true)
+    }
+
+    /// Every rule of [`TrustStore::check`] but the no-rollback one for content: is this
+    /// record signed as its role requires by the newest key set, whatever version was
+    /// accepted already? For judging what another node serves (the DNS prober keeps
+    /// the nodes serving the newest release). Key sets keep the chain rule.
+    pub fn check_authentic(&self, record: &Record, now: u64) -> Result<Verdict, Refusal> {
+        self.judge(record, now, false)
+    }
+
+    fn judge(&self, record: &Record, now: u64, no_rollback: bool) -> Result<Verdict, Refusal> {
         let name = record.name;
         if name.tag() != self.tag {
             return Err(Refusal::WrongNetwork {
@@ -253,7 +265,7 @@ impl TrustStore {
                     got,
                 });
             }
-        } else {
+        } else if no_rollback {
             let have = self.highest(name.slot());
             if got <= have {
                 return Err(Refusal::NotNewer { have, got });

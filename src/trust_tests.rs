@@ -84,6 +84,27 @@ fn a_signed_release_is_accepted_once() {
 }
 
 #[test]
+fn an_accepted_release_is_still_authentic_but_a_forged_one_is_not() {
+    let mut t = store();
+    let v1 = release(1, &[key(0)]);
+    t.accept(&v1, NOW).unwrap();
+    // What a node serving the accepted version shows: authentic, not newer.
+    assert!(t.check_authentic(&v1, NOW).is_ok());
+    assert!(t.check(&v1, NOW).is_err());
+    let forged = release(2, &[key(3)]);
+    assert_eq!(
+        t.check_authentic(&forged, NOW).unwrap_err().code(),
+        "not-enough-signatures"
+    );
+    let mut tampered = v1.clone();
+    tampered.time += 1;
+    assert_eq!(
+        t.check_authentic(&tampered, NOW),
+        Err(Refusal::BadSignature(key(0).kid()))
+    );
+}
+
+#[test]
 fn every_tampered_field_is_refused() {
     let t = store();
     let good = release(1, &[key(0)]);
