@@ -237,6 +237,11 @@ impl SystemName {
         SystemName::new(tag, role.number(), 1, version)
     }
 
+    /// The node rendezvous name of network `tag`: every node announces itself under it.
+    pub fn rendezvous(tag: NetworkTag) -> Self {
+        SystemName::new(tag, kind::NOTICE, 1, 0)
+    }
+
     /// Parses 20 raw bytes, checking the tag and the protocol version.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, NameError> {
         let b: [u8; 20] = bytes

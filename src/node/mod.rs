@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::bundle::Bundle;
@@ -185,6 +185,9 @@ pub struct NodeHandle {
     commands: mpsc::Sender<Command>,
     served: Arc<Served>,
     data_dir: PathBuf,
+    trust: watch::Receiver<Arc<crate::trust::TrustStore>>,
+    blacklist: watch::Receiver<Arc<crate::content::Blacklist>>,
+    rendezvous: Option<Arc<crate::rendezvous::Rendezvous>>,
 }
 
 impl NodeHandle {
@@ -243,6 +246,34 @@ impl NodeHandle {
             .map_err(|_| "the node is shutting down".to_string())?;
         rx.await
             .map_err(|_| "the node is shutting down".to_string())
+    }
+
+    /// The node's trust store as of its last accepted record.
+    pub fn trust(&self) -> Arc<crate::trust::TrustStore> {
+        self.trust.borrow().clone()
+    }
+
+    /// The blacklist in force (empty before the first one).
+    pub fn blacklist(&self) -> Arc<crate::content::Blacklist> {
+        self.blacklist.borrow().clone()
+    }
+
+    /// Who the rendezvous DHT says holds `name`, looking for at most `wait` (nobody
+    /// when the node runs without the DHT). Blacklisted addresses are left out.
+    pub async fn find(&self, name: crate::name::SystemName, wait: Duration) -> Vec<SocketAddr> {
+        let Some(r) = &self.rendezvous else {
+            return Vec::new();
+        };
+        let mut found = r.find(*name.as_bytes(), None, wait).await;
+        let listed = self.blacklist();
+        found.retain(|a| !listed.contains(a.ip()));
+        found
+    }
+
+    /// Adds an event to the node's stream (for services run beside the node, such as
+    /// the DNS front).
+    pub fn emit(&self, event: NodeEvent) {
+        let _ = self.events.send(event);
     }
 }
 
@@ -376,12 +407,17 @@ impl Node {
         }));
         let (events, _) = broadcast::channel(256);
         let (commands, commands_rx) = mpsc::channel(64);
+        let trust_view = watch::channel(Arc::new(trust.clone())).0;
+        let blacklist_view = watch::channel(Arc::default()).0;
         let handle = NodeHandle {
             status: Arc::clone(&status),
             events: events.clone(),
             commands,
             served: Arc::clone(&served),
             data_dir: cfg.data_dir.clone(),
+            trust: trust_view.subscribe(),
+            blacklist: blacklist_view.subscribe(),
+            rendezvous: rendezvous.clone(),
         };
 
         let core = core::Core::new(
@@ -394,6 +430,8 @@ impl Node {
                 rendezvous: rendezvous.clone(),
                 commands: handle.commands.clone(),
                 cancel: cancel.clone(),
+                trust_view,
+                blacklist_view,
             },
             store,
             trust,

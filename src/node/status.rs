@@ -164,4 +164,14 @@ pub enum NodeEvent {
         entries: usize,
         closed: usize,
     },
+    /// The DNS front (`swarmsite dns`) answers with this volunteer now.
+    DnsHealthy {
+        addr: String,
+        version: u32,
+    },
+    /// The DNS front no longer answers with it, and why.
+    DnsDropped {
+        addr: String,
+        why: String,
+    },
 }

@@ -194,6 +194,9 @@ impl Core {
                 Err(e) => tracing::error!("putting the blacklist into the BitTorrent session: {e}"),
             }
         });
+        self.shared
+            .blacklist_view
+            .send_replace(Arc::new(list.clone()));
         self.update_status(|s| {
             let mut status = crate::node::BlacklistStatus {
                 version,

@@ -74,6 +74,9 @@ pub struct Shared {
     /// For tasks of the core that report back (DHT lookups finding peers).
     pub commands: mpsc::Sender<Command>,
     pub cancel: CancellationToken,
+    /// The trust store and the blacklist in force, for readers outside the core.
+    pub trust_view: watch::Sender<Arc<TrustStore>>,
+    pub blacklist_view: watch::Sender<Arc<crate::content::Blacklist>>,
 }
 
 struct Conn {
@@ -174,7 +177,7 @@ impl Core {
         gcfg.pull_interval_ms = cfg.pull_interval.as_millis() as u64;
         let seed = rand::random();
         let gossip = Gossip::new(trust, gcfg, loaded.records, seed, unix_ms());
-        let rendezvous = *SystemName::new(tag, kind::NOTICE, 1, 0).as_bytes();
+        let rendezvous = *SystemName::rendezvous(tag).as_bytes();
         let mut peer_id = [0u8; 20];
         peer_id[..8].copy_from_slice(b"-SW0100-");
         peer_id[8..].copy_from_slice(&rand::random::<[u8; 12]>());
@@ -714,7 +717,7 @@ impl Core {
         let Some(r) = self.shared.rendezvous.clone() else {
             return;
         };
-        let name = SystemName::new(self.cfg.bundle.network(), kind::NOTICE, 1, 0);
+        let name = SystemName::rendezvous(self.cfg.bundle.network());
         let (port, own, commands) = (
             self.wire.listen_port,
             self.wire_local(),
@@ -833,6 +836,9 @@ impl Core {
         if let Err(e) = self.gossip.acceptor().save(&self.store.trust_path()) {
             tracing::error!("saving the trust store: {e}");
         }
+        self.shared
+            .trust_view
+            .send_replace(Arc::new(self.gossip.acceptor().clone()));
         let name = record.name;
         tracing::info!(
             "accepted {} v{} from {}",
