@@ -61,6 +61,17 @@ pub async fn serve(
     addr: SocketAddr,
     cancel: CancellationToken,
 ) -> Result<SocketAddr, ControlError> {
+    serve_with(node, addr, cancel, axum::Router::new()).await
+}
+
+/// [`serve`], plus the routes of a service run beside the node (the DNS front's
+/// `/api/dns`), behind the same guard.
+pub async fn serve_with(
+    node: NodeHandle,
+    addr: SocketAddr,
+    cancel: CancellationToken,
+    extra: axum::Router,
+) -> Result<SocketAddr, ControlError> {
     if !addr.ip().is_loopback() {
         return Err(ControlError::NotLoopback(addr));
     }
@@ -90,8 +101,10 @@ pub async fn serve(
         .route("/api/documents", get(documents))
         .route("/api/documents/quota", post(documents_quota))
         .route("/api/notices", get(notices))
-        .layer(middleware::from_fn_with_state(ctl.clone(), guard))
-        .with_state(ctl);
+        .with_state(ctl.clone())
+        .merge(extra)
+        .layer(middleware::from_fn_with_state(ctl, guard));
+
     tokio::spawn(async move {
         let _ = axum::serve(listener, app)
             .with_graceful_shutdown(cancel.cancelled_owned())

@@ -9,6 +9,7 @@ pub mod content;
 pub mod control;
 pub mod datadir;
 pub mod demo_site;
+pub mod dns;
 pub mod documents;
 pub mod evidence;
 pub mod fsutil;

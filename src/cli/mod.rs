@@ -2,6 +2,7 @@
 
 mod bundle;
 mod demo;
+mod dns;
 mod documents;
 mod keys;
 mod node;
@@ -43,6 +44,9 @@ enum Command {
     Bundle(bundle::BundleCommand),
     /// Run a node: fetch the signed site over BitTorrent, keep it current, serve it.
     Node(node::NodeArgs),
+    /// Run a node with the DNS front: a PowerDNS remote backend that answers the site's
+    /// domain with the nearest live volunteers.
+    Dns(dns::DnsArgs),
     /// Ask the running node (of this data folder) how it is doing.
     Status(node::StatusArgs),
     /// What this node refused, and from whom (the local evidence log).
@@ -63,6 +67,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify(args) => verify::run(args, data_dir.as_deref()),
         Command::Bundle(cmd) => bundle::run(cmd, data_dir.as_deref()),
         Command::Node(args) => node::run(args, data_dir.as_deref()),
+        Command::Dns(args) => dns::run(args, data_dir.as_deref()),
         Command::Status(args) => node::status(args, data_dir.as_deref()),
         Command::Evidence(args) => node::evidence(args, data_dir.as_deref()),
         Command::Documents(args) => documents::documents(args, data_dir.as_deref()),

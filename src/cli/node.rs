@@ -11,7 +11,8 @@ use swarmsite::bundle::Bundle;
 use swarmsite::control;
 use swarmsite::datadir::DataDir;
 use swarmsite::name::NetworkTag;
-use swarmsite::node::{Node, NodeConfig};
+use swarmsite::node::{Node, NodeConfig, NodeHandle};
+use tokio_util::sync::CancellationToken;
 
 #[derive(Args, Debug)]
 pub struct NodeArgs {
@@ -87,6 +88,16 @@ pub struct NodeArgs {
 }
 
 pub fn run(args: NodeArgs, data_dir: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let (cfg, control) = config(args, data_dir)?;
+    serve(cfg, control, |_, _| async { Ok(axum::Router::new()) })
+}
+
+/// The node's settings from its arguments, and its control API address; starts the
+/// logging.
+pub(super) fn config(
+    args: NodeArgs,
+    data_dir: Option<&Path>,
+) -> anyhow::Result<(NodeConfig, SocketAddr)> {
     let audit = init_logging("info,librqbit=warn,librqbit_dht=warn");
     let dd = DataDir::resolve(data_dir)?;
     let bundle = match &args.bundle {
@@ -150,15 +161,35 @@ pub fn run(args: NodeArgs, data_dir: Option<&Path>) -> anyhow::Result<ExitCode> 
     } else {
         Some(bundle.bootstrap().to_vec())
     };
+    Ok((cfg, args.control))
+}
 
+/// Runs a node until SIGINT or SIGTERM, with its control API on `control`. `beside`
+/// starts what runs next to the node (the DNS front) and returns its control routes.
+pub(super) fn serve<F, Fut>(
+    cfg: NodeConfig,
+    control: SocketAddr,
+    beside: F,
+) -> anyhow::Result<ExitCode>
+where
+    F: FnOnce(NodeHandle, CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<axum::Router>>,
+{
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     rt.block_on(async move {
         let node = Node::start(cfg).await.context("starting the node")?;
         let handle = node.handle();
-        let cancel = tokio_util::sync::CancellationToken::new();
-        let ctl = control::serve(handle.clone(), args.control, cancel.clone())
+        let cancel = CancellationToken::new();
+        let routes = match beside(handle.clone(), cancel.clone()).await {
+            Ok(r) => r,
+            Err(e) => {
+                node.shutdown().await;
+                return Err(e);
+            }
+        };
+        let ctl = control::serve_with(handle.clone(), control, cancel.clone(), routes)
             .await
             .context("control API")?;
         let s = handle.status();
@@ -233,6 +264,28 @@ pub fn status(args: StatusArgs, data_dir: Option<&Path>) -> anyhow::Result<ExitC
     }
     let s: serde_json::Value = serde_json::from_str(&body).context("status is not JSON")?;
     print_status(&s);
+    // A node run by `swarmsite dns` also has its DNS front to show.
+    if let Ok(dns) = control::client::request(&info, "GET", "/api/dns", None)
+        && let Ok(d) = serde_json::from_str::<serde_json::Value>(&dns)
+    {
+        let p = &d["prober"];
+        println!(
+            "dns {} on {}: answering {} node(s){} · {} healthy of {} candidates, newest v{} · {} probes, {} calls",
+            d["zone"].as_str().unwrap_or("?"),
+            d["listen"].as_str().unwrap_or("?"),
+            d["answering"].as_array().map_or(0, Vec::len),
+            if d["fallback"].as_bool() == Some(true) {
+                " (fallback)"
+            } else {
+                ""
+            },
+            p["healthy"],
+            p["candidates"],
+            p["newest"],
+            p["probes"],
+            d["calls"]
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
