@@ -23,16 +23,6 @@ async fn start_node(data: &Path, net: &NetworkDir, ip: &str, peers: Vec<SocketAd
         .unwrap()
 }
 
-fn publish_site(net: &NetworkDir, dir: &Path, version: u32) -> (PathBuf, Vec<u8>) {
-    let key = publisher::load_key(&net.root().join("keys/site/v1/key-1.pem"), PASS).unwrap();
-    let (dir, record) = net
-        .publish_site(dir, 1, Some(version), &[key], now())
-        .unwrap()
-        .published()
-        .unwrap();
-    (dir, record.encode().unwrap())
-}
-
 /// One network with releases 1 and 2 published, made once per test binary.
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -52,7 +42,10 @@ fn fixture() -> &'static Fixture {
         demo_site::write(&site1, 1).unwrap();
         let site2 = dir.path().join("site2");
         demo_site::write(&site2, 2).unwrap();
-        let releases = vec![publish_site(&net, &site1, 1), publish_site(&net, &site2, 2)];
+        let releases = vec![
+            publish_site(&net, PASS, &site1, 1),
+            publish_site(&net, PASS, &site2, 2),
+        ];
         Fixture {
             _dir: dir,
             net,

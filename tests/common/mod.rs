@@ -24,6 +24,34 @@ pub fn node_config(
     cfg
 }
 
+/// Publishes `dir` as release `version` of site 1, signed with the site role's first
+/// key (passphrase `pass`); returns the published folder and the record's bytes.
+pub fn publish_site(
+    net: &swarmsite::publisher::NetworkDir,
+    pass: &[u8],
+    dir: &std::path::Path,
+    version: u32,
+) -> (std::path::PathBuf, Vec<u8>) {
+    let key =
+        swarmsite::publisher::load_key(&net.root().join("keys/site/v1/key-1.pem"), pass).unwrap();
+    let (dir, record) = net
+        .publish_site(dir, 1, Some(version), &[key], now())
+        .unwrap()
+        .published()
+        .unwrap();
+    (dir, record.encode().unwrap())
+}
+
+/// A child process killed (by its pid) and reaped when dropped, also when a test fails.
+pub struct ChildGuard(pub std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 pub fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
