@@ -184,6 +184,10 @@ impl Prober {
         self.in_flight = self.in_flight.saturating_sub(1);
         self.probes += 1;
         if let Outcome::Serves { version } = outcome {
+            // Recorded first, so that a node bringing news is not demoted by it.
+            if let Some(c) = self.cands.get_mut(&ip) {
+                c.serves = Some(version);
+            }
             self.set_newest(version);
         }
         let (interval, retry_max, drop_after) =
