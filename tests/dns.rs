@@ -8,7 +8,6 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use swarmsite::demo_site;
 use swarmsite::node::NodeConfig;
@@ -77,19 +76,6 @@ fn a(port: u16, subnet: Option<&str>) -> Vec<String> {
 
 fn ips(last: &[u8]) -> Vec<String> {
     last.iter().map(|i| format!("127.0.0.{i}")).collect()
-}
-
-/// Waits (bounded) until `cond` holds for what dig answers; returns how long it took.
-async fn until(what: &str, secs: u64, mut cond: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !tokio::task::block_in_place(&mut cond) {
-        assert!(
-            start.elapsed() < Duration::from_secs(secs),
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    start.elapsed()
 }
 
 fn write_zone(path: &Path, seeds: &[&str]) {
@@ -176,24 +162,8 @@ async fn fake_release_server(addr: SocketAddr, record: Vec<u8>) -> tokio::task::
 
 /// POSTs `body` to the backend the way PowerDNS does; returns status and JSON.
 async fn post(port: u16, path: &str, body: &[u8]) -> (u16, serde_json::Value) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).await.unwrap();
-    s.write_all(body).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw))
-        .await
-        .unwrap()
-        .unwrap();
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    let status = String::from_utf8_lossy(&raw[9..12]).parse().unwrap();
-    (status, serde_json::from_slice(&raw[split + 4..]).unwrap())
+    let (status, reply) = http_request(&format!("127.0.0.1:{port}"), "POST", path, body).await;
+    (status, serde_json::from_slice(&reply).unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -292,7 +262,7 @@ async fn powerdns_steers_dig_to_live_nearest_verified_nodes() {
         ("127.0.0.7/32", [5, 4, 3]),
         ("10.0.0.0/8", [1, 2, 3]),
     ];
-    let took = until("all five healthy nodes answered", 90, || {
+    let took = wait_for("all five healthy nodes answered", 90, || {
         subnets
             .iter()
             .all(|(s, want)| a(port, Some(s)) == ips(want))
@@ -346,7 +316,7 @@ async fn powerdns_steers_dig_to_live_nearest_verified_nodes() {
     // own timeout); restarted on the same address, it comes back.
     let n3 = nodes[2].take().unwrap();
     n3.shutdown().await;
-    let gone = until("node 3 out of the answers", 30, || {
+    let gone = wait_for("node 3 out of the answers", 30, || {
         a(port, Some("127.0.0.3/32")) == ips(&[2, 1, 4])
     })
     .await;
@@ -357,7 +327,7 @@ async fn powerdns_steers_dig_to_live_nearest_verified_nodes() {
         show_logs()
     );
     nodes[2] = Some(OwnRuntime::spawn(node_cfg(t, &net, 3, vec![n1_wire], true)).await);
-    let back = until("node 3 back in the answers", 30, || {
+    let back = wait_for("node 3 back in the answers", 30, || {
         a(port, Some("127.0.0.3/32")) == ips(&[3, 2, 1])
     })
     .await;

@@ -332,6 +332,15 @@ mod tests {
         }
     }
 
+    /// A prober whose one candidate (ip 1) is healthy with v1 at time 0.
+    fn one_healthy(s: ProbeSettings, seed: u64) -> Prober {
+        let mut p = Prober::new(s, seed);
+        p.discovered(ip(1), 0);
+        p.due(0);
+        p.finished(ip(1), serves(1), 0);
+        p
+    }
+
     fn changes(p: &mut Prober) -> Vec<Change> {
         std::iter::from_fn(|| p.poll_change()).collect()
     }
@@ -378,10 +387,7 @@ mod tests {
     fn a_dead_node_leaves_at_once_backs_off_and_comes_back() {
         let mut s = settings();
         s.jitter = 0.0;
-        let mut p = Prober::new(s, 3);
-        p.discovered(ip(1), 0);
-        p.due(0);
-        p.finished(ip(1), serves(1), 0);
+        let mut p = one_healthy(s, 3);
         changes(&mut p);
         let mut at = 10_000;
         let mut waits = Vec::new();
@@ -411,10 +417,7 @@ mod tests {
     fn drop_after_tolerates_single_failures() {
         let mut s = settings();
         s.drop_after = 2;
-        let mut p = Prober::new(s, 4);
-        p.discovered(ip(1), 0);
-        p.due(0);
-        p.finished(ip(1), serves(1), 0);
+        let mut p = one_healthy(s, 4);
         p.due(u64::MAX);
         p.finished(ip(1), dead(), 10_000);
         assert_eq!(p.healthy().count(), 1, "one failure is forgiven");

@@ -59,7 +59,8 @@ pub fn now() -> u64 {
         .as_secs()
 }
 
-pub async fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
+/// Waits (at most `secs`) until `cond` holds; returns how long that took.
+pub async fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) -> Duration {
     let start = Instant::now();
     while !cond() {
         assert!(
@@ -68,14 +69,23 @@ pub async fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    start.elapsed()
 }
 
 pub async fn http_get(addr: &str, path: &str) -> (u16, Vec<u8>) {
+    http_request(addr, "GET", path, b"").await
+}
+
+/// One HTTP/1.1 request with `Connection: close`: status and body.
+pub async fn http_request(addr: &str, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(body).await.unwrap();
     let mut raw = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw))
         .await
