@@ -1,8 +1,9 @@
 //! The local control API (SPEC §12): JSON over HTTP on 127.0.0.1 only, guarded by a
 //! random token kept in the data folder (mode 0600).
 //!
-//! `GET /api/status`, `GET /api/evidence`, `GET /api/events` (server-sent events),
-//! `POST /api/publish {"dir": "<published folder>"}`, `GET /api/documents`,
+//! `GET /api/status`, `GET /api/reach` (UPnP and mDNS), `GET /api/evidence`,
+//! `GET /api/events` (server-sent events), `POST /api/publish {"dir": "<published
+//! folder>"}`, `GET /api/documents`,
 //! `POST /api/documents/quota {"bytes": N}`, `GET /api/notices`. Every request needs
 //! `Authorization: Bearer <token>` (or `?token=` for EventSource, which cannot set
 //! headers). No CORS headers are sent, and the Host must be a loopback name, so a web
@@ -95,6 +96,7 @@ pub async fn serve_with(
     };
     let app = axum::Router::new()
         .route("/api/status", get(status))
+        .route("/api/reach", get(reach))
         .route("/api/evidence", get(evidence))
         .route("/api/events", get(events))
         .route("/api/publish", post(publish))
@@ -157,6 +159,10 @@ async fn guard(
 
 async fn status(State(ctl): State<Ctl>) -> impl IntoResponse {
     Json(ctl.node.status())
+}
+
+async fn reach(State(ctl): State<Ctl>) -> impl IntoResponse {
+    Json(ctl.node.status().reach)
 }
 
 #[derive(Deserialize)]

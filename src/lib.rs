@@ -20,6 +20,7 @@ pub mod keyset;
 pub mod name;
 pub mod node;
 pub mod publisher;
+pub mod reach;
 pub mod record;
 pub mod rendezvous;
 pub mod serve;

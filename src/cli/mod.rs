@@ -8,6 +8,7 @@ mod keys;
 mod node;
 mod passphrase;
 mod publish;
+mod reach;
 mod verify;
 
 use std::path::PathBuf;
@@ -43,10 +44,10 @@ enum Command {
     #[command(subcommand)]
     Bundle(bundle::BundleCommand),
     /// Run a node: fetch the signed site over BitTorrent, keep it current, serve it.
-    Node(node::NodeArgs),
+    Node(Box<node::NodeArgs>),
     /// Run a node with the DNS front: a PowerDNS remote backend that answers the site's
     /// domain with the nearest live volunteers.
-    Dns(dns::DnsArgs),
+    Dns(Box<dns::DnsArgs>),
     /// Ask the running node (of this data folder) how it is doing.
     Status(node::StatusArgs),
     /// What this node refused, and from whom (the local evidence log).
@@ -66,8 +67,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Publish(cmd) => publish::run(cmd, data_dir.as_deref()),
         Command::Verify(args) => verify::run(args, data_dir.as_deref()),
         Command::Bundle(cmd) => bundle::run(cmd, data_dir.as_deref()),
-        Command::Node(args) => node::run(args, data_dir.as_deref()),
-        Command::Dns(args) => dns::run(args, data_dir.as_deref()),
+        Command::Node(args) => node::run(*args, data_dir.as_deref()),
+        Command::Dns(args) => dns::run(*args, data_dir.as_deref()),
         Command::Status(args) => node::status(args, data_dir.as_deref()),
         Command::Evidence(args) => node::evidence(args, data_dir.as_deref()),
         Command::Documents(args) => documents::documents(args, data_dir.as_deref()),

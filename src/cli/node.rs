@@ -85,6 +85,8 @@ pub struct NodeArgs {
     /// 10 GiB.
     #[arg(long, value_name = "SIZE")]
     documents_quota: Option<bytesize::ByteSize>,
+    #[command(flatten)]
+    reach: super::reach::ReachArgs,
 }
 
 pub fn run(args: NodeArgs, data_dir: Option<&Path>) -> anyhow::Result<ExitCode> {
@@ -156,6 +158,7 @@ pub(super) fn config(
     cfg.documents_quota = args.documents_quota.map(|q| q.as_u64());
     cfg.download_limit = args.download_limit;
     cfg.upload_limit = args.upload_limit;
+    cfg.reach = args.reach.config();
     cfg.content_dht = if args.no_content_dht {
         None
     } else {
@@ -364,6 +367,7 @@ fn print_status(s: &serde_json::Value) {
             _ => String::new(),
         }
     );
+    super::reach::print(&get("reach"));
     if let Some(b) = s.get("blacklist").filter(|b| !b.is_null()) {
         let entries = b["entries"].as_array().map_or(0, Vec::len);
         println!(

@@ -76,6 +76,8 @@ pub struct NodeConfig {
     /// Where librqbit's bad-piece reports come from (the program installs its layer);
     /// `None`: bad pieces are still refused, but not recorded as evidence.
     pub piece_audit: Option<crate::torrents::PieceAudit>,
+    /// UPnP port mapping and mDNS announcement (off for loopback nodes).
+    pub reach: crate::reach::ReachConfig,
 }
 
 /// Settings of `--auto-blacklist`.
@@ -102,6 +104,7 @@ impl NodeConfig {
         cfg.http = vec![any];
         cfg.content_dht = None;
         cfg.rendezvous = None;
+        cfg.reach = crate::reach::ReachConfig::off();
         cfg
     }
 
@@ -133,6 +136,7 @@ impl NodeConfig {
             upload_limit: None,
             auto_blacklist: None,
             piece_audit: None,
+            reach: crate::reach::ReachConfig::on(),
         }
     }
 }
@@ -284,6 +288,7 @@ pub struct Node {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     torrents: Arc<Torrents>,
     rendezvous: Option<Arc<crate::rendezvous::Rendezvous>>,
+    reach: crate::reach::Reach,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -348,11 +353,13 @@ impl Node {
 
         let served = Served::new();
         let mut http_status = Vec::new();
+        let mut http_bound = Vec::new();
         let mut tasks = Vec::new();
         for addr in &cfg.http {
             match tokio::net::TcpListener::bind(addr).await {
                 Ok(listener) => {
                     let bound = listener.local_addr()?;
+                    http_bound.push(bound);
                     http_status.push(HttpPortStatus {
                         addr: bound.to_string(),
                         bound: true,
@@ -395,10 +402,20 @@ impl Node {
             .site(cfg.site)
             .map(|s| s.name.clone())
             .unwrap_or_default();
+        let listeners = crate::reach::Listeners {
+            http: http_bound,
+            bittorrent: bt_addr,
+            wire: Some(wire_addr),
+            dht: rendezvous
+                .as_ref()
+                .zip(cfg.rendezvous)
+                .map(|(r, a)| SocketAddr::new(a.ip(), r.port())),
+        };
+        let reach_cfg = cfg.reach.clone();
         let status = Arc::new(RwLock::new(Status {
             network: tag.to_string(),
             site_id: cfg.site,
-            site_name,
+            site_name: site_name.clone(),
             wire_addr: wire_addr.to_string(),
             bt_addr: bt_addr.map(|a| a.to_string()),
             dht: rendezvous.as_ref().map(|r| (r.port(), hex::encode(r.id()))),
@@ -420,6 +437,13 @@ impl Node {
             rendezvous: rendezvous.clone(),
         };
 
+        let on_reach = {
+            let (status, events) = (Arc::clone(&status), events.clone());
+            move |r: &crate::reach::ReachStatus| {
+                status.write().expect("status lock").reach = r.clone();
+                let _ = events.send(NodeEvent::Reach(Box::new(r.clone())));
+            }
+        };
         let core = core::Core::new(
             cfg,
             core::Shared {
@@ -439,12 +463,14 @@ impl Node {
             bt_addr,
         )?;
         tasks.push(tokio::spawn(core.run(wire, commands_rx)));
+        let reach = crate::reach::Reach::start(&reach_cfg, listeners, &site_name, on_reach);
         Ok(Node {
             handle,
             cancel,
             tasks,
             torrents,
             rendezvous,
+            reach,
         })
     }
 
@@ -452,8 +478,10 @@ impl Node {
         self.handle.clone()
     }
 
-    /// Stops every task, closes every socket and stops the BitTorrent session.
+    /// Withdraws the port mappings and the mDNS announcement, stops every task, closes
+    /// every socket and stops the BitTorrent session.
     pub async fn shutdown(self) {
+        self.reach.stop().await;
         self.cancel.cancel();
         for t in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(10), t).await;

@@ -34,6 +34,8 @@ pub struct Status {
     pub documents: DocumentsSummary,
     /// The blacklist in force.
     pub blacklist: Option<BlacklistStatus>,
+    /// UPnP port mapping and mDNS announcement.
+    pub reach: crate::reach::ReachStatus,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -174,4 +176,6 @@ pub enum NodeEvent {
         addr: String,
         why: String,
     },
+    /// UPnP or mDNS changed (mapped, lost, renamed, withdrawn …).
+    Reach(Box<crate::reach::ReachStatus>),
 }
