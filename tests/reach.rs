@@ -520,9 +520,10 @@ fn upnp_and_mdns_against_miniupnpd_and_a_real_resolver() {
 
     // 4. The router is back: the mappings return within one renewal period.
     lab.start_router();
+    // One renewal period, and a second for polling the status through the CLI.
     let took = wait_for(
         "the mappings again",
-        RENEWAL + Duration::from_secs(2),
+        RENEWAL + Duration::from_secs(1),
         || status(&lab.home, &data)["reach"]["upnp"]["state"] == "mapped",
     );
     eprintln!("mapped again {took:?} after the router restarted (renewal every {RENEWAL:?})");

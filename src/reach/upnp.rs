@@ -356,20 +356,18 @@ impl Mapper {
         }
     }
 
-    /// How long a search waits for the router: at most half the renewal period, so a
-    /// search and the wait after it fit in one period.
+    /// How long a search waits for the router: at most a quarter of the renewal period.
     pub fn search_timeout(&self) -> Duration {
-        self.cfg.search_timeout.min(self.renew_every() / 2)
+        self.cfg.search_timeout.min(self.renew_every() / 4)
     }
 
-    /// The wait before the next attempt after `failures` failures in a row. A failed
-    /// search and this wait together never exceed the renewal period: a router that
-    /// comes back is found within one period.
+    /// The wait before the next attempt after `failures` failures in a row: at most half
+    /// the renewal period, so a failed search and this wait fit in three quarters of it
+    /// and a router that comes back is mapped again within one period.
     fn backoff(&self) -> Duration {
         let exp = self.failures.saturating_sub(1).min(16);
         let wait = self.cfg.retry_min.saturating_mul(1 << exp);
-        let cap = self.renew_every().saturating_sub(self.search_timeout());
-        wait.min(self.cfg.retry_max).min(cap)
+        wait.min(self.cfg.retry_max).min(self.renew_every() / 2)
     }
 
     /// The next thing to do at `now` (unix ms).
@@ -462,6 +460,26 @@ impl Mapper {
                 };
             }
         }
+    }
+
+    /// At the start of a round ([`Action::ExternalIp`]): this host's address towards the
+    /// router now. A new one (DHCP gave another) plans the mappings again for it; those
+    /// of the old address cannot be removed by this one and are left to their leases.
+    pub fn relocate(&mut self, local: Ipv4Addr) {
+        if self.phase != Phase::ExternalIp || self.local == Some(local) {
+            return;
+        }
+        let wants = plan(&self.listeners, local);
+        if wants.is_empty() {
+            self.error = Some(format!(
+                "nothing to map: no listener accepts connections on {local}"
+            ));
+            self.slots.clear();
+            self.phase = Phase::Idle;
+        } else {
+            self.slots = wants.into_iter().map(Slot::new).collect();
+        }
+        self.local = Some(local);
     }
 
     /// The outcome of [`Action::ExternalIp`].
@@ -657,7 +675,12 @@ impl Mapper {
 /// Performs the [`Mapper`]'s requests with `igd-next` until `cancel`, then removes the
 /// mappings. Reports every status change to `publish`.
 pub async fn run(mut m: Mapper, cancel: CancellationToken, publish: impl Fn(&UpnpStatus)) {
-    if let Some(local) = default_local_ip() {
+    // Where the SSDP search goes out is where the router most likely is.
+    let ssdp: SocketAddr = "239.255.255.250:1900".parse().expect("addr");
+    if let Ok(IpAddr::V4(local)) = local_ip_towards(ssdp).await
+        && !local.is_unspecified()
+        && !local.is_loopback()
+    {
         m.assume_local(local);
     }
     let mut gateway: Option<Gateway<Tokio>> = None;
@@ -703,6 +726,12 @@ pub async fn run(mut m: Mapper, cancel: CancellationToken, publish: impl Fn(&Upn
                     m.on_external_ip(now, Err(Failure::Unreachable("no router".into())));
                     continue;
                 };
+                if let Ok(IpAddr::V4(local)) = local_ip_towards(gw.addr).await {
+                    m.relocate(local);
+                    if m.next(now) != Action::ExternalIp {
+                        continue;
+                    }
+                }
                 let r = gw.get_external_ip().await.map_err(|e| match e {
                     GetExternalIpError::ActionNotAuthorized => {
                         Failure::Refused("not authorised (606)".into())
@@ -755,17 +784,6 @@ pub async fn run(mut m: Mapper, cancel: CancellationToken, publish: impl Fn(&Upn
     publish(&st);
 }
 
-/// The source address of the default route (where the router most likely is), found
-/// without sending anything: connecting a UDP socket only picks the route.
-fn default_local_ip() -> Option<Ipv4Addr> {
-    let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
-    s.connect("239.255.255.250:1900").ok()?;
-    match s.local_addr().ok()?.ip() {
-        IpAddr::V4(ip) if !ip.is_unspecified() && !ip.is_loopback() => Some(ip),
-        _ => None,
-    }
-}
-
 /// Finds the router and this host's address towards it (where mappings must point).
 async fn search(timeout: Duration) -> Result<(Gateway<Tokio>, Ipv4Addr), String> {
     let mut opts = SearchOptions::default();
@@ -776,15 +794,18 @@ async fn search(timeout: Duration) -> Result<(Gateway<Tokio>, Ipv4Addr), String>
     let gw = igd_next::aio::tokio::search_gateway(opts)
         .await
         .map_err(|e| e.to_string())?;
-    // The source address the kernel picks towards the router is our LAN address.
-    let probe = tokio::net::UdpSocket::bind("0.0.0.0:0")
-        .await
-        .map_err(|e| e.to_string())?;
-    probe.connect(gw.addr).await.map_err(|e| e.to_string())?;
-    match probe.local_addr().map_err(|e| e.to_string())?.ip() {
+    match local_ip_towards(gw.addr).await.map_err(|e| e.to_string())? {
         IpAddr::V4(local) => Ok((gw, local)),
         IpAddr::V6(ip) => Err(format!("no IPv4 address towards the router (got {ip})")),
     }
+}
+
+/// The source address the kernel picks towards `to`: our address on that LAN.
+/// Connecting a UDP socket sends nothing.
+async fn local_ip_towards(to: SocketAddr) -> std::io::Result<IpAddr> {
+    let probe = tokio::net::UdpSocket::bind("0.0.0.0:0").await?;
+    probe.connect(to).await?;
+    Ok(probe.local_addr()?.ip())
 }
 
 fn igd_protocol(p: Protocol) -> PortMappingProtocol {
@@ -1168,8 +1189,8 @@ mod tests {
             waits.push((until - now) / 1000);
             now = until;
         }
-        // A failed search (2 s) and the wait after it fit in one renewal period.
-        assert_eq!(waits, vec![5, 10, 18, 18, 18]);
+        // The waits stop at half the renewal period.
+        assert_eq!(waits, vec![5, 10, 10, 10, 10]);
         let s = m.status();
         assert_eq!(s.state, UpnpState::NoRouter);
         assert_eq!(
@@ -1221,7 +1242,8 @@ mod tests {
         c.search_timeout = Duration::from_secs(5);
         let m = Mapper::new(c, listeners(), "s");
         assert_eq!(m.renew_every(), Duration::from_secs(4));
-        assert_eq!(m.search_timeout(), Duration::from_secs(2));
+        assert_eq!(m.search_timeout(), Duration::from_secs(1));
+        assert_eq!(m.backoff(), Duration::from_secs(2));
     }
 
     #[test]
@@ -1336,6 +1358,25 @@ mod tests {
         assert_eq!(m.next(0), Action::Search);
         m.shutdown();
         assert_eq!(m.next(0), Action::Done);
+    }
+
+    #[test]
+    fn a_new_lan_address_at_renewal_maps_it_instead() {
+        let mut m = Mapper::new(cfg(), listeners(), "s");
+        found(&mut m, 0);
+        round(&mut m, 0, |_| Ok(()));
+        assert_eq!(m.next(300_000), Action::ExternalIp);
+        m.relocate(LAN); // unchanged: nothing happens
+        assert_eq!(m.status().mappings[0].external_port, Some(80));
+        let moved = Ipv4Addr::new(192, 168, 1, 33);
+        m.relocate(moved);
+        assert_eq!(m.next(300_000), Action::ExternalIp);
+        m.on_external_ip(300_000, Ok("203.0.113.7".parse().unwrap()));
+        let Action::Add { internal, .. } = m.next(300_000) else {
+            panic!()
+        };
+        assert_eq!(internal.to_string(), "192.168.1.33:80");
+        assert_eq!(m.status().local_ip.as_deref(), Some("192.168.1.33"));
     }
 
     #[test]
