@@ -454,6 +454,25 @@ fn upnp_and_mdns_against_miniupnpd_and_a_real_resolver() {
             && printed.contains("  bittorrent TCP 11.0.0.1:7102 → 192.168.77.10:7101"),
         "{printed}"
     );
+    // The control API: the same at /api/reach, and a `reach` event at each renewal.
+    let ctl: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(data.join("control.json")).unwrap()).unwrap();
+    let auth = format!("Authorization: Bearer {}", ctl["token"].as_str().unwrap());
+    let url = ctl["url"].as_str().unwrap();
+    let reach: serde_json::Value = serde_json::from_str(
+        &curl(&lab.home, &format!("{url}/api/reach"), &["-H", &auth]).expect("/api/reach"),
+    )
+    .unwrap();
+    assert_eq!(reach["upnp"]["external_ip"], EXTERNAL_IP, "{reach}");
+    // curl gives up after one renewal period and a half, with what the stream sent.
+    let events = lab.home.out(
+        "curl",
+        &["-sN", "-m", "6", "-H", &auth, &format!("{url}/api/events")],
+    );
+    assert!(
+        events.contains(r#"data: {"type":"reach","upnp":{"state":"mapped""#),
+        "{events}"
+    );
 
     // The internet reaches the site through the router's address.
     wait_for(

@@ -112,7 +112,11 @@ impl Reach {
     /// that no longer answers cannot hold the node's exit).
     pub async fn stop(self) {
         self.cancel.cancel();
+        let aborts: Vec<_> = self.tasks.iter().map(|t| t.abort_handle()).collect();
         let all = futures::future::join_all(self.tasks);
-        let _ = tokio::time::timeout(STOP_TIMEOUT, all).await;
+        if tokio::time::timeout(STOP_TIMEOUT, all).await.is_err() {
+            tracing::warn!("UPnP/mDNS did not stop within {STOP_TIMEOUT:?}; left to the leases");
+            aborts.iter().for_each(tokio::task::AbortHandle::abort);
+        }
     }
 }

@@ -691,8 +691,11 @@ pub async fn run(mut m: Mapper, cancel: CancellationToken, publish: impl Fn(&Upn
         }
         let now = crate::node::unix_ms();
         let action = m.next(now);
+        // Reported where it waits (for the clock, the router or nothing), so a round of
+        // requests makes one change, not one per mapping.
+        let settled = matches!(action, Action::Wait(_) | Action::Search | Action::Done);
         let st = m.status();
-        if last.as_ref() != Some(&st) {
+        if settled && last.as_ref() != Some(&st) {
             log_change(last.as_ref(), &st);
             publish(&st);
             last = Some(st);
@@ -779,9 +782,6 @@ pub async fn run(mut m: Mapper, cancel: CancellationToken, publish: impl Fn(&Upn
             }
         }
     }
-    let st = m.status();
-    log_change(last.as_ref(), &st);
-    publish(&st);
 }
 
 /// Finds the router and this host's address towards it (where mappings must point).
