@@ -340,11 +340,15 @@ impl Mapper {
         if self.phase == Phase::Idle || self.local.is_some() {
             return;
         }
-        self.slots = plan(&self.listeners, local)
+        let slots: Vec<Slot> = plan(&self.listeners, local)
             .into_iter()
             .map(Slot::new)
             .collect();
-        self.local = Some(local);
+        // A guess that reaches no listener is no plan: the search will tell.
+        if !slots.is_empty() {
+            self.slots = slots;
+            self.local = Some(local);
+        }
     }
 
     /// How often held mappings are renewed.
@@ -432,23 +436,12 @@ impl Mapper {
         }
         match found {
             Ok((gateway, local)) => {
-                if self.local != Some(local) {
-                    // New LAN address (or the first search): plan from scratch. Mappings
-                    // to an old address are left to expire.
-                    let wants = plan(&self.listeners, local);
-                    if wants.is_empty() {
-                        self.error = Some(format!(
-                            "nothing to map: no listener accepts connections on {local}"
-                        ));
-                        self.phase = Phase::Idle;
-                        return;
-                    }
-                    self.slots = wants.into_iter().map(Slot::new).collect();
-                }
-                self.gateway = Some(gateway);
-                self.local = Some(local);
                 self.error = None;
                 self.phase = Phase::ExternalIp;
+                if self.local != Some(local) && !self.replan(local) {
+                    return;
+                }
+                self.gateway = Some(gateway);
             }
             Err(e) => {
                 self.failures += 1;
@@ -466,20 +459,26 @@ impl Mapper {
     /// router now. A new one (DHCP gave another) plans the mappings again for it; those
     /// of the old address cannot be removed by this one and are left to their leases.
     pub fn relocate(&mut self, local: Ipv4Addr) {
-        if self.phase != Phase::ExternalIp || self.local == Some(local) {
-            return;
+        if self.phase == Phase::ExternalIp && self.local != Some(local) {
+            self.replan(local);
         }
-        let wants = plan(&self.listeners, local);
-        if wants.is_empty() {
+    }
+
+    /// Plans from scratch for a new LAN address (mappings to an old one are left to
+    /// their leases). False, and idle, when no listener can be reached on it.
+    fn replan(&mut self, local: Ipv4Addr) -> bool {
+        self.local = Some(local);
+        self.slots = plan(&self.listeners, local)
+            .into_iter()
+            .map(Slot::new)
+            .collect();
+        if self.slots.is_empty() {
             self.error = Some(format!(
                 "nothing to map: no listener accepts connections on {local}"
             ));
-            self.slots.clear();
             self.phase = Phase::Idle;
-        } else {
-            self.slots = wants.into_iter().map(Slot::new).collect();
         }
-        self.local = Some(local);
+        !self.slots.is_empty()
     }
 
     /// The outcome of [`Action::ExternalIp`].
@@ -1233,6 +1232,41 @@ mod tests {
         m.on_external_ip(5_000, Ok("203.0.113.7".parse().unwrap()));
         let (asked, _) = round(&mut m, 5_000, |_| Ok(()));
         assert_eq!(asked, vec![80, 6881, 6880, 6880]);
+    }
+
+    #[test]
+    fn a_wrong_guess_of_the_lan_address_is_planned_again_when_found() {
+        let l = Listeners {
+            http: vec![SocketAddr::new(LAN.into(), 18880)],
+            ..Listeners::default()
+        };
+        let mut m = Mapper::new(cfg(), l, "s");
+        m.assume_local(Ipv4Addr::new(10, 0, 0, 5));
+        assert!(m.status().mappings.is_empty());
+        m.next(0);
+        m.on_search(0, Ok((GW.parse().unwrap(), LAN)));
+        m.on_external_ip(0, Ok("203.0.113.7".parse().unwrap()));
+        let (asked, _) = round(&mut m, 0, |_| Ok(()));
+        assert_eq!(asked, vec![80]);
+
+        // Found on an address no listener is bound to: nothing to map, said so.
+        let mut m = Mapper::new(
+            cfg(),
+            Listeners {
+                http: vec![SocketAddr::new(LAN.into(), 18880)],
+                ..Listeners::default()
+            },
+            "s",
+        );
+        m.next(0);
+        m.on_search(0, Ok((GW.parse().unwrap(), Ipv4Addr::new(10, 0, 0, 5))));
+        assert_eq!(m.next(0), Action::Wait(None));
+        let s = m.status();
+        assert_eq!(s.state, UpnpState::Idle);
+        assert_eq!(
+            s.error.as_deref(),
+            Some("nothing to map: no listener accepts connections on 10.0.0.5")
+        );
     }
 
     #[test]
