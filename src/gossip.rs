@@ -7,7 +7,7 @@
 //! drives the very same code with virtual ones, so `Gossip` is generic over how records
 //! are judged ([`Acceptor`]).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use rand::SeedableRng;
@@ -130,7 +130,8 @@ struct Held {
 pub struct Gossip<A: Acceptor> {
     acceptor: A,
     cfg: GossipConfig,
-    held: BTreeMap<Slot, Held>,
+    /// Newest record per slot, sorted by slot (a node follows about ten).
+    held: Vec<Held>,
     /// Connected peers, sorted.
     peers: Vec<PeerKey>,
     /// What peers are known to hold: per slot, (peer, highest version) sorted by peer.
@@ -164,7 +165,7 @@ impl<A: Acceptor> Gossip<A> {
             acceptor,
             next_pull: now + cfg.pull_interval_ms,
             cfg,
-            held: BTreeMap::new(),
+            held: Vec::new(),
             peers: Vec::new(),
             known: Vec::new(),
             pending: VecDeque::new(),
@@ -174,8 +175,10 @@ impl<A: Acceptor> Gossip<A> {
         };
         for (record, bytes) in held {
             g.actions.push_back(Action::Announce { name: record.name });
-            let record = Arc::new(record);
-            g.held.insert(record.name.slot(), Held { record, bytes });
+            g.hold(Held {
+                record: Arc::new(record),
+                bytes,
+            });
         }
         g
     }
@@ -185,7 +188,13 @@ impl<A: Acceptor> Gossip<A> {
     }
 
     pub fn poll_action(&mut self) -> Option<Action> {
-        self.actions.pop_front()
+        let action = self.actions.pop_front();
+        if action.is_none() && self.actions.capacity() > 0 {
+            // An idle machine holds no queue (a burst, like a hundred peers saying
+            // `have` at once, would pin its memory): the simulator holds a million.
+            self.actions = VecDeque::new();
+        }
+        action
     }
 
     pub fn next_timeout(&self) -> u64 {
@@ -208,12 +217,12 @@ impl<A: Acceptor> Gossip<A> {
 
     /// The newest held name per slot.
     pub fn held_names(&self) -> Vec<SystemName> {
-        self.held.values().map(|h| h.record.name).collect()
+        self.held.iter().map(|h| h.record.name).collect()
     }
 
     /// The newest held record of `slot`.
     pub fn held(&self, slot: Slot) -> Option<(&Record, &Arc<[u8]>)> {
-        self.held.get(&slot).map(|h| (&*h.record, &h.bytes))
+        self.get_held(slot).map(|h| (&*h.record, &h.bytes))
     }
 
     pub fn peer_up(&mut self, peer: PeerKey) {
@@ -291,7 +300,7 @@ impl<A: Acceptor> Gossip<A> {
         }
         self.next_pull = now + self.cfg.pull_interval_ms;
         let mut slots: BTreeSet<Slot> = self.cfg.tracked.iter().copied().collect();
-        slots.extend(self.held.keys().copied());
+        slots.extend(self.held.iter().map(|h| h.record.name.slot()));
         let peers = std::mem::take(&mut self.peers);
         for slot in slots {
             let Some(next) = self.version(slot).checked_add(1) else {
@@ -309,10 +318,26 @@ impl<A: Acceptor> Gossip<A> {
         self.peers = peers;
     }
 
+    fn get_held(&self, slot: Slot) -> Option<&Held> {
+        self.held.iter().find(|h| h.record.name.slot() == slot)
+    }
+
+    /// Holds `h` as the newest of its slot.
+    fn hold(&mut self, h: Held) {
+        let slot = h.record.name.slot();
+        match self
+            .held
+            .binary_search_by_key(&slot, |x| x.record.name.slot())
+        {
+            Ok(i) => self.held[i] = h,
+            Err(i) => self.held.insert(i, h),
+        }
+    }
+
     fn version(&self, slot: Slot) -> u32 {
         self.acceptor
             .highest(slot)
-            .max(self.held.get(&slot).map_or(0, |h| h.record.name.version()))
+            .max(self.get_held(slot).map_or(0, |h| h.record.name.version()))
     }
 
     fn learn(&mut self, peer: PeerKey, name: SystemName) {
@@ -373,7 +398,7 @@ impl<A: Acceptor> Gossip<A> {
     }
 
     fn lookup(&self, name: SystemName) -> Option<Vec<u8>> {
-        if let Some(h) = self.held.get(&name.slot())
+        if let Some(h) = self.get_held(name.slot())
             && h.record.name == name
         {
             return Some(h.bytes.to_vec());
@@ -388,7 +413,7 @@ impl<A: Acceptor> Gossip<A> {
     }
 
     fn push_to(&mut self, peer: PeerKey, slot: Slot) {
-        if let Some(h) = self.held.get(&slot) {
+        if let Some(h) = self.get_held(slot) {
             let msg = Message::Push {
                 record: h.bytes.to_vec(),
             };
@@ -442,13 +467,10 @@ impl<A: Acceptor> Gossip<A> {
         let name = record.name;
         let slot = name.slot();
         self.asked.remove(&slot);
-        self.held.insert(
-            slot,
-            Held {
-                record: record.clone(),
-                bytes: bytes.clone(),
-            },
-        );
+        self.hold(Held {
+            record: record.clone(),
+            bytes: bytes.clone(),
+        });
         self.actions.push_back(Action::Accepted {
             record: (*record).clone(),
             bytes: bytes.clone(),
