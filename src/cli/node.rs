@@ -67,10 +67,10 @@ pub struct NodeArgs {
     #[arg(long, value_name = "KEY.pem")]
     auto_blacklist: Option<PathBuf>,
     /// Evidence entries from one address before auto-blacklisting lists it.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = swarmsite::node::AutoBlacklist::DEFAULT_THRESHOLD)]
     auto_blacklist_threshold: u32,
     /// Seconds between auto-blacklist batches.
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = swarmsite::node::AutoBlacklist::DEFAULT_INTERVAL.as_secs())]
     auto_blacklist_interval: u64,
     #[command(flatten)]
     passphrase: super::passphrase::PassphraseArgs,

@@ -92,6 +92,12 @@ pub struct AutoBlacklist {
     pub interval: Duration,
 }
 
+impl AutoBlacklist {
+    /// `swarmsite node`'s defaults (the simulator runs with them too).
+    pub const DEFAULT_THRESHOLD: u32 = 3;
+    pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+}
+
 impl NodeConfig {
     /// A node that stays on one loopback address (`127.0.0.x`): wire, BitTorrent and HTTP
     /// on `ip` with ports picked by the kernel, no DHT of either kind, so nothing leaves
