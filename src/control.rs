@@ -4,7 +4,9 @@
 //! `GET /api/status`, `GET /api/reach` (UPnP and mDNS), `GET /api/evidence`,
 //! `GET /api/events` (server-sent events), `POST /api/publish {"dir": "<published
 //! folder>"}`, `GET /api/documents`,
-//! `POST /api/documents/quota {"bytes": N}`, `GET /api/notices`. Every request needs
+//! `POST /api/documents/quota {"bytes": N}`, `GET /api/notices`, `GET /api/update`
+//! (software updates), `POST /api/update/install` (install the checked release, then
+//! restart). Every request needs
 //! `Authorization: Bearer <token>` (or `?token=` for EventSource, which cannot set
 //! headers). No CORS headers are sent, and the Host must be a loopback name, so a web
 //! page cannot read or drive it (DNS rebinding included).
@@ -103,6 +105,8 @@ pub async fn serve_with(
         .route("/api/documents", get(documents))
         .route("/api/documents/quota", post(documents_quota))
         .route("/api/notices", get(notices))
+        .route("/api/update", get(update))
+        .route("/api/update/install", post(install_update))
         .with_state(ctl.clone())
         .merge(extra)
         .layer(middleware::from_fn_with_state(ctl, guard));
@@ -255,6 +259,19 @@ async fn publish(State(ctl): State<Ctl>, Json(body): Json<PublishBody>) -> Respo
     }
 }
 
+async fn update(State(ctl): State<Ctl>) -> impl IntoResponse {
+    Json(ctl.node.update_status())
+}
+
+/// Installs the checked release; the answer comes when the install is done (the
+/// package manager may take a while), and the node then restarts.
+async fn install_update(State(ctl): State<Ctl>) -> Response {
+    match ctl.node.install_update().await {
+        Ok(status) => Json(status).into_response(),
+        Err(e) => (StatusCode::CONFLICT, format!("{e}\n")).into_response(),
+    }
+}
+
 /// A minimal client for the CLI (`swarmsite status`, `publish --push`): plain HTTP/1.1
 /// to loopback, written here because the other end is our own server on 127.0.0.1 and a
 /// full HTTP client stack would add nothing.
@@ -287,7 +304,13 @@ pub mod client {
         let hostport = info.url.trim_start_matches("http://");
         let mut s = TcpStream::connect(hostport)
             .map_err(|e| ControlError::NoNode(format!("{}: {e}", info.url)))?;
-        s.set_read_timeout(Some(Duration::from_secs(60)))?;
+        // An install waits for the package manager, which may wait for another's lock.
+        let wait = if path == "/api/update/install" {
+            660
+        } else {
+            60
+        };
+        s.set_read_timeout(Some(Duration::from_secs(wait)))?;
         let body = body.unwrap_or("");
         write!(
             s,

@@ -166,6 +166,14 @@ pub fn copy_missing(src: &Path, dst: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// SHA-256 of a file, read in a stream.
+pub fn sha256_file(path: &Path) -> io::Result<[u8; 32]> {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    io::copy(&mut File::open(path)?, &mut hasher)?;
+    Ok(hasher.finalize().into())
+}
+
 /// Removes leftovers of interrupted writes (`.staging-*`, `.tmp-*`) in `dir`.
 pub fn sweep_staging(dir: &Path) -> io::Result<usize> {
     let mut removed = 0;

@@ -28,6 +28,7 @@ pub mod store;
 pub mod torrent;
 pub mod torrents;
 pub mod trust;
+pub mod update;
 pub mod upload;
 pub mod wire;
 

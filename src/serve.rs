@@ -184,18 +184,9 @@ fn index_dir(
             dirs.insert(rel);
             index_dir(root, &path, files, dirs)?;
         } else if meta.is_file() {
-            let mut hasher = Sha256::new();
-            let mut f = std::fs::File::open(&path)?;
-            let mut buf = vec![0u8; 256 * 1024];
-            loop {
-                let n = f.read(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                hasher.update(&buf[..n]);
-            }
+            let digest = crate::fsutil::sha256_file(&path)?;
             let mime = mime_guess::from_path(&path).first_or_octet_stream();
-            let tag = hex::encode(&hasher.finalize()[..16]);
+            let tag = hex::encode(&digest[..16]);
             files.insert(rel, FileEntry::new(path, meta.len(), &tag, &mime));
         }
     }

@@ -247,6 +247,36 @@ fn decode_torrent(bytes: &[u8]) -> Result<Value, TorrentError> {
     bencode::decode(bytes, limits).map_err(|e| TorrentError::Parse(e.to_string()))
 }
 
+/// The paths of a metainfo's files, in the torrent's order (a single-file torrent: its
+/// name).
+pub fn file_paths(bytes: &[u8]) -> Result<Vec<Vec<String>>, TorrentError> {
+    let bad = |why: &str| TorrentError::Parse(why.into());
+    let text = |v: &Value| match v {
+        Value::Bytes(b) => String::from_utf8(b.clone()).map_err(|_| bad("a path is not UTF-8")),
+        _ => Err(bad("a path is not a string")),
+    };
+    let Value::Dict(top) = decode_torrent(bytes)? else {
+        return Err(bad("not a dictionary"));
+    };
+    let Some(Value::Dict(info)) = top.get(b"info".as_slice()) else {
+        return Err(bad("no info"));
+    };
+    match (info.get(b"files".as_slice()), info.get(b"name".as_slice())) {
+        (Some(Value::List(files)), _) => files
+            .iter()
+            .map(|f| match f {
+                Value::Dict(f) => match f.get(b"path".as_slice()) {
+                    Some(Value::List(parts)) => parts.iter().map(text).collect(),
+                    _ => Err(bad("a file has no path")),
+                },
+                _ => Err(bad("a file is not a dictionary")),
+            })
+            .collect(),
+        (None, Some(name)) => Ok(vec![vec![text(name)?]]),
+        _ => Err(bad("no files and no name")),
+    }
+}
+
 /// Reads back a metainfo file made by [`make`] (or any canonical one) and returns its
 /// info hash: the SHA-1 of the `info` dictionary's bytes.
 pub fn info_hash_of(bytes: &[u8]) -> Result<[u8; 20], TorrentError> {
@@ -275,6 +305,10 @@ mod tests {
         let t2 = make(dir.path(), "site").unwrap();
         assert_eq!(t1.bytes, t2.bytes);
         assert_eq!(info_hash_of(&t1.bytes).unwrap(), t1.info_hash);
+        assert_eq!(
+            file_paths(&t1.bytes).unwrap(),
+            [vec!["a.html"], vec!["b", "z.txt"], vec!["empty"]]
+        );
         assert_eq!(t1.files[0].path, vec!["a.html"]);
         assert_eq!(t1.files[2].path, vec!["empty"]);
         assert_eq!(t1.total_size, 40_011);

@@ -3,7 +3,10 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+mod common;
+use common::wait_until as wait_for;
 
 const PASS: &str = "process test";
 
@@ -14,14 +17,7 @@ fn bin() -> Command {
 }
 
 fn ok(args: &[&str]) -> String {
-    let o = bin().args(args).output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(o.status.success(), "swarmsite {args:?}:\n{text}");
-    text
+    common::swarmsite_ok(PASS, args)
 }
 
 /// A node process, killed by its pid when dropped (also when a test fails).
@@ -32,30 +28,10 @@ struct NodeProc {
 
 impl NodeProc {
     fn start(data: &Path, bundle: &Path, ip: &str, peers: &[&str], extra: &[&str]) -> Self {
-        let mut args: Vec<String> = vec![
-            "--data-dir".into(),
-            data.display().to_string(),
-            "node".into(),
-            "--bundle".into(),
-            bundle.display().to_string(),
-            "--wire".into(),
-            format!("{ip}:7100"),
-            "--bt".into(),
-            format!("{ip}:7101"),
-            "--http".into(),
-            format!("{ip}:7180"),
-            "--no-content-dht".into(),
-            "--rendezvous".into(),
-            format!("{ip}:7102"),
-            "--no-dht-bootstrap".into(),
-            "--pull-interval".into(),
-            "2".into(),
-        ];
-        for p in peers {
-            args.push("--peer".into());
-            args.push(format!("{p}:7100"));
-        }
-        args.extend(extra.iter().map(|s| s.to_string()));
+        let ip_rendezvous = format!("{ip}:7102");
+        let mut more = vec!["--rendezvous", &ip_rendezvous, "--no-dht-bootstrap"];
+        more.extend(extra);
+        let args = common::node_process_args(data, bundle, ip, 7100, peers, &more);
         let log = std::fs::File::create(data.with_extension("log")).unwrap();
         let child = bin()
             .args(&args)
@@ -108,17 +84,6 @@ fn get(ip: &str, path: &str) -> Option<Vec<u8>> {
     s.read_to_end(&mut raw).ok()?;
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
     (&raw[9..12] == b"200").then(|| raw[split + 4..].to_vec())
-}
-
-fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(secs),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn serves(ip: &str, release: u32) -> bool {

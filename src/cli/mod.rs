@@ -9,6 +9,7 @@ mod node;
 mod passphrase;
 mod publish;
 mod reach;
+mod update;
 mod verify;
 
 use std::path::PathBuf;
@@ -56,6 +57,8 @@ enum Command {
     Documents(documents::DocumentsArgs),
     /// The signed notices this node received.
     Notices(documents::NoticesArgs),
+    /// New versions of swarmsite the running node learned from the swarm; install one.
+    Update(update::UpdateArgs),
     /// A throwaway network on this machine: publish, verify, rotate, refuse a forgery.
     Demo(demo::DemoArgs),
 }
@@ -73,6 +76,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Evidence(args) => node::evidence(args, data_dir.as_deref()),
         Command::Documents(args) => documents::documents(args, data_dir.as_deref()),
         Command::Notices(args) => documents::notices(args, data_dir.as_deref()),
+        Command::Update(args) => update::run(args, data_dir.as_deref()),
         Command::Demo(args) => demo::run(args),
     }
 }

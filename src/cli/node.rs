@@ -87,6 +87,11 @@ pub struct NodeArgs {
     documents_quota: Option<bytesize::ByteSize>,
     #[command(flatten)]
     reach: super::reach::ReachArgs,
+    /// Install new versions of swarmsite as soon as they arrived through the swarm and
+    /// were checked, then restart into them (same arguments). Without it the node
+    /// fetches, checks and seeds them, and waits for `swarmsite update --install`.
+    #[arg(long)]
+    auto_update: bool,
 }
 
 pub fn run(args: NodeArgs, data_dir: Option<&Path>) -> anyhow::Result<ExitCode> {
@@ -101,6 +106,9 @@ pub(super) fn config(
     data_dir: Option<&Path>,
 ) -> anyhow::Result<(NodeConfig, SocketAddr)> {
     let audit = init_logging("info,librqbit=warn,librqbit_dht=warn");
+    // Found before anything can replace it: an update restarts this very path.
+    let exe = std::env::current_exe().context("finding this program's binary")?;
+    let installation = swarmsite::update::Installation::detect(&exe);
     let dd = DataDir::resolve(data_dir)?;
     let bundle = match &args.bundle {
         Some(p) => Bundle::read(p).with_context(|| format!("{}", p.display()))?,
@@ -159,6 +167,8 @@ pub(super) fn config(
     cfg.download_limit = args.download_limit;
     cfg.upload_limit = args.upload_limit;
     cfg.reach = args.reach.config();
+    cfg.update.auto_install = args.auto_update;
+    cfg.update.installation = Some(installation);
     cfg.content_dht = if args.no_content_dht {
         None
     } else {
@@ -169,6 +179,8 @@ pub(super) fn config(
 
 /// Runs a node until SIGINT or SIGTERM, with its control API on `control`. `beside`
 /// starts what runs next to the node (the DNS front) and returns its control routes.
+/// After an installed update it shuts down and runs the new binary with the same
+/// arguments.
 pub(super) fn serve<F, Fut>(
     cfg: NodeConfig,
     control: SocketAddr,
@@ -178,10 +190,15 @@ where
     F: FnOnce(NodeHandle, CancellationToken) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<axum::Router>>,
 {
+    let exe = cfg
+        .update
+        .installation
+        .as_ref()
+        .map(|i| i.exe().to_path_buf());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(async move {
+    let restart = rt.block_on(async move {
         let node = Node::start(cfg).await.context("starting the node")?;
         let handle = node.handle();
         let cancel = CancellationToken::new();
@@ -207,13 +224,34 @@ where
             s.wire_addr,
             s.bt_addr.clone().unwrap_or_default()
         );
-        shutdown_signal().await;
+        let restart = tokio::select! {
+            _ = shutdown_signal() => false,
+            _ = handle.restart_requested() => true,
+        };
         tracing::info!("shutting down");
         cancel.cancel();
         node.shutdown().await;
-        anyhow::Ok(())
+        if restart {
+            // The control API removes control.json once its last answer (the install's,
+            // perhaps) is out: wait for that before this process is replaced.
+            let file = handle.data_dir().join(control::CONTROL_FILE);
+            for _ in 0..50 {
+                if !file.exists() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        anyhow::Ok(restart)
     })?;
-    Ok(ExitCode::SUCCESS)
+    let Some(exe) = exe.filter(|_| restart) else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    rt.shutdown_timeout(Duration::from_secs(10));
+    tracing::info!("restarting: {} with the same arguments", exe.display());
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let err = swarmsite::update::install::restart(&exe, &args);
+    Err(err).with_context(|| format!("restarting into {}", exe.display()))
 }
 
 async fn shutdown_signal() {
@@ -368,6 +406,9 @@ fn print_status(s: &serde_json::Value) {
         }
     );
     super::reach::print(&get("reach"));
+    if let Some(u) = s.get("update").filter(|u| !u.is_null()) {
+        super::update::print_update(u);
+    }
     if let Some(b) = s.get("blacklist").filter(|b| !b.is_null()) {
         let entries = b["entries"].as_array().map_or(0, Vec::len);
         println!(

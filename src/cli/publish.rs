@@ -59,8 +59,8 @@ pub enum PublishCommand {
         #[command(flatten)]
         common: Common,
     },
-    /// Publish a file as an authorized file (kind 0x8080): intake receipts (2) or a
-    /// software manifest (3). Documents: `publish document`.
+    /// Publish a file as an authorized file (kind 0x8080): intake receipts (2).
+    /// Documents: `publish document`; software manifests: `publish software`.
     File {
         path: PathBuf,
         #[arg(long, value_parser = clap::value_parser!(u32).range(2..))]
@@ -77,25 +77,28 @@ pub enum PublishCommand {
         #[command(flatten)]
         common: Common,
     },
+    /// Publish a new version of swarmsite: a torrent of its packages and a signed
+    /// manifest (kind 0x8080, id 3) that every node follows.
+    Software(super::update::SoftwareArgs),
 }
 
 #[derive(Args, Debug)]
 pub struct Common {
     #[command(flatten)]
-    network: NetworkArg,
+    pub(super) network: NetworkArg,
     /// Key file to sign with (repeatable; default: the network folder's key files of
     /// the role's current set, as many as it requires).
     #[arg(long = "key", value_name = "KEY.pem")]
-    keys: Vec<PathBuf>,
+    pub(super) keys: Vec<PathBuf>,
     /// Version to publish (default: one past the newest published).
     #[arg(long)]
-    version: Option<u32>,
+    pub(super) version: Option<u32>,
     /// Hand the published record and its content to the node running with this data
     /// folder, which seeds the content and sends the record to the network.
     #[arg(long)]
-    push: bool,
+    pub(super) push: bool,
     #[command(flatten)]
-    passphrase: PassphraseArgs,
+    pub(super) passphrase: PassphraseArgs,
 }
 
 pub fn run(cmd: PublishCommand, data_dir: Option<&Path>) -> anyhow::Result<ExitCode> {
@@ -204,14 +207,15 @@ pub fn run(cmd: PublishCommand, data_dir: Option<&Path>) -> anyhow::Result<ExitC
                     file_id::FIRST_DOCUMENT
                 );
             }
+            if id == file_id::SOFTWARE_MANIFEST {
+                bail!("a software manifest is made by `swarmsite publish software`");
+            }
             if SystemName::new(net.bundle().network(), kind::AUTHORIZED_FILE, id, 1)
                 .class()
                 .governing_role()
                 .is_none()
             {
-                bail!(
-                    "id {id} is not an authorized file: use 2 (receipts) or 3 (software manifest)"
-                );
+                bail!("id {id} is not an authorized file: use 2 (receipts)");
             }
             if !path.is_file() {
                 bail!("{}: not a file", path.display());
@@ -247,6 +251,7 @@ pub fn run(cmd: PublishCommand, data_dir: Option<&Path>) -> anyhow::Result<ExitC
                 &common,
             )
         }
+        PublishCommand::Software(args) => super::update::publish_software(args, data_dir),
         PublishCommand::Blacklist { entries, common } => {
             let net = NetworkDir::open(&common.network.network_dir)?;
             let text = std::fs::read_to_string(&entries)
@@ -294,15 +299,15 @@ fn torrent_payload(t: torrent::Torrent) -> (Payload, Vec<(String, Vec<u8>)>) {
 }
 
 /// What to publish: the record's slot and payload, and the files that go with it.
-struct Publication<'a> {
-    kind: u16,
-    id: u32,
-    payload: Payload,
-    files: &'a [(String, Vec<u8>)],
-    payload_dir: Option<&'a Path>,
+pub(super) struct Publication<'a> {
+    pub(super) kind: u16,
+    pub(super) id: u32,
+    pub(super) payload: Payload,
+    pub(super) files: &'a [(String, Vec<u8>)],
+    pub(super) payload_dir: Option<&'a Path>,
 }
 
-fn publish(
+pub(super) fn publish(
     data_dir: Option<&Path>,
     net: &NetworkDir,
     p: Publication<'_>,

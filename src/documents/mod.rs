@@ -154,11 +154,19 @@ pub fn check_media_type(t: &str) -> Result<(), DocumentError> {
 }
 
 /// The info hash of the torrent carrying a record's content: an `ih` record's, or the
-/// one a document record's body names.
+/// one a document record's (or a software manifest's) body names.
 pub fn content_ih(record: &Record) -> Option<[u8; 20]> {
-    match &record.payload {
-        Payload::Torrent { ih, .. } => Some(*ih),
-        Payload::Body(_) => Document::from_record(record).ok().map(|d| d.meta.ih),
+    match (&record.payload, record.name.class()) {
+        (Payload::Torrent { ih, .. }, _) => Some(*ih),
+        (Payload::Body(_), ObjectClass::Document) => {
+            Document::from_record(record).ok().map(|d| d.meta.ih)
+        }
+        (Payload::Body(_), ObjectClass::SoftwareManifest) => {
+            crate::update::Manifest::from_record(record)
+                .ok()
+                .map(|m| m.ih)
+        }
+        (Payload::Body(_), _) => None,
     }
 }
 

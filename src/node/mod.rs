@@ -78,6 +78,8 @@ pub struct NodeConfig {
     pub piece_audit: Option<crate::torrents::PieceAudit>,
     /// UPnP port mapping and mDNS announcement (off for loopback nodes).
     pub reach: crate::reach::ReachConfig,
+    /// Software updates: the running version, how this copy was installed, auto-install.
+    pub update: crate::update::UpdateConfig,
 }
 
 /// Settings of `--auto-blacklist`.
@@ -143,6 +145,7 @@ impl NodeConfig {
             auto_blacklist: None,
             piece_audit: None,
             reach: crate::reach::ReachConfig::on(),
+            update: crate::update::UpdateConfig::default(),
         }
     }
 }
@@ -185,6 +188,12 @@ pub enum Command {
         bytes: u64,
         reply: oneshot::Sender<crate::documents::view::DocumentsView>,
     },
+    /// Install the downloaded and checked software update.
+    InstallUpdate {
+        reply: oneshot::Sender<Result<crate::update::UpdateStatus, String>>,
+    },
+    /// (Internal) a software update's fetch or install reports.
+    Update(core::update::UpdateReport),
 }
 
 /// A cheap handle on a running node, for the control API, the demo and the tray app.
@@ -198,6 +207,8 @@ pub struct NodeHandle {
     trust: watch::Receiver<Arc<crate::trust::TrustStore>>,
     blacklist: watch::Receiver<Arc<crate::content::Blacklist>>,
     rendezvous: Option<Arc<crate::rendezvous::Rendezvous>>,
+    /// Becomes true when an installed update wants the program restarted.
+    restart: tokio::sync::watch::Receiver<bool>,
 }
 
 impl NodeHandle {
@@ -432,6 +443,7 @@ impl Node {
         let (commands, commands_rx) = mpsc::channel(64);
         let trust_view = watch::channel(Arc::new(trust.clone())).0;
         let blacklist_view = watch::channel(Arc::default()).0;
+        let (restart, restart_rx) = tokio::sync::watch::channel(false);
         let handle = NodeHandle {
             status: Arc::clone(&status),
             events: events.clone(),
@@ -441,6 +453,7 @@ impl Node {
             trust: trust_view.subscribe(),
             blacklist: blacklist_view.subscribe(),
             rendezvous: rendezvous.clone(),
+            restart: restart_rx,
         };
 
         let on_reach = {
@@ -462,6 +475,7 @@ impl Node {
                 cancel: cancel.clone(),
                 trust_view,
                 blacklist_view,
+                restart,
             },
             store,
             trust,

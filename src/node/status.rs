@@ -36,6 +36,8 @@ pub struct Status {
     pub blacklist: Option<BlacklistStatus>,
     /// UPnP port mapping and mDNS announcement.
     pub reach: crate::reach::ReachStatus,
+    /// Software updates: running and newest versions, download, release notes.
+    pub update: crate::update::UpdateStatus,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -178,4 +180,6 @@ pub enum NodeEvent {
     },
     /// UPnP or mDNS changed (mapped, lost, renamed, withdrawn …).
     Reach(Box<crate::reach::ReachStatus>),
+    /// The software update state changed (the whole state, as `GET /api/update`).
+    Update(Box<crate::update::UpdateStatus>),
 }

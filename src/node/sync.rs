@@ -151,9 +151,45 @@ pub async fn fetch_torrent(
     torrent_bytes: Option<bytes::Bytes>,
     dir: &Path,
     current_dir: Option<&Path>,
+    peers: watch::Receiver<Vec<SocketAddr>>,
+    progress: impl Fn(Progress, Option<String>),
+) {
+    let spec = FetchSpec {
+        ih,
+        torrent: torrent_bytes,
+        dir,
+        current_dir,
+        only_files: None,
+    };
+    fetch(torrents, spec, peers, progress).await
+}
+
+/// What [`fetch`] gets: a torrent (with its metainfo when known), where it goes, and
+/// which of its files.
+pub struct FetchSpec<'a> {
+    pub ih: &'a [u8; 20],
+    pub torrent: Option<bytes::Bytes>,
+    pub dir: &'a Path,
+    /// A folder to carry files of the same path and length over from.
+    pub current_dir: Option<&'a Path>,
+    /// Only these files (indexes in the torrent's order); `None`: all.
+    pub only_files: Option<Vec<usize>>,
+}
+
+/// [`fetch_torrent`] for a [`FetchSpec`]: the same persistence, for some files only.
+pub async fn fetch(
+    torrents: &Torrents,
+    spec: FetchSpec<'_>,
     mut peers: watch::Receiver<Vec<SocketAddr>>,
     progress: impl Fn(Progress, Option<String>),
 ) {
+    let FetchSpec {
+        ih,
+        torrent: torrent_bytes,
+        dir,
+        current_dir,
+        only_files,
+    } = spec;
     let mut generation = torrents.generation();
     let mut listed = false;
     loop {
@@ -184,7 +220,8 @@ pub async fn fetch_torrent(
             }
         }
         generation.borrow_and_update();
-        let handle = match torrents.add(ih, torrent_bytes.clone(), dir, known).await {
+        let added = torrents.add_files(ih, torrent_bytes.clone(), dir, known, only_files.clone());
+        let handle = match added.await {
             Ok(h) => h,
             Err(e) => {
                 // No peer could give the metadata, or the session was restarting:

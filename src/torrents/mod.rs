@@ -108,11 +108,20 @@ pub struct FileEntry {
     pub len: u64,
 }
 
+/// A torrent's metainfo, fetched from peers and checked against its info hash.
+#[derive(Clone, Debug)]
+pub struct Metainfo {
+    pub files: Vec<FileEntry>,
+    /// The `.torrent` file, to add it again without asking peers.
+    pub bytes: bytes::Bytes,
+}
+
 /// What it takes to add a torrent again after a restart.
 #[derive(Clone)]
 struct Added {
     torrent: Option<bytes::Bytes>,
     folder: PathBuf,
+    only_files: Option<Vec<usize>>,
 }
 
 pub struct Torrents {
@@ -217,7 +226,7 @@ impl Torrents {
             if a.torrent.is_none() {
                 continue;
             }
-            match add_to(&session, &ih, a.torrent, &a.folder, vec![]).await {
+            match add_to(&session, &ih, a.torrent, &a.folder, vec![], a.only_files).await {
                 Ok(_) => count += 1,
                 Err(e) => tracing::warn!("adding again after the restart: {e}"),
             }
@@ -237,6 +246,15 @@ impl Torrents {
         ih: &[u8; 20],
         peers: Vec<SocketAddr>,
     ) -> Result<Vec<FileEntry>, TorrentsError> {
+        self.fetch_metainfo(ih, peers).await.map(|m| m.files)
+    }
+
+    /// Fetches the metainfo of `ih` from `peers`: its files and the `.torrent` bytes.
+    pub async fn fetch_metainfo(
+        &self,
+        ih: &[u8; 20],
+        peers: Vec<SocketAddr>,
+    ) -> Result<Metainfo, TorrentsError> {
         let opts = AddTorrentOptions {
             list_only: true,
             initial_peers: Some(peers),
@@ -255,13 +273,18 @@ impl Torrents {
                         got: hex::encode(l.info_hash.0),
                     });
                 }
-                Ok(l.info
+                let files = l
+                    .info
                     .iter_file_details()
                     .map(|d| FileEntry {
                         path: d.filename.to_pathbuf(),
                         len: d.len,
                     })
-                    .collect())
+                    .collect();
+                Ok(Metainfo {
+                    files,
+                    bytes: l.torrent_bytes,
+                })
             }
             _ => Err(torrent_err(ih, "expected a file list")),
         }
@@ -276,14 +299,29 @@ impl Torrents {
         folder: &Path,
         peers: Vec<SocketAddr>,
     ) -> Result<TorrentHandle, TorrentsError> {
+        self.add_files(ih, torrent, folder, peers, None).await
+    }
+
+    /// Like [`Torrents::add`], for the files of `only_files` alone (indexes in the
+    /// torrent's order; `None`: every file). Only the pieces they touch are fetched,
+    /// checked and seeded.
+    pub async fn add_files(
+        &self,
+        ih: &[u8; 20],
+        torrent: Option<bytes::Bytes>,
+        folder: &Path,
+        peers: Vec<SocketAddr>,
+        only_files: Option<Vec<usize>>,
+    ) -> Result<TorrentHandle, TorrentsError> {
         self.added.lock().expect("torrents lock").insert(
             *ih,
             Added {
                 torrent: torrent.clone(),
                 folder: folder.to_path_buf(),
+                only_files: only_files.clone(),
             },
         );
-        add_to(&self.session(), ih, torrent, folder, peers).await
+        add_to(&self.session(), ih, torrent, folder, peers, only_files).await
     }
 
     /// Stops transferring `ih` (its files stay).
@@ -373,6 +411,7 @@ async fn add_to(
     torrent: Option<bytes::Bytes>,
     folder: &Path,
     peers: Vec<SocketAddr>,
+    only_files: Option<Vec<usize>>,
 ) -> Result<TorrentHandle, TorrentsError> {
     if let Some(h) = session.get(TorrentIdOrHash::Hash(Id20::new(*ih))) {
         return Ok(h);
@@ -381,6 +420,7 @@ async fn add_to(
         overwrite: true,
         output_folder: Some(folder.to_string_lossy().into_owned()),
         initial_peers: if peers.is_empty() { None } else { Some(peers) },
+        only_files,
         ..Default::default()
     };
     let add = match torrent {

@@ -72,6 +72,71 @@ pub async fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) -> 
     start.elapsed()
 }
 
+/// `wait_for` for plain threads (tests of node processes).
+pub fn wait_until(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The arguments of a `swarmsite node` process on loopback address `ip`: wire on port
+/// `base`, BitTorrent on `base + 1`, HTTP on `base + 80`, no librqbit DHT, pulling every
+/// 2 s, with `peers` (wire addresses) and then `extra`.
+pub fn node_process_args(
+    data: &std::path::Path,
+    bundle: &std::path::Path,
+    ip: &str,
+    base: u16,
+    peers: &[&str],
+    extra: &[&str],
+) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "--data-dir".into(),
+        data.display().to_string(),
+        "node".into(),
+        "--bundle".into(),
+        bundle.display().to_string(),
+        "--wire".into(),
+        format!("{ip}:{base}"),
+        "--bt".into(),
+        format!("{ip}:{}", base + 1),
+        "--http".into(),
+        format!("{ip}:{}", base + 80),
+        "--no-content-dht".into(),
+        "--pull-interval".into(),
+        "2".into(),
+    ];
+    for p in peers {
+        args.push("--peer".into());
+        args.push(format!("{p}:{base}"));
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+/// Runs the built binary with `args` (key passphrase `pass`, quiet logs), asserts that
+/// it succeeded, and returns what it printed.
+pub fn swarmsite_ok(pass: &str, args: &[&str]) -> String {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_swarmsite"))
+        .env("SWARMSITE_PASSPHRASE", pass)
+        .env("RUST_LOG", "warn")
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.status.success(), "swarmsite {args:?}:\n{text}");
+    text
+}
+
 pub async fn http_get(addr: &str, path: &str) -> (u16, Vec<u8>) {
     http_request(addr, "GET", path, b"").await
 }

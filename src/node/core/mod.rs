@@ -6,6 +6,7 @@ mod audit;
 mod blacklist;
 mod documents;
 mod notices;
+pub(super) mod update;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -77,6 +78,8 @@ pub struct Shared {
     /// The trust store and the blacklist in force, for readers outside the core.
     pub trust_view: watch::Sender<Arc<TrustStore>>,
     pub blacklist_view: watch::Sender<Arc<crate::content::Blacklist>>,
+    /// Set when an installed software update wants the program restarted.
+    pub restart: watch::Sender<bool>,
 }
 
 struct Conn {
@@ -146,6 +149,8 @@ pub struct Core {
     blacklist_ih: Option<[u8; 20]>,
     /// Published documents: what this node keeps of the archive.
     archive: documents::Archive,
+    /// Software updates (`core/update.rs`).
+    update: update::Updater,
 }
 
 /// Where a peer is: the address of the connection, and the ports it announced.
@@ -193,6 +198,7 @@ impl Core {
         let auditor_flag = cfg.auto_blacklist.is_some();
         let auto_threshold = cfg.auto_blacklist.as_ref().map(|a| a.threshold);
         let archive = documents::Archive::new(store.root(), cfg.documents_quota);
+        let update = update::Updater::new(cfg.update.clone(), &store);
         Ok(Core {
             local_ip: cfg.wire_listen.ip(),
             cfg,
@@ -220,6 +226,7 @@ impl Core {
             blacklist_fetch: None,
             blacklist_ih: None,
             archive,
+            update,
         })
     }
 
@@ -234,6 +241,7 @@ impl Core {
             let record = record.clone();
             self.apply_blacklist(&record);
         }
+        self.restore_update();
         self.refresh_records();
         let mut dial_tick = tokio::time::interval(Duration::from_secs(5));
         let auto_every = self
@@ -589,6 +597,8 @@ impl Core {
             Command::SetDocumentsQuota { bytes, reply } => {
                 let _ = reply.send(self.set_documents_quota(bytes));
             }
+            Command::InstallUpdate { reply } => self.install_update(Some(reply)),
+            Command::Update(report) => self.on_update(report),
             Command::Rechecked { hint, finding } => self.on_rechecked(hint, finding),
             Command::BlacklistFetched { name, ih, list } => {
                 self.on_blacklist_fetched(name, ih, list)
@@ -858,6 +868,7 @@ impl Core {
                 self.want_release(&record, bytes)
             }
             ObjectClass::Blacklist => self.apply_blacklist(&record),
+            ObjectClass::SoftwareManifest => self.on_manifest(&record),
             ObjectClass::Notice => self.on_notice(&record, true),
             ObjectClass::Document => self.on_document(&record),
             _ => {}
