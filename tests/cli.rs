@@ -413,12 +413,22 @@ fn notices_files_and_blacklists() {
         "file",
         p(&doc),
         "--id",
-        "3",
+        "2",
         "--inline",
         "--network",
         p(&net),
     ]);
     assert!(out.contains("too large for --inline"), "{out}");
+    let out = fails(&[
+        "publish",
+        "file",
+        p(&doc),
+        "--id",
+        "3",
+        "--network",
+        p(&net),
+    ]);
+    assert!(out.contains("publish software"), "{out}");
 }
 
 #[test]
