@@ -74,6 +74,10 @@ pub enum KeysCommand {
         sign: Option<u32>,
         #[arg(long, default_value_t = MIN_BITS)]
         bits: usize,
+        /// Once signed by enough holders, hand the new key set to the node running with
+        /// this data folder, which sends it to the network.
+        #[arg(long)]
+        push: bool,
         #[command(flatten)]
         passphrase: PassphraseArgs,
     },
@@ -99,12 +103,16 @@ pub enum KeysCommand {
         signatures: Vec<PathBuf>,
         #[command(flatten)]
         network: NetworkArg,
+        /// Once it has enough signatures, hand the record (and its content) to the node
+        /// running with this data folder, which sends it to the network.
+        #[arg(long)]
+        push: bool,
     },
     /// Describe a key (.pub or .pem), a bundle (.json), a record or a signature file.
     Show { file: PathBuf },
 }
 
-pub fn run(cmd: KeysCommand) -> anyhow::Result<ExitCode> {
+pub fn run(cmd: KeysCommand, data_dir: Option<&Path>) -> anyhow::Result<ExitCode> {
     match cmd {
         KeysCommand::InitNetwork {
             network,
@@ -178,6 +186,7 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<ExitCode> {
             threshold,
             sign,
             bits,
+            push,
             passphrase,
         } => {
             let net = NetworkDir::open(&network.network_dir)?;
@@ -223,6 +232,9 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<ExitCode> {
                 now(),
             )?;
             print_outcome(&outcome);
+            if push {
+                push_outcome(data_dir, &outcome)?;
+            }
             Ok(ExitCode::SUCCESS)
         }
         KeysCommand::Sign {
@@ -261,6 +273,7 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<ExitCode> {
             draft,
             signatures,
             network,
+            push,
         } => {
             let net = NetworkDir::open(&network.network_dir)?;
             let record = publisher::read_record(&record_path_of(&draft))?;
@@ -279,6 +292,9 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<ExitCode> {
             };
             let outcome = net.combine(&dir, &sigs, now())?;
             print_outcome(&outcome);
+            if push {
+                push_outcome(data_dir, &outcome)?;
+            }
             Ok(ExitCode::SUCCESS)
         }
         KeysCommand::Show { file } => show(&file),
@@ -374,6 +390,17 @@ fn read_signature(path: &Path) -> anyhow::Result<([u8; 20], Signature)> {
         Ok((name, Signature { kid, sig }))
     };
     parse().map_err(|why| anyhow::anyhow!("{}: not a signature file: {why}", path.display()))
+}
+
+/// `--push`: hands a published record to the local node; a draft waits for signatures.
+pub fn push_outcome(data_dir: Option<&Path>, outcome: &Outcome) -> anyhow::Result<()> {
+    match outcome {
+        Outcome::Published { dir, .. } => super::node::push(data_dir, dir),
+        Outcome::Draft { .. } => {
+            println!("not pushed: it needs more signatures first");
+            Ok(())
+        }
+    }
 }
 
 pub fn print_outcome(outcome: &Outcome) {

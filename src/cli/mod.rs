@@ -66,7 +66,7 @@ enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let data_dir = cli.data_dir;
     match cli.command {
-        Command::Keys(cmd) => keys::run(cmd),
+        Command::Keys(cmd) => keys::run(cmd, data_dir.as_deref()),
         Command::Publish(cmd) => publish::run(cmd, data_dir.as_deref()),
         Command::Verify(args) => verify::run(args, data_dir.as_deref()),
         Command::Bundle(cmd) => bundle::run(cmd, data_dir.as_deref()),

@@ -7,11 +7,11 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use swarmsite::content::{Blacklist, Notice, Severity};
 use swarmsite::name::{Role, SystemName, file_id, kind};
-use swarmsite::publisher::{NetworkDir, Outcome, TORRENT_FILE};
+use swarmsite::publisher::{NetworkDir, TORRENT_FILE};
 use swarmsite::record::{MAX_BODY_LEN, Payload, Record};
 use swarmsite::torrent;
 
-use super::keys::{current_key_files, load_keys, print_outcome};
+use super::keys::{current_key_files, load_keys, print_outcome, push_outcome};
 use super::passphrase::PassphraseArgs;
 use super::{NetworkArg, now};
 
@@ -352,10 +352,7 @@ pub(super) fn publish(
     let outcome = net.publish(record, &keys, files, payload_dir, now())?;
     print_outcome(&outcome);
     if common.push {
-        match &outcome {
-            Outcome::Published { dir, .. } => super::node::push(data_dir, dir)?,
-            Outcome::Draft { .. } => println!("not pushed: it needs more signatures first"),
-        }
+        push_outcome(data_dir, &outcome)?;
     }
     Ok(ExitCode::SUCCESS)
 }
