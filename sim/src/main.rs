@@ -11,6 +11,17 @@ use swarmsite_sim::scenarios::{self, Ctx};
 enum Scenario {
     /// Release propagation against log8 N and the seed article's scheme.
     Propagation,
+    /// Time until nodes refuse a forger, forged traffic meanwhile.
+    Blacklist,
+    /// Time for an upload to reach the nodes after fluff.
+    Upload,
+    /// Precision and recall of naming an upload's originator, by spy share and stem
+    /// probability.
+    Anonymity,
+    /// Convergence after mass departure, under churn, by pull alone, after a partition.
+    Churn,
+    /// DHT and prober load per node per hour in steady state.
+    Load,
 }
 
 #[derive(Parser)]
@@ -49,6 +60,11 @@ fn main() -> ExitCode {
     };
     let result = match cli.scenario {
         Scenario::Propagation => scenarios::propagation::report(&ctx),
+        Scenario::Blacklist => scenarios::blacklist::report(&ctx),
+        Scenario::Upload => scenarios::upload::report(&ctx),
+        Scenario::Anonymity => scenarios::anonymity::report(&ctx),
+        Scenario::Churn => scenarios::churn::report(&ctx),
+        Scenario::Load => scenarios::load::report(&ctx),
     };
     match result {
         Ok(md) => {

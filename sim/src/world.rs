@@ -222,6 +222,10 @@ pub struct Watch {
     pub first_at: Vec<Ms>,
     pub hop: Vec<u8>,
     pub reached: usize,
+    /// Of those, how many took it from a `push` (the rest from a `rec`: pull, or
+    /// asking after a peer's `have`).
+    pub by_push: usize,
+    pub pushed: Vec<bool>,
     /// A forger: when each node started refusing it (blacklist in force).
     pub forger: Option<u32>,
     pub refuse_at: Vec<Ms>,
@@ -229,6 +233,8 @@ pub struct Watch {
     pub forged_delivered: Vec<Ms>,
     /// Messages each node sent, when counting per node.
     pub sent: Vec<u32>,
+    /// When each node last came back online (`Ms::MAX`: never left).
+    pub joined_at: Vec<Ms>,
 }
 
 /// Interns values so that events carry 4-byte indexes.
@@ -317,6 +323,11 @@ pub struct World {
     pub stats: Stats,
     /// Count messages sent per node (`watch.sent`).
     pub count_per_node: bool,
+    /// The message being handled is a `push`.
+    handling_push: bool,
+    /// DHT lookups and announcements per name (their last round lands on the same few
+    /// nodes, the closest to the name).
+    pub dht_names: FxHashMap<SystemName, (u64, u64)>,
 }
 
 impl World {
@@ -364,13 +375,18 @@ impl World {
                 first_at: vec![Ms::MAX; n],
                 hop: vec![0; n],
                 reached: 0,
+                by_push: 0,
+                pushed: vec![false; n],
                 forger: None,
                 refuse_at: vec![Ms::MAX; n],
                 forged_delivered: Vec::new(),
                 sent: Vec::new(),
+                joined_at: vec![Ms::MAX; n],
             },
             stats: Stats::default(),
             count_per_node: false,
+            handling_push: false,
+            dht_names: FxHashMap::default(),
             cfg,
         }
     }
@@ -419,15 +435,29 @@ impl World {
     /// Makes `node` an auto-blacklist node (it holds the blacklist key).
     pub fn make_auditor(&mut self, node: u32) {
         self.nodes[node as usize].blacklist = Enforcement::new(Some(self.cfg.auto_threshold));
+        // `node::core::Core::new`: an auto-blacklist node hears every hint.
+        self.nodes[node as usize].hints = Hints::new(HintsConfig {
+            auditor: true,
+            ..self.cfg.hints.clone()
+        });
         let every = self.cfg.auto_interval;
         self.q.after(every, Ev::AutoTick { node });
     }
 
-    /// Makes `node` a forger: every `every` it pushes a new forgery of the next site
-    /// release to every peer, from `first` on.
+    /// Makes `node` a forger: from `first` on, every minute, it pushes a new forgery
+    /// of the next site release to every peer.
     pub fn make_forger(&mut self, node: u32, first: Ms) {
         self.forgers.push(node);
         self.q.at(first, Ev::Forge { node });
+    }
+
+    /// Signs site release `version` now (a 50 MiB torrent) and measures its spread.
+    pub fn new_release(&mut self, version: u32) -> RecId {
+        let now = self.now() / 1000;
+        let id = self.records.borrow_mut().release(version, now, 50 << 20);
+        let name = self.records.borrow().name(id);
+        self.watch_record(name);
+        id
     }
 
     /// Measure the spread of `name` from now on.
@@ -435,6 +465,8 @@ impl World {
         self.watch.target = Some(name);
         self.watch.first_at.iter_mut().for_each(|t| *t = Ms::MAX);
         self.watch.reached = 0;
+        self.watch.by_push = 0;
+        self.watch.pushed.iter_mut().for_each(|p| *p = false);
     }
 
     /// Measure when nodes start refusing `forger`.
@@ -747,9 +779,13 @@ impl World {
                     n.hints.receive(from as PeerKey, hint, now);
                 }
             }
-            other => n.gossip.handle_message(from as PeerKey, other, now),
+            other => {
+                self.handling_push = matches!(other, Message::Push { .. });
+                n.gossip.handle_message(from as PeerKey, other, now);
+            }
         }
         self.drain(to);
+        self.handling_push = false;
     }
 
     fn accepted(&mut self, node: u32, record: &Record, from: Option<PeerKey>) {
@@ -758,6 +794,10 @@ impl World {
             self.watch.first_at[node as usize] = self.now();
             self.watch.hop[node as usize] = hop;
             self.watch.reached += 1;
+            if self.handling_push && from.is_some() {
+                self.watch.by_push += 1;
+                self.watch.pushed[node as usize] = true;
+            }
         }
         if record.name.class() == ObjectClass::Blacklist {
             self.apply_blacklist(node, record);
@@ -833,10 +873,13 @@ impl World {
             .dht
             .lookup(&self.net, node, self.len(), announce, &mut self.rng);
         self.stats.dht_queries += cost.queries as u64;
+        let per_name = self.dht_names.entry(name).or_default();
         if announce {
+            per_name.1 += 1;
             self.stats.announces += 1;
             self.holders.entry(name).or_default().push(node);
         } else {
+            per_name.0 += 1;
             self.stats.lookups += 1;
         }
         let name = self.names.id(&name);
@@ -879,6 +922,11 @@ impl World {
             .lookup(&self.net, node, self.len(), true, &mut self.rng);
         self.stats.dht_queries += cost.queries as u64;
         self.stats.announces += 1;
+        let tag = self.cfg.gossip.tag;
+        self.dht_names
+            .entry(SystemName::rendezvous(tag))
+            .or_default()
+            .1 += 1;
         if self.outgoing(node) >= self.cfg.max_peers {
             return;
         }
@@ -1076,6 +1124,7 @@ impl World {
             return;
         }
         self.online[node as usize] = true;
+        self.watch.joined_at[node as usize] = self.now();
         self.timer_at[node as usize] = Ms::MAX;
         self.drain(node);
         self.round(node);

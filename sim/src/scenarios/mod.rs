@@ -1,7 +1,12 @@
 //! The scenarios of docs/SIMULATION.md. Each returns Markdown (tables naming the
 //! command that reproduces them) and writes its plots under the output folder.
 
+pub mod anonymity;
+pub mod blacklist;
+pub mod churn;
+pub mod load;
 pub mod propagation;
+pub mod upload;
 
 use std::path::PathBuf;
 

@@ -24,6 +24,10 @@ pub struct Run {
     pub times: Vec<Option<Ms>>,
     pub hops: Vec<Option<u8>>,
     pub max_hop: u8,
+    /// Share of the nodes that had it from a push (the rest: pull), overall and among
+    /// nodes behind NAT.
+    pub by_push: f64,
+    pub nat_missed_by_push: f64,
     /// Nodes that had it by push alone (before the first pull round could help).
     pub curve: Vec<(f64, f64)>,
     pub stats: Stats,
@@ -39,8 +43,6 @@ pub fn run(n: usize, seed: u64, limit: Ms, adjust: impl FnOnce(&mut WorldConfig)
         adjust(cfg);
     });
     let t0 = w.now();
-    let v2 = w.records.borrow_mut().release(2, t0 / 1000, 50 << 20);
-    let name = w.records.borrow().name(v2);
     let publisher = loop {
         let p = w.rng.gen_range(0..n as u32);
         if w.net.reachable(p) {
@@ -48,11 +50,13 @@ pub fn run(n: usize, seed: u64, limit: Ms, adjust: impl FnOnce(&mut WorldConfig)
         }
     };
     let before = w.stats.clone();
-    w.watch_record(name);
+    let v2 = w.new_release(2);
     w.publish(publisher, v2);
     w.run_until(t0 + limit, |w| w.watch.reached == w.len());
     let stats = w.stats.since(&before);
     let at = &w.watch.first_at;
+    let nat: Vec<usize> = (0..n).filter(|i| !w.net.reachable(*i as u32)).collect();
+    let nat_missed = nat.iter().filter(|i| !w.watch.pushed[**i]).count();
     Run {
         n,
         times: stats::times_to(at, n, &SHARES, t0),
@@ -61,6 +65,8 @@ pub fn run(n: usize, seed: u64, limit: Ms, adjust: impl FnOnce(&mut WorldConfig)
             .map(|s| stats::hops_to(&w.watch.hop, at, n, *s))
             .collect(),
         max_hop: stats::hops_to(&w.watch.hop, at, n, 1.0).unwrap_or(0),
+        by_push: w.watch.by_push as f64 / n as f64,
+        nat_missed_by_push: nat_missed as f64 / nat.len().max(1) as f64,
         curve: stats::curve(at, n, t0, 200),
         stats,
         events: w.events(),
@@ -115,6 +121,7 @@ pub fn report(ctx: &Ctx) -> anyhow::Result<String> {
             "99 %",
             "100 %",
             "hops 50/90/99/100 %",
+            "had it by push (missed: all / behind NAT)",
             "ideal ⌈log8 N⌉",
             "messages per node",
             "events",
@@ -150,6 +157,12 @@ pub fn report(ctx: &Ctx) -> anyhow::Result<String> {
             fmt_opt(r.times[2]),
             fmt_opt(r.times[3]),
             hops.join(" / "),
+            format!(
+                "{:.2} % ({:.2} % / {:.2} %)",
+                100.0 * r.by_push,
+                100.0 * (1.0 - r.by_push),
+                100.0 * r.nat_missed_by_push
+            ),
             ideal.to_string(),
             format!("{:.1}", r.stats.wire_messages() as f64 / n as f64),
             r.events.to_string(),
