@@ -3,16 +3,19 @@
 //!
 //! Five nodes serve release 2 at 127.0.0.1–5, one serves release 1 (127.0.0.6), one
 //! a forged record (127.0.0.7). The DNS node knows node 1 as a wire peer and the other
-//! two as seeds; nodes 2–5 it finds through the rendezvous DHT.
+//! two as seeds; nodes 2–5 it finds through the rendezvous DHT. Then node 3 dies and
+//! comes back, fake callers send junk, and a blacklist names node 5.
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use swarmsite::content::Blacklist;
 use swarmsite::demo_site;
+use swarmsite::name::{SystemName, kind};
 use swarmsite::node::NodeConfig;
-use swarmsite::publisher::{InitOptions, NetworkDir};
-use swarmsite::record::Record;
+use swarmsite::publisher::{self, InitOptions, NetworkDir};
+use swarmsite::record::{Payload, Record};
 
 mod common;
 use common::*;
@@ -127,7 +130,6 @@ no-shuffle=yes
 cache-ttl=0
 query-cache-ttl=0
 negquery-cache-ttl=0
-zone-cache-refresh-interval=0
 loglevel=4
 ",
             dir.display()
@@ -341,6 +343,17 @@ async fn powerdns_steers_dig_to_live_nearest_verified_nodes() {
     let text = String::from_utf8_lossy(&status.stdout);
     assert!(text.contains("dns site.example. on 127.0.0.1:"), "{text}");
     assert!(text.contains("answering 5 node(s)"), "{text}");
+
+    // A signed blacklist naming node 5 reaches the DNS node: node 5 leaves the answers.
+    let list = Blacklist::from_text("127.0.0.5 test\n", now()).unwrap();
+    let name = SystemName::new(net.bundle().network(), kind::AUTHORIZED_FILE, 1, 1);
+    let mut r = Record::new(name, now(), Payload::Body(list.encode())).unwrap();
+    r.sign(&publisher::load_key(&net.root().join("keys/blacklist/v1/key-1.pem"), PASS).unwrap());
+    handles[0].submit(r.encode().unwrap(), None).await.unwrap();
+    wait_for("node 5 out of the answers once blacklisted", 30, || {
+        a(port, Some("127.0.0.5/32")) == ips(&[4, 3, 2])
+    })
+    .await;
 
     forger.abort();
     old.shutdown().await;

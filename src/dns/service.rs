@@ -137,6 +137,11 @@ impl DnsFront {
         let app = axum::Router::new()
             .fallback(serve_backend)
             .with_state(answering);
+        // PowerDNS waits for each answer before its next query on that connection: a
+        // response split over two segments must not wait for a delayed ACK (40 ms).
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let c = cancel.clone();
         tokio::spawn(async move {
             let _ = axum::serve(listener, app)
@@ -152,6 +157,7 @@ impl DnsFront {
             status: Arc::clone(&status),
             last_good,
             last_good_path,
+            last_saved: None,
             cache: HashMap::new(),
         };
         tokio::spawn(driver.run(cancel));
@@ -315,6 +321,8 @@ struct Driver {
     status: Arc<RwLock<DnsStatus>>,
     last_good: LastGood,
     last_good_path: PathBuf,
+    /// When the last known good set was last written (at most every 10 s).
+    last_saved: Option<tokio::time::Instant>,
     /// Judgements by SHA-256 of what was served: most nodes serve the same bytes, so
     /// one signature check serves them all. Cleared when the trust store changes.
     cache: HashMap<[u8; 32], Outcome>,
@@ -376,6 +384,7 @@ impl Driver {
                 probes.spawn(async move { (ip, fetch(&client, ip, &ports).await) });
             }
             dirty |= self.drain_changes();
+            self.status.write().expect("dns status lock").prober = self.prober.stats();
             // The view is rebuilt at most every 200 ms, however fast probes finish.
             if dirty && last_publish.elapsed() >= Duration::from_millis(200) {
                 self.publish(&blacklist);
@@ -424,6 +433,10 @@ impl Driver {
             }
         }
         probes.abort_all();
+        // Writes are spaced out while running: keep the very last set.
+        if !self.last_good.addrs.is_empty() {
+            self.save_last_good();
+        }
     }
 
     fn judged(&mut self, bytes: &[u8], trust: &TrustStore, site: u32) -> Outcome {
@@ -495,7 +508,8 @@ impl Driver {
                     },
                 ),
             };
-            tracing::info!("dns: {line}");
+            // Debug: a large network churns all day; the status keeps the last ones.
+            tracing::debug!("dns: {line}");
             self.node.emit(event);
             let mut s = self.status.write().expect("dns status lock");
             if s.recent.len() >= RECENT_KEPT {
@@ -504,6 +518,14 @@ impl Driver {
             s.recent.push(line);
         }
         any
+    }
+
+    fn save_last_good(&mut self) {
+        self.last_saved = Some(tokio::time::Instant::now());
+        let bytes = serde_json::to_vec(&self.last_good).expect("json");
+        if let Err(e) = crate::fsutil::write_atomic(&self.last_good_path, &bytes, 0o644) {
+            tracing::warn!("{}: {e}", self.last_good_path.display());
+        }
     }
 
     /// Rebuilds the view: the healthy set, else the last known good one, else the
@@ -518,9 +540,11 @@ impl Driver {
                     version: self.prober.newest(),
                     addrs,
                 };
-                let bytes = serde_json::to_vec(&self.last_good).expect("json");
-                if let Err(e) = crate::fsutil::write_atomic(&self.last_good_path, &bytes, 0o644) {
-                    tracing::warn!("{}: {e}", self.last_good_path.display());
+                if self
+                    .last_saved
+                    .is_none_or(|t| t.elapsed() >= Duration::from_secs(10))
+                {
+                    self.save_last_good();
                 }
             }
             View {
