@@ -243,6 +243,11 @@ async fn powerdns_steers_dig_to_live_nearest_verified_nodes() {
             .spawn()
             .unwrap(),
     );
+    // PowerDNS fills its zone cache (getAllDomains) when it starts: the backend first.
+    wait_for("the backend listening", 60, || {
+        std::net::TcpStream::connect(("127.0.0.1", backend)).is_ok()
+    })
+    .await;
     let port = free_port("127.0.0.1");
     let _pdns = start_pdns(&t.join("pdns"), port, backend);
     let show_logs = || {
