@@ -231,6 +231,8 @@ pub struct Watch {
     pub refuse_at: Vec<Ms>,
     /// Forged records delivered to honest nodes, with when.
     pub forged_delivered: Vec<Ms>,
+    /// Evidence recorded: by which node, against which peer, why.
+    pub evidence: Vec<(u32, Option<u32>, String)>,
     /// Messages each node sent, when counting per node.
     pub sent: Vec<u32>,
     /// When each node last came back online (`Ms::MAX`: never left).
@@ -313,6 +315,8 @@ pub struct World {
     /// Holders announced in the DHT per name (the ideal store, see `dht`).
     holders: FxHashMap<SystemName, Vec<u32>>,
     forgers: Vec<u32>,
+    /// Each forger's current forgery.
+    forged: FxHashMap<u32, RecId>,
     /// Forgers that answer an auditor's probe with their forgery (naive) or not.
     pub forgers_answer_probes: bool,
     /// Node groups that cannot reach each other (partition), when set.
@@ -367,6 +371,7 @@ impl World {
             hints: Vec::new(),
             holders: FxHashMap::default(),
             forgers: Vec::new(),
+            forged: FxHashMap::default(),
             forgers_answer_probes: true,
             side: None,
             churn: false,
@@ -380,6 +385,7 @@ impl World {
                 forger: None,
                 refuse_at: vec![Ms::MAX; n],
                 forged_delivered: Vec::new(),
+                evidence: Vec::new(),
                 sent: Vec::new(),
                 joined_at: vec![Ms::MAX; n],
             },
@@ -444,11 +450,48 @@ impl World {
         self.q.after(every, Ev::AutoTick { node });
     }
 
-    /// Makes `node` a forger: from `first` on, every minute, it pushes a new forgery
-    /// of the next site release to every peer.
+    /// Makes `node` a forger, scripted like the hostile wire node of the project's
+    /// tests (`tests/common::scripted_node`): it runs no honest machine; to every peer
+    /// it says `have` of the next site release and pushes a forgery of it, when a
+    /// connection comes up and, from `first` on, every minute with a fresh forgery;
+    /// asked for that release, it answers with its forgery.
     pub fn make_forger(&mut self, node: u32, first: Ms) {
         self.forgers.push(node);
         self.q.at(first, Ev::Forge { node });
+    }
+
+    fn is_forger(&self, node: u32) -> bool {
+        !self.forgers.is_empty() && self.forgers.contains(&node)
+    }
+
+    /// The forger's current forgery (a new one when `fresh`).
+    fn forgery(&mut self, node: u32, fresh: bool) -> RecId {
+        if !fresh && let Some(&id) = self.forged.get(&node) {
+            return id;
+        }
+        let now = self.now();
+        let slot = (kind::SITE_RELEASE, SITE);
+        let next = self.nodes[node as usize].gossip.acceptor().highest(slot) + 1;
+        let tag = self.records.borrow().tag();
+        let name = SystemName::new(tag, slot.0, slot.1, next);
+        let id = self
+            .records
+            .borrow_mut()
+            .forgery(name, now / 1000, &mut self.rng);
+        self.forged.insert(node, id);
+        id
+    }
+
+    /// The forger greets `peer`: `have` of the forged name, then the forgery.
+    fn forger_hello(&mut self, node: u32, peer: u32, fresh: bool) {
+        let id = self.forgery(node, fresh);
+        let name = self.records.borrow().name(id);
+        let size = self.records.borrow().bytes(id).len();
+        let list = self.lists.id(&vec![name]);
+        self.stats.have += 1;
+        self.stats.push += 1;
+        self.transmit(node, peer, Msg::Have(list), 0);
+        self.transmit(node, peer, Msg::Push(id), size);
     }
 
     /// Signs site release `version` now (a 50 MiB torrent) and measures its spread.
@@ -747,6 +790,18 @@ impl World {
             return; // the connection closed meanwhile, or the path is cut
         }
         let now = self.now();
+        if self.is_forger(to) {
+            // Asked for what it claims to have, it answers with its forgery.
+            if let Msg::Get(n) = msg
+                && let Some(&id) = self.forged.get(&to)
+                && self.records.borrow().name(id) == *self.names.get(n)
+            {
+                let size = self.records.borrow().bytes(id).len();
+                self.stats.rec += 1;
+                self.transmit(to, from, Msg::Rec(n, Some(id)), size);
+            }
+            return;
+        }
         let message = match msg {
             Msg::Get(n) => Message::Get {
                 name: *self.names.get(n),
@@ -765,7 +820,6 @@ impl World {
         };
         if let Msg::Push(r) | Msg::Rec(_, Some(r)) = msg
             && !self.forgers.is_empty()
-            && !self.forgers.contains(&to)
             && self.records.borrow_mut().is_forgery(r, now / 1000)
         {
             self.watch.forged_delivered.push(now);
@@ -845,6 +899,9 @@ impl World {
         refusal: &Refusal,
     ) {
         self.stats.evidence += 1;
+        self.watch
+            .evidence
+            .push((node, peer, refusal.code().to_string()));
         let Some(p) = peer else {
             return;
         };
@@ -986,10 +1043,20 @@ impl World {
             return;
         }
         self.add_link(from, to);
-        self.nodes[from as usize].gossip.peer_up(to as PeerKey);
-        self.nodes[to as usize].gossip.peer_up(from as PeerKey);
+        for (a, b) in [(from, to), (to, from)] {
+            if self.is_forger(a) {
+                self.forger_hello(a, b, false);
+            } else {
+                self.nodes[a as usize].gossip.peer_up(b as PeerKey);
+            }
+        }
         self.drain(from);
         self.drain(to);
+    }
+
+    /// `from` dials `to` (as when the DHT or the configuration names it).
+    pub fn dial(&mut self, from: u32, to: u32) {
+        self.try_dial(from, to);
     }
 
     /// Both ends see the connection close.
@@ -1045,6 +1112,10 @@ impl World {
             // The confirmation is evidence of the auditor's own.
             n.blacklist.evidence(hint.ip, &hint.reason);
             self.stats.evidence += 1;
+            let accused = Net::node_of(hint.ip);
+            self.watch
+                .evidence
+                .push((node, accused, hint.reason.clone()));
         }
         self.start_rechecks(node);
     }
@@ -1075,28 +1146,17 @@ impl World {
 
     // ---- adversaries ------------------------------------------------------------
 
-    /// A forger pushes a fresh forgery of the next site release to every peer, and
-    /// comes back for more every minute. It also dials new peers while it has free
-    /// slots, like any node (its rounds).
+    /// Every minute a forger greets every peer again with a fresh forgery. It also
+    /// dials new peers while it has free slots, like any node (its rounds).
     fn forge(&mut self, node: u32) {
         self.q.after(crate::engine::MINUTE, Ev::Forge { node });
         if !self.online[node as usize] {
             return;
         }
-        let now = self.now();
-        let slot = (kind::SITE_RELEASE, SITE);
-        let next = self.nodes[node as usize].gossip.acceptor().highest(slot) + 1;
-        let tag = self.records.borrow().tag();
-        let name = SystemName::new(tag, slot.0, slot.1, next);
-        let id = self
-            .records
-            .borrow_mut()
-            .forgery(name, now / 1000, &mut self.rng);
-        let size = self.records.borrow().bytes(id).len();
+        let _ = self.forgery(node, true);
         for l in 0..self.links[node as usize].len() {
             let p = self.links[node as usize][l] & !OUT;
-            self.stats.push += 1;
-            self.transmit(node, p, Msg::Push(id), size);
+            self.forger_hello(node, p, false);
         }
     }
 
