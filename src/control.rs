@@ -1,15 +1,23 @@
 //! The local control API (SPEC §12): JSON over HTTP on 127.0.0.1 only, guarded by a
-//! random token kept in the data folder (mode 0600).
+//! random token kept in the data folder (mode 0600), and the dashboard that uses it.
 //!
 //! `GET /api/status`, `GET /api/reach` (UPnP and mDNS), `GET /api/evidence`,
 //! `GET /api/events` (server-sent events), `POST /api/publish {"dir": "<published
-//! folder>"}`, `GET /api/documents`,
-//! `POST /api/documents/quota {"bytes": N}`, `GET /api/notices`, `GET /api/update`
-//! (software updates), `POST /api/update/install` (install the checked release, then
-//! restart). Every request needs
-//! `Authorization: Bearer <token>` (or `?token=` for EventSource, which cannot set
-//! headers). No CORS headers are sent, and the Host must be a loopback name, so a web
-//! page cannot read or drive it (DNS rebinding included).
+//! folder>"}`, `GET /api/documents`, `POST /api/documents/quota {"bytes": N}`,
+//! `GET /api/notices`, `GET /api/update` (software updates), `POST /api/update/install`
+//! (install the checked release, then restart), and the dashboard's own
+//! (`control/app_api.rs`): pause, settings, networks. Every `/api/` request needs
+//! `Authorization: Bearer <token>`; the token is never accepted in a URL, where
+//! histories, logs and Referer headers would keep it (the dashboard reads the event
+//! stream with `fetch`, which can send the header, not with `EventSource`). The Host
+//! must be a loopback name (DNS rebinding), a request's `Origin`, when it has one, must
+//! be this server or the tray app's webview, and CORS answers only the tray app: another
+//! web page can neither read the API nor drive it.
+//!
+//! `/` serves the dashboard (`control/dashboard.rs`), built from `ui/` and compiled in.
+
+mod app_api;
+mod dashboard;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -96,7 +104,7 @@ pub async fn serve_with(
         node,
         token: token.into(),
     };
-    let app = axum::Router::new()
+    let api = axum::Router::new()
         .route("/api/status", get(status))
         .route("/api/reach", get(reach))
         .route("/api/evidence", get(evidence))
@@ -107,10 +115,14 @@ pub async fn serve_with(
         .route("/api/notices", get(notices))
         .route("/api/update", get(update))
         .route("/api/update/install", post(install_update))
+        .merge(app_api::routes())
         .with_state(ctl.clone())
         .merge(extra)
-        .layer(middleware::from_fn_with_state(ctl, guard));
-
+        .layer(middleware::from_fn_with_state(ctl, token_guard));
+    let app = api
+        .merge(dashboard::routes())
+        .layer(middleware::from_fn(origin_guard))
+        .layer(cors());
     tokio::spawn(async move {
         let _ = axum::serve(listener, app)
             .with_graceful_shutdown(cancel.cancelled_owned())
@@ -120,33 +132,54 @@ pub async fn serve_with(
     Ok(bound)
 }
 
-#[derive(Deserialize)]
-struct TokenQuery {
-    token: Option<String>,
+/// Origins of the tray app's webview (Linux and macOS, Windows, Windows with https).
+pub const APP_ORIGINS: [&str; 3] = [
+    "tauri://localhost",
+    "http://tauri.localhost",
+    "https://tauri.localhost",
+];
+
+fn is_loopback_name(host: &str) -> bool {
+    let name = host.rsplit_once(':').map_or(host, |(name, _)| name);
+    name == "127.0.0.1" || name == "localhost" || name == "[::1]"
 }
 
-async fn guard(
-    State(ctl): State<Ctl>,
-    Query(q): Query<TokenQuery>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let host_ok = req
+/// CORS for the tray app's window only; the dashboard in a browser is same-origin.
+fn cors() -> tower_http::cors::CorsLayer {
+    use axum::http::{HeaderValue, Method};
+    tower_http::cors::CorsLayer::new()
+        .allow_origin(APP_ORIGINS.map(HeaderValue::from_static))
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+}
+
+/// Every request: a loopback Host, and an Origin (when sent) that is this very server
+/// or the tray app.
+async fn origin_guard(req: Request, next: Next) -> Response {
+    let host = req
         .headers()
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
-        .map(|h| h.rsplit_once(':').map_or(h, |(name, _)| name))
-        .is_some_and(|h| h == "127.0.0.1" || h == "localhost" || h == "[::1]");
-    if !host_ok {
+        .unwrap_or("");
+    if !is_loopback_name(host) {
         return (StatusCode::FORBIDDEN, "bad host\n").into_response();
     }
-    let bearer = req
+    if let Some(origin) = req.headers().get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("");
+        let own = origin.strip_prefix("http://") == Some(host);
+        if !own && !APP_ORIGINS.contains(&origin) {
+            return (StatusCode::FORBIDDEN, "bad origin\n").into_response();
+        }
+    }
+    next.run(req).await
+}
+
+async fn token_guard(State(ctl): State<Ctl>, req: Request, next: Next) -> Response {
+    let given = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_string);
-    let given = bearer.or(q.token);
+        .and_then(|v| v.strip_prefix("Bearer "));
     // Constant-time comparison: the token is the only secret here.
     let ok = given.is_some_and(|g| {
         g.len() == ctl.token.len()

@@ -210,6 +210,8 @@ pub struct Served {
     documents: arc_swap::ArcSwap<crate::documents::view::DocumentsView>,
     bytes_served: AtomicU64,
     requests: AtomicU64,
+    /// Sharing paused: only this computer is served (see [`Served::set_paused`]).
+    paused: std::sync::atomic::AtomicBool,
 }
 
 impl Served {
@@ -241,6 +243,16 @@ impl Served {
 
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
+    }
+
+    /// While paused, visitors from other machines get 503 (DNS probers then drop this
+    /// node); the owner still reads the site on loopback.
+    pub fn set_paused(&self, paused: bool) {
+        self.paused.store(paused, Ordering::Relaxed);
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::Relaxed)
     }
 }
 
@@ -282,6 +294,16 @@ async fn handle(
     let conn = extensions
         .get::<axum::extract::ConnectInfo<HttpConn>>()
         .map(|c| c.0);
+    if served.is_paused() && !conn.is_some_and(|c| c.remote.ip().is_loopback()) {
+        // Without connect info (a bare router) nobody counts as local.
+        let mut r = plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this volunteer has paused sharing; try again later\n",
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("600"));
+        return r;
+    }
     let response = respond(&served, &method, &uri, &headers, conn).await;
     if let Some(len) = response
         .headers()

@@ -344,6 +344,48 @@ async fn the_control_api_needs_its_token_and_streams_events() {
     ))
     .await;
     assert!(bad_host.starts_with("HTTP/1.1 403"), "{bad_host}");
+    // The token is never taken from a URL.
+    let query_token = raw(format!(
+        "GET /api/status?token={} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n",
+        info.token
+    ))
+    .await;
+    assert!(query_token.starts_with("HTTP/1.1 401"), "{query_token}");
+    // Another web page cannot drive it, even with the token; the tray app's window can.
+    let foreign = raw(format!(
+        "GET /api/status HTTP/1.1\r\nHost: {addr}\r\nOrigin: http://evil.example\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+        info.token
+    ))
+    .await;
+    assert!(foreign.starts_with("HTTP/1.1 403"), "{foreign}");
+    let preflight = raw(format!(
+        "OPTIONS /api/status HTTP/1.1\r\nHost: {addr}\r\nOrigin: tauri://localhost\r\nAccess-Control-Request-Method: GET\r\nAccess-Control-Request-Headers: authorization\r\nConnection: close\r\n\r\n"
+    ))
+    .await
+    .to_ascii_lowercase();
+    assert!(
+        preflight.starts_with("http/1.1 200")
+            && preflight.contains("access-control-allow-origin: tauri://localhost"),
+        "{preflight}"
+    );
+    let foreign_preflight = raw(format!(
+        "OPTIONS /api/status HTTP/1.1\r\nHost: {addr}\r\nOrigin: http://evil.example\r\nAccess-Control-Request-Method: GET\r\nConnection: close\r\n\r\n"
+    ))
+    .await
+    .to_ascii_lowercase();
+    assert!(
+        !foreign_preflight.contains("access-control-allow-origin"),
+        "{foreign_preflight}"
+    );
+    // The dashboard's files need no token (they hold no secret), and may not be framed.
+    let page = raw(format!(
+        "GET / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    ))
+    .await;
+    assert!(
+        page.starts_with("HTTP/1.1 200") && page.contains("frame-ancestors 'none'"),
+        "{page}"
+    );
     let status = tokio::task::spawn_blocking({
         let info = info.clone();
         move || swarmsite::control::client::request(&info, "GET", "/api/status", None).unwrap()
@@ -359,7 +401,7 @@ async fn the_control_api_needs_its_token_and_streams_events() {
     events
         .write_all(
             format!(
-                "GET /api/events?token={} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+                "GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {}\r\n\r\n",
                 info.token
             )
             .as_bytes(),

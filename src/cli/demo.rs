@@ -54,7 +54,7 @@ fn spinner(msg: &str) -> ProgressBar {
 
 pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     // Errors only, so the progress display stays readable.
-    let audit = super::node::init_logging("error");
+    let audit = swarmsite::logging::init("error");
     let tmp = tempfile::Builder::new()
         .prefix("swarmsite-demo-")
         .tempdir()?;

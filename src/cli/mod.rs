@@ -51,6 +51,8 @@ enum Command {
     Dns(Box<dns::DnsArgs>),
     /// Ask the running node (of this data folder) how it is doing.
     Status(node::StatusArgs),
+    /// Print the link that opens the running node's dashboard in a browser.
+    Dashboard,
     /// What this node refused, and from whom (the local evidence log).
     Evidence(node::EvidenceArgs),
     /// The published documents this node knows and keeps; set its storage quota.
@@ -73,6 +75,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Node(args) => node::run(*args, data_dir.as_deref()),
         Command::Dns(args) => dns::run(*args, data_dir.as_deref()),
         Command::Status(args) => node::status(args, data_dir.as_deref()),
+        Command::Dashboard => node::dashboard(data_dir.as_deref()),
         Command::Evidence(args) => node::evidence(args, data_dir.as_deref()),
         Command::Documents(args) => documents::documents(args, data_dir.as_deref()),
         Command::Notices(args) => documents::notices(args, data_dir.as_deref()),

@@ -12,31 +12,35 @@ use swarmsite::control;
 use swarmsite::datadir::DataDir;
 use swarmsite::name::NetworkTag;
 use swarmsite::node::{Node, NodeConfig, NodeHandle};
+use swarmsite::settings::Settings;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Args, Debug)]
 pub struct NodeArgs {
     /// Network to join, by tag (its bundle is built in or added with `bundle add`).
-    #[arg(long, default_value = "WIKILEAKS")]
-    tag: NetworkTag,
+    /// [default: the saved setting, else WIKILEAKS]
+    #[arg(long)]
+    tag: Option<NetworkTag>,
     /// Use this bundle file instead of a known network.
     #[arg(long, value_name = "BUNDLE.json")]
     bundle: Option<PathBuf>,
     /// Site to serve (bundle site id; default: the first).
     #[arg(long)]
     site: Option<u32>,
-    /// Wire protocol listen address.
-    #[arg(long, default_value = "0.0.0.0:6880")]
-    wire: SocketAddr,
-    /// BitTorrent listen address.
-    #[arg(long, default_value = "0.0.0.0:6881")]
-    bt: SocketAddr,
-    /// HTTP listen address (repeatable; default: port 80, and 18880 as the fallback).
+    /// Wire protocol listen address [default: the saved setting, else 0.0.0.0:6880].
+    #[arg(long)]
+    wire: Option<SocketAddr>,
+    /// BitTorrent listen address [default: the saved setting, else 0.0.0.0:6881].
+    #[arg(long)]
+    bt: Option<SocketAddr>,
+    /// HTTP listen address (repeatable; default: the saved setting, else port 80, and
+    /// 18880 as the fallback).
     #[arg(long = "http", value_name = "ADDR")]
     http: Vec<SocketAddr>,
-    /// Control API address (loopback only; port 0 picks one, see <data>/control.json).
-    #[arg(long, default_value = "127.0.0.1:0")]
-    control: SocketAddr,
+    /// Control API address (loopback only; port 0 picks one, see <data>/control.json)
+    /// [default: the saved setting, else 127.0.0.1:0].
+    #[arg(long)]
+    control: Option<SocketAddr>,
     /// A wire peer to connect to (repeatable).
     #[arg(long = "peer", value_name = "ADDR")]
     peers: Vec<SocketAddr>,
@@ -49,9 +53,9 @@ pub struct NodeArgs {
     /// Do not use librqbit's DHT (content peers then come from wire peers only).
     #[arg(long)]
     no_content_dht: bool,
-    /// Rendezvous DHT (UDP) listen address.
-    #[arg(long, default_value = "0.0.0.0:6880")]
-    rendezvous: SocketAddr,
+    /// Rendezvous DHT (UDP) listen address [default: the wire address's].
+    #[arg(long)]
+    rendezvous: Option<SocketAddr>,
     /// Run without the rendezvous DHT (wire peers only).
     #[arg(long)]
     no_rendezvous: bool,
@@ -105,16 +109,21 @@ pub(super) fn config(
     args: NodeArgs,
     data_dir: Option<&Path>,
 ) -> anyhow::Result<(NodeConfig, SocketAddr)> {
-    let audit = init_logging("info,librqbit=warn,librqbit_dht=warn");
+    let audit = swarmsite::logging::init("info,librqbit=warn,librqbit_dht=warn");
     // Found before anything can replace it: an update restarts this very path.
     let exe = std::env::current_exe().context("finding this program's binary")?;
     let installation = swarmsite::update::Installation::detect(&exe);
     let dd = DataDir::resolve(data_dir)?;
+    // Saved settings (the dashboard's Settings page) first, then the flags given.
+    let mut settings = Settings::load(dd.root())?;
+    if let Some(tag) = args.tag {
+        settings.network = Some(tag.to_string());
+    }
     let bundle = match &args.bundle {
         Some(p) => Bundle::read(p).with_context(|| format!("{}", p.display()))?,
-        None => dd.bundle(args.tag)?,
+        None => dd.bundle(settings.network_tag())?,
     };
-    let mut cfg = NodeConfig::new(dd.root().to_path_buf(), bundle.clone());
+    let mut cfg = settings.node_config_for(dd.root(), bundle.clone())?;
     cfg.piece_audit = Some(audit);
     if let Some(site) = args.site {
         anyhow::ensure!(
@@ -124,15 +133,25 @@ pub(super) fn config(
         );
         cfg.site = site;
     }
-    cfg.wire_listen = args.wire;
-    cfg.bt_listen = args.bt;
+    if let Some(w) = args.wire {
+        cfg.wire_listen = w;
+        cfg.rendezvous = Some(w);
+    }
+    if let Some(b) = args.bt {
+        cfg.bt_listen = b;
+    }
     if !args.http.is_empty() {
         cfg.http = args.http;
     }
     cfg.peers = args.peers;
     cfg.accept_push = !args.no_push;
     cfg.pull_interval = Duration::from_secs(args.pull_interval.max(1));
-    cfg.rendezvous = (!args.no_rendezvous).then_some(args.rendezvous);
+    if let Some(r) = args.rendezvous {
+        cfg.rendezvous = Some(r);
+    }
+    if args.no_rendezvous {
+        cfg.rendezvous = None;
+    }
     cfg.rendezvous_bootstrap = if args.no_dht_bootstrap {
         Vec::new()
     } else if !args.dht_bootstrap.is_empty() {
@@ -164,17 +183,15 @@ pub(super) fn config(
         }));
     }
     cfg.documents_quota = args.documents_quota.map(|q| q.as_u64());
-    cfg.download_limit = args.download_limit;
-    cfg.upload_limit = args.upload_limit;
+    cfg.download_limit = args.download_limit.or(cfg.download_limit);
+    cfg.upload_limit = args.upload_limit.or(cfg.upload_limit);
     cfg.reach = args.reach.config();
     cfg.update.auto_install = args.auto_update;
     cfg.update.installation = Some(installation);
-    cfg.content_dht = if args.no_content_dht {
-        None
-    } else {
-        Some(bundle.bootstrap().to_vec())
-    };
-    Ok((cfg, args.control))
+    if args.no_content_dht {
+        cfg.content_dht = None;
+    }
+    Ok((cfg, args.control.unwrap_or_else(|| settings.control_addr())))
 }
 
 /// Runs a node until SIGINT or SIGTERM, with its control API on `control`. `beside`
@@ -219,6 +236,7 @@ where
                 Some(e) => tracing::warn!("not serving on {}: {e}", h.addr),
             }
         }
+        tracing::info!("dashboard: run `swarmsite dashboard` for its link");
         tracing::info!(
             "wire {} · BitTorrent {} · control {ctl}",
             s.wire_addr,
@@ -269,25 +287,6 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-/// Logs to stderr (`RUST_LOG` overrides `default`), and returns the piece audit whose
-/// layer now listens for librqbit's bad-piece reports whatever the log level.
-pub fn init_logging(default: &str) -> swarmsite::torrents::PieceAudit {
-    use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
-    use tracing_subscriber::{EnvFilter, Layer};
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let audit = swarmsite::torrents::PieceAudit::new();
-    let _ = tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_filter(filter),
-        )
-        .with(audit.layer())
-        .try_init();
-    audit
-}
-
 #[derive(Args, Debug)]
 pub struct StatusArgs {
     /// Print the raw JSON.
@@ -327,6 +326,16 @@ pub fn status(args: StatusArgs, data_dir: Option<&Path>) -> anyhow::Result<ExitC
             d["calls"]
         );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The dashboard link: the token rides in the fragment, which browsers never send to a
+/// server (nor in a Referer); the page moves it into session storage and out of the
+/// address bar at once.
+pub fn dashboard(data_dir: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let dd = DataDir::resolve(data_dir)?;
+    let info = control::client::info(dd.root())?;
+    println!("{}/#token={}", info.url, info.token);
     Ok(ExitCode::SUCCESS)
 }
 

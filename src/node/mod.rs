@@ -16,6 +16,7 @@
 //! it by message, so there are no locks around protocol logic.
 
 mod core;
+mod health;
 mod recheck;
 mod status;
 mod sync;
@@ -33,6 +34,7 @@ use crate::bundle::Bundle;
 use crate::serve::Served;
 use crate::torrents::{Torrents, TorrentsConfig};
 
+pub use health::{Health, TrayState};
 pub use status::{
     BlacklistEntryStatus, BlacklistStatus, DocumentsSummary, HttpPortStatus, NodeEvent,
     NoticeStatus, PeerStatus, Status, SyncStatus,
@@ -160,6 +162,11 @@ pub enum Command {
     },
     /// Dial a wire peer.
     Connect(SocketAddr),
+    /// Pause or resume sharing (`core/pause.rs`); the reply comes once it took effect.
+    SetPaused {
+        paused: bool,
+        reply: oneshot::Sender<()>,
+    },
     /// (Internal) the rendezvous DHT named `addr` as holding `name`.
     Found {
         addr: SocketAddr,
@@ -216,6 +223,7 @@ impl NodeHandle {
         let mut s = self.status.read().expect("status lock").clone();
         s.bytes_served = self.served.bytes_served();
         s.requests = self.served.requests();
+        s.health = Health::of(&s);
         s
     }
 
@@ -244,6 +252,17 @@ impl NodeHandle {
             .map_err(|_| "the node is shutting down".to_string())?;
         rx.await
             .map_err(|_| "the node is shutting down".to_string())?
+    }
+
+    /// Pauses (or resumes) sharing and returns once it took effect.
+    pub async fn set_paused(&self, paused: bool) -> Result<(), String> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::SetPaused { paused, reply })
+            .await
+            .map_err(|_| "the node is shutting down".to_string())?;
+        rx.await
+            .map_err(|_| "the node is shutting down".to_string())
     }
 
     pub async fn connect(&self, addr: SocketAddr) {

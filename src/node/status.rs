@@ -38,6 +38,10 @@ pub struct Status {
     pub reach: crate::reach::ReachStatus,
     /// Software updates: running and newest versions, download, release notes.
     pub update: crate::update::UpdateStatus,
+    /// Sharing paused by the user (tray menu, control API).
+    pub paused: bool,
+    /// The tray's word for all of the above (filled in by `NodeHandle::status`).
+    pub health: super::health::Health,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -182,4 +186,7 @@ pub enum NodeEvent {
     Reach(Box<crate::reach::ReachStatus>),
     /// The software update state changed (the whole state, as `GET /api/update`).
     Update(Box<crate::update::UpdateStatus>),
+    Paused {
+        paused: bool,
+    },
 }

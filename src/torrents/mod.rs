@@ -10,6 +10,7 @@
 //! fetched again) and holders of old handles see [`Torrents::generation`] move on.
 
 mod audit;
+mod pause;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -134,6 +135,8 @@ pub struct Torrents {
     generation: watch::Sender<u64>,
     root_span: tracing::Span,
     bad_pieces: Mutex<Option<mpsc::Receiver<BadPiece>>>,
+    /// Sharing paused (see `pause.rs`): torrents are added paused.
+    paused: std::sync::atomic::AtomicBool,
 }
 
 impl Torrents {
@@ -165,6 +168,7 @@ impl Torrents {
             generation: watch::channel(0).0,
             root_span,
             bad_pieces: Mutex::new(bad_pieces),
+            paused: Default::default(),
         })
     }
 
@@ -226,7 +230,17 @@ impl Torrents {
             if a.torrent.is_none() {
                 continue;
             }
-            match add_to(&session, &ih, a.torrent, &a.folder, vec![], a.only_files).await {
+            match add_to(
+                &session,
+                &ih,
+                a.torrent,
+                &a.folder,
+                vec![],
+                a.only_files,
+                self.is_paused(),
+            )
+            .await
+            {
                 Ok(_) => count += 1,
                 Err(e) => tracing::warn!("adding again after the restart: {e}"),
             }
@@ -321,7 +335,16 @@ impl Torrents {
                 only_files: only_files.clone(),
             },
         );
-        add_to(&self.session(), ih, torrent, folder, peers, only_files).await
+        add_to(
+            &self.session(),
+            ih,
+            torrent,
+            folder,
+            peers,
+            only_files,
+            self.is_paused(),
+        )
+        .await
     }
 
     /// Stops transferring `ih` (its files stay).
@@ -412,6 +435,7 @@ async fn add_to(
     folder: &Path,
     peers: Vec<SocketAddr>,
     only_files: Option<Vec<usize>>,
+    paused: bool,
 ) -> Result<TorrentHandle, TorrentsError> {
     if let Some(h) = session.get(TorrentIdOrHash::Hash(Id20::new(*ih))) {
         return Ok(h);
@@ -421,6 +445,7 @@ async fn add_to(
         output_folder: Some(folder.to_string_lossy().into_owned()),
         initial_peers: if peers.is_empty() { None } else { Some(peers) },
         only_files,
+        paused,
         ..Default::default()
     };
     let add = match torrent {

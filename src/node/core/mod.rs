@@ -7,6 +7,7 @@ mod blacklist;
 mod documents;
 mod notices;
 pub(super) mod update;
+mod pause;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -599,15 +600,28 @@ impl Core {
             }
             Command::InstallUpdate { reply } => self.install_update(Some(reply)),
             Command::Update(report) => self.on_update(report),
+            Command::SetPaused { paused, reply } => self.set_paused(paused, reply),
             Command::Rechecked { hint, finding } => self.on_rechecked(hint, finding),
             Command::BlacklistFetched { name, ih, list } => {
                 self.on_blacklist_fetched(name, ih, list)
             }
-            Command::BlocklistApplied { version } => self.update_status(|s| {
-                if let Some(b) = s.blacklist.as_mut().filter(|b| b.version == version) {
-                    b.in_bittorrent = true;
+            Command::BlocklistApplied { version } => {
+                let mut applied = None;
+                self.update_status(|s| {
+                    if let Some(b) = s.blacklist.as_mut().filter(|b| b.version == version) {
+                        b.in_bittorrent = true;
+                        applied = Some((b.entries.len(), b.closed.len()));
+                    }
+                });
+                // Watchers (the dashboard) learn it is now in force in BitTorrent too.
+                if let Some((entries, closed)) = applied {
+                    self.emit(NodeEvent::Blacklist {
+                        version,
+                        entries,
+                        closed,
+                    });
                 }
-            }),
+            }
             Command::Found { addr, name } => {
                 let known = self
                     .conns

@@ -1,0 +1,179 @@
+//! One word for how a node is doing, for the tray icon and the dashboard's header: the
+//! same rules in both, computed here once from the status.
+
+use serde::Serialize;
+
+use super::status::Status;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TrayState {
+    /// No verified release yet, or no peer to share with.
+    #[default]
+    Offline,
+    /// Downloading a new release.
+    Syncing,
+    /// Serving a release, with peers.
+    Serving,
+    /// The user paused sharing.
+    Paused,
+    /// Something needs the user: see `problems`.
+    Attention,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Health {
+    pub state: TrayState,
+    /// One line, e.g. "Syncing v3: 45%" or "Serving v2 · 5 peers".
+    pub summary: String,
+    /// What needs the user, one sentence each.
+    pub problems: Vec<String>,
+    /// The site on this computer (the first bound HTTP address; a wildcard address is
+    /// shown as `localhost`), for "Open site".
+    pub local_url: Option<String>,
+}
+
+fn local_url(s: &Status) -> Option<String> {
+    let addr: std::net::SocketAddr = s.http.iter().find(|h| h.bound)?.addr.parse().ok()?;
+    let host = if addr.ip().is_unspecified() {
+        "localhost".to_string()
+    } else {
+        match addr.ip() {
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            ip => ip.to_string(),
+        }
+    };
+    Some(match addr.port() {
+        80 => format!("http://{host}/"),
+        port => format!("http://{host}:{port}/"),
+    })
+}
+
+impl Health {
+    pub fn of(s: &Status) -> Health {
+        let mut problems = Vec::new();
+        let serving_http = s.http.iter().any(|h| h.bound);
+        for h in s.http.iter().filter(|h| !h.bound) {
+            // Port 80 needs privileges most users lack; 18880 is its planned fallback
+            // (SPEC §9), so a failed 80 alone is shown on the Status page, not raised.
+            let port80 = h.addr.ends_with(":80");
+            if !port80 || !serving_http {
+                problems.push(format!(
+                    "HTTP {} is not bound: {}",
+                    h.addr,
+                    h.error.as_deref().unwrap_or("unknown error")
+                ));
+            }
+        }
+        if s.evidence > 0 {
+            problems.push(format!(
+                "{} forged or malformed messages refused since start (Peers & blacklist)",
+                s.evidence
+            ));
+        }
+        if let Some(e) = s.sync.as_ref().and_then(|y| y.error.as_deref()) {
+            problems.push(format!("the download is stuck: {e}"));
+        }
+        let (state, summary) = if s.paused {
+            (TrayState::Paused, "Sharing paused".to_string())
+        } else if let Some(first) = problems.first() {
+            (TrayState::Attention, format!("Needs attention: {first}"))
+        } else if let Some(y) = &s.sync {
+            let pct = (y.have_bytes * 100).checked_div(y.total_bytes).unwrap_or(0);
+            (
+                TrayState::Syncing,
+                format!("Syncing v{}: {pct}% · {} peers", y.version, y.peers),
+            )
+        } else if let Some(v) = s.served_version {
+            if s.peers.is_empty() {
+                (TrayState::Offline, format!("Serving v{v} · no peers"))
+            } else {
+                (
+                    TrayState::Serving,
+                    format!("Serving v{v} · {} peers", s.peers.len()),
+                )
+            }
+        } else {
+            (TrayState::Offline, "No verified release yet".to_string())
+        };
+        Health {
+            state,
+            summary,
+            problems,
+            local_url: local_url(s),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::status::{HttpPortStatus, PeerStatus, SyncStatus};
+
+    fn port(addr: &str, bound: bool) -> HttpPortStatus {
+        HttpPortStatus {
+            addr: addr.into(),
+            bound,
+            error: (!bound).then(|| "Permission denied".into()),
+        }
+    }
+
+    fn peer() -> PeerStatus {
+        PeerStatus {
+            addr: "127.0.0.2:6880".into(),
+            client: None,
+            outgoing: true,
+        }
+    }
+
+    #[test]
+    fn states_follow_the_status() {
+        let mut s = Status {
+            http: vec![port("0.0.0.0:80", false), port("0.0.0.0:18880", true)],
+            ..Status::default()
+        };
+        assert_eq!(Health::of(&s).state, TrayState::Offline);
+        s.sync = Some(SyncStatus {
+            version: 3,
+            have_bytes: 45,
+            total_bytes: 100,
+            peers: 2,
+            bytes_per_sec: 0,
+            fetched_bytes: 45,
+            error: None,
+        });
+        let h = Health::of(&s);
+        assert_eq!(
+            (h.state, h.summary.as_str()),
+            (TrayState::Syncing, "Syncing v3: 45% · 2 peers")
+        );
+        s.sync = None;
+        s.served_version = Some(3);
+        assert_eq!(Health::of(&s).summary, "Serving v3 · no peers");
+        s.peers = vec![peer()];
+        let h = Health::of(&s);
+        assert_eq!(
+            (h.state, h.problems.len()),
+            (TrayState::Serving, 0),
+            "80 alone is no problem"
+        );
+        assert_eq!(h.local_url.as_deref(), Some("http://localhost:18880/"));
+        s.evidence = 2;
+        assert_eq!(Health::of(&s).state, TrayState::Attention);
+        s.paused = true;
+        assert_eq!(Health::of(&s).state, TrayState::Paused);
+    }
+
+    #[test]
+    fn a_missing_fallback_port_needs_the_user() {
+        let s = Status {
+            http: vec![port("0.0.0.0:80", true), port("0.0.0.0:18880", false)],
+            served_version: Some(1),
+            peers: vec![peer()],
+            ..Status::default()
+        };
+        let h = Health::of(&s);
+        assert_eq!(h.state, TrayState::Attention);
+        assert!(h.problems[0].contains("18880"), "{h:?}");
+    }
+}
