@@ -71,6 +71,13 @@ impl Health {
                 s.evidence
             ));
         }
+        let d = &s.documents;
+        let missing = d.known.saturating_sub(d.held + d.fetching);
+        if d.quota > 0 && d.used >= d.quota && missing > 0 {
+            problems.push(format!(
+                "the storage quota is full: {missing} documents are not kept here (raise it in Settings)"
+            ));
+        }
         if let Some(e) = s.sync.as_ref().and_then(|y| y.error.as_deref()) {
             problems.push(format!("the download is stuck: {e}"));
         }
@@ -162,6 +169,28 @@ mod tests {
         assert_eq!(Health::of(&s).state, TrayState::Attention);
         s.paused = true;
         assert_eq!(Health::of(&s).state, TrayState::Paused);
+    }
+
+    #[test]
+    fn a_full_quota_that_leaves_documents_out_needs_the_user() {
+        let mut s = Status {
+            served_version: Some(1),
+            peers: vec![peer()],
+            ..Status::default()
+        };
+        s.documents.known = 5;
+        s.documents.held = 3;
+        s.documents.quota = 100;
+        s.documents.used = 100;
+        let h = Health::of(&s);
+        assert_eq!(h.state, TrayState::Attention);
+        assert!(h.problems[0].contains("2 documents"), "{h:?}");
+        s.documents.held = 5;
+        assert_eq!(
+            Health::of(&s).state,
+            TrayState::Serving,
+            "full, but all kept"
+        );
     }
 
     #[test]

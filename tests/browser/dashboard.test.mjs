@@ -105,6 +105,12 @@ test('status, live updates, blacklist, uploads and settings', async () => {
     await page.waitForSelector('#settings-message:has-text("Saved")', { timeout: 15_000 });
     const r = await fetch(`${base}/api/settings`, { headers: { Authorization: `Bearer ${token}` } });
     assert.equal((await r.json()).settings.upload_limit, 250000);
+    // The documents quota applies at once.
+    await page.fill('#quota', '1');
+    await page.click('#quota-form button[type="submit"]');
+    await page.waitForSelector('#settings-message:has-text("Storage quota set")', { timeout: 15_000 });
+    const st = await fetch(`${base}/api/status`, { headers: { Authorization: `Bearer ${token}` } });
+    assert.equal((await st.json()).documents.quota, 1024 ** 3);
     await page.screenshot({ path: join(shots, 'settings.png'), fullPage: true });
   });
 });

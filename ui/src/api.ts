@@ -201,8 +201,19 @@ export interface Status {
     problems: string[];
     local_url: string | null;
   };
-  /** Reachability (issue 7), when this node reports it. */
-  [more: string]: unknown;
+  /** UPnP and mDNS (src/reach). */
+  reach?: {
+    upnp: {
+      state: string;
+      external_ip: string | null;
+      mappings: { external_port?: number | null }[];
+      error: string | null;
+      warning: string | null;
+    };
+    mdns: { state: string; url: string | null; error: string | null };
+  };
+  /** The documents archive in short (src/node/status.rs). */
+  documents?: { known: number; held: number; fetching: number; quota: number; used: number; evicted: number };
 }
 
 export interface Evidence {

@@ -17,7 +17,7 @@ const $ = (id: string) => document.getElementById(id)!;
 let api: Api;
 let status: Status | null = null;
 let evidence: Evidence[] | string = [];
-let queue: uploadsPage.Queue = [];
+let queue: uploadsPage.Queue = "loading…";
 let settings: SettingsReply | string = "loading…";
 let networks: NetworkInfo[] | string = [];
 let autostart: boolean | null = null;
@@ -68,8 +68,14 @@ function render(): void {
       break;
     case "settings":
       view = settingsPage.render(
-        { reply: settings, networks, autostart, message: settingsMessage },
-        { save, addBundle, removeNetwork, setAutostart },
+        {
+          reply: settings,
+          networks,
+          autostart,
+          documents: status.documents ? { quota: status.documents.quota, used: status.documents.used } : null,
+          message: settingsMessage,
+        },
+        { save, addBundle, removeNetwork, setAutostart, setQuota },
       );
       break;
   }
@@ -98,7 +104,7 @@ async function refreshEvidence(): Promise<void> {
 
 async function refreshUploads(): Promise<void> {
   try {
-    queue = await api.get<uploadsPage.UploadEntry[]>("/api/uploads");
+    queue = await api.get<uploadsPage.UploadList>("/api/uploads");
   } catch (e) {
     queue = e instanceof ApiError && e.status === 404 ? null : `Cannot read the queue: ${describe(e)}`;
   }
@@ -123,7 +129,7 @@ function upload(files: uploadsPage.Picked[]): void {
   uploadMessage = `Packing and queueing ${files.length} file(s)…`;
   render();
   api
-    .sendRaw<unknown>("POST", "/api/uploads", uploadsPage.form(files))
+    .sendRaw<unknown>("POST", "/api/uploads/files", uploadsPage.form(files))
     .then(() => {
       uploadMessage = `${files.length} file(s) queued.`;
     })
@@ -171,6 +177,21 @@ function removeNetwork(tag: string): void {
       settingsMessage = `Not removed: ${describe(e)}`;
     })
     .finally(() => void refreshSettings());
+}
+
+function setQuota(bytes: number): void {
+  api
+    .send("POST", "/api/documents/quota", { bytes })
+    .then(() => {
+      settingsMessage = "Storage quota set.";
+    })
+    .catch((e) => {
+      settingsMessage = `Quota not set: ${describe(e)}`;
+    })
+    .finally(() => {
+      (document.activeElement as HTMLElement | null)?.blur();
+      void refreshStatus();
+    });
 }
 
 function setAutostart(on: boolean): void {

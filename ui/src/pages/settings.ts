@@ -1,4 +1,4 @@
-import { h, row, table } from "../dom";
+import { h, row, table, bytes } from "../dom";
 import type { NetworkInfo, Settings, SettingsReply } from "../api";
 
 export interface SettingsView {
@@ -6,6 +6,8 @@ export interface SettingsView {
   networks: NetworkInfo[] | string;
   /** Start at login: only the tray app can (null in a browser). */
   autostart: boolean | null;
+  /** The documents archive's quota and use, when this node keeps one. */
+  documents: { quota: number; used: number } | null;
   message: string | null;
 }
 
@@ -14,6 +16,7 @@ export interface SettingsActions {
   addBundle: (text: string) => void;
   removeNetwork: (tag: string) => void;
   setAutostart: (on: boolean) => void;
+  setQuota: (bytes: number) => void;
 }
 
 const addr = (v: string): string | null => (v.trim() === "" ? null : v.trim());
@@ -90,9 +93,35 @@ export function render(v: SettingsView, act: SettingsActions): HTMLElement {
   }
 
   page.append(h("h2", {}, "Storage quota"));
-  page.append(
-    h("p", { class: "small" }, "This build has no storage quota for cached uploads and documents yet; nothing to set."),
-  );
+  if (v.documents) {
+    const gib = 1024 * 1024 * 1024;
+    const quota = h("input", {
+      type: "number",
+      min: 0,
+      step: 0.5,
+      id: "quota",
+      value: String(Math.round((v.documents.quota / gib) * 10) / 10),
+    });
+    const form = h(
+      "form",
+      { id: "quota-form" },
+      h(
+        "p",
+        { class: "small" },
+        `Copies of published documents kept on this computer: ${bytes(v.documents.used)} of ${bytes(v.documents.quota)} used. `,
+        "The swarm keeps the rarest documents where there is room; 0 keeps none. Applies at once.",
+      ),
+      h("label", {}, "GiB ", quota),
+      h("button", { type: "submit" }, "Set quota"),
+    );
+    form.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      act.setQuota(Math.round(Number(quota.value) * gib));
+    });
+    page.append(form);
+  } else {
+    page.append(h("p", { class: "small" }, "This node reports no documents archive, so there is no quota to set."));
+  }
 
   page.append(h("h2", {}, "Networks"));
   if (typeof v.networks === "string") page.append(h("p", { class: "bad" }, v.networks));

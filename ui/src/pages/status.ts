@@ -2,16 +2,29 @@ import { h, bytes, when, percent, row } from "../dom";
 import type { Status } from "../api";
 
 
-/** Reachability as the node reports it (issue 7's `upnp` / `mdns` fields), or honestly nothing. */
-function reach(s: Status, key: string): string {
-  const v = s[key];
-  if (v === undefined || v === null) return "not reported by this node";
-  if (typeof v === "string") return v;
-  if (typeof v === "object") {
-    const o = v as Record<string, unknown>;
-    return String(o.outcome ?? o.state ?? o.summary ?? JSON.stringify(o));
+/** UPnP as the node reports it (src/reach/upnp.rs). */
+function upnp(s: Status): string {
+  const u = s.reach?.upnp;
+  if (!u) return "not reported by this node";
+  const held = u.mappings.filter((m) => m.external_port !== null && m.external_port !== undefined).length;
+  let text: string = u.state;
+  if (u.state === "mapped" || u.state === "partial") {
+    text += `: ${held} of ${u.mappings.length} ports mapped`;
+    if (u.external_ip) text += ` on ${u.external_ip}`;
   }
-  return String(v);
+  if (u.error) text += ` (${u.error})`;
+  if (u.warning) text += ` · ${u.warning}`;
+  return text;
+}
+
+/** mDNS as the node reports it (src/reach/mdns.rs). */
+function mdns(s: Status): HTMLElement | string {
+  const m = s.reach?.mdns;
+  if (!m) return "not reported by this node";
+  if (m.state === "announced" && m.url) {
+    return h("span", {}, "announced: ", h("a", { href: m.url, target: "_blank", rel: "noreferrer" }, m.url));
+  }
+  return m.error ? `${m.state} (${m.error})` : m.state;
 }
 
 export function render(s: Status): HTMLElement {
@@ -61,8 +74,8 @@ export function render(s: Status): HTMLElement {
         port80 ? (port80.bound ? "bound" : `not bound: ${port80.error ?? ""}`) : "not configured",
         "port80",
       ),
-      row("UPnP", reach(s, "upnp"), "upnp"),
-      row("mDNS", reach(s, "mdns"), "mdns"),
+      row("UPnP", upnp(s), "upnp"),
+      row("mDNS", mdns(s), "mdns"),
       row("Local URL", url ? h("a", { href: url, target: "_blank", rel: "noreferrer", id: "local-url" }, url) : "none"),
       row("Wire / BitTorrent", `${s.wire_addr} · ${s.bt_addr ?? "—"}`),
       row("Evidence", `${s.evidence} refusals recorded`),

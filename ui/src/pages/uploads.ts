@@ -1,19 +1,26 @@
 import { h, bytes, when, table } from "../dom";
 
-/** One entry of the node's upload queue, as `GET /api/uploads` lists it. */
-export interface UploadEntry {
-  id: string;
-  state: string;
-  bytes?: number;
-  files?: number;
-  created?: number;
-  receipt?: unknown;
-  error?: string | null;
-  [more: string]: unknown;
+/** The node's upload queue, as `GET /api/uploads` lists it (issue 5). */
+export interface UploadList {
+  quota_bytes: number;
+  used_bytes: number;
+  max_size: number;
+  refused: number;
+  last_refusal: string | null;
+  packing: { token: string; label: string; input_bytes: number; packed_bytes: number; error: string | null }[];
+  entries: {
+    ih: string;
+    size: number;
+    state: string;
+    added_ms: number;
+    receipted_ms: number | null;
+    originated: boolean;
+    label: string | null;
+  }[];
 }
 
-/** The queue, or why there is none: `null` when this node has no upload queue at all. */
-export type Queue = UploadEntry[] | null | string;
+/** The queue, `null` when this node has no upload queue at all, or why it cannot be read. */
+export type Queue = UploadList | null | string;
 
 /** A file picked or dropped, with its path inside the dropped folder. */
 export interface Picked {
@@ -56,7 +63,7 @@ function picked(list: FileList | null): Picked[] {
 }
 
 export function render(queue: Queue, onFiles: (files: Picked[]) => void, message: string | null): HTMLElement {
-  const available = Array.isArray(queue);
+  const available = queue !== null && typeof queue === "object";
   const input = h("input", { type: "file", multiple: true, id: "upload-input", disabled: !available });
   const folder = h("input", { type: "file", webkitdirectory: true, id: "upload-folder", disabled: !available });
   input.addEventListener("change", () => onFiles(picked(input.files)));
@@ -90,17 +97,27 @@ export function render(queue: Queue, onFiles: (files: Picked[]) => void, message
   } else if (typeof queue === "string") {
     list = h("p", { class: "bad" }, queue);
   } else {
-    list = table(
-      ["Upload", "State", "Size", "Queued", "Receipt"],
-      queue.map((u) => [
-        u.id.slice(0, 12),
-        u.error ? `${u.state}: ${u.error}` : u.state,
-        u.bytes !== undefined ? bytes(u.bytes) : "—",
-        when(u.created),
-        u.receipt ? (typeof u.receipt === "string" ? u.receipt : JSON.stringify(u.receipt)) : "—",
+    const when_ms = (ms: number | null) => (ms ? when(Math.floor(ms / 1000)) : "—");
+    const rows = [
+      ...queue.packing.map((p) => [
+        p.label,
+        p.error ? `not queued: ${p.error}` : "packing",
+        `${bytes(p.packed_bytes)} of ${bytes(p.input_bytes)}`,
+        "—",
+        "—",
       ]),
-      "Nothing queued.",
-    );
+      // Only what this computer sent: relayed uploads are counted on the Status page.
+      ...queue.entries
+        .filter((e) => e.originated)
+        .map((e) => [
+          e.label ?? e.ih.slice(0, 12),
+          e.state,
+          bytes(e.size),
+          when_ms(e.added_ms),
+          e.receipted_ms ? `receipted ${when_ms(e.receipted_ms)}` : "waiting for the intake",
+        ]),
+    ];
+    list = table(["Upload", "State", "Size", "Queued", "Receipt"], rows, "Nothing queued from this computer.");
     list.id = "upload-queue";
   }
   return h(
@@ -111,11 +128,19 @@ export function render(queue: Queue, onFiles: (files: Picked[]) => void, message
     zone,
     message ? h("p", { class: "message", id: "upload-message" }, message) : null,
     h("h2", {}, "Queue"),
+    typeof queue === "object" && queue !== null
+      ? h(
+          "p",
+          { class: "small" },
+          `${bytes(queue.used_bytes)} of ${bytes(queue.quota_bytes)} upload storage used; at most ${bytes(queue.max_size)} per upload.`,
+          queue.last_refusal ? ` Last refused: ${queue.last_refusal}.` : "",
+        )
+      : null,
     list,
   );
 }
 
-/** The request body for `POST /api/uploads`: one multipart part per file, named by its path. */
+/** The request body for `POST /api/uploads/files`: one multipart part per file, named by its path. */
 export function form(files: Picked[]): FormData {
   const fd = new FormData();
   for (const f of files) fd.append("file", f.file, f.path);
