@@ -1,13 +1,11 @@
 //! The dashboard (ui/, compiled into the node) in a real headless Chromium against a
 //! real node on loopback: status, a release arriving live, pause, the blacklist page,
-//! uploads, settings, and a wrong token. tests/browser/dashboard.test.mjs drives it.
+//! uploads, settings, and a wrong token. tests/browser/dashboard.test.mjs drives it;
+//! `SCREENSHOT_DIR=$PWD/docs/screenshots` remakes the README's pictures.
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
-
-use common::{node_config, now, wait_for};
+use common::{browser_script, demo_release, node_config, now, wait_for};
 use swarmsite::content::Blacklist;
 use swarmsite::name::{SystemName, kind};
 use swarmsite::node::Node;
@@ -17,26 +15,11 @@ use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_shows_a_live_node() {
-    let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    assert!(
-        browser_dir.join("node_modules/playwright-core").is_dir()
-            && Path::new("/usr/bin/chromium").exists(),
-        "needs Debian's chromium and tests/browser/node_modules: run scripts/test, which installs them"
-    );
     let tmp = tempfile::tempdir().unwrap();
     let opts = InitOptions::one_site("DASHLEAKS".parse().unwrap(), "dashleaks");
     let net = NetworkDir::init(&tmp.path().join("net"), &opts, b"pw", now()).unwrap();
-    let site_key = publisher::load_key(&net.root().join("keys/site/v1/key-1.pem"), b"pw").unwrap();
-    let release = |v: u32| {
-        let site = tmp.path().join(format!("site{v}"));
-        swarmsite::demo_site::write(&site, v).unwrap();
-        net.publish_site(&site, 1, Some(v), std::slice::from_ref(&site_key), now())
-            .unwrap()
-            .published()
-            .unwrap()
-    };
-    let (v1_dir, v1) = release(1);
-    let (v2_dir, _) = release(2);
+    let (v1_dir, v1) = demo_release(&net, tmp.path(), 1);
+    let (v2_dir, _) = demo_release(&net, tmp.path(), 2);
     // A signed blacklist, in a folder as `publish … --push` would hand it over.
     let list = Blacklist::from_text("192.0.2.0/24 documentation range\n", now()).unwrap();
     let name = SystemName::new(net.bundle().network(), kind::AUTHORIZED_FILE, 1, 1);
@@ -71,7 +54,7 @@ async fn the_dashboard_shows_a_live_node() {
         .await
         .unwrap();
     let info = swarmsite::control::client::info(h.data_dir()).unwrap();
-    h.submit(v1.encode().unwrap(), Some(v1_dir)).await.unwrap();
+    h.submit(v1, Some(v1_dir)).await.unwrap();
     wait_for("v1 served, one peer", 60, || {
         let s = h.status();
         s.served_version == Some(1) && s.peers.len() == 1
@@ -81,32 +64,20 @@ async fn the_dashboard_shows_a_live_node() {
     let shots = std::env::var_os("SCREENSHOT_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| tmp.path().join("screenshots"));
-    let out = tokio::task::spawn_blocking({
-        let shots = shots.clone();
-        move || {
-            Command::new("node")
-                .args(["--test", "--test-concurrency=1", "dashboard.test.mjs"])
-                .current_dir(&browser_dir)
-                .env("DASHBOARD", &info.url)
-                .env("TOKEN", &info.token)
-                .env("V2_DIR", &v2_dir)
-                .env("BLACKLIST_DIR", &bl_dir)
-                .env("SCREENSHOT_DIR", &shots)
-                .output()
-                .expect("node runs")
-        }
-    })
-    .await
-    .unwrap();
+    browser_script(
+        "dashboard.test.mjs",
+        vec![
+            ("DASHBOARD", info.url.into()),
+            ("TOKEN", info.token.into()),
+            ("V2_DIR", v2_dir.into()),
+            ("BLACKLIST_DIR", bl_dir.into()),
+            ("SCREENSHOT_DIR", shots.clone().into()),
+        ],
+    )
+    .await;
     cancel.cancel();
     peer.shutdown().await;
     node.shutdown().await;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "dashboard test failed:\n{text}");
     for page in ["status", "peers", "uploads", "settings"] {
         let png = std::fs::read(shots.join(format!("{page}.png"))).expect("screenshot");
         assert!(

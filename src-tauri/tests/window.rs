@@ -7,20 +7,17 @@
 //! `scripts/test` installs xvfb-run, dbus-run-session, trayer, ImageMagick,
 //! WebKitWebDriver and tauri-driver.
 
+#[path = "../../tests/common/mod.rs"]
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{browser_script, demo_release, now};
 use swarmsite::node::{Node, NodeConfig};
-use swarmsite::publisher::{self, InitOptions, NetworkDir};
+use swarmsite::publisher::{InitOptions, NetworkDir};
 use swarmsite::settings::Settings;
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
 
 /// Stops the driver's process group (Xvfb, D-Bus, tauri-driver, the app) on drop.
 struct Group(Child);
@@ -51,8 +48,6 @@ fn tool(name: &str) -> Option<PathBuf> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_app_window_shows_its_node() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let browser_dir = root.join("tests/browser");
     let (Some(driver), Some(_), Some(_)) = (
         tool("tauri-driver"),
         tool("WebKitWebDriver"),
@@ -67,14 +62,7 @@ async fn the_app_window_shows_its_node() {
     let tmp = tempfile::tempdir().unwrap();
     let opts = InitOptions::one_site("APPLEAKS1".parse().unwrap(), "appleaks");
     let net = NetworkDir::init(&tmp.path().join("net"), &opts, b"pw", now()).unwrap();
-    let site = tmp.path().join("site");
-    swarmsite::demo_site::write(&site, 1).unwrap();
-    let key = publisher::load_key(&net.root().join("keys/site/v1/key-1.pem"), b"pw").unwrap();
-    let (dir, record) = net
-        .publish_site(&site, 1, None, &[key], now())
-        .unwrap()
-        .published()
-        .unwrap();
+    let (dir, record) = demo_release(&net, tmp.path(), 1);
     let seed = Node::start(NodeConfig::loopback(
         tmp.path().join("seed"),
         net.bundle().clone(),
@@ -83,9 +71,7 @@ async fn the_app_window_shows_its_node() {
     .await
     .unwrap();
     let sh = seed.handle();
-    sh.submit(record.encode().unwrap(), Some(dir))
-        .await
-        .unwrap();
+    sh.submit(record, Some(dir)).await.unwrap();
 
     // The app's data folder: the network's bundle and settings that keep it on loopback.
     let data = tmp.path().join("app");
@@ -135,31 +121,19 @@ async fn the_app_window_shows_its_node() {
     let shots = std::env::var_os("SCREENSHOT_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| tmp.path().join("screenshots"));
-    let out = tokio::task::spawn_blocking({
-        let shots = shots.clone();
-        move || {
-            Command::new("node")
-                .args(["--test", "app.test.mjs"])
-                .current_dir(&browser_dir)
-                .env("DRIVER", format!("http://127.0.0.1:{port}"))
-                .env("APP", env!("CARGO_BIN_EXE_swarmsite-app"))
-                .env("DATA_DIR", &data)
-                .env("SCREENSHOT_DIR", &shots)
-                .env("X_DISPLAY", &x_display)
-                .env("X_AUTHORITY", &x_auth)
-                .output()
-                .expect("node runs")
-        }
-    })
-    .await
-    .unwrap();
+    browser_script(
+        "app.test.mjs",
+        vec![
+            ("DRIVER", format!("http://127.0.0.1:{port}").into()),
+            ("APP", env!("CARGO_BIN_EXE_swarmsite-app").into()),
+            ("DATA_DIR", data.into()),
+            ("SCREENSHOT_DIR", shots.clone().into()),
+            ("X_DISPLAY", x_display.into()),
+            ("X_AUTHORITY", x_auth.into()),
+        ],
+    )
+    .await;
     seed.shutdown().await;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "app window test failed:\n{text}");
     let png = std::fs::read(shots.join("app-window.png")).expect("screenshot");
     assert!(png.starts_with(b"\x89PNG") && png.len() > 1000);
 }
