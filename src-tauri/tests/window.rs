@@ -7,7 +7,7 @@
 //! `scripts/test` installs xvfb-run, dbus-run-session, trayer, ImageMagick,
 //! WebKitWebDriver and tauri-driver.
 
-#[path = "../../tests/common/mod.rs"]
+#[path = "../../tests/common/site.rs"]
 mod common;
 
 use std::path::{Path, PathBuf};

@@ -6,8 +6,8 @@ mod audit;
 mod blacklist;
 mod documents;
 mod notices;
-pub(super) mod update;
 mod pause;
+pub(super) mod update;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
