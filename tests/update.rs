@@ -577,12 +577,37 @@ fn node_processes_install_the_release_and_restart_into_it() {
     // What the stand-in writes: the arguments it was started with, one a line.
     let lines = |args: &[String]| args.join("\n") + "\n";
 
-    // The publisher ships 0.2.0 through its own node: nothing but the swarm carries it.
+    // Releases need two of the software role's holders from now on: a rotation signed by
+    // both (the threshold), sent through the publisher's node like any record.
+    let (pd, nd) = (pdata.to_str().unwrap(), net.root().to_str().unwrap());
+    let keys = net.root().join("keys/software/v1");
+    let key = |f: &str| keys.join(f).to_str().unwrap().to_string();
+    let out = ok(&[
+        "--data-dir",
+        pd,
+        "keys",
+        "rotate",
+        "software",
+        "--network",
+        nd,
+        "--keep",
+        &key("key-1.pub"),
+        "--keep",
+        &key("key-2.pub"),
+        "--new",
+        "0",
+        "--sign",
+        "2",
+        "--push",
+    ]);
+    assert!(out.contains("pushed to the local node"), "{out}");
+
+    // Holder 1 ships 0.2.0: one signature of two, so a draft, not sent.
     let package = tmp.path().join("swarmsite-0.2.0");
     write_exe(&package, &stand_in("0.2.0", 200_000));
     let out = ok(&[
         "--data-dir",
-        pdata.to_str().unwrap(),
+        pd,
         "publish",
         "software",
         "--version",
@@ -591,7 +616,38 @@ fn node_processes_install_the_release_and_restart_into_it() {
         "The swarm carries its own software now.",
         &format!("{}:bin={}", platform(), package.display()),
         "--network",
-        net.root().to_str().unwrap(),
+        nd,
+        "--key",
+        &key("key-1.pem"),
+        "--push",
+    ]);
+    assert!(
+        out.contains("1 of 2 signatures") && out.contains("not pushed"),
+        "{out}"
+    );
+    // Holder 2 signs on their own, the signatures are combined, and the publisher's
+    // node seeds the packages and sends the manifest: nothing but the swarm carries it.
+    let draft = net.root().join("drafts/8080-3-v1");
+    let sig = tmp.path().join("holder2.sig");
+    let (draft_s, sig_s) = (draft.to_str().unwrap(), sig.to_str().unwrap());
+    ok(&[
+        "keys",
+        "sign",
+        draft_s,
+        "--key",
+        &key("key-2.pem"),
+        "-o",
+        sig_s,
+    ]);
+    let out = ok(&[
+        "--data-dir",
+        pd,
+        "keys",
+        "combine",
+        draft_s,
+        sig_s,
+        "--network",
+        nd,
         "--push",
     ]);
     assert!(out.contains("pushed to the local node"), "{out}");
