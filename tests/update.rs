@@ -445,11 +445,27 @@ struct Purge(String);
 
 impl Drop for Purge {
     fn drop(&mut self) {
-        let _ = Command::new("dpkg")
-            .args(["--purge", &self.0])
+        // apt waits for another package manager's lock; dpkg is the fallback.
+        let apt = Command::new("apt-get")
+            .args([
+                "purge",
+                "-y",
+                "-q",
+                "-o",
+                "DPkg::Lock::Timeout=120",
+                &self.0,
+            ])
+            .env("DEBIAN_FRONTEND", "noninteractive")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
+        if !apt.is_ok_and(|s| s.success()) {
+            let _ = Command::new("dpkg")
+                .args(["--purge", &self.0])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
     }
 }
 

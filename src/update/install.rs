@@ -317,7 +317,11 @@ pub fn replace_binary(
     // 4. Rename over, and make the rename durable.
     std::fs::rename(&staged, target).map_err(io_err("replacing", target))?;
     guard.0 = None;
-    fsutil::sync_dir(&dir).map_err(io_err("syncing", &dir))?;
+    // From here on the old binary is only a rename away: a folder that will not sync
+    // is no reason to leave the new one unchecked.
+    if let Err(e) = fsutil::sync_dir(&dir) {
+        tracing::warn!("syncing {}: {e}", dir.display());
+    }
     // 5. Answering from its place, it stays; otherwise the old one goes back.
     if let Err(why) = answers(target, version) {
         keep.0 = None;

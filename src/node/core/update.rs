@@ -209,13 +209,11 @@ impl Core {
             Plan::Fetch { file, offer } => (Some(file.clone()), Some(offer)),
             Plan::Older | Plan::NoPackage => (None, None),
         };
+        self.abandon_fetch(&manifest.ih);
         let u = &mut self.update;
         if seen.as_ref().is_none_or(|s| manifest.version > *s) {
             u.saved.newest_seen = Some(manifest.version.to_string());
             u.save();
-        }
-        if let Some((_, cancel)) = u.fetch.take() {
-            cancel.cancel();
         }
         let s = &mut u.status;
         s.newest = Some(manifest.version.to_string());
@@ -284,6 +282,22 @@ impl Core {
             };
             let _ = commands.send(Command::Update(report)).await;
         });
+    }
+
+    /// Stops a fetch a newer manifest superseded, and drops what it fetched (unless it is
+    /// the torrent of `keep`, the checked package, or this node's own publication).
+    fn abandon_fetch(&mut self, keep: &[u8; 20]) {
+        if let Some((_, cancel)) = self.update.fetch.take() {
+            cancel.cancel();
+        }
+        let Some(old) = self.update.current.take() else {
+            return;
+        };
+        let ih = old.manifest.ih;
+        let checked = self.update.ready.as_ref().map(|r| r.manifest.ih);
+        if ih != *keep && Some(ih) != checked && !old.local {
+            self.drop_package(ih);
+        }
     }
 
     pub(super) fn on_update(&mut self, report: UpdateReport) {
