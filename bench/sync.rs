@@ -13,7 +13,9 @@ use rand::{Rng, SeedableRng};
 use swarmsite::node::{Node, NodeConfig, NodeHandle};
 use swarmsite::publisher::{self, InitOptions, NetworkDir};
 use swarmsite::torrent;
-use swarmsite::torrents::{Torrents, TorrentsConfig};
+
+#[path = "plain.rs"]
+mod plain;
 
 const FILES: usize = 1000;
 const TOTAL: usize = 50 << 20;
@@ -82,65 +84,6 @@ async fn until_all(handles: &[NodeHandle], version: u32) -> Duration {
     start.elapsed()
 }
 
-async fn plain_librqbit(root: &Path, site: &Path, t: &torrent::Torrent) -> Duration {
-    let seeder = Torrents::start(TorrentsConfig::loopback(
-        root.join("plain-seed"),
-        "127.0.0.120".parse().unwrap(),
-    ))
-    .await
-    .unwrap();
-    let h = seeder
-        .add(&t.info_hash, Some(t.bytes.clone().into()), site, vec![])
-        .await
-        .unwrap();
-    Torrents::wait(&h, Duration::from_millis(100), |_| {})
-        .await
-        .unwrap();
-    let seed_addr = seeder.listen_addr().unwrap();
-    let mut leechers = Vec::new();
-    for i in 0..NODES {
-        leechers.push(
-            Torrents::start(TorrentsConfig::loopback(
-                root.join(format!("plain-{i}")),
-                format!("127.0.0.{}", 121 + i).parse().unwrap(),
-            ))
-            .await
-            .unwrap(),
-        );
-    }
-    // Each leecher knows the seeder and the leecher before it, like the nodes below.
-    let addrs: Vec<SocketAddr> = leechers.iter().map(|l| l.listen_addr().unwrap()).collect();
-    let start = Instant::now();
-    let mut waits = Vec::new();
-    for (i, l) in leechers.iter().enumerate() {
-        let mut peers = vec![seed_addr];
-        if i > 0 {
-            peers.push(addrs[i - 1]);
-        }
-        let h = l
-            .add(
-                &t.info_hash,
-                None,
-                &root.join(format!("plain-out-{i}")),
-                peers,
-            )
-            .await
-            .unwrap();
-        waits.push(h);
-    }
-    for h in &waits {
-        Torrents::wait(h, Duration::from_millis(100), |_| {})
-            .await
-            .unwrap();
-    }
-    let took = start.elapsed();
-    for l in leechers {
-        l.stop().await;
-    }
-    seeder.stop().await;
-    took
-}
-
 fn main() {
     // `cargo bench` passes `--bench`; nothing to parse.
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -157,7 +100,8 @@ fn main() {
         let (dir1, rec1, t1) = publish(&net, &site, 1);
         println!("site: {FILES} files, {} bytes, piece length {}", t1.total_size, t1.piece_length);
 
-        let plain = plain_librqbit(root, &site, &t1).await;
+        let leechers: Vec<String> = (0..NODES).map(|i| format!("127.0.0.{}", 121 + i)).collect();
+        let plain = plain::plain_librqbit(root, &t1, &site, "127.0.0.120", &leechers, None).await;
         println!("plain librqbit, 1 seeder -> {NODES} sessions: {:.2} s", plain.as_secs_f64());
 
         let publisher = Node::start(config(root, &net, "127.0.0.110", vec![])).await.unwrap();

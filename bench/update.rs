@@ -16,10 +16,12 @@ use swarmsite::name::{SystemName, file_id, kind};
 use swarmsite::node::{Node, NodeConfig, NodeHandle};
 use swarmsite::publisher::{self, InitOptions, NetworkDir, TORRENT_FILE};
 use swarmsite::record::{Payload, Record};
-use swarmsite::torrents::{Torrents, TorrentsConfig};
 use swarmsite::update::manifest::parse_version;
 use swarmsite::update::release::{self, PackageSpec};
 use swarmsite::update::{PackageKind, Platform, UpdatePhase, install};
+
+#[path = "plain.rs"]
+mod plain;
 
 const PACKAGE: usize = 20 << 20;
 const NODES: usize = 6;
@@ -41,68 +43,6 @@ fn config(root: &Path, net: &NetworkDir, ip: &str, peers: Vec<SocketAddr>) -> No
     let mut cfg = NodeConfig::loopback(root.join(ip), net.bundle().clone(), ip.parse().unwrap());
     cfg.peers = peers;
     cfg
-}
-
-async fn plain_librqbit(root: &Path, rel: &release::Release, index: usize) -> Duration {
-    let t = &rel.torrent;
-    let seeder = Torrents::start(TorrentsConfig::loopback(
-        root.join("plain-seed"),
-        "127.0.12.140".parse().unwrap(),
-    ))
-    .await
-    .unwrap();
-    let h = seeder
-        .add(
-            &t.info_hash,
-            Some(t.bytes.clone().into()),
-            rel.dir.path(),
-            vec![],
-        )
-        .await
-        .unwrap();
-    Torrents::wait(&h, Duration::from_millis(100), |_| {})
-        .await
-        .unwrap();
-    let seed_addr = seeder.listen_addr().unwrap();
-    let mut leechers = Vec::new();
-    for i in 0..NODES {
-        leechers.push(
-            Torrents::start(TorrentsConfig::loopback(
-                root.join(format!("plain-{i}")),
-                format!("127.0.12.{}", 141 + i).parse().unwrap(),
-            ))
-            .await
-            .unwrap(),
-        );
-    }
-    // Each leecher knows the seeder and the leecher before it, like the nodes below,
-    // and fetches the same one file.
-    let addrs: Vec<SocketAddr> = leechers.iter().map(|l| l.listen_addr().unwrap()).collect();
-    let start = Instant::now();
-    let mut waits = Vec::new();
-    for (i, l) in leechers.iter().enumerate() {
-        let mut peers = vec![seed_addr];
-        if i > 0 {
-            peers.push(addrs[i - 1]);
-        }
-        let out = root.join(format!("plain-out-{i}"));
-        let h = l
-            .add_files(&t.info_hash, None, &out, peers, Some(vec![index]))
-            .await
-            .unwrap();
-        waits.push(h);
-    }
-    for h in &waits {
-        Torrents::wait(h, Duration::from_millis(100), |_| {})
-            .await
-            .unwrap();
-    }
-    let took = start.elapsed();
-    for l in leechers {
-        l.stop().await;
-    }
-    seeder.stop().await;
-    took
 }
 
 /// Installs the real binary over a copy of itself, and times a bare copy, fsync, rename
@@ -169,7 +109,9 @@ fn main() {
             rel.torrent.total_size, rel.torrent.piece_length
         );
 
-        let plain = plain_librqbit(root, &rel, index).await;
+        let leechers: Vec<String> = (0..NODES).map(|i| format!("127.0.12.{}", 141 + i)).collect();
+        let (t, dir) = (&rel.torrent, rel.dir.path());
+        let plain = plain::plain_librqbit(root, t, dir, "127.0.12.140", &leechers, Some(vec![index])).await;
         println!(
             "plain librqbit, 1 seeder -> {NODES} sessions, one file each: {:.2} s",
             plain.as_secs_f64()
