@@ -438,6 +438,12 @@ impl World {
         self.q.peak
     }
 
+    /// Runs `node`'s rendezvous rounds even when the configuration runs none (an actor
+    /// that must find new peers while the rest of the overlay stays put).
+    pub fn start_rounds(&mut self, node: u32) {
+        self.q.after(0, Ev::Round { node });
+    }
+
     /// Makes `node` an auto-blacklist node (it holds the blacklist key).
     pub fn make_auditor(&mut self, node: u32) {
         self.nodes[node as usize].blacklist = Enforcement::new(Some(self.cfg.auto_threshold));

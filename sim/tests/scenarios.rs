@@ -14,8 +14,9 @@ fn a_forger_that_answers_probes_is_refused_by_everyone_within_minutes() {
     let all = r.times[3].expect("every honest node refuses it");
     assert!(all <= listed + 2 * MINUTE, "{}", stats::fmt_ms(all));
     assert!(r.rechecks >= 1 && r.hints > 0);
-    // Forgeries reach honest nodes only until their blacklist arrives.
-    assert!(r.forged_before_99 > 0 && r.forged_before_99 == r.forged);
+    // Forgeries reach honest nodes until their blacklist arrives (the run ends when
+    // every honest node refuses the forger).
+    assert!(r.forged_before_99 > 0 && r.forged >= r.forged_before_99);
     let again = blacklist::run(1500, 4, Forger::Naive, 10 * MINUTE);
     assert_eq!(
         (again.listed, again.times, again.forged),

@@ -14,6 +14,11 @@ use crate::world::World;
 
 pub const SHARES: [f64; 4] = [0.5, 0.9, 0.99, 1.0];
 
+/// Nothing but releases is published in these runs: only that slot is pulled.
+fn site_only(cfg: &mut crate::world::WorldConfig) {
+    cfg.gossip.tracked = vec![(swarmsite::name::kind::SITE_RELEASE, crate::records::SITE)];
+}
+
 /// A convergence measurement: times from publication to shares of the population.
 pub struct Conv {
     pub label: String,
@@ -62,7 +67,7 @@ fn run_sampled(
 
 /// 30 % of the nodes leave at once; a second later the new release is published.
 pub fn mass_departure(n: usize, seed: u64) -> Conv {
-    let (mut w, _) = warm_network(n, seed, |_| {});
+    let (mut w, _) = warm_network(n, seed, site_only);
     w.run_until(w.now() + 10 * SECOND, |_| false);
     let mut all: Vec<u32> = (0..n as u32).collect();
     all.shuffle(&mut w.rng);
@@ -98,7 +103,10 @@ pub fn mass_departure(n: usize, seed: u64) -> Conv {
 /// The pull path alone: nodes ignore pushes and learn by `version + 1` pulls (a random
 /// wire peer, and the DHT) every minute.
 pub fn pull_only(n: usize, seed: u64) -> Conv {
-    let r = propagation::run(n, seed, 60 * MINUTE, |cfg| cfg.gossip.accept_push = false);
+    let r = propagation::run(n, seed, 60 * MINUTE, |cfg| {
+        site_only(cfg);
+        cfg.gossip.accept_push = false;
+    });
     Conv {
         label: "pull alone (push ignored)".into(),
         population: n,
@@ -109,18 +117,18 @@ pub fn pull_only(n: usize, seed: u64) -> Conv {
 }
 
 /// Steady churn (sessions and offline times heavy-tailed, median 1 h each): a release
-/// published 30 minutes into it; the online nodes' share holding it, and how long nodes
+/// published 10 minutes into it, followed for 30 minutes; the online nodes' share holding it, and how long nodes
 /// coming back take to catch up.
 pub fn steady_churn(n: usize, seed: u64) -> Conv {
-    let (mut w, _) = warm_network(n, seed, |_| {});
+    let (mut w, _) = warm_network(n, seed, site_only);
     w.start_churn();
-    w.run_until(w.now() + 30 * MINUTE, |_| false);
+    w.run_until(w.now() + 10 * MINUTE, |_| false);
     let t0 = w.now();
     let v2 = w.new_release(2);
     let p = publisher(&mut w, |_, _| true);
     w.publish(p, v2);
     let mut curve = vec![(0.0, holding(&w, |_| true))];
-    run_sampled(&mut w, t0, t0 + 60 * MINUTE, &|_| true, &mut curve);
+    run_sampled(&mut w, t0, t0 + 30 * MINUTE, &|_| true, &mut curve);
     // Nodes that came back after the publication: from their return to holding it.
     let mut catch_up: Vec<Ms> = (0..n)
         .filter(|i| w.watch.joined_at[*i] != Ms::MAX && w.watch.joined_at[*i] > t0)
@@ -166,7 +174,7 @@ fn online_at_start_left(w: &World, i: usize, t0: Ms) -> bool {
 /// the release is published in the west five minutes in. After the cut heals, does it
 /// reach the east? With `churn`, nodes also come and go.
 pub fn partition(n: usize, seed: u64, churn: bool) -> Conv {
-    let (mut w, _) = warm_network(n, seed, |_| {});
+    let (mut w, _) = warm_network(n, seed, site_only);
     let east: Vec<bool> = (0..n as u32)
         .map(|i| REGIONS[w.net.region(i)].name.contains("Asia") || w.net.region(i) == 8)
         .collect();
@@ -184,7 +192,7 @@ pub fn partition(n: usize, seed: u64, churn: bool) -> Conv {
     let healed = w.now();
     let is_east = |i: u32| east[i as usize];
     let mut curve = vec![(0.0, holding(&w, is_east))];
-    run_sampled(&mut w, healed, healed + 60 * MINUTE, &is_east, &mut curve);
+    run_sampled(&mut w, healed, healed + 20 * MINUTE, &is_east, &mut curve);
     let at: Vec<Ms> = (0..n)
         .filter(|i| east[*i] && w.is_online(*i as u32))
         .map(|i| w.watch.first_at[i])
@@ -198,7 +206,7 @@ pub fn partition(n: usize, seed: u64, churn: bool) -> Conv {
         population,
         times: stats::times_to(&at, population, &SHARES, healed),
         note: format!(
-            "east side online: {population}; holding it 60 min after the heal: {:.1} %",
+            "east side online: {population}; holding it 20 min after the heal: {:.1} %",
             100.0 * curve.last().map_or(0.0, |c| c.1)
         ),
         curve,

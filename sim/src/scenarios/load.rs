@@ -36,12 +36,12 @@ pub struct Steady {
 }
 
 /// Runs a warm network following every slot a node follows by default, for `window`
-/// after two minutes of warm-up.
+/// after a minute of warm-up.
 pub fn steady(n: usize, seed: u64, window: Ms) -> Steady {
     let (mut w, _) = warm_network(n, seed, |cfg| {
         cfg.gossip.tracked = GossipConfig::new(cfg.gossip.tag, &[SITE]).tracked;
     });
-    w.run_until(w.now() + 2 * MINUTE, |_| false);
+    w.run_until(w.now() + MINUTE, |_| false);
     let before = w.stats.clone();
     w.dht_names.clear();
     w.count_sent();
@@ -227,7 +227,7 @@ pub fn report(ctx: &Ctx) -> anyhow::Result<String> {
     let mut answered = Vec::new();
     let mut hot = Vec::new();
     for size in super::sizes(n) {
-        let s = steady(size, ctx.seed, 5 * MINUTE);
+        let s = steady(size, ctx.seed, 3 * MINUTE);
         t.row(vec![
             size.to_string(),
             s.tracked.to_string(),
@@ -247,7 +247,7 @@ pub fn report(ctx: &Ctx) -> anyhow::Result<String> {
         hot.push((size as f64, s.dht_hot));
     }
     t.note(format!(
-        "5 simulated minutes after 2 of warm-up, nothing published; every node pulls and \
+        "3 simulated minutes after 1 of warm-up, nothing published; every node pulls and \
          looks up `version + 1` of each slot it follows every minute and announces itself \
          under the rendezvous name every minute. DHT model: {} public nodes besides the \
          swarmsite ones, α = 3, k = 8, ⌈log2(size)/3⌉ rounds per lookup.",
