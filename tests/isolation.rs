@@ -16,7 +16,7 @@ use common::*;
 use swarmsite::keys::MIN_BITS;
 use swarmsite::name::{SystemName, kind};
 use swarmsite::node::{AutoBlacklist, Node, NodeConfig, NodeHandle};
-use swarmsite::publisher::{self, InitOptions, NetworkDir};
+use swarmsite::publisher::{self, NetworkDir};
 use swarmsite::record::{Payload, Record};
 use swarmsite::rendezvous::Rendezvous;
 use swarmsite::torrents::{Torrents, TorrentsConfig};
@@ -74,26 +74,10 @@ fn evidence_of(data: &Path) -> String {
     std::fs::read_to_string(data.join("evidence.jsonl")).unwrap_or_default()
 }
 
-fn lists(h: &NodeHandle, ip: &str) -> bool {
-    h.status()
-        .blacklist
-        .is_some_and(|b| b.in_bittorrent && b.entries.iter().any(|e| e.addr == format!("{ip}/32")))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forgers_are_isolated_while_the_site_stays_up() {
     let tmp = tempfile::tempdir().unwrap();
-    let net = NetworkDir::init(
-        &tmp.path().join("net"),
-        &InitOptions {
-            keys_per_role: 1,
-            threshold: 1,
-            ..InitOptions::one_site("ISOLATION".parse().unwrap(), "isolation")
-        },
-        PASS,
-        now(),
-    )
-    .unwrap();
+    let net = small_network(&tmp.path().join("net"), "ISOLATION", "isolation", PASS);
     let tag = net.bundle().network();
     let site_key = [publisher::load_key(&net.root().join("keys/site/v1/key-1.pem"), PASS).unwrap()];
     let publish = |version: u32| {

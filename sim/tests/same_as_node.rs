@@ -21,7 +21,7 @@ use common::*;
 use rand::RngCore;
 use swarmsite::name::{SystemName, kind};
 use swarmsite::node::{AutoBlacklist, NodeConfig, NodeHandle};
-use swarmsite::publisher::{self, InitOptions, NetworkDir};
+use swarmsite::publisher;
 use swarmsite::record::{Payload, Record, Signature};
 use swarmsite::wire::WireConfig;
 use swarmsite_sim::engine::{MINUTE, SECOND, T0};
@@ -88,17 +88,7 @@ fn end_of_real(h: &NodeHandle, data: &std::path::Path) -> End {
 /// The real network.
 async fn real() -> Vec<End> {
     let tmp = tempfile::tempdir().unwrap();
-    let net = NetworkDir::init(
-        &tmp.path().join("net"),
-        &InitOptions {
-            keys_per_role: 1,
-            threshold: 1,
-            ..InitOptions::one_site("SAMECODE0".parse().unwrap(), "same")
-        },
-        PASS,
-        now(),
-    )
-    .unwrap();
+    let net = small_network(&tmp.path().join("net"), "SAMECODE0", "same", PASS);
     let tag = net.bundle().network();
     let site = |v: u32| {
         let dir = tmp.path().join(format!("site{v}"));
@@ -188,11 +178,7 @@ async fn real() -> Vec<End> {
     // Listed, and in force in BitTorrent too (its session restarts with the list; a
     // publication seeded meanwhile would wait for it).
     wait_for("the forger listed everywhere", 90, || {
-        handles.iter().all(|h| {
-            h.status().blacklist.is_some_and(|b| {
-                b.in_bittorrent && b.entries.iter().any(|e| e.addr == format!("{FORGER}/32"))
-            })
-        })
+        handles.iter().all(|h| lists(h, FORGER))
     })
     .await;
     let (pub2, rec2) = site(2);

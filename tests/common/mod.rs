@@ -28,6 +28,31 @@ pub fn node_config(
     cfg
 }
 
+/// A new network in `dir` with one site and one key per role (threshold 1): quick to
+/// make, for tests that do not rotate keys.
+pub fn small_network(
+    dir: &std::path::Path,
+    tag: &str,
+    site: &str,
+    pass: &[u8],
+) -> swarmsite::publisher::NetworkDir {
+    use swarmsite::publisher::{InitOptions, NetworkDir};
+    let opts = InitOptions {
+        keys_per_role: 1,
+        threshold: 1,
+        ..InitOptions::one_site(tag.parse().unwrap(), site)
+    };
+    NetworkDir::init(dir, &opts, pass, now()).unwrap()
+}
+
+/// True when the node's blacklist in force lists `ip` (as `ip/32`) and librqbit runs
+/// with it too.
+pub fn lists(h: &NodeHandle, ip: &str) -> bool {
+    h.status()
+        .blacklist
+        .is_some_and(|b| b.in_bittorrent && b.entries.iter().any(|e| e.addr == format!("{ip}/32")))
+}
+
 /// A child process killed (by its pid) and reaped when dropped, also when a test fails.
 pub struct ChildGuard(pub std::process::Child);
 

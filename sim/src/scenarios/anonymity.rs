@@ -30,7 +30,7 @@ use swarmsite::upload::stem::{Stem, StemAction, StemConfig};
 use super::Ctx;
 use crate::engine::{Ms, derive_seed};
 use crate::net::{Net, NetConfig};
-use crate::report::{Plot, Series, Table, line_plot};
+use crate::report::{Plot, Series, Table};
 use crate::world::{OUT, random_overlay};
 
 pub const SPY_SHARES: [f64; 4] = [0.05, 0.1, 0.2, 0.3];
@@ -463,10 +463,9 @@ pub fn report(ctx: &Ctx) -> anyhow::Result<String> {
                 ),
                 points: SPY_SHARES.iter().map(|p| (*p, bound(*p))).collect(),
             });
-            let (path, link) = ctx.plot(file, what);
             let title = format!("First-spy {what} of naming an upload's originator");
-            line_plot(
-                &path,
+            md += &ctx.figure(
+                file,
                 &Plot {
                     title: &title,
                     x_label: "share of spies p",
@@ -476,7 +475,6 @@ pub fn report(ctx: &Ctx) -> anyhow::Result<String> {
                 },
                 &series,
             )?;
-            md += &format!("\n{link}\n");
         }
     }
     Ok(md)

@@ -8,7 +8,7 @@ use rand::Rng;
 
 use super::{Ctx, warm_network};
 use crate::engine::{MINUTE, Ms, SECOND};
-use crate::report::{Plot, Series, Table, line_plot};
+use crate::report::{Plot, Series, Table};
 use crate::stats::{self, fmt_ms, fmt_opt};
 
 /// What kind of forger.
@@ -189,9 +189,8 @@ pub fn report(ctx: &Ctx) -> anyhow::Result<String> {
     ));
     let mut md = t.markdown();
     if ctx.plots {
-        let (path, link) = ctx.plot("blacklist.png", "nodes refusing the forger");
-        line_plot(
-            &path,
+        md += &ctx.figure(
+            "blacklist.png",
             &Plot {
                 title: "Share of honest nodes refusing the forger",
                 x_label: "seconds after its first forgery",
@@ -201,10 +200,8 @@ pub fn report(ctx: &Ctx) -> anyhow::Result<String> {
             },
             &refusing,
         )?;
-        md += &format!("\n{link}\n");
-        let (path, link) = ctx.plot("blacklist-forged.png", "forged records delivered");
-        line_plot(
-            &path,
+        md += &ctx.figure(
+            "blacklist-forged.png",
             &Plot {
                 title: "Forged records delivered to honest nodes (cumulative)",
                 x_label: "seconds after the first forgery",
@@ -214,7 +211,6 @@ pub fn report(ctx: &Ctx) -> anyhow::Result<String> {
             },
             &forged,
         )?;
-        md += &format!("\n{link}\n");
     }
     Ok(md)
 }

@@ -8,7 +8,7 @@ use rand::seq::SliceRandom;
 use super::{Ctx, propagation, warm_network};
 use crate::engine::{MINUTE, Ms, SECOND};
 use crate::net::REGIONS;
-use crate::report::{Plot, Series, Table, line_plot};
+use crate::report::{Plot, Series, Table};
 use crate::stats::{self, fmt_ms, fmt_opt};
 use crate::world::World;
 
@@ -266,9 +266,8 @@ pub fn report(ctx: &Ctx) -> anyhow::Result<String> {
                 points: r.curve.clone(),
             })
             .collect();
-        let (path, link) = ctx.plot("churn.png", "convergence under churn and partitions");
-        line_plot(
-            &path,
+        md += &ctx.figure(
+            "churn.png",
             &Plot {
                 title: "Online nodes holding the new release (east side for partitions)",
                 x_label: "minutes after publication (after the heal, for partitions)",
@@ -278,7 +277,6 @@ pub fn report(ctx: &Ctx) -> anyhow::Result<String> {
             },
             &series,
         )?;
-        md += &format!("\n{link}\n");
     }
     Ok(md)
 }

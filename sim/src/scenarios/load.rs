@@ -17,7 +17,7 @@ use super::{Ctx, warm_network};
 use crate::engine::{HOUR, MINUTE, Ms, T0, derive_seed};
 use crate::net::{Net, NetConfig};
 use crate::records::SITE;
-use crate::report::{Plot, Series, Table, line_plot};
+use crate::report::{Plot, Series, Table};
 
 /// Per node per hour, in steady state.
 pub struct Steady {
@@ -255,9 +255,8 @@ pub fn report(ctx: &Ctx) -> anyhow::Result<String> {
     ));
     let mut md = t.markdown();
     if ctx.plots {
-        let (path, link) = ctx.plot("load-dht.png", "DHT load per node");
-        line_plot(
-            &path,
+        md += &ctx.figure(
+            "load-dht.png",
             &Plot {
                 title: "DHT queries per node per hour",
                 x_label: "nodes",
@@ -280,7 +279,6 @@ pub fn report(ctx: &Ctx) -> anyhow::Result<String> {
                 },
             ],
         )?;
-        md += &format!("\n{link}\n");
     }
     let mut p = Table::new(
         "The DNS front's prober (zone defaults: every 60 s, 64 at once, 5 s timeout, ports 80 and 18880)",

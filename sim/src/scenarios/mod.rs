@@ -12,6 +12,7 @@ use std::path::PathBuf;
 
 use crate::engine::T0;
 use crate::records::{RecId, Records, SharedRecords};
+use crate::report::{Plot, Series, line_plot};
 use crate::world::{World, WorldConfig};
 
 /// What every scenario is given.
@@ -36,12 +37,14 @@ impl Ctx {
         )
     }
 
-    /// Markdown for the plot `file`, and its path to write.
-    pub fn plot(&self, file: &str, alt: &str) -> (PathBuf, String) {
-        (
-            self.out.join(file),
-            format!("![{alt}]({}{file})\n", self.link_prefix),
-        )
+    /// Draws `series` into `file` in the output folder and returns the Markdown that
+    /// shows it (nothing when plots are off).
+    pub fn figure(&self, file: &str, plot: &Plot, series: &[Series]) -> anyhow::Result<String> {
+        if !self.plots {
+            return Ok(String::new());
+        }
+        line_plot(&self.out.join(file), plot, series)?;
+        Ok(format!("\n![{}]({}{file})\n", plot.title, self.link_prefix))
     }
 }
 

@@ -12,7 +12,7 @@ use rand::{Rng, SeedableRng};
 use super::{Ctx, sizes, warm_network};
 use crate::engine::{DAY, MINUTE, Ms, derive_seed};
 use crate::net::Net;
-use crate::report::{Plot, Series, Table, line_plot};
+use crate::report::{Plot, Series, Table};
 use crate::stats::{self, fmt_opt};
 use crate::world::{OUT, Stats, WorldConfig, random_overlay};
 
@@ -192,9 +192,8 @@ pub fn report(ctx: &Ctx) -> anyhow::Result<String> {
     );
     md += &table.markdown();
     if ctx.plots {
-        let (path, link) = ctx.plot("propagation.png", "release propagation");
-        line_plot(
-            &path,
+        md += &ctx.figure(
+            "propagation.png",
             &Plot {
                 title: "Share of nodes holding the new release",
                 x_label: "seconds after publication",
@@ -204,14 +203,12 @@ pub fn report(ctx: &Ctx) -> anyhow::Result<String> {
             },
             &series,
         )?;
-        md += &format!("\n{link}\n");
     }
     md += "\n";
     md += &seed_table.markdown();
     if ctx.plots {
-        let (path, link) = ctx.plot("propagation-seed.png", "the seed's scheme");
-        line_plot(
-            &path,
+        md += &ctx.figure(
+            "propagation-seed.png",
             &Plot {
                 title: "The seed article's scheme: share of nodes that heard",
                 x_label: "days after publication",
@@ -221,7 +218,6 @@ pub fn report(ctx: &Ctx) -> anyhow::Result<String> {
             },
             &seed_series,
         )?;
-        md += &format!("\n{link}\n");
     }
     Ok(md)
 }

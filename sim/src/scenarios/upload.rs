@@ -17,7 +17,7 @@ use rand::{Rng, SeedableRng};
 use super::Ctx;
 use crate::engine::{Ms, derive_seed};
 use crate::net::{Net, NetConfig};
-use crate::report::{Plot, Series, Table, line_plot};
+use crate::report::{Plot, Series, Table};
 use crate::stats::{self, fmt_opt};
 use crate::world::{OUT, random_overlay};
 
@@ -130,9 +130,8 @@ pub fn report(ctx: &Ctx) -> anyhow::Result<String> {
     );
     let mut md = t.markdown();
     if ctx.plots {
-        let (path, link) = ctx.plot("upload.png", "upload spread after fluff");
-        line_plot(
-            &path,
+        md += &ctx.figure(
+            "upload.png",
             &Plot {
                 title: "Share of nodes holding an upload after fluff",
                 x_label: "minutes after fluff",
@@ -142,7 +141,6 @@ pub fn report(ctx: &Ctx) -> anyhow::Result<String> {
             },
             &series,
         )?;
-        md += &format!("\n{link}\n");
     }
     Ok(md)
 }
