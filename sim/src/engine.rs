@@ -114,6 +114,27 @@ impl<E> Queue<E> {
     }
 }
 
+/// The reference for docs/PERFORMANCE.md: the bare queue, no protocol, through
+/// `events` events (each handled one schedules a new one up to a second later, the
+/// shape of message delivery). Returns the wall time taken.
+pub fn reference(events: u64, in_flight: u64, seed: u64) -> std::time::Duration {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut q: Queue<(u32, u32)> = Queue::new(T0);
+    let start = std::time::Instant::now();
+    for i in 0..in_flight {
+        q.after(rng.gen_range(0..SECOND), (i as u32, 0));
+    }
+    let mut done = 0;
+    while let Some((a, b)) = q.pop_until(Ms::MAX) {
+        done += 1;
+        if done + q.len() as u64 <= events {
+            q.after(rng.gen_range(1..SECOND), (b, a));
+        }
+    }
+    start.elapsed()
+}
+
 /// A seed for the `i`-th thing of kind `what` in a run seeded with `seed`: every state
 /// machine gets its own stream, so adding one does not shift the others.
 pub fn derive_seed(seed: u64, what: u64, i: u64) -> u64 {

@@ -22,6 +22,8 @@ enum Scenario {
     Churn,
     /// DHT and prober load per node per hour in steady state.
     Load,
+    /// Reference for docs/PERFORMANCE.md: the bare event queue through 16 × N events.
+    Engine,
 }
 
 #[derive(Parser)]
@@ -65,6 +67,16 @@ fn main() -> ExitCode {
         Scenario::Anonymity => scenarios::anonymity::report(&ctx),
         Scenario::Churn => scenarios::churn::report(&ctx),
         Scenario::Load => scenarios::load::report(&ctx),
+        Scenario::Engine => {
+            let events = 16 * ctx.nodes as u64;
+            let took = swarmsite_sim::engine::reference(events, ctx.nodes as u64, ctx.seed);
+            Ok(format!(
+                "bare event queue: {events} events, {} in flight, {:.2} s ({:.1} million events/s)\n",
+                ctx.nodes,
+                took.as_secs_f64(),
+                events as f64 / took.as_secs_f64() / 1e6
+            ))
+        }
     };
     match result {
         Ok(md) => {

@@ -37,22 +37,25 @@ pub fn hops_to(hops: &[u8], reached: &[Ms], population: usize, share: f64) -> Op
     h.get(need - 1).copied()
 }
 
-/// The share of `population` reached by each time step: (ms since start, share).
+/// The share of `population` reached over time: (ms since start, share), one point per
+/// 1/`points` of those reached (so the fast start and the slow tail both show, on a
+/// linear or a log time axis).
 pub fn curve(at: &[Ms], population: usize, start: Ms, points: usize) -> Vec<(f64, f64)> {
     let mut times: Vec<Ms> = at.iter().copied().filter(|t| *t != Ms::MAX).collect();
     times.sort_unstable();
-    let Some(&last) = times.last() else {
+    if times.is_empty() {
         return Vec::new();
-    };
-    let span = last.saturating_sub(start).max(1);
-    let mut out = vec![(0.0, 0.0)];
-    let mut j = 0;
-    for k in 1..=points {
-        let t = start + span * k as u64 / points as u64;
-        while j < times.len() && times[j] <= t {
-            j += 1;
+    }
+    let mut out = Vec::with_capacity(points + 1);
+    for k in 0..=points {
+        let i = (k * (times.len() - 1)) / points.max(1);
+        let p = (
+            (times[i].saturating_sub(start)) as f64,
+            (i + 1) as f64 / population as f64,
+        );
+        if out.last() != Some(&p) {
+            out.push(p);
         }
-        out.push(((t - start) as f64, j as f64 / population as f64));
     }
     out
 }
@@ -103,6 +106,7 @@ mod tests {
         assert_eq!(fmt_ms(90_000), "90.0 s");
         assert_eq!(fmt_ms(5 * 86_400_000), "5.0 days");
         let c = curve(&at, 5, 0, 4);
+        assert_eq!(c.first(), Some(&(1.0, 0.2)));
         assert_eq!(c.last(), Some(&(5.0, 0.8)));
     }
 }

@@ -196,9 +196,9 @@ pub fn report(ctx: &Ctx) -> anyhow::Result<String> {
             "propagation.png",
             &Plot {
                 title: "Share of nodes holding the new release",
-                x_label: "seconds after publication",
+                x_label: "seconds after publication (log scale)",
                 y_label: "share of nodes",
-                log_x: false,
+                log_x: true,
                 log_y: false,
             },
             &series,
