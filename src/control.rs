@@ -132,6 +132,16 @@ pub async fn serve_with(
     Ok(bound)
 }
 
+/// Waits, at most `limit`, until the control API of `data_dir` has stopped: its last
+/// answers (an install's, before a restart) are out and `control.json` is gone.
+pub async fn wait_stopped(data_dir: &Path, limit: std::time::Duration) {
+    let file = data_dir.join(CONTROL_FILE);
+    let start = std::time::Instant::now();
+    while file.exists() && start.elapsed() < limit {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 /// Origins of the tray app's webview (Linux and macOS, Windows, Windows with https).
 pub const APP_ORIGINS: [&str; 3] = [
     "tauri://localhost",

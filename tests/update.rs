@@ -11,43 +11,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use common::*;
-use swarmsite::name::{SystemName, file_id, kind};
+use swarmsite::name::{SystemName, kind};
 use swarmsite::node::{NodeEvent, NodeHandle};
-use swarmsite::publisher::{self, InitOptions, NetworkDir, TORRENT_FILE};
-use swarmsite::record::{Payload, Record};
+use swarmsite::publisher::{InitOptions, NetworkDir};
 use swarmsite::update::install::{self, InstallError, Installation};
 use swarmsite::update::manifest::parse_version;
 use swarmsite::update::release::{self, PackageSpec};
-use swarmsite::update::{Manifest, PackageKind, Platform, UpdatePhase};
+use swarmsite::update::{PackageKind, Platform, UpdatePhase};
 
 const PASS: &str = "update test";
 
 fn platform() -> String {
     Platform::current().to_string()
-}
-
-/// A shell script standing in for a swarmsite binary of `version`: it answers
-/// `--version`, and otherwise writes the arguments it was started with beside itself
-/// (so a test sees the restart) and exits. `pad` bytes of comment make it big enough to
-/// span many pieces.
-fn stand_in(version: &str, pad: usize) -> Vec<u8> {
-    let mut s = format!(
-        "#!/bin/sh\n# stand-in for swarmsite {version} (a test package)\n\
-         if [ \"$1\" = --version ]; then echo \"swarmsite {version}\"; exit 0; fi\n\
-         printf '%s\\n' \"$@\" > \"$(dirname \"$0\")/restarted-with\"\nexit 0\n"
-    );
-    let mut x: u32 = 12345;
-    while s.len() < pad {
-        x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
-        s.push_str(&format!("# {x:08x}{x:08x}{x:08x}{x:08x}\n"));
-    }
-    s.into_bytes()
-}
-
-fn write_exe(path: &Path, bytes: &[u8]) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, bytes).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
 fn noise(len: usize, seed: u32) -> Vec<u8> {
@@ -84,44 +59,6 @@ fn packages(dir: &Path, version: &str) -> Vec<PackageSpec> {
             .parse()
             .unwrap(),
     ]
-}
-
-/// Signs `manifest` as manifest record `version` with key 1 of `role`.
-fn manifest_record(net: &NetworkDir, manifest: &Manifest, version: u32, role: &str) -> Record {
-    let key = publisher::load_key(
-        &net.root().join(format!("keys/{role}/v1/key-1.pem")),
-        PASS.as_bytes(),
-    )
-    .unwrap();
-    let name = SystemName::new(
-        net.bundle().network(),
-        kind::AUTHORIZED_FILE,
-        file_id::SOFTWARE_MANIFEST,
-        version,
-    );
-    let mut record = Record::new(name, now(), Payload::Body(manifest.encode())).unwrap();
-    record.sign(&key);
-    record
-}
-
-/// Publishes a release (its packages and manifest) into the network folder, as
-/// `publish software` does; `tamper` may spoil the manifest first.
-fn publish_release(
-    net: &NetworkDir,
-    rel: &release::Release,
-    version: u32,
-    tamper: impl FnOnce(&mut Manifest),
-) -> (PathBuf, Vec<u8>) {
-    let mut manifest = rel.manifest.clone();
-    tamper(&mut manifest);
-    let record = manifest_record(net, &manifest, version, "software");
-    let files = [(TORRENT_FILE.to_string(), rel.torrent.bytes.clone())];
-    let (dir, record) = net
-        .publish(record, &[], &files, Some(rel.dir.path()), now())
-        .unwrap()
-        .published()
-        .unwrap();
-    (dir, record.encode().unwrap())
 }
 
 fn evidence(data: &Path) -> String {
@@ -166,7 +103,7 @@ async fn a_release_reaches_five_nodes_and_bad_ones_are_refused() {
         None,
     )
     .unwrap();
-    let (dir, rec) = publish_release(&net, &old, 1, |_| {});
+    let (dir, rec) = publish_release(&net, PASS, &old, 1, |_| {});
     p.submit(rec, Some(dir)).await.unwrap();
     wait_for("the old manifest everywhere", 30, || {
         handles
@@ -190,7 +127,7 @@ async fn a_release_reaches_five_nodes_and_bad_ones_are_refused() {
         .package(&Platform::current(), &PackageKind::Bin)
         .unwrap()
         .clone();
-    let (dir, rec) = publish_release(&net, &new, 2, |_| {});
+    let (dir, rec) = publish_release(&net, PASS, &new, 2, |_| {});
     p.submit(rec, Some(dir)).await.unwrap();
     wait_for("0.2.0 ready on every node", 60, || {
         handles
@@ -244,7 +181,7 @@ async fn a_release_reaches_five_nodes_and_bad_ones_are_refused() {
         None,
     )
     .unwrap();
-    let wrong_role = manifest_record(&net, &next.manifest, 3, "site");
+    let wrong_role = manifest_record(&net, PASS, &next.manifest, 3, "site");
     for h in &handles {
         let wire = h.status().wire_addr.parse().unwrap();
         hostile_push(
@@ -270,7 +207,7 @@ async fn a_release_reaches_five_nodes_and_bad_ones_are_refused() {
 
     // Signed by the software role, but its package's SHA-256 is wrong: fetched, found
     // out, recorded, and the checked 0.2.0 package stays.
-    let (dir, rec) = publish_release(&net, &next, 3, |m| {
+    let (dir, rec) = publish_release(&net, PASS, &next, 3, |m| {
         m.files.iter_mut().for_each(|f| f.sha256[0] ^= 0xff);
     });
     p.submit(rec, Some(dir)).await.unwrap();
@@ -299,7 +236,7 @@ async fn a_release_reaches_five_nodes_and_bad_ones_are_refused() {
         None,
     )
     .unwrap();
-    let (dir, rec) = publish_release(&net, &back, 4, |_| {});
+    let (dir, rec) = publish_release(&net, PASS, &back, 4, |_| {});
     p.submit(rec, Some(dir)).await.unwrap();
     wait_for("the downgrade refused everywhere", 30, || {
         (0..5).all(|i| evidence(&tmp.path().join(format!("n{i}"))).contains("update-downgrade"))
@@ -507,6 +444,21 @@ fn a_deb_is_installed_by_the_package_manager() {
     let err = install::install(&installation, &PackageKind::Deb, &third, &v("0.3.0")).unwrap_err();
     assert!(matches!(err, InstallError::PackageManager { .. }), "{err}");
     assert!(err.to_string().contains("refuses to install"), "{err}");
+    install::answers(&exe, &v("0.2.0")).unwrap();
+
+    // A .deb of another package (the tray app's for the command line's, or the
+    // reverse) is refused before the package manager sees it.
+    let other_name = format!("{name}-other");
+    let _purge_other = Purge(other_name.clone());
+    let other = build_deb(tmp.path(), &other_name, "0.3.0", &exe, false);
+    let err = install::install(&installation, &PackageKind::Deb, &other, &v("0.3.0")).unwrap_err();
+    assert!(matches!(err, InstallError::OtherPackage { .. }), "{err}");
+    assert!(err.to_string().contains(&other_name), "{err}");
+    let out = Command::new("dpkg-query")
+        .args(["-W", &other_name])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the other package was not installed");
     install::answers(&exe, &v("0.2.0")).unwrap();
 
     // A plain binary package cannot update a .deb installation.

@@ -250,15 +250,8 @@ where
         cancel.cancel();
         node.shutdown().await;
         if restart {
-            // The control API removes control.json once its last answer (the install's,
-            // perhaps) is out: wait for that before this process is replaced.
-            let file = handle.data_dir().join(control::CONTROL_FILE);
-            for _ in 0..50 {
-                if !file.exists() {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            // The install's answer goes out before this process is replaced.
+            control::wait_stopped(handle.data_dir(), Duration::from_secs(5)).await;
         }
         anyhow::Ok(restart)
     })?;

@@ -23,7 +23,9 @@ use super::publish::{Common, Publication, publish};
 pub struct SoftwareArgs {
     /// Packages: `PLATFORM:KIND=FILE` (`linux-x86_64:bin=target/release/swarmsite`), or a
     /// FILE whose name tells both (`swarmsite_0.2.0_amd64.deb`). Kinds: deb, bin, rpm,
-    /// msi, dmg, appimage; platforms: os-arch as Rust names them.
+    /// msi, dmg, appimage for the command line; app_deb, app_bin… for the tray app
+    /// (inferred from names holding `swarmsite-app`); platforms: os-arch as Rust names
+    /// them.
     #[arg(required = true, value_name = "PACKAGE")]
     packages: Vec<PackageSpec>,
     /// The version released (X.Y.Z): above every version published before.

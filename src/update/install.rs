@@ -70,7 +70,8 @@ impl Installation {
         Installation::Binary { exe }
     }
 
-    /// The package kind this installation takes.
+    /// The package kind this installation takes, as the command-line program's
+    /// ([`super::Program::package_kind`] gives the tray app's).
     pub fn kind(&self) -> PackageKind {
         match self {
             Installation::Deb { .. } => PackageKind::Deb,
@@ -146,6 +147,14 @@ pub enum InstallError {
         package: PackageKind,
         installation: String,
     },
+    #[error(
+        "{path} is the Debian package {found:?}, not {installed:?} that is installed: refused, so that one program never replaces the other"
+    )]
+    OtherPackage {
+        path: PathBuf,
+        found: String,
+        installed: String,
+    },
 }
 
 fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> InstallError + 'a {
@@ -164,8 +173,22 @@ pub fn install(
     version: &Version,
 ) -> Result<(), InstallError> {
     match (installation, kind) {
-        (Installation::Binary { exe }, PackageKind::Bin) => replace_binary(exe, package, version),
-        (Installation::Deb { exe, .. }, PackageKind::Deb) => install_deb(package, exe, version),
+        (Installation::Binary { exe }, PackageKind::Bin | PackageKind::AppBin) => {
+            replace_binary(exe, package, version)
+        }
+        (Installation::Deb { exe, package: name }, PackageKind::Deb | PackageKind::AppDeb) => {
+            // The package manager would install whatever the file names itself; only
+            // the package that owns this binary may come in.
+            let found = deb_name(package)?;
+            if found != *name {
+                return Err(InstallError::OtherPackage {
+                    path: package.to_path_buf(),
+                    found,
+                    installed: name.clone(),
+                });
+            }
+            install_deb(package, exe, version)
+        }
         _ => Err(InstallError::Mismatch {
             package: kind.clone(),
             installation: installation.to_string(),
@@ -346,6 +369,27 @@ fn executable_mode(meta: &std::fs::Metadata) -> u32 {
 #[cfg(not(unix))]
 fn executable_mode(_: &std::fs::Metadata) -> u32 {
     0o755
+}
+
+/// The package name a `.deb` file declares (`dpkg-deb --field FILE Package`).
+pub fn deb_name(package: &Path) -> Result<String, InstallError> {
+    let mut cmd = Command::new("dpkg-deb");
+    cmd.arg("--field").arg(package).arg("Package");
+    match run(cmd, ANSWER_TIMEOUT) {
+        Ok((status, out)) if status.success() && !out.trim().is_empty() => {
+            Ok(out.trim().to_string())
+        }
+        Ok((status, out)) => Err(InstallError::PackageManager {
+            command: format!("dpkg-deb --field {} Package", package.display()),
+            status: status.to_string(),
+            output: tail(&out, 20),
+        }),
+        Err(why) => Err(InstallError::PackageManager {
+            command: format!("dpkg-deb --field {} Package", package.display()),
+            status: why,
+            output: String::new(),
+        }),
+    }
 }
 
 /// Installs the Debian package `package` with the package manager, then checks that

@@ -72,13 +72,19 @@ impl fmt::Display for Platform {
     }
 }
 
-/// What a package is, which decides how it is installed.
+/// What a package is, which decides how it is installed. Kinds named `app_…` are the
+/// tray app's packages (`swarmsite-app`), the others the command-line program's
+/// (`swarmsite`): the two programs never take each other's packages.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum PackageKind {
-    /// A Debian package, installed by the package manager.
+    /// A Debian package of the command-line program, installed by the package manager.
     Deb,
-    /// A plain executable that replaces the running one.
+    /// The command-line program as a plain executable that replaces the running one.
     Bin,
+    /// The tray app's Debian package (`swarmsite-app`).
+    AppDeb,
+    /// The tray app as a plain executable.
+    AppBin,
     Rpm,
     Msi,
     Dmg,
@@ -92,6 +98,8 @@ impl PackageKind {
         match self {
             PackageKind::Deb => "deb",
             PackageKind::Bin => "bin",
+            PackageKind::AppDeb => "app_deb",
+            PackageKind::AppBin => "app_bin",
             PackageKind::Rpm => "rpm",
             PackageKind::Msi => "msi",
             PackageKind::Dmg => "dmg",
@@ -107,6 +115,8 @@ impl FromStr for PackageKind {
         Ok(match s {
             "deb" => PackageKind::Deb,
             "bin" => PackageKind::Bin,
+            "app_deb" => PackageKind::AppDeb,
+            "app_bin" => PackageKind::AppBin,
             "rpm" => PackageKind::Rpm,
             "msi" => PackageKind::Msi,
             "dmg" => PackageKind::Dmg,
@@ -114,6 +124,23 @@ impl FromStr for PackageKind {
             other if is_token(other) => PackageKind::Other(other.into()),
             _ => return Err(ManifestError::Kind(s.into())),
         })
+    }
+}
+
+impl PackageKind {
+    /// The tray app's package of the same form (`deb` → `app_deb`, `msi` → `app_msi`).
+    pub fn for_app(&self) -> PackageKind {
+        match self {
+            PackageKind::Deb | PackageKind::AppDeb => PackageKind::AppDeb,
+            PackageKind::Bin | PackageKind::AppBin => PackageKind::AppBin,
+            other if other.is_app() => other.clone(),
+            other => PackageKind::Other(format!("app_{}", other.as_str())),
+        }
+    }
+
+    /// Whether this is one of the tray app's packages.
+    pub fn is_app(&self) -> bool {
+        self.as_str().starts_with("app_")
     }
 }
 
@@ -225,6 +252,8 @@ impl Manifest {
             {
                 return Err(ManifestError::Path(p.clone()));
             }
+            // A kind made in code (`for_app`) must still be a token the decoder takes.
+            f.kind.as_str().parse::<PackageKind>()?;
             if f.size == 0 || f.size > MAX_PACKAGE_BYTES {
                 return Err(ManifestError::Size {
                     path: p.clone(),

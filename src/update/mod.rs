@@ -28,6 +28,30 @@ pub fn running_version() -> Version {
     Version::parse(env!("CARGO_PKG_VERSION")).expect("the crate version is semver")
 }
 
+/// Which of swarmsite's programs a node runs in. Each takes its own packages (the tray
+/// app's kinds are `app_deb`, `app_bin`…; the command line's `deb`, `bin`…), so an
+/// update never puts one program in the other's place.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Program {
+    /// `swarmsite` (`swarmsite node`, `swarmsite dns`).
+    #[default]
+    Cli,
+    /// `swarmsite-app`, the tray app.
+    App,
+}
+
+impl Program {
+    /// The package kind this program takes when installed as `installation` (none: a
+    /// node that only fetches and seeds, which takes the plain binary).
+    pub fn package_kind(self, installation: Option<&Installation>) -> PackageKind {
+        let kind = installation.map_or(PackageKind::Bin, Installation::kind);
+        match self {
+            Program::Cli => kind,
+            Program::App => kind.for_app(),
+        }
+    }
+}
+
 /// How a node treats software updates.
 #[derive(Clone, Debug)]
 pub struct UpdateConfig {
@@ -35,6 +59,8 @@ pub struct UpdateConfig {
     pub running: Version,
     /// The platform whose packages are fetched.
     pub platform: Platform,
+    /// The program running, which with `installation` says which package it takes.
+    pub program: Program,
     /// How this copy was installed, which says what to replace and how; `None`: the
     /// node fetches, checks and seeds plain-binary packages but installs nothing.
     pub installation: Option<Installation>,
@@ -48,6 +74,7 @@ impl Default for UpdateConfig {
         UpdateConfig {
             running: running_version(),
             platform: Platform::current(),
+            program: Program::Cli,
             installation: None,
             auto_install: false,
         }
@@ -119,4 +146,35 @@ pub struct PackageStatus {
     pub kind: String,
     pub size: u64,
     pub sha256: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    #[test]
+    fn each_program_takes_its_own_packages() {
+        let deb = Installation::Deb {
+            package: "swarmsite-app".into(),
+            exe: PathBuf::from("/usr/bin/swarmsite-app"),
+        };
+        let bin = Installation::Binary {
+            exe: PathBuf::from("/opt/swarmsite"),
+        };
+        let k = |p: Program, i: Option<&Installation>| p.package_kind(i).to_string();
+        assert_eq!(k(Program::Cli, Some(&deb)), "deb");
+        assert_eq!(k(Program::Cli, Some(&bin)), "bin");
+        assert_eq!(k(Program::Cli, None), "bin");
+        assert_eq!(k(Program::App, Some(&deb)), "app_deb");
+        assert_eq!(k(Program::App, Some(&bin)), "app_bin");
+        assert_eq!(k(Program::App, None), "app_bin");
+        assert!(PackageKind::AppDeb.is_app() && !PackageKind::Deb.is_app());
+        assert_eq!(PackageKind::Msi.for_app().to_string(), "app_msi");
+        assert_eq!(
+            "app_deb".parse::<PackageKind>().unwrap(),
+            PackageKind::AppDeb
+        );
+    }
 }

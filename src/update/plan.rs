@@ -136,6 +136,27 @@ mod tests {
             plan(&m, &v("0.1.0"), &linux, &PackageKind::Msi, None),
             Plan::NoPackage
         );
+        // The tray app takes only its own packages, never the command line's.
+        assert_eq!(
+            plan(&m, &v("0.2.5"), &linux, &PackageKind::AppDeb, None),
+            Plan::NoPackage
+        );
+        let mut both = m.clone();
+        both.files.push(PackageFile {
+            platform: linux.clone(),
+            kind: PackageKind::AppDeb,
+            path: "swarmsite-app_0.3.0_amd64.deb".into(),
+            size: 10,
+            sha256: [1; 32],
+        });
+        match plan(&both, &v("0.2.5"), &linux, &PackageKind::AppDeb, None) {
+            Plan::Fetch { file, .. } => assert_eq!(file.path, "swarmsite-app_0.3.0_amd64.deb"),
+            other => panic!("{other:?}"),
+        }
+        match plan(&both, &v("0.2.5"), &linux, &PackageKind::Deb, None) {
+            Plan::Fetch { file, .. } => assert_eq!(file.path, "pkg-deb"),
+            other => panic!("{other:?}"),
+        }
         let mac: Platform = "macos-aarch64".parse().unwrap();
         assert_eq!(
             plan(&m, &v("0.1.0"), &mac, &PackageKind::Bin, None),

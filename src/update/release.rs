@@ -83,8 +83,9 @@ impl FromStr for PackageSpec {
 }
 
 /// Guesses a package's platform and kind from its file name: the kind from its suffix
-/// (none: a plain binary), the OS from the kind or the name, the CPU from the usual
-/// spellings (`amd64`, `x86_64`, `arm64`…).
+/// (none: a plain binary), the tray app's kinds (`app_…`) when the name holds
+/// `swarmsite-app`, the OS from the kind or the name, the CPU from the usual spellings
+/// (`amd64`, `x86_64`, `arm64`…).
 pub fn infer(file_name: &str) -> Option<(Platform, PackageKind)> {
     let name = file_name.to_ascii_lowercase();
     let (kind, os) = [
@@ -123,12 +124,16 @@ pub fn infer(file_name: &str) -> Option<(Platform, PackageKind)> {
     .into_iter()
     .find(|(word, _)| name.contains(word))
     .map(|(_, arch)| arch)?;
+    // The tray app's packages carry its name (`swarmsite-app_0.2.0_amd64.deb`).
+    let app = ["swarmsite-app", "swarmsite_app"]
+        .iter()
+        .any(|n| name.contains(n));
     Some((
         Platform {
             os: os.into(),
             arch: arch.into(),
         },
-        kind,
+        if app { kind.for_app() } else { kind },
     ))
 }
 
@@ -250,6 +255,18 @@ mod tests {
         assert_eq!(
             i("swarmsite_aarch64.dmg").as_deref(),
             Some("macos-aarch64:dmg")
+        );
+        assert_eq!(
+            i("swarmsite-app_0.2.0_amd64.deb").as_deref(),
+            Some("linux-x86_64:app_deb")
+        );
+        assert_eq!(
+            i("swarmsite-app-0.2.0-linux-x86_64").as_deref(),
+            Some("linux-x86_64:app_bin")
+        );
+        assert_eq!(
+            i("swarmsite-app_0.2.0_x64_en-US.msi").as_deref(),
+            Some("windows-x86_64:app_msi")
         );
         assert_eq!(i("swarmsite"), None);
         assert!(matches!(

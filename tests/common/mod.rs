@@ -3,7 +3,10 @@
 
 mod site;
 #[allow(unused_imports)] // each test binary uses its own subset
-pub use site::{browser_script, demo_release, now, publish_site};
+pub use site::{
+    browser_script, demo_release, manifest_record, now, publish_release, publish_site, stand_in,
+    write_exe,
+};
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -1,6 +1,7 @@
 //! Publishing demo releases and running the browser scripts of tests/browser: the part
 //! of the shared helpers that the tray app's test (src-tauri/tests) includes too, so it
 //! names nothing that only the core's test binaries have.
+#![allow(dead_code)] // each test binary uses its own subset
 
 pub fn now() -> u64 {
     std::time::SystemTime::now()
@@ -69,4 +70,79 @@ pub async fn browser_script(script: &'static str, env: Vec<(&'static str, std::f
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A shell script standing in for a swarmsite binary of `version`: it answers
+/// `--version`, and otherwise writes the arguments it was started with beside itself
+/// (so a test sees the restart) and exits. `pad` bytes of comment make it big enough to
+/// span many pieces.
+pub fn stand_in(version: &str, pad: usize) -> Vec<u8> {
+    let mut s = format!(
+        "#!/bin/sh\n# stand-in for swarmsite {version} (a test package)\n\
+         if [ \"$1\" = --version ]; then echo \"swarmsite {version}\"; exit 0; fi\n\
+         printf '%s\\n' \"$@\" > \"$(dirname \"$0\")/restarted-with\"\nexit 0\n"
+    );
+    let mut x: u32 = 12345;
+    while s.len() < pad {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        s.push_str(&format!("# {x:08x}{x:08x}{x:08x}{x:08x}\n"));
+    }
+    s.into_bytes()
+}
+
+pub fn write_exe(path: &std::path::Path, bytes: &[u8]) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, bytes).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Signs `manifest` as software manifest record `version` with key 1 of `role`
+/// (passphrase `pass`).
+pub fn manifest_record(
+    net: &swarmsite::publisher::NetworkDir,
+    pass: &str,
+    manifest: &swarmsite::update::Manifest,
+    version: u32,
+    role: &str,
+) -> swarmsite::record::Record {
+    use swarmsite::name::{SystemName, file_id, kind};
+    use swarmsite::record::{Payload, Record};
+    let key = swarmsite::publisher::load_key(
+        &net.root().join(format!("keys/{role}/v1/key-1.pem")),
+        pass.as_bytes(),
+    )
+    .unwrap();
+    let name = SystemName::new(
+        net.bundle().network(),
+        kind::AUTHORIZED_FILE,
+        file_id::SOFTWARE_MANIFEST,
+        version,
+    );
+    let mut record = Record::new(name, now(), Payload::Body(manifest.encode())).unwrap();
+    record.sign(&key);
+    record
+}
+
+/// Publishes a release (its packages and manifest) into the network folder, as
+/// `publish software` does; `tamper` may spoil the manifest first.
+pub fn publish_release(
+    net: &swarmsite::publisher::NetworkDir,
+    pass: &str,
+    rel: &swarmsite::update::release::Release,
+    version: u32,
+    tamper: impl FnOnce(&mut swarmsite::update::Manifest),
+) -> (std::path::PathBuf, Vec<u8>) {
+    let mut manifest = rel.manifest.clone();
+    tamper(&mut manifest);
+    let record = manifest_record(net, pass, &manifest, version, "software");
+    let files = [(
+        swarmsite::publisher::TORRENT_FILE.to_string(),
+        rel.torrent.bytes.clone(),
+    )];
+    let (dir, record) = net
+        .publish(record, &[], &files, Some(rel.dir.path()), now())
+        .unwrap()
+        .published()
+        .unwrap();
+    (dir, record.encode().unwrap())
 }

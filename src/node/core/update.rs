@@ -137,9 +137,7 @@ impl Updater {
 }
 
 fn kind_of(cfg: &UpdateConfig) -> crate::update::PackageKind {
-    cfg.installation
-        .as_ref()
-        .map_or(crate::update::PackageKind::Bin, |i| i.kind())
+    cfg.program.package_kind(cfg.installation.as_ref())
 }
 
 impl Core {
