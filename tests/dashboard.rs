@@ -1,16 +1,22 @@
 //! The dashboard (ui/, compiled into the node) in a real headless Chromium against a
 //! real node on loopback: status, a release arriving live, pause, the blacklist page,
-//! uploads, settings, and a wrong token. tests/browser/dashboard.test.mjs drives it;
-//! `SCREENSHOT_DIR=$PWD/docs/screenshots` remakes the README's pictures.
+//! uploads, settings, a wrong token, and a new version of swarmsite fetched from the
+//! peer, offered with its notes and installed by "Restart to update".
+//! tests/browser/dashboard.test.mjs drives it; `SCREENSHOT_DIR=$PWD/docs/screenshots`
+//! remakes the README's pictures.
 
 mod common;
 
-use common::{browser_script, demo_release, node_config, now, wait_for};
+use common::{
+    browser_script, demo_release, node_config, now, publish_release, stand_in, wait_for, write_exe,
+};
 use swarmsite::content::Blacklist;
 use swarmsite::name::{SystemName, kind};
 use swarmsite::node::Node;
 use swarmsite::publisher::{self, InitOptions, NetworkDir};
 use swarmsite::record::{Payload, Record};
+use swarmsite::update::manifest::parse_version;
+use swarmsite::update::{Installation, Platform, UpdatePhase, release};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -36,9 +42,14 @@ async fn the_dashboard_shows_a_live_node() {
         .unwrap()
         .add_bundle(net.bundle())
         .unwrap();
-    let node = Node::start(node_config(&data, &net, "127.0.0.52", vec![]))
-        .await
-        .unwrap();
+    // It runs "0.1.0" as a plain binary, which an update replaces (a stand-in here).
+    let exe = tmp.path().join("bin/swarmsite");
+    std::fs::create_dir_all(exe.parent().unwrap()).unwrap();
+    write_exe(&exe, &stand_in("0.1.0", 0));
+    let mut cfg = node_config(&data, &net, "127.0.0.52", vec![]);
+    cfg.update.running = parse_version("0.1.0").unwrap();
+    cfg.update.installation = Some(Installation::Binary { exe: exe.clone() });
+    let node = Node::start(cfg).await.unwrap();
     let h = node.handle();
     let wire = h.status().wire_addr.parse().unwrap();
     let peer = Node::start(node_config(
@@ -61,6 +72,27 @@ async fn the_dashboard_shows_a_live_node() {
     })
     .await;
 
+    // swarmsite 0.2.0 comes out: the peer seeds it, the node fetches its package.
+    let pkg = tmp.path().join("pkg/swarmsite-0.2.0");
+    std::fs::create_dir_all(pkg.parent().unwrap()).unwrap();
+    write_exe(&pkg, &stand_in("0.2.0", 300_000));
+    let spec = format!("{}:bin={}", Platform::current(), pkg.display());
+    let rel = release::prepare(
+        &[spec.parse().unwrap()],
+        parse_version("0.2.0").unwrap(),
+        parse_version("0.1.0").unwrap(),
+        "Faster sync on slow links.\nThe tray tells when a new version is ready.".into(),
+        None,
+    )
+    .unwrap();
+    let (sw_dir, sw) = publish_release(&net, "pw", &rel, 1, |_| {});
+    peer.handle().submit(sw, Some(sw_dir)).await.unwrap();
+    wait_for("0.2.0 downloaded, checked and installable", 60, || {
+        let u = h.update_status();
+        u.phase == UpdatePhase::Ready && u.installable
+    })
+    .await;
+
     let shots = std::env::var_os("SCREENSHOT_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| tmp.path().join("screenshots"));
@@ -75,6 +107,17 @@ async fn the_dashboard_shows_a_live_node() {
         ],
     )
     .await;
+    // "Restart to update" installed it: the binary is 0.2.0, and the node asks to restart
+    // (a `swarmsite node` process would exec it now).
+    assert_eq!(h.update_status().phase, UpdatePhase::Restarting);
+    assert_eq!(
+        std::fs::read(&exe).unwrap(),
+        std::fs::read(&pkg).unwrap(),
+        "the stand-in was replaced by the release"
+    );
+    tokio::time::timeout(std::time::Duration::from_secs(5), h.restart_requested())
+        .await
+        .expect("the node asks to be restarted");
     cancel.cancel();
     peer.shutdown().await;
     node.shutdown().await;

@@ -1,8 +1,9 @@
 // The dashboard (ui/, as compiled into the node) in Debian's headless Chromium against
-// a real node on loopback. Run by tests/dashboard.rs, which starts the node and prepares
-// a second release (V2_DIR) and a signed blacklist (BLACKLIST_DIR) for the page to see
-// arrive. DASHBOARD = the control API's address, TOKEN its token; screenshots of every
-// page go to SCREENSHOT_DIR.
+// a real node on loopback. Run by tests/dashboard.rs, which starts the node (running
+// swarmsite "0.1.0", with 0.2.0 downloaded and ready to install) and prepares a second
+// release (V2_DIR) and a signed blacklist (BLACKLIST_DIR) for the page to see arrive.
+// DASHBOARD = the control API's address, TOKEN its token; screenshots of every page go
+// to SCREENSHOT_DIR.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -60,7 +61,13 @@ test('status, live updates, blacklist, uploads and settings', async () => {
     await page.waitForSelector('#served-version:has-text("v1")', { timeout: 15_000 });
     await page.waitForSelector('#state[data-state="serving"]', { timeout: 15_000 });
     await page.waitForSelector('footer:has-text("Live")', { timeout: 15_000 });
-    await page.screenshot({ path: join(shots, 'status.png') });
+    // The new version of swarmsite: running and newest versions, notes, the button.
+    await page.waitForSelector('#update-banner[data-phase="ready"]', { timeout: 15_000 });
+    assert.equal(await page.textContent('#update-headline'), 'swarmsite 0.2.0 is ready to install');
+    assert.match(await page.textContent('#update-versions'), /runs 0\.1\.0; the newest release is 0\.2\.0/);
+    assert.match(await page.textContent('#update-notes'), /Faster sync on slow links/);
+    assert.equal(await page.locator('#install-update').count(), 1);
+    await page.screenshot({ path: join(shots, 'status.png'), fullPage: true });
 
     // A new release arrives while the page is open: it updates without a reload.
     await page.evaluate(() => { window.__sameDocument = true; });
@@ -112,5 +119,11 @@ test('status, live updates, blacklist, uploads and settings', async () => {
     const st = await fetch(`${base}/api/status`, { headers: { Authorization: `Bearer ${token}` } });
     assert.equal((await st.json()).documents.quota, 1024 ** 3);
     await page.screenshot({ path: join(shots, 'settings.png'), fullPage: true });
+
+    // Last (the node then wants to restart): "Restart to update" installs 0.2.0.
+    await page.click('a[data-page="status"]');
+    await page.click('#install-update');
+    await page.waitForSelector('#update-message:has-text("0.2.0 is installed")', { timeout: 30_000 });
+    await page.waitForSelector('#update-banner[data-phase="restarting"]', { timeout: 15_000 });
   });
 });

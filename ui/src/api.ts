@@ -174,6 +174,30 @@ export interface BlacklistStatus {
   closed: string[];
 }
 
+/** Software updates (src/update/mod.rs, PROTOCOL §21): `GET /api/update`, the status's `update`. */
+export interface UpdateStatus {
+  running: string;
+  platform: string;
+  installation: string | null;
+  package_kind: string;
+  phase: "up-to-date" | "downloading" | "ready" | "installing" | "restarting" | "unavailable" | "failed";
+  newest: string | null;
+  manifest_version: number | null;
+  min_version: string | null;
+  notes: string | null;
+  progress: {
+    have_bytes: number;
+    total_bytes: number;
+    peers: number;
+    bytes_per_sec: number;
+    fetched_bytes: number;
+  } | null;
+  package: { version: string; path: string; kind: string; size: number; sha256: string } | null;
+  installable: boolean;
+  auto_install: boolean;
+  error: string | null;
+}
+
 export interface Status {
   network: string;
   site_id: number;
@@ -212,6 +236,7 @@ export interface Status {
     };
     mdns: { state: string; url: string | null; error: string | null };
   };
+  update?: UpdateStatus;
   /** The documents archive in short (src/node/status.rs). */
   documents?: { known: number; held: number; fetching: number; quota: number; used: number; evicted: number };
 }

@@ -22,6 +22,7 @@ let settings: SettingsReply | string = "loading…";
 let networks: NetworkInfo[] | string = [];
 let autostart: boolean | null = null;
 let uploadMessage: string | null = null;
+let updateMessage: string | null = null;
 let settingsMessage: string | null = null;
 
 function page(): Page {
@@ -58,7 +59,7 @@ function render(): void {
   let view: HTMLElement;
   switch (p) {
     case "status":
-      view = statusPage.render(status);
+      view = statusPage.render(status, installUpdate, updateMessage);
       break;
     case "peers":
       view = peersPage.render(status, evidence);
@@ -137,6 +138,23 @@ function upload(files: uploadsPage.Picked[]): void {
       uploadMessage = `Not queued: ${describe(e)}`;
     })
     .finally(() => void refreshUploads());
+}
+
+/** "Restart to update": the node installs the checked release, answers, then restarts. */
+function installUpdate(): void {
+  updateMessage = "Installing…";
+  render();
+  api
+    .send<import("./api").UpdateStatus>("POST", "/api/update/install")
+    .then((u) => {
+      updateMessage = tauri
+        ? `swarmsite ${u?.newest ?? ""} is installed; the app restarts into it now.`
+        : `swarmsite ${u?.newest ?? ""} is installed; the node restarts into it now. Open the link \`swarmsite dashboard\` prints to see it again.`;
+    })
+    .catch((e) => {
+      updateMessage = `Not installed: ${describe(e)}`;
+    })
+    .finally(() => void refreshStatus());
 }
 
 function save(s: import("./api").Settings): void {

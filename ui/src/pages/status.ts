@@ -1,6 +1,5 @@
 import { h, bytes, when, percent, row } from "../dom";
-import type { Status } from "../api";
-
+import type { Status, UpdateStatus } from "../api";
 
 /** UPnP as the node reports it (src/reach/upnp.rs). */
 function upnp(s: Status): string {
@@ -27,7 +26,45 @@ function mdns(s: Status): HTMLElement | string {
   return m.error ? `${m.state} (${m.error})` : m.state;
 }
 
-export function render(s: Status): HTMLElement {
+/** What to say about a newer release of swarmsite: nothing while up to date. */
+function updateBanner(u: UpdateStatus, install: () => void, message: string | null): HTMLElement | null {
+  if (u.phase === "up-to-date" && !message) return null;
+  const newest = u.newest ?? "?";
+  const headline: Record<UpdateStatus["phase"], string> = {
+    "up-to-date": `swarmsite ${u.running} is up to date`,
+    downloading: `Downloading swarmsite ${newest}`,
+    ready: u.installable ? `swarmsite ${newest} is ready to install` : `swarmsite ${newest} is out`,
+    installing: `Installing swarmsite ${newest}…`,
+    restarting: `swarmsite ${newest} is installed: restarting into it…`,
+    unavailable: `swarmsite ${newest} is out`,
+    failed: `swarmsite ${newest}: the update did not go through`,
+  };
+  const p = u.progress;
+  const button = h("button", { type: "button", id: "install-update", class: "primary" }, "Restart to update");
+  button.addEventListener("click", () => {
+    button.disabled = true;
+    install();
+  });
+  return h(
+    "div",
+    { class: "update", id: "update-banner", "data-phase": u.phase },
+    h("div", { class: "update-head" }, h("strong", { id: "update-headline" }, headline[u.phase]), u.installable ? button : null),
+    h("p", { class: "small", id: "update-versions" }, `This computer runs ${u.running}; the newest release is ${newest}.`),
+    u.phase === "downloading" && p
+      ? h(
+          "p",
+          { id: "update-progress" },
+          h("progress", { max: 100, value: percent(p.have_bytes, p.total_bytes) }),
+          ` ${percent(p.have_bytes, p.total_bytes)}% of ${bytes(p.total_bytes)} · ${bytes(p.bytes_per_sec)}/s · ${p.peers} peers`,
+        )
+      : null,
+    u.error ? h("p", { class: "bad", id: "update-error" }, u.error) : null,
+    message ? h("p", { class: "message", id: "update-message" }, message) : null,
+    u.notes ? h("details", { open: u.phase === "ready" }, h("summary", {}, "Release notes"), h("pre", { id: "update-notes" }, u.notes)) : null,
+  );
+}
+
+export function render(s: Status, installUpdate: () => void, updateMessage: string | null): HTMLElement {
   const sync = s.sync;
   const url = s.health.local_url;
   const ports = s.http.map((p) =>
@@ -42,6 +79,7 @@ export function render(s: Status): HTMLElement {
     "section",
     { class: "page", id: "status-page" },
     h("h2", {}, `${s.site_name || "site"} on ${s.network}`),
+    s.update ? updateBanner(s.update, installUpdate, updateMessage) : null,
     s.notice ? h("p", { class: "notice" }, s.notice) : null,
     s.health.problems.length
       ? h("ul", { class: "problems", id: "problems" }, s.health.problems.map((p) => h("li", {}, p)))
@@ -79,6 +117,13 @@ export function render(s: Status): HTMLElement {
       row("Local URL", url ? h("a", { href: url, target: "_blank", rel: "noreferrer", id: "local-url" }, url) : "none"),
       row("Wire / BitTorrent", `${s.wire_addr} · ${s.bt_addr ?? "—"}`),
       row("Evidence", `${s.evidence} refusals recorded`),
+      s.update
+        ? row(
+            "swarmsite",
+            `${s.update.running} · ${s.update.installation ?? "installs nothing"}, takes ${s.update.package_kind} packages · ${s.update.phase === "up-to-date" ? "up to date" : `newest ${s.update.newest ?? "?"}`}`,
+            "software",
+          )
+        : null,
     ),
   );
 }
