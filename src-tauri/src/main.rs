@@ -40,6 +40,7 @@ struct Items {
     line: MenuItem<tauri::Wry>,
     open: MenuItem<tauri::Wry>,
     pause: MenuItem<tauri::Wry>,
+    update: MenuItem<tauri::Wry>,
 }
 
 struct AppState {
@@ -82,6 +83,8 @@ impl AppState {
         let _ = self.items.line.set_text(&view.line);
         let _ = self.items.pause.set_text(view.pause_label);
         let _ = self.items.open.set_enabled(view.open_enabled);
+        let _ = self.items.update.set_text(&view.update_line);
+        let _ = self.items.update.set_enabled(view.update_enabled);
         *shown = Some(view);
     }
 
@@ -114,6 +117,21 @@ impl Shell for AppHandle {
                     tracing::warn!("pause: {e}");
                 }
                 app.state::<AppState>().refresh();
+            });
+        }
+    }
+
+    fn install_update(&self) {
+        let state = self.state::<AppState>();
+        if let Some(h) = state.handle() {
+            let app = self.clone();
+            state.rt.spawn(async move {
+                // On success the node asks for the restart (see `restart_when_asked`);
+                // a failure shows in the window's banner, the menu and a notification.
+                if let Err(e) = h.install_update().await {
+                    tracing::warn!("update: {e}");
+                    app.show_page("status");
+                }
             });
         }
     }
@@ -171,6 +189,12 @@ fn autostart_get(app: AppHandle) -> Result<bool, String> {
 
 #[tauri::command]
 fn autostart_set(app: AppHandle, enabled: bool) -> Result<(), String> {
+    // The plugin (auto-launch) creates ~/.config/autostart but not ~/.config, which a
+    // fresh account may not have yet.
+    if enabled && let Some(home) = std::env::home_dir() {
+        let dir = home.join(".config/autostart");
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
     let l = app.autolaunch();
     if enabled { l.enable() } else { l.disable() }.map_err(|e| e.to_string())
 }
@@ -180,6 +204,26 @@ fn on_menu(app: &AppHandle, id: &str) {
         let status = app.state::<AppState>().status();
         tray::run(action, status.as_ref(), app);
     }
+}
+
+/// Once an installed update asks for it: stops the node cleanly (the install's answer
+/// out, its ports free), then restarts the app, which runs the new binary with the same
+/// arguments (Tauri releases the single-instance name first).
+async fn restart_when_asked(app: AppHandle, handle: NodeHandle) {
+    handle.restart_requested().await;
+    tracing::info!("update installed: restarting");
+    let node = app
+        .state::<AppState>()
+        .node
+        .lock()
+        .expect("node lock")
+        .take();
+    if let Some(node) = node {
+        let data = node.data_dir();
+        node.stop().await;
+        swarmsite::control::wait_stopped(&data, std::time::Duration::from_secs(5)).await;
+    }
+    app.request_restart();
 }
 
 /// Follows the node's events: the tray, and notifications.
@@ -221,6 +265,7 @@ fn setup(app: &mut tauri::App, args: &Args) -> Result<(), Box<dyn std::error::Er
     let line = MenuItem::with_id(h, "status-line", "Starting…", false, None::<&str>)?;
     let open = item(MenuAction::OpenSite, false)?;
     let pause = item(MenuAction::TogglePause, true)?;
+    let update = item(MenuAction::InstallUpdate, false)?;
     let menu = Menu::with_items(
         h,
         &[
@@ -231,6 +276,7 @@ fn setup(app: &mut tauri::App, args: &Args) -> Result<(), Box<dyn std::error::Er
             &item(MenuAction::Upload, true)?,
             &pause,
             &PredefinedMenuItem::separator(h)?,
+            &update,
             &item(MenuAction::Quit, true)?,
         ],
     )?;
@@ -264,13 +310,21 @@ fn setup(app: &mut tauri::App, args: &Args) -> Result<(), Box<dyn std::error::Er
         rt,
         node: Mutex::new(running),
         start_error: Mutex::new(error.clone()),
-        items: Items { line, open, pause },
+        items: Items {
+            line,
+            open,
+            pause,
+            update,
+        },
         tray,
         shown: Mutex::new(None),
     });
     let state = app.state::<AppState>();
     state.refresh();
     if let Some(handle) = follower {
+        state
+            .rt
+            .spawn(restart_when_asked(app.handle().clone(), handle.clone()));
         state.rt.spawn(follow(app.handle().clone(), handle));
     }
     if !args.hidden || error.is_some() {

@@ -8,6 +8,7 @@ use swarmsite::control::{self, ControlInfo};
 use swarmsite::datadir::DataDir;
 use swarmsite::node::{Node, NodeHandle};
 use swarmsite::settings::Settings;
+use swarmsite::update::{Installation, Program};
 use tokio_util::sync::CancellationToken;
 
 pub struct RunningNode {
@@ -20,9 +21,15 @@ pub struct RunningNode {
 impl RunningNode {
     /// Starts the node of `data_dir` (the platform's data folder when `None`).
     pub async fn start(data_dir: Option<&Path>) -> anyhow::Result<RunningNode> {
+        // Found before anything can replace it: an update installs over this very file.
+        let exe = std::env::current_exe().context("finding this program's binary")?;
         let dd = DataDir::resolve(data_dir)?;
         let settings = Settings::load(dd.root())?;
         let mut cfg = settings.node_config(&dd)?;
+        // The app takes the tray app's packages (its .deb, or its plain binary), offered
+        // to the user, never installed without them.
+        cfg.update.program = Program::App;
+        cfg.update.installation = Some(Installation::detect(&exe));
         cfg.piece_audit = Some(swarmsite::logging::init(
             "info,librqbit=warn,librqbit_dht=warn",
         ));

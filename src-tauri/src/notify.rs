@@ -1,9 +1,11 @@
-//! Desktop notifications (notify-rust): a new version served, a blacklist applied, a
-//! problem that needs the user. Rate-limited, and off when the settings say so.
+//! Desktop notifications (notify-rust): a new version served, a new version of swarmsite
+//! ready to install (or its install failed), a blacklist applied, a problem that needs
+//! the user. Rate-limited, and off when the settings say so.
 
 use std::collections::HashMap;
 
 use swarmsite::node::{Health, NodeEvent, TrayState};
+use swarmsite::update::UpdatePhase;
 
 /// One notification to show.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,6 +26,10 @@ pub struct Notifier {
     /// The newest blacklist version told about (its event comes again once BitTorrent
     /// applies it too).
     blacklist_told: u32,
+    /// The release of swarmsite told as ready to install, and the last install error
+    /// told (the update event comes at every change of the download).
+    update_told: Option<String>,
+    update_error_told: Option<String>,
 }
 
 /// At most one notification of a kind a minute, and five in ten minutes overall.
@@ -38,6 +44,8 @@ impl Notifier {
             recent: Vec::new(),
             told: Vec::new(),
             blacklist_told: 0,
+            update_told: None,
+            update_error_told: None,
         }
     }
 
@@ -56,6 +64,34 @@ impl Notifier {
                 summary: format!("Blacklist version {version} applied"),
                 body: format!("{entries} addresses are now refused."),
             },
+            NodeEvent::Update(u) if u.installable && u.newest != self.update_told => {
+                self.update_told = u.newest.clone();
+                let notes = u.notes.as_deref().and_then(|n| n.lines().next());
+                Note {
+                    kind: "update",
+                    summary: format!(
+                        "swarmsite {} is ready to install",
+                        u.newest.as_deref().unwrap_or("?")
+                    ),
+                    body: format!(
+                        "Choose “Restart to update” in the tray menu or on the Status page (you run {}).{}",
+                        u.running,
+                        notes.map(|n| format!(" {n}")).unwrap_or_default()
+                    ),
+                }
+            }
+            NodeEvent::Update(u)
+                if u.phase == UpdatePhase::Failed
+                    && u.error.is_some()
+                    && u.error != self.update_error_told =>
+            {
+                self.update_error_told = u.error.clone();
+                Note {
+                    kind: "update-failed",
+                    summary: "The update was not installed".into(),
+                    body: u.error.clone().unwrap_or_default(),
+                }
+            }
             _ => return None,
         };
         if let NodeEvent::Blacklist { version, .. } = ev {
@@ -170,5 +206,39 @@ mod tests {
         assert_eq!(n.on_health(&h, 240_000).unwrap().body, "2 forged messages");
         h.state = TrayState::Serving;
         assert!(n.on_health(&h, 300_000).is_none());
+    }
+
+    #[test]
+    fn a_ready_release_is_told_once() {
+        let mut n = Notifier::new();
+        let mut u = swarmsite::update::UpdateStatus {
+            running: "0.1.0".into(),
+            newest: Some("0.2.0".into()),
+            notes: Some("Faster sync.\nMore.".into()),
+            phase: UpdatePhase::Downloading,
+            ..Default::default()
+        };
+        let ev = |u: &swarmsite::update::UpdateStatus| NodeEvent::Update(Box::new(u.clone()));
+        assert!(
+            n.on_event(&ev(&u), "site", 0).is_none(),
+            "still downloading"
+        );
+        u.phase = UpdatePhase::Ready;
+        u.installable = true;
+        let note = n.on_event(&ev(&u), "site", 1_000).unwrap();
+        assert_eq!(note.summary, "swarmsite 0.2.0 is ready to install");
+        assert!(note.body.contains("Restart to update") && note.body.contains("Faster sync."));
+        assert!(
+            n.on_event(&ev(&u), "site", 120_000).is_none(),
+            "told already"
+        );
+        u.installable = false;
+        u.phase = UpdatePhase::Failed;
+        u.error = Some("installing swarmsite 0.2.0 failed".into());
+        assert_eq!(
+            n.on_event(&ev(&u), "site", 130_000).unwrap().kind,
+            "update-failed"
+        );
+        assert!(n.on_event(&ev(&u), "site", 300_000).is_none());
     }
 }

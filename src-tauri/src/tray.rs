@@ -4,6 +4,7 @@
 //! built once, and every item stays in place with its text and enabled flag updated.
 
 use swarmsite::node::{Status, TrayState};
+use swarmsite::update::{UpdatePhase, UpdateStatus};
 
 /// The menu, by item id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -12,15 +13,18 @@ pub enum MenuAction {
     ShowWindow,
     Upload,
     TogglePause,
+    /// Install the downloaded release and restart into it.
+    InstallUpdate,
     Quit,
 }
 
 impl MenuAction {
-    pub const ALL: [MenuAction; 5] = [
+    pub const ALL: [MenuAction; 6] = [
         MenuAction::OpenSite,
         MenuAction::ShowWindow,
         MenuAction::Upload,
         MenuAction::TogglePause,
+        MenuAction::InstallUpdate,
         MenuAction::Quit,
     ];
 
@@ -30,6 +34,7 @@ impl MenuAction {
             MenuAction::ShowWindow => "show-window",
             MenuAction::Upload => "upload",
             MenuAction::TogglePause => "pause",
+            MenuAction::InstallUpdate => "install-update",
             MenuAction::Quit => "quit",
         }
     }
@@ -44,6 +49,7 @@ impl MenuAction {
             MenuAction::ShowWindow => "Show window",
             MenuAction::Upload => "Upload files…",
             MenuAction::TogglePause => "Pause sharing",
+            MenuAction::InstallUpdate => "Restart to update",
             MenuAction::Quit => "Quit",
         }
     }
@@ -55,6 +61,8 @@ pub trait Shell {
     /// Shows the window on `page` (creating it when it was closed).
     fn show_page(&self, page: &str);
     fn set_paused(&self, paused: bool);
+    /// Installs the checked release; the node then asks for the restart.
+    fn install_update(&self);
     fn quit(&self);
 }
 
@@ -72,6 +80,11 @@ pub fn run(action: MenuAction, status: Option<&Status>, shell: &impl Shell) {
                 shell.set_paused(!s.paused);
             }
         }
+        MenuAction::InstallUpdate => {
+            if status.is_some_and(|s| s.update.installable) {
+                shell.install_update();
+            }
+        }
         MenuAction::Quit => shell.quit(),
     }
 }
@@ -84,6 +97,34 @@ pub struct TrayView {
     pub line: String,
     pub pause_label: &'static str,
     pub open_enabled: bool,
+    /// The software update line, and whether choosing it installs.
+    pub update_line: String,
+    pub update_enabled: bool,
+}
+
+/// The menu's software update line: what is going on, and "Restart to update" (enabled)
+/// once a newer release is downloaded, checked and installable.
+pub fn update_line(u: &UpdateStatus) -> (String, bool) {
+    let newest = u.newest.as_deref().unwrap_or("?");
+    if u.installable {
+        return (format!("Restart to update to {newest}"), true);
+    }
+    let line = match u.phase {
+        UpdatePhase::Downloading => {
+            let pct = u.progress.as_ref().map_or(0, |p| {
+                (p.have_bytes * 100).checked_div(p.total_bytes).unwrap_or(0)
+            });
+            format!("Downloading swarmsite {newest}: {pct}%")
+        }
+        UpdatePhase::Installing => format!("Installing swarmsite {newest}…"),
+        UpdatePhase::Restarting => format!("Restarting into swarmsite {newest}…"),
+        UpdatePhase::Ready | UpdatePhase::Unavailable => {
+            format!("swarmsite {newest} is out: install it by hand")
+        }
+        UpdatePhase::Failed => format!("Update to {newest} failed (see the window)"),
+        UpdatePhase::UpToDate => format!("swarmsite {} · up to date", u.running),
+    };
+    (line, false)
 }
 
 impl TrayView {
@@ -94,23 +135,32 @@ impl TrayView {
                 line: format!("Not running: {e}"),
                 pause_label: "Pause sharing",
                 open_enabled: false,
+                update_line: format!("swarmsite {}", swarmsite::update::running_version()),
+                update_enabled: false,
             },
             (None, None) => TrayView {
                 icon: TrayState::Offline,
                 line: "Starting…".into(),
                 pause_label: "Pause sharing",
                 open_enabled: false,
+                update_line: format!("swarmsite {}", swarmsite::update::running_version()),
+                update_enabled: false,
             },
-            (Some(s), None) => TrayView {
-                icon: s.health.state,
-                line: s.health.summary.clone(),
-                pause_label: if s.paused {
-                    "Resume sharing"
-                } else {
-                    "Pause sharing"
-                },
-                open_enabled: s.health.local_url.is_some() && s.served_version.is_some(),
-            },
+            (Some(s), None) => {
+                let (update_line, update_enabled) = update_line(&s.update);
+                TrayView {
+                    icon: s.health.state,
+                    line: s.health.summary.clone(),
+                    pause_label: if s.paused {
+                        "Resume sharing"
+                    } else {
+                        "Pause sharing"
+                    },
+                    open_enabled: s.health.local_url.is_some() && s.served_version.is_some(),
+                    update_line,
+                    update_enabled,
+                }
+            }
         }
     }
 }
@@ -146,6 +196,9 @@ mod tests {
         }
         fn set_paused(&self, paused: bool) {
             self.0.borrow_mut().push(format!("paused {paused}"));
+        }
+        fn install_update(&self) {
+            self.0.borrow_mut().push("install".into());
         }
         fn quit(&self) {
             self.0.borrow_mut().push("quit".into());
@@ -198,6 +251,13 @@ mod tests {
             ["paused false"]
         );
         assert!(calls(MenuAction::TogglePause, None).is_empty());
+        assert!(
+            calls(MenuAction::InstallUpdate, Some(&s)).is_empty(),
+            "nothing to install"
+        );
+        let mut ready = s.clone();
+        ready.update.installable = true;
+        assert_eq!(calls(MenuAction::InstallUpdate, Some(&ready)), ["install"]);
         assert_eq!(calls(MenuAction::Quit, None), ["quit"]);
     }
 
@@ -219,6 +279,7 @@ mod tests {
         let v = TrayView::of(None, Some("port 6880 in use"));
         assert_eq!(v.icon, TrayState::Attention);
         assert!(v.line.contains("6880"));
+        assert!(!TrayView::of(Some(&s), None).update_enabled);
         for state in [
             TrayState::Serving,
             TrayState::Syncing,
@@ -228,5 +289,42 @@ mod tests {
         ] {
             assert!(icon_png(state).starts_with(b"\x89PNG"));
         }
+    }
+
+    #[test]
+    fn the_update_line_follows_the_download_and_offers_the_restart() {
+        let mut u = UpdateStatus {
+            running: "0.1.0".into(),
+            ..UpdateStatus::default()
+        };
+        assert_eq!(
+            update_line(&u),
+            ("swarmsite 0.1.0 · up to date".into(), false)
+        );
+        u.newest = Some("0.2.0".into());
+        u.phase = UpdatePhase::Downloading;
+        u.progress = Some(swarmsite::update::UpdateProgress {
+            have_bytes: 40,
+            total_bytes: 100,
+            ..Default::default()
+        });
+        assert_eq!(
+            update_line(&u),
+            ("Downloading swarmsite 0.2.0: 40%".into(), false)
+        );
+        u.phase = UpdatePhase::Ready;
+        assert_eq!(
+            update_line(&u),
+            ("swarmsite 0.2.0 is out: install it by hand".into(), false),
+            "ready, but not installable here"
+        );
+        u.installable = true;
+        assert_eq!(update_line(&u), ("Restart to update to 0.2.0".into(), true));
+        u.installable = false;
+        u.phase = UpdatePhase::Installing;
+        assert_eq!(
+            update_line(&u),
+            ("Installing swarmsite 0.2.0…".into(), false)
+        );
     }
 }

@@ -1,16 +1,29 @@
 // The tray app's own window, through tauri-driver and WebKitWebDriver (the W3C WebDriver
-// protocol, spoken here with fetch): the window opens on the status page and shows the
-// release its in-process node serves. Run by src-tauri/tests/window.rs under Xvfb with
-// DRIVER (tauri-driver's address), APP (the binary), DATA_DIR, SCREENSHOT_DIR, and
-// X_DISPLAY / X_AUTHORITY of the X server the app draws on.
+// protocol, spoken here with fetch), and what the app does on the desktop around it:
+// xdg-open, notifications (dunst), the XDG autostart entry, a second start, and a new
+// version through the swarm with "Restart to update". Run by src-tauri/tests/window.rs
+// under Xvfb with DRIVER (tauri-driver's address), APP (a copy of the binary, which the
+// update replaces), DATA_DIR, SCREENSHOT_DIR, X_DISPLAY / X_AUTHORITY of the X server
+// the app draws on, BUS (the session bus), APP_HOME (the app's home folder), BROWSER,
+// OPENED (where the default browser notes the URLs it gets), NOTES (where dunst notes the
+// notifications it shows), SEED_API / SEED_TOKEN (the peer's control API), V2_DIR (site
+// release 2) and SOFTWARE_DIR (swarmsite 0.2.0), both published, for the peer to take.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
-import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { execFileSync, spawnSync } from 'node:child_process';
 
 const driver = process.env.DRIVER;
 const shots = process.env.SCREENSHOT_DIR ?? 'screenshots';
+const app = process.env.APP;
+const desktop = {
+  ...process.env,
+  DISPLAY: process.env.X_DISPLAY,
+  XAUTHORITY: process.env.X_AUTHORITY,
+  DBUS_SESSION_BUS_ADDRESS: process.env.BUS,
+  HOME: process.env.APP_HOME,
+};
 
 async function wd(method, path, body) {
   const r = await fetch(driver + path, {
@@ -23,37 +36,109 @@ async function wd(method, path, body) {
   return json.value;
 }
 
-test('the app window shows the status page of its node', async () => {
+async function until(what, secs, fn) {
+  const deadline = Date.now() + secs * 1000;
+  let last;
+  while (Date.now() < deadline) {
+    last = await fn();
+    if (last) return last;
+    await new Promise((ok) => setTimeout(ok, 300));
+  }
+  throw new Error(`timed out after ${secs} s waiting for ${what} (last: ${JSON.stringify(last)})`);
+}
+
+const read = (path) => (existsSync(path) ? readFileSync(path, 'utf8') : '');
+
+/** Hands a published folder to the peer (the publisher's `--push`). */
+async function publish(dir) {
+  const r = await fetch(`${process.env.SEED_API}/api/publish`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${process.env.SEED_TOKEN}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ dir }),
+  });
+  assert.equal(r.status, 200, await r.text());
+}
+
+test('the app: window, browser, notifications, autostart, one instance, update', async () => {
   const session = await wd('POST', '/session', {
     capabilities: {
       alwaysMatch: {
-        'tauri:options': { application: process.env.APP, args: ['--data-dir', process.env.DATA_DIR] },
+        'tauri:options': { application: app, args: ['--data-dir', process.env.DATA_DIR] },
       },
     },
   });
   const sid = session.sessionId;
+  const s = (path) => `/session/${sid}${path}`;
+  const find = async (css) => {
+    const found = await wd('POST', s('/elements'), { using: 'css selector', value: css });
+    return found.length > 0 ? Object.values(found[0])[0] : null;
+  };
+  const text = async (css) => {
+    const id = await find(css);
+    return id ? wd('GET', s(`/element/${id}/text`)) : null;
+  };
+  const click = async (css) => {
+    const id = await until(css, 30, () => find(css));
+    await wd('POST', s(`/element/${id}/click`), {});
+  };
+  const js = (script) => wd('POST', s('/execute/sync'), { script, args: [] });
   try {
-    const deadline = Date.now() + 90_000;
-    let text = '';
-    while (Date.now() < deadline) {
-      const found = await wd('POST', `/session/${sid}/elements`, { using: 'css selector', value: '#served-version' });
-      if (found.length > 0) {
-        const id = Object.values(found[0])[0];
-        text = await wd('GET', `/session/${sid}/element/${id}/text`);
-        if (text === 'v1') break;
-      }
-      await new Promise((ok) => setTimeout(ok, 500));
-    }
-    assert.equal(text, 'v1', 'the window shows the served release');
-    const state = await wd('POST', `/session/${sid}/element`, { using: 'css selector', value: '#state' });
-    const summary = await wd('GET', `/session/${sid}/element/${Object.values(state)[0]}/text`);
-    assert.match(summary, /Serving v1/);
+    // 1. The window opens on the status page and shows the release the node serves.
+    await until('v1 in the window', 90, async () => (await text('#served-version')) === 'v1');
+    assert.match(await text('#state'), /Serving v1/);
+
+    // 2. "Open site" goes to the default browser through xdg-open.
+    const url = await until('the local URL', 15, () => text('#local-url'));
+    await click('#open-site');
+    const opened = await until('the browser to be asked', 30, () => read(process.env.OPENED).trim());
+    assert.equal(opened, url);
+
+    // 3. A new release is served, and a real notification server shows it.
+    await publish(process.env.V2_DIR);
+    await until('v2 in the window', 60, async () => (await text('#served-version')) === 'v2');
+    await until('the "new version" notification', 30, () =>
+      read(process.env.NOTES).includes('swarmsite|Now serving version 2|'),
+    );
+
+    // 4. Start at login writes the XDG autostart entry (starting hidden); off removes it.
+    const entry = join(process.env.APP_HOME, '.config/autostart/swarmsite-app.desktop');
+    await click('a[data-page="settings"]');
+    await click('#autostart');
+    await until('the autostart entry', 15, () => existsSync(entry));
+    assert.match(read(entry), new RegExp(`^Exec=${app} --hidden$`, 'm'));
+    await until('the settings page to say so', 15, async () => /will start when you log in/.test((await text('#settings-message')) ?? ''));
+    await click('#autostart');
+    await until('the autostart entry removed', 15, () => !existsSync(entry));
+
+    // 5. A second start in the same session only brings the first one's window back
+    // (on its status page) and ends.
+    await click('a[data-page="uploads"]');
+    await until('the uploads page', 15, async () => (await js('return location.hash')) === '#uploads');
+    const started = Date.now();
+    const second = spawnSync(app, ['--data-dir', process.env.DATA_DIR], { env: desktop, timeout: 30_000 });
+    assert.equal(second.status, 0, `second start: ${second.error ?? ''} ${second.stderr}`);
+    assert.ok(Date.now() - started < 20_000, 'the second start ended at once');
+    await until('the first window back on its status page', 15, async () => (await js('return location.hash')) === '#status');
+
+    // 6. swarmsite 0.2.0 comes through the swarm: downloaded in the background, told by a
+    // notification, offered in the window; the user chooses "Restart to update".
+    await publish(process.env.SOFTWARE_DIR);
+    await until('the update offered', 60, () => find('#install-update'));
+    assert.equal(await text('#update-headline'), 'swarmsite 0.2.0 is ready to install');
+    assert.match(await text('#software'), /plain binary .*swarmsite-app, takes app_bin packages/);
+    await until('the "update ready" notification', 30, () =>
+      read(process.env.NOTES).includes('swarmsite|swarmsite 0.2.0 is ready to install|'),
+    );
     mkdirSync(shots, { recursive: true });
     // The screen as a person sees it: ImageMagick reads the X server. (WebDriver's own
     // screenshot kept showing the first frame under Xvfb.)
-    execFileSync('import', ['-window', 'root', join(shots, 'app-window.png')], {
-      env: { ...process.env, DISPLAY: process.env.X_DISPLAY, XAUTHORITY: process.env.X_AUTHORITY },
-    });
+    execFileSync('import', ['-window', 'root', join(shots, 'app-window.png')], { env: desktop });
+    await click('#install-update');
+    // The app installs it over its binary, stops its node, and starts the new binary
+    // with its arguments (the stand-in notes them and ends).
+    const restarted = join(dirname(app), 'restarted-with');
+    const args = await until('the restart into 0.2.0', 60, () => read(restarted));
+    assert.match(args, /--data-dir/);
   } finally {
     await wd('DELETE', `/session/${sid}`).catch(() => {});
   }
