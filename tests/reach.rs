@@ -10,8 +10,9 @@
 //! the internet reaches its site through the router's address, a resolver on the LAN
 //! finds `<site>.local`, the node follows a new address, reports a router that stops,
 //! maps again within one renewal period when it is back, and removes everything when it
-//! stops. Every process is stopped by its pid and every namespace removed, even on
-//! failure.
+//! stops; paused (the tray's "Pause sharing") it answers the internet with 503 but
+//! still serves its owner on loopback. Every process is stopped by its pid and every
+//! namespace removed, even on failure.
 
 mod common;
 
@@ -480,6 +481,28 @@ fn upnp_and_mdns_against_miniupnpd_and_a_real_resolver() {
         Duration::from_secs(60),
         || curl(&lab.inet, "http://11.0.0.1/", &[]).is_some_and(|b| b.contains("Release 1")),
     );
+    // Paused sharing (the tray's "Pause sharing"): the internet gets 503 and when to come
+    // back, the owner still reads the site on loopback; resumed, the internet has it again.
+    let pause = |paused: bool| {
+        let body = format!(r#"{{"paused":{paused}}}"#);
+        let json = "Content-Type: application/json";
+        let api = format!("{url}/api/pause");
+        curl(&lab.home, &api, &["-H", &auth, "-H", json, "-d", &body]).expect("/api/pause");
+    };
+    pause(true);
+    let answer = lab
+        .inet
+        .out("curl", &["-si", "-m", "5", "http://11.0.0.1/"]);
+    assert!(
+        answer.starts_with("HTTP/1.1 503")
+            && answer.to_ascii_lowercase().contains("retry-after: 600")
+            && answer.contains("paused sharing"),
+        "{answer}"
+    );
+    assert!(curl(&lab.home, "http://127.0.0.1/", &[]).is_some_and(|b| b.contains("Release 1")));
+    assert!(status(&lab.home, &data)["paused"] == true);
+    pause(false);
+    assert!(curl(&lab.inet, "http://11.0.0.1/", &[]).is_some_and(|b| b.contains("Release 1")));
 
     // 2. mDNS: a resolver on the LAN finds <site>.local and the service, and the site
     // answers by that name.
