@@ -5,7 +5,9 @@
 //! `GET /api/events` (server-sent events), `POST /api/publish {"dir": "<published
 //! folder>"}`, `GET /api/documents`, `POST /api/documents/quota {"bytes": N}`,
 //! `GET /api/notices`, `GET /api/update` (software updates), `POST /api/update/install`
-//! (install the checked release, then restart), and the dashboard's own
+//! (install the checked release, then restart), the upload queue (`control/uploads.rs`:
+//! `GET /api/uploads`, `POST /api/uploads {"paths": [...]}`, `POST /api/uploads/files`,
+//! multipart or a raw body with `?name=`), and the dashboard's own
 //! (`control/app_api.rs`): pause, settings, networks. Every `/api/` request needs
 //! `Authorization: Bearer <token>`; the token is never accepted in a URL, where
 //! histories, logs and Referer headers would keep it (the dashboard reads the event
@@ -18,6 +20,7 @@
 
 mod app_api;
 mod dashboard;
+mod uploads;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -115,6 +118,11 @@ pub async fn serve_with(
         .route("/api/notices", get(notices))
         .route("/api/update", get(update))
         .route("/api/update/install", post(install_update))
+        .route("/api/uploads", get(uploads::list).post(uploads::queue))
+        .route(
+            "/api/uploads/files",
+            post(uploads::files).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
         .merge(app_api::routes())
         .with_state(ctl.clone())
         .merge(extra)

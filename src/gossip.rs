@@ -250,8 +250,9 @@ impl<A: Acceptor> Gossip<A> {
 
     pub fn handle_message(&mut self, peer: PeerKey, msg: Message, now: u64) {
         match msg {
-            // Evidence hints and document claims are other modules', not propagation's.
-            Message::Hint(_) | Message::Docs(_) => {}
+            // Evidence hints, document claims and uploads are other modules', not
+            // propagation's.
+            Message::Hint(_) | Message::Docs(_) | Message::Blob(_) | Message::Up { .. } => {}
             Message::Have { names } => {
                 for name in names {
                     self.learn(peer, name);

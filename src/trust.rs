@@ -207,6 +207,11 @@ impl TrustStore {
         chain.last().map(|a| (chain.len() as u32, &a.set))
     }
 
+    /// Every accepted key set of `role`, version 1 first.
+    pub fn sets(&self, role: Role) -> impl Iterator<Item = &KeySet> {
+        self.chains.get(&role).into_iter().flatten().map(|a| &a.set)
+    }
+
     /// The accepted key-set certificate records of `role`, version 1 first.
     pub fn chain_records(&self, role: Role) -> Vec<&[u8]> {
         self.chains

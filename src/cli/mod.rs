@@ -10,6 +10,7 @@ mod passphrase;
 mod publish;
 mod reach;
 mod update;
+mod upload;
 mod verify;
 
 use std::path::PathBuf;
@@ -61,6 +62,14 @@ enum Command {
     Notices(documents::NoticesArgs),
     /// New versions of swarmsite the running node learned from the swarm; install one.
     Update(update::UpdateArgs),
+    /// Upload files anonymously: seal them for the intake and queue them on the running
+    /// node, which passes them on hop by hop after a random delay.
+    Upload(upload::UploadArgs),
+    /// The running node's upload queue (your own uploads marked with *).
+    Uploads(upload::UploadsArgs),
+    /// Run the intake: a node holding the intake key that opens every upload and
+    /// publishes signed receipts for them.
+    Intake(Box<upload::IntakeArgs>),
     /// A throwaway network on this machine: publish, verify, rotate, refuse a forgery.
     Demo(demo::DemoArgs),
 }
@@ -80,6 +89,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Documents(args) => documents::documents(args, data_dir.as_deref()),
         Command::Notices(args) => documents::notices(args, data_dir.as_deref()),
         Command::Update(args) => update::run(args, data_dir.as_deref()),
+        Command::Upload(args) => upload::upload(args, data_dir.as_deref()),
+        Command::Uploads(args) => upload::list(args, data_dir.as_deref()),
+        Command::Intake(args) => upload::intake(*args, data_dir.as_deref()),
         Command::Demo(args) => demo::run(args),
     }
 }

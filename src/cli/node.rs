@@ -77,7 +77,7 @@ pub struct NodeArgs {
     #[arg(long, default_value_t = swarmsite::node::AutoBlacklist::DEFAULT_INTERVAL.as_secs())]
     auto_blacklist_interval: u64,
     #[command(flatten)]
-    passphrase: super::passphrase::PassphraseArgs,
+    pub(super) passphrase: super::passphrase::PassphraseArgs,
     /// Cap BitTorrent downloads at this many bytes per second.
     #[arg(long, value_name = "BYTES_PER_SEC")]
     download_limit: Option<u32>,
@@ -96,6 +96,8 @@ pub struct NodeArgs {
     /// fetches, checks and seeds them, and waits for `swarmsite update --install`.
     #[arg(long)]
     auto_update: bool,
+    #[command(flatten)]
+    uploads: super::upload::UploadFlags,
 }
 
 pub fn run(args: NodeArgs, data_dir: Option<&Path>) -> anyhow::Result<ExitCode> {
@@ -191,6 +193,7 @@ pub(super) fn config(
     if args.no_content_dht {
         cfg.content_dht = None;
     }
+    args.uploads.apply(&mut cfg.uploads)?;
     Ok((cfg, args.control.unwrap_or_else(|| settings.control_addr())))
 }
 

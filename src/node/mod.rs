@@ -34,10 +34,11 @@ use crate::bundle::Bundle;
 use crate::serve::Served;
 use crate::torrents::{Torrents, TorrentsConfig};
 
+pub use core::uploads::{EntryView, PackingView, UploadCommand, UploadList};
 pub use health::{Health, TrayState};
 pub use status::{
     BlacklistEntryStatus, BlacklistStatus, DocumentsSummary, HttpPortStatus, NodeEvent,
-    NoticeStatus, PeerStatus, Status, SyncStatus,
+    NoticeStatus, PeerStatus, Status, SyncStatus, UploadsStatus,
 };
 
 /// Everything a node needs to know to run.
@@ -82,6 +83,8 @@ pub struct NodeConfig {
     pub reach: crate::reach::ReachConfig,
     /// Software updates: the running version, how this copy was installed, auto-install.
     pub update: crate::update::UpdateConfig,
+    /// Anonymous uploads: stem delays, limits, quota, and (intake node) the keys.
+    pub uploads: crate::upload::UploadConfig,
 }
 
 /// Settings of `--auto-blacklist`.
@@ -148,6 +151,7 @@ impl NodeConfig {
             piece_audit: None,
             reach: crate::reach::ReachConfig::on(),
             update: crate::update::UpdateConfig::default(),
+            uploads: crate::upload::UploadConfig::default(),
         }
     }
 }
@@ -201,6 +205,8 @@ pub enum Command {
     },
     /// (Internal) a software update's fetch or install reports.
     Update(core::update::UpdateReport),
+    /// The local user's upload queue.
+    Upload(UploadCommand),
 }
 
 /// A cheap handle on a running node, for the control API, the demo and the tray app.
@@ -282,6 +288,38 @@ impl NodeHandle {
         let (reply, rx) = oneshot::channel();
         self.commands
             .send(Command::SetDocumentsQuota { bytes, reply })
+            .await
+            .map_err(|_| "the node is shutting down".to_string())?;
+        rx.await
+            .map_err(|_| "the node is shutting down".to_string())
+    }
+
+    /// Packs `inputs` (files and folders) into a new anonymous upload and queues it;
+    /// `cleanup` (a folder of received files) is removed once packed. Returns at once:
+    /// follow the packing by its token in [`NodeHandle::uploads`].
+    pub async fn upload(
+        &self,
+        inputs: Vec<PathBuf>,
+        cleanup: Option<PathBuf>,
+    ) -> Result<PackingView, String> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Upload(UploadCommand::Queue {
+                inputs,
+                cleanup,
+                reply,
+            }))
+            .await
+            .map_err(|_| "the node is shutting down".to_string())?;
+        rx.await
+            .map_err(|_| "the node is shutting down".to_string())?
+    }
+
+    /// The upload queue, with the local user's own marks.
+    pub async fn uploads(&self) -> Result<UploadList, String> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Upload(UploadCommand::List { reply }))
             .await
             .map_err(|_| "the node is shutting down".to_string())?;
         rx.await

@@ -42,6 +42,28 @@ pub struct Status {
     pub paused: bool,
     /// The tray's word for all of the above (filled in by `NodeHandle::status`).
     pub health: super::health::Health,
+    /// Anonymous uploads held (counts only: which ones this node made is never here).
+    pub uploads: UploadsStatus,
+}
+
+/// The upload queue in numbers.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct UploadsStatus {
+    pub entries: usize,
+    /// Waiting for a stem hop or being handed on.
+    pub in_stem: usize,
+    /// Held and seeded until receipted.
+    pub cached: usize,
+    pub fetching: usize,
+    pub receipted: usize,
+    /// Bytes held (and promised to transfers under way), and the quota.
+    pub used_bytes: u64,
+    pub quota_bytes: u64,
+    /// Containers refused (no room, over the cap), and the last reason.
+    pub refused: u64,
+    pub last_refusal: Option<String>,
+    /// The newest intake receipt applied.
+    pub receipts_version: u32,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -188,5 +210,20 @@ pub enum NodeEvent {
     Update(Box<crate::update::UpdateStatus>),
     Paused {
         paused: bool,
+    },
+    /// An upload joined the queue or changed state.
+    Upload {
+        ih: String,
+        state: crate::upload::queue::UploadState,
+        size: u64,
+    },
+    /// A container was refused (no room, over the cap).
+    UploadRefused {
+        reason: String,
+    },
+    /// (Intake) an upload was opened, or kept sealed, or refused.
+    UploadOpened {
+        ih: String,
+        outcome: String,
     },
 }

@@ -284,6 +284,42 @@ async fn wait_for_peers(peers: &mut watch::Receiver<Vec<SocketAddr>>) {
     let _ = tokio::time::timeout(Duration::from_secs(2), peers.changed()).await;
 }
 
+/// Reads the one file a single-file torrent put in `dir`, which must be `size` bytes.
+pub fn read_single_file(dir: &Path, size: u64) -> Result<Vec<u8>, String> {
+    let mut files = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()));
+    let (Some(file), None) = (files.next(), files.next()) else {
+        return Err("the torrent must hold exactly one file".into());
+    };
+    let bytes =
+        std::fs::read(file.path()).map_err(|e| format!("{}: {e}", file.path().display()))?;
+    if bytes.len() as u64 != size {
+        return Err(format!("{} bytes, the record says {size}", bytes.len()));
+    }
+    Ok(bytes)
+}
+
+/// Lays out `body` as a publication of one file, the way `Command::Submit` seeds it:
+/// `dir/payload/<file_name>` and `dir/payload.torrent`; returns the info hash and size.
+pub fn prepare_single_file(
+    dir: &Path,
+    file_name: &str,
+    body: &[u8],
+) -> Result<([u8; 20], u64), String> {
+    let payload = dir.join(crate::publisher::PAYLOAD_DIR);
+    std::fs::create_dir_all(&payload).map_err(|e| format!("{}: {e}", payload.display()))?;
+    let file = payload.join(file_name);
+    crate::fsutil::write_atomic(&file, body, 0o644)
+        .map_err(|e| format!("{}: {e}", file.display()))?;
+    let t = crate::torrent::make(&file, file_name).map_err(|e| e.to_string())?;
+    let tf = dir.join(crate::publisher::TORRENT_FILE);
+    crate::fsutil::write_atomic(&tf, &t.bytes, 0o644)
+        .map_err(|e| format!("{}: {e}", tf.display()))?;
+    Ok((t.info_hash, t.total_size))
+}
+
 /// Copies `rel` from the served release when the new one has a file of the same path
 /// and length that is not there yet; librqbit then checks it piece by piece and fetches
 /// only what differs. (A copy, not a link: librqbit writes in place.)

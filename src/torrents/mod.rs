@@ -154,9 +154,22 @@ impl Torrents {
         };
         let root_span =
             tracing::error_span!(parent: None, "swarmsite_torrents", session = session_id);
+        let mut cfg = cfg;
+        if cfg.listen.port() == 0 {
+            // librqbit announces (in its DHT) the port it is given, not the one the
+            // kernel picks for port 0: pick it here.
+            let probe =
+                std::net::TcpListener::bind(cfg.listen).map_err(|source| TorrentsError::Io {
+                    path: cfg.state_dir.clone(),
+                    source,
+                })?;
+            cfg.listen = probe.local_addr().map_err(|source| TorrentsError::Io {
+                path: cfg.state_dir.clone(),
+                source,
+            })?;
+        }
         let session = open_session(&cfg, None, root_span.clone()).await?;
         // A restart must listen where peers were told we are, not on a new port 0 picks.
-        let mut cfg = cfg;
         if let Some(bound) = session.listen_addr() {
             cfg.listen = bound;
         }

@@ -101,6 +101,37 @@ pub fn container_size(bucket: u64) -> u64 {
     HEADER_LEN as u64 + bucket + bucket.div_ceil(PLAIN as u64) * TAG as u64
 }
 
+/// True when `size` is the size of some container (a power-of-two bucket ≥ 64 KiB):
+/// what a node that cannot open a container can still check.
+pub fn valid_size(size: u64) -> bool {
+    let mut b = MIN_BUCKET;
+    while container_size(b) < size && b < 1 << 50 {
+        b *= 2;
+    }
+    container_size(b) == size
+}
+
+/// The checks a node without the intake key can make on a container it is handed: a
+/// header that parses, sealed to a key of the intake role (`known`), a size that is a
+/// container size within `max_size`.
+pub fn check(
+    header: &Header,
+    size: u64,
+    known: &[Kid],
+    max_size: u64,
+) -> Result<(), ContainerError> {
+    if size > max_size {
+        return Err(ContainerError::TooLarge { max: max_size });
+    }
+    if !valid_size(size) {
+        return Err(ContainerError::Malformed("not a container size"));
+    }
+    if !known.contains(&header.kid) {
+        return Err(ContainerError::UnknownKey(header.kid.short()));
+    }
+    Ok(())
+}
+
 /// The largest bucket whose container fits in `max_size` (0 if none does).
 fn largest_bucket(max_size: u64) -> u64 {
     let mut b = MIN_BUCKET;
@@ -183,6 +214,17 @@ pub fn pack(
     out: impl Write,
     limits: &Limits,
 ) -> Result<Packed, ContainerError> {
+    pack_with_progress(inputs, intake, out, limits, &mut |_| {})
+}
+
+/// [`pack`], telling `progress` the input bytes read so far as it goes.
+pub fn pack_with_progress(
+    inputs: &[PathBuf],
+    intake: &PublicKey,
+    out: impl Write,
+    limits: &Limits,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Packed, ContainerError> {
     let mut key = Zeroizing::new([0u8; 32]);
     rand::thread_rng().fill_bytes(&mut key[..]);
     let wrapped = intake
@@ -208,7 +250,7 @@ pub fn pack(
         tar.mode(tar::HeaderMode::Deterministic);
         let mut total = 0u64;
         for input in inputs {
-            total += append(&mut tar, input)?;
+            append(&mut tar, input, &mut total, progress)?;
         }
         let zstd = tar.into_inner().map_err(map_out)?;
         zstd.finish().map_err(map_out)?;
@@ -242,10 +284,31 @@ fn map_out(e: io::Error) -> ContainerError {
     }
 }
 
+/// Counts the bytes read through it, telling `progress` the running total.
+struct Counting<'a, R> {
+    inner: R,
+    total: &'a mut u64,
+    progress: &'a mut dyn FnMut(u64),
+}
+
+impl<R: Read> Read for Counting<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        *self.total += n as u64;
+        (self.progress)(*self.total);
+        Ok(n)
+    }
+}
+
 /// Appends `input` (a file, or a folder with every file below it) under its own name.
 /// The folder is listed once, by the project's own lister: regular files only, links
-/// refused. Returns the bytes appended.
-fn append<W: Write>(tar: &mut tar::Builder<W>, input: &Path) -> Result<u64, ContainerError> {
+/// refused. Adds the bytes appended to `total`.
+fn append<W: Write>(
+    tar: &mut tar::Builder<W>,
+    input: &Path,
+    total: &mut u64,
+    progress: &mut dyn FnMut(u64),
+) -> Result<(), ContainerError> {
     let err = |source| ContainerError::Input {
         path: input.to_path_buf(),
         source,
@@ -270,20 +333,32 @@ fn append<W: Write>(tar: &mut tar::Builder<W>, input: &Path) -> Result<u64, Cont
     } else {
         return Err(err(io::Error::other("neither a file nor a folder")));
     };
-    let mut total = 0;
     for (path, archived, len) in files {
-        let mut f = std::fs::File::open(&path).map_err(|source| ContainerError::Input {
+        let input_err = |source| ContainerError::Input {
             path: path.clone(),
             source,
-        })?;
-        tar.append_file(archived, &mut f)
+        };
+        let f = std::fs::File::open(&path).map_err(input_err)?;
+        let meta = f.metadata().map_err(input_err)?;
+        if meta.len() != len {
+            return Err(input_err(io::Error::other(
+                "changed while it was being packed",
+            )));
+        }
+        let mut header = tar::Header::new_gnu();
+        header.set_metadata_in_mode(&meta, tar::HeaderMode::Deterministic);
+        let data = Counting {
+            inner: f.take(len),
+            total,
+            progress,
+        };
+        tar.append_data(&mut header, archived, data)
             .map_err(|e| match map_out(e) {
-                ContainerError::Output(source) => ContainerError::Input { path, source },
+                ContainerError::Output(source) => input_err(source),
                 other => other,
             })?;
-        total += len;
     }
-    Ok(total)
+    Ok(())
 }
 
 /// Encrypts plaintext written to it into chunks; `finish` pads to the bucket.
@@ -629,9 +704,32 @@ mod tests {
         let inputs = tree(&tmp.path().join("in"));
         let key = testkeys::key(0);
         let mut out = Vec::new();
-        let packed = pack(&inputs, key.public(), &mut out, &Limits::default()).unwrap();
+        let mut seen = 0;
+        let packed = pack_with_progress(
+            &inputs,
+            key.public(),
+            &mut out,
+            &Limits::default(),
+            &mut |n| seen = n,
+        )
+        .unwrap();
         assert_eq!(packed.size, out.len() as u64);
         assert_eq!(packed.input_bytes, 5 + 300_000 + 7);
+        assert_eq!(seen, packed.input_bytes, "progress reaches the whole input");
+        assert!(valid_size(packed.size) && !valid_size(packed.size + 1));
+        let header = read_header(&mut &out[..]).unwrap();
+        check(&header, packed.size, &[key.kid()], DEFAULT_MAX_SIZE).unwrap();
+        assert!(matches!(
+            check(
+                &header,
+                packed.size,
+                &[testkeys::key(1).kid()],
+                DEFAULT_MAX_SIZE
+            ),
+            Err(ContainerError::UnknownKey(_))
+        ));
+        assert!(check(&header, packed.size - 1, &[key.kid()], DEFAULT_MAX_SIZE).is_err());
+        assert!(check(&header, packed.size, &[key.kid()], MIN_BUCKET).is_err());
         let other = testkeys::key(1);
         let opened = open(
             &out[..],

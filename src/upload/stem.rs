@@ -51,7 +51,8 @@ impl Default for StemConfig {
 }
 
 /// Where an upload stands on this node.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "state", rename_all = "kebab-case")]
 pub enum StemState {
     /// Waiting for its delay to run out before the next hop.
     Waiting { until: u64 },
@@ -81,6 +82,9 @@ struct Item {
     from: Option<PeerKey>,
     /// Peers that failed to take it, avoided on the next try.
     failed: Vec<PeerKey>,
+    /// Made here: never fluffed when it loops back, and its fail-safe runs after every
+    /// relay's, so the originator is not the one that announces it.
+    own: bool,
 }
 
 pub struct Stem {
@@ -119,19 +123,27 @@ impl Stem {
             state: StemState::Waiting { until },
             from: None,
             failed: Vec::new(),
+            own: true,
         });
     }
 
     /// A whole container arrived from `from` over the stem. Returns false when it was
-    /// known already (the driver keeps one copy).
+    /// known already (the driver keeps one copy). One this node handed on that comes
+    /// back (the walk made a loop) is a new arrival: the walk goes on from here, rather
+    /// than end at a node that will not carry it further; the originator passes its own
+    /// on again (it never fluffs it: nobody can tell, and it is not the first to
+    /// announce its own upload).
     pub fn received(&mut self, id: UploadId, from: PeerKey, now: u64) -> bool {
-        if self.items.contains_key(&id) {
-            return false;
-        }
-        let state = if self
-            .rng
-            .gen_bool(self.cfg.relay_probability.clamp(0.0, 1.0))
-        {
+        let own = match self.items.get(&id) {
+            Some(i) if !matches!(i.state, StemState::Passed { .. }) => return false,
+            Some(i) => i.own,
+            None => false,
+        };
+        let relay = own
+            || self
+                .rng
+                .gen_bool(self.cfg.relay_probability.clamp(0.0, 1.0));
+        let state = if relay {
             StemState::Waiting {
                 until: now + self.delay(),
             }
@@ -145,14 +157,15 @@ impl Stem {
                 state,
                 from: Some(from),
                 failed: Vec::new(),
+                own,
             },
         );
         true
     }
 
-    /// After a restart: the state the driver saved. A send that was under way waits
-    /// out a short retry, then goes to a peer again.
-    pub fn restore(&mut self, id: UploadId, state: StemState, now: u64) {
+    /// After a restart: the state the driver saved, and whether it was made here. A
+    /// send that was under way waits out a short retry, then goes to a peer again.
+    pub fn restore(&mut self, id: UploadId, state: StemState, own: bool, now: u64) {
         let state = match state {
             StemState::Sending { .. } => StemState::Waiting {
                 until: now + self.cfg.retry_ms.min(self.cfg.delay_ms.1),
@@ -165,13 +178,20 @@ impl Stem {
                 state,
                 from: None,
                 failed: Vec::new(),
+                own,
             },
         );
     }
 
-    /// The next hop took it whole: the fail-safe timer starts.
+    /// The next hop took it whole: the fail-safe timer starts (for the originator, in
+    /// a range after the relays', which started later).
     pub fn sent(&mut self, id: &UploadId, now: u64) {
-        let failsafe = now.saturating_add(self.uniform(self.cfg.failsafe_ms));
+        let Some(own) = self.items.get(id).map(|i| i.own) else {
+            return;
+        };
+        let (lo, hi) = self.cfg.failsafe_ms;
+        let range = if own { (hi, hi + (hi - lo)) } else { (lo, hi) };
+        let failsafe = now.saturating_add(self.uniform(range));
         if let Some(item) = self.items.get_mut(id)
             && matches!(item.state, StemState::Sending { .. })
         {
@@ -309,10 +329,44 @@ mod tests {
         let Some(StemState::Passed { failsafe }) = s.state(&[1; 32]) else {
             panic!()
         };
-        assert!((until + 10_000..=until + 20_000).contains(&failsafe));
+        // The originator's fail-safe comes after every relay's (10 to 20 s here).
+        assert!((until + 20_000..=until + 30_000).contains(&failsafe));
         s.fluff_seen(&[1; 32]);
         assert_eq!(s.state(&[1; 32]), Some(StemState::Over));
         assert_eq!(s.next_timeout(), None);
+    }
+
+    #[test]
+    fn a_container_that_comes_back_goes_on_from_here() {
+        let mut s = Stem::new(cfg(1.0), 8);
+        s.originate([7; 32], 0);
+        s.handle_timeout(200, &[4, 5]);
+        drain(&mut s);
+        s.sent(&[7; 32], 250);
+        let Some(StemState::Passed { failsafe }) = s.state(&[7; 32]) else {
+            panic!()
+        };
+        assert!(
+            failsafe >= 250 + 20_000,
+            "the originator's fail-safe comes last"
+        );
+        // The walk made a loop and came back: it is taken on again, not dropped, and
+        // the originator never fluffs its own.
+        assert!(s.received([7; 32], 5, 300));
+        assert!(matches!(s.state(&[7; 32]), Some(StemState::Waiting { .. })));
+        assert!(!s.received([7; 32], 4, 301), "held and waiting: known");
+        s.fluff_seen(&[7; 32]);
+        assert!(!s.received([7; 32], 4, 302), "its stem is over");
+        let mut never = Stem::new(cfg(0.0), 9);
+        for i in 0..20u8 {
+            never.restore([i; 32], StemState::Passed { failsafe: 1 << 40 }, true, 0);
+            assert!(never.received([i; 32], 3, 10));
+            assert!(matches!(
+                never.state(&[i; 32]),
+                Some(StemState::Waiting { .. })
+            ));
+        }
+        assert!(drain(&mut never).is_empty());
     }
 
     #[test]
@@ -384,7 +438,7 @@ mod tests {
         assert!(s.received([3; 32], 1, 0));
         assert_eq!(drain(&mut s), vec![StemAction::Fluff { id: [3; 32] }]);
         let mut t = Stem::new(cfg(0.8), 5);
-        t.restore([4; 32], StemState::Sending { to: 2 }, 1000);
+        t.restore([4; 32], StemState::Sending { to: 2 }, false, 1000);
         assert_eq!(t.next_timeout(), Some(1050));
         t.handle_timeout(1050, &[2]);
         assert_eq!(drain(&mut t).len(), 1);

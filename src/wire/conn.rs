@@ -124,6 +124,8 @@ pub enum Event {
         bt_port: Option<u16>,
         dht: Option<(u16, [u8; 20])>,
         client: Option<String>,
+        /// The peer takes uploads (named `ss_blob` and `ss_up`).
+        uploads: bool,
     },
     Message(Message),
     /// The connection is over; the driver drops the socket after sending what is left.
@@ -396,6 +398,7 @@ impl Connection {
                             listen_port: ext.port,
                             bt_port: ext.bt_port,
                             dht: ext.dht,
+                            uploads: ext.takes_uploads(),
                             client: ext.client,
                         });
                     }

@@ -19,14 +19,19 @@ pub const EXTENDED: u8 = 20;
 pub const EXT_HANDSHAKE: u8 = 0;
 
 /// The swarmsite extension names in the `m` dictionary, with the ids we receive them on.
-pub const EXTENSIONS: [(&str, u8); 6] = [
+pub const EXTENSIONS: [(&str, u8); 8] = [
     ("ss_get", 1),
     ("ss_rec", 2),
     ("ss_have", 3),
     ("ss_push", 4),
     ("ss_hint", 5),
     ("ss_docs", 6),
+    ("ss_blob", 7),
+    ("ss_up", 8),
 ];
+/// Indexes of the upload messages in [`EXTENSIONS`].
+const BLOB: usize = 6;
+const UP: usize = 7;
 /// The first extensions every swarmsite node must speak; later ones are optional.
 pub const REQUIRED_EXTENSIONS: usize = 4;
 
@@ -105,6 +110,11 @@ impl ExtHandshake {
     /// True when the peer speaks every required swarmsite message.
     pub fn is_swarmsite(&self) -> bool {
         self.ids[..REQUIRED_EXTENSIONS].iter().all(Option::is_some)
+    }
+
+    /// True when the peer takes uploads: it named both `ss_blob` and `ss_up`.
+    pub fn takes_uploads(&self) -> bool {
+        self.ids[BLOB].is_some() && self.ids[UP].is_some()
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -186,6 +196,59 @@ pub enum Message {
     /// Which documents the sender keeps: what the quota choice counts and the
     /// `/documents/` pages name as holders (PROTOCOL.md §20).
     Docs(DocClaims),
+    /// A step of a stem transfer of an upload container (PROTOCOL.md §19).
+    Blob(Blob),
+    /// Fluff: the upload with this info hash can be fetched by BitTorrent.
+    Up { ih: [u8; 20] },
+}
+
+/// An upload's id on the stem: SHA-256 of its container.
+pub type BlobId = [u8; 32];
+
+/// Most container bytes one `Data` message carries (the message stays under 64 KiB).
+pub const BLOB_CHUNK: usize = 60 * 1024;
+/// Longest reason a `No` gives.
+pub const MAX_BLOB_REASON: usize = 160;
+
+/// The stem transfer of one container, driven by the receiver: the sender offers, the
+/// receiver says what it holds and how far the sender may go, the sender sends that
+/// range in order, and the receiver answers `Done` once it holds the whole container
+/// and checked its hash (or `No` at any point).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Blob {
+    /// "I have container `id` of `size` bytes for you."
+    Offer { id: BlobId, size: u64 },
+    /// "I hold its first `have` bytes; send on up to byte `until`."
+    Want { id: BlobId, have: u64, until: u64 },
+    /// Container bytes from offset `at`.
+    Data { id: BlobId, at: u64, data: Vec<u8> },
+    /// "I hold it whole and it hashes to `id`."
+    Done { id: BlobId },
+    /// "I will not take it": quota full, too large, busy, bad.
+    No { id: BlobId, why: String },
+}
+
+impl Blob {
+    /// A refusal, its reason made fit for the wire: printable ASCII, at most
+    /// [`MAX_BLOB_REASON`] bytes.
+    pub fn no(id: BlobId, why: &str) -> Blob {
+        let why = why
+            .chars()
+            .map(|c| if (' '..='~').contains(&c) { c } else { '?' })
+            .take(MAX_BLOB_REASON)
+            .collect();
+        Blob::No { id, why }
+    }
+
+    pub fn id(&self) -> &BlobId {
+        match self {
+            Blob::Offer { id, .. }
+            | Blob::Want { id, .. }
+            | Blob::Data { id, .. }
+            | Blob::Done { id }
+            | Blob::No { id, .. } => id,
+        }
+    }
 }
 
 /// The documents a node holds completely and is fetching, by info hash, and its HTTP
@@ -240,6 +303,8 @@ impl Message {
             Message::Push { .. } => 3,
             Message::Hint(_) => 4,
             Message::Docs(_) => 5,
+            Message::Blob(_) => BLOB,
+            Message::Up { .. } => UP,
         }
     }
 
@@ -302,6 +367,8 @@ impl Message {
                         .collect(),
                 )
             }
+            Message::Blob(b) => encode_blob(b),
+            Message::Up { ih } => bencode::dict([("ih", Value::Bytes(ih.to_vec()))]),
         })
     }
 
@@ -376,6 +443,13 @@ impl Message {
                     http,
                 })
             }
+            BLOB => Message::Blob(decode_blob(&mut f)?),
+            UP => Message::Up {
+                ih: f
+                    .bytes("ih")?
+                    .try_into()
+                    .map_err(|_| invalid("ih", "needs 20 bytes"))?,
+            },
             _ => return Err(ShapeError::Unknown(format!("extension {index}")).into()),
         };
         f.finish()?;
@@ -383,11 +457,87 @@ impl Message {
     }
 }
 
-fn decode_hint(f: &mut Fields) -> Result<Hint, MessageError> {
-    let invalid = |field: &'static str, why: &str| ShapeError::Invalid {
+fn invalid(field: &'static str, why: &str) -> ShapeError {
+    ShapeError::Invalid {
         field,
         why: why.into(),
+    }
+}
+
+fn encode_blob(b: &Blob) -> Value {
+    let int = |n: u64| Value::Int(n as i64);
+    let mut d = vec![("id", Value::Bytes(b.id().to_vec()))];
+    match b {
+        Blob::Offer { size, .. } => d.push(("size", int(*size))),
+        Blob::Want { have, until, .. } => {
+            d.push(("have", int(*have)));
+            d.push(("until", int(*until)));
+        }
+        Blob::Data { at, data, .. } => {
+            d.push(("at", int(*at)));
+            d.push(("data", Value::Bytes(data.clone())));
+        }
+        Blob::Done { .. } => d.push(("done", Value::Int(1))),
+        Blob::No { why, .. } => d.push(("no", Value::Bytes(why.as_bytes().to_vec()))),
+    }
+    Value::Dict(
+        d.into_iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v))
+            .collect(),
+    )
+}
+
+/// Exactly one of the shapes of [`Blob`]; offsets and sizes are non-negative.
+fn decode_blob(f: &mut Fields) -> Result<Blob, MessageError> {
+    let id: BlobId = f
+        .bytes("id")?
+        .try_into()
+        .map_err(|_| invalid("id", "needs 32 bytes"))?;
+    let count = |v: Option<i64>, field| match v {
+        None => Ok(None),
+        Some(n) => u64::try_from(n)
+            .map(Some)
+            .map_err(|_| invalid(field, "negative")),
     };
+    let size = count(f.opt_int("size")?, "size")?;
+    let have = count(f.opt_int("have")?, "have")?;
+    let until = count(f.opt_int("until")?, "until")?;
+    let at = count(f.opt_int("at")?, "at")?;
+    let data = f.opt_bytes("data")?;
+    let done = f.opt_int("done")?;
+    let no = f.opt_bytes("no")?;
+    let blob = match (size, have, until, at, data, done, no) {
+        (Some(size), None, None, None, None, None, None) => Blob::Offer { id, size },
+        (None, Some(have), Some(until), None, None, None, None) if until > have => {
+            Blob::Want { id, have, until }
+        }
+        (None, None, None, Some(at), Some(data), None, None)
+            if !data.is_empty() && data.len() <= BLOB_CHUNK =>
+        {
+            Blob::Data { id, at, data }
+        }
+        (None, None, None, None, None, Some(1), None) => Blob::Done { id },
+        (None, None, None, None, None, None, Some(why))
+            if why.len() <= MAX_BLOB_REASON && why.iter().all(|c| (0x20..0x7f).contains(c)) =>
+        {
+            Blob::No {
+                id,
+                why: String::from_utf8(why).expect("ascii"),
+            }
+        }
+        _ => {
+            return Err(invalid(
+                "blob",
+                "needs exactly one of: size; have and until (until > have); at and data \
+                 (1 to 61440 bytes); done = 1; no (a short printable reason)",
+            )
+            .into());
+        }
+    };
+    Ok(blob)
+}
+
+fn decode_hint(f: &mut Fields) -> Result<Hint, MessageError> {
     let ip = match f.bytes("ip")?.as_slice() {
         b if b.len() == 4 => std::net::IpAddr::from(<[u8; 4]>::try_from(b).expect("4")),
         b if b.len() == 16 => std::net::IpAddr::from(<[u8; 16]>::try_from(b).expect("16")),
@@ -488,6 +638,26 @@ mod tests {
                 object: None,
                 hops: 1,
             }),
+            Message::Blob(Blob::Offer {
+                id: [1; 32],
+                size: 4096 + 65536 + 32,
+            }),
+            Message::Blob(Blob::Want {
+                id: [1; 32],
+                have: 0,
+                until: 1 << 20,
+            }),
+            Message::Blob(Blob::Data {
+                id: [1; 32],
+                at: 61440,
+                data: vec![7; BLOB_CHUNK],
+            }),
+            Message::Blob(Blob::Done { id: [2; 32] }),
+            Message::Blob(Blob::No {
+                id: [2; 32],
+                why: "storage quota full".into(),
+            }),
+            Message::Up { ih: [9; 20] },
         ] {
             assert_eq!(
                 Message::decode_payload(m.extension(), &m.encode_payload()).unwrap(),
@@ -515,6 +685,42 @@ mod tests {
             Err(MessageError::ClaimsLength)
         );
         assert!(Message::decode_payload(5, b"d8:fetching0:4:held0:4:httpi0ee").is_err());
+        // Blobs: exactly one shape, sane numbers, chunks within the limit.
+        let id = format!("2:id32:{}", "a".repeat(32));
+        for bad in [
+            format!("d{id}e"),
+            format!("d4:havei5e{id}5:untili5ee"),
+            format!("d{id}4:sizei-1ee"),
+            format!("d{id}4:sizei1e4:donei1ee"),
+            format!("d2:ati0e4:data0:{id}e"),
+            format!("d4:donei2e{id}e"),
+            "d2:id3:abc4:sizei1ee".to_string(),
+        ] {
+            assert!(
+                Message::decode_payload(BLOB, bad.as_bytes()).is_err(),
+                "{bad}"
+            );
+        }
+        let big = Message::Blob(Blob::Data {
+            id: [1; 32],
+            at: 0,
+            data: vec![0; BLOB_CHUNK + 1],
+        });
+        assert!(Message::decode_payload(BLOB, &big.encode_payload()).is_err());
+        assert!(big.encode_payload().len() > BLOB_CHUNK);
+        let full = Message::Blob(Blob::Data {
+            id: [1; 32],
+            at: u64::MAX >> 2,
+            data: vec![0; BLOB_CHUNK],
+        });
+        assert!(frame_extended(6, &full.encode_payload()).len() - 4 <= MAX_MESSAGE_LEN);
+        assert!(Message::decode_payload(UP, b"d2:ih3:abce").is_err());
+        // Any reason a node gives is made fit to send.
+        let long = Message::Blob(Blob::no([1; 32], &format!("é{}", "x".repeat(500))));
+        let back = Message::decode_payload(BLOB, &long.encode_payload()).unwrap();
+        assert!(
+            matches!(back, Message::Blob(Blob::No { why, .. }) if why.len() == MAX_BLOB_REASON && why.starts_with("?x"))
+        );
     }
 
     #[test]
@@ -523,6 +729,7 @@ mod tests {
         assert_eq!(Handshake::decode(&h.encode()), Some(h.clone()));
         assert!(h.supports_extensions());
         let ext = ExtHandshake::ours(Some(7000), Some(6881), Some((6882, [5; 20])));
+        assert!(ext.takes_uploads());
         assert_eq!(ExtHandshake::decode(&ext.encode()), Some(ext));
         // Another client's handshake: unknown keys fine, no swarmsite messages.
         let other = ExtHandshake::decode(b"d1:md6:ut_pexi1ee1:pi6881e4:reqqi250ee").unwrap();

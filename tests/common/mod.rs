@@ -287,41 +287,54 @@ pub async fn scripted_node(
     answers: Vec<(swarmsite::name::SystemName, Vec<u8>)>,
     push: Vec<Vec<u8>>,
 ) {
-    use swarmsite::wire::{Connection, Event, Message};
+    use swarmsite::wire::{Event, Message};
+    wire_server(listener, cfg, move |_, ev| match ev {
+        Event::Ready { .. } => std::iter::once(Message::Have {
+            names: have.clone(),
+        })
+        .chain(push.iter().map(|r| Message::Push { record: r.clone() }))
+        .collect(),
+        Event::Message(Message::Get { name }) => {
+            let record = answers
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, r)| r.clone());
+            vec![Message::Rec { name, record }]
+        }
+        _ => vec![],
+    })
+    .await
+}
+
+/// A wire node built from the project's own wire state machine: accepts on `listener`,
+/// handshakes with `cfg`, and sends what `answer` returns for each event of each
+/// connection (given the peer's address). Runs until its task is aborted, which also
+/// ends every connection it holds.
+pub async fn wire_server(
+    listener: tokio::net::TcpListener,
+    cfg: swarmsite::wire::WireConfig,
+    answer: impl Fn(SocketAddr, swarmsite::wire::Event) -> Vec<swarmsite::wire::Message>
+    + Clone
+    + Send
+    + 'static,
+) {
+    use swarmsite::wire::Connection;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut conns = tokio::task::JoinSet::new();
-    while let Ok((mut s, _)) = listener.accept().await {
-        let (cfg, have, answers, push) = (cfg.clone(), have.clone(), answers.clone(), push.clone());
+    while let Ok((mut s, remote)) = listener.accept().await {
+        let (cfg, answer) = (cfg.clone(), answer.clone());
         conns.spawn(async move {
-            let ms = || swarmsite::node::unix_ms();
+            let ms = swarmsite::node::unix_ms;
             let mut conn = Connection::new(cfg, ms(), false);
-            let mut buf = vec![0u8; 16 * 1024];
+            let mut buf = vec![0u8; 64 * 1024];
             while !conn.is_closed() {
                 let out = conn.take_transmit();
                 if !out.is_empty() && s.write_all(&out).await.is_err() {
                     return;
                 }
                 while let Some(ev) = conn.poll_event() {
-                    match ev {
-                        Event::Ready { .. } => {
-                            conn.send(
-                                &Message::Have {
-                                    names: have.clone(),
-                                },
-                                ms(),
-                            );
-                            for r in &push {
-                                conn.send(&Message::Push { record: r.clone() }, ms());
-                            }
-                        }
-                        Event::Message(Message::Get { name }) => {
-                            let record = answers
-                                .iter()
-                                .find(|(n, _)| *n == name)
-                                .map(|(_, r)| r.clone());
-                            conn.send(&Message::Rec { name, record }, ms());
-                        }
-                        _ => {}
+                    for m in answer(remote, ev) {
+                        conn.send(&m, ms());
                     }
                 }
                 match tokio::time::timeout(Duration::from_millis(500), s.read(&mut buf)).await {

@@ -6,23 +6,6 @@ use super::*;
 /// Largest torrent-form blacklist fetched (about 100,000 entries).
 const MAX_BLACKLIST_BYTES: u64 = 16 * 1024 * 1024;
 
-/// Reads the one file a single-file torrent put in `dir`.
-fn read_single_file(dir: &std::path::Path, size: u64) -> Result<Vec<u8>, String> {
-    let mut files = std::fs::read_dir(dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))?
-        .filter_map(Result::ok)
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()));
-    let (Some(file), None) = (files.next(), files.next()) else {
-        return Err("the blacklist torrent must hold exactly one file".into());
-    };
-    let bytes =
-        std::fs::read(file.path()).map_err(|e| format!("{}: {e}", file.path().display()))?;
-    if bytes.len() as u64 != size {
-        return Err(format!("{} bytes, the record says {size}", bytes.len()));
-    }
-    Ok(bytes)
-}
-
 impl Core {
     /// Puts the blacklist of `record` in force, fetching it first when it travels as a
     /// torrent; an older version than the one in force changes nothing.
@@ -64,25 +47,9 @@ impl Core {
         }
         let cancel = self.shared.cancel.child_token();
         self.blacklist_fetch = Some((name.version(), cancel.clone()));
-        // Our own publication is seeded from where it was published.
-        let (dir, torrent) = match self.local_payloads.get(&ih) {
-            Some(d) => (
-                d.join(crate::publisher::PAYLOAD_DIR),
-                std::fs::read(d.join(crate::publisher::TORRENT_FILE))
-                    .ok()
-                    .map(bytes::Bytes::from),
-            ),
-            None => (self.blacklists_dir().join(hex::encode(ih)), None),
-        };
-        let torrents = Arc::clone(&self.shared.torrents);
-        let peers = self.bt_peers.subscribe();
+        let fetch = self.fetch_single_file(ih, size, self.blacklists_dir().join(hex::encode(ih)));
         let commands = self.shared.commands.clone();
         tokio::spawn(async move {
-            let fetch = async {
-                std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-                sync::fetch_torrent(&torrents, &ih, torrent, &dir, None, peers, |_, _| {}).await;
-                read_single_file(&dir, size)
-            };
             let result = tokio::select! {
                 r = fetch => r,
                 _ = cancel.cancelled() => return,
@@ -164,6 +131,7 @@ impl Core {
                 drop(conn.tx);
                 if conn.ready {
                     self.gossip.peer_down(*key, unix_ms());
+                    self.uploads_peer_down(*key);
                 }
             }
         }
@@ -273,19 +241,7 @@ impl Core {
                     }
                 };
                 self.blacklist.publishing(version, now);
-                let (reply, answer) = tokio::sync::oneshot::channel();
-                self.on_command(Command::Submit {
-                    record: bytes,
-                    payload: Some(dir),
-                    reply,
-                });
-                tokio::spawn(async move {
-                    match answer.await {
-                        Ok(Ok(v)) => tracing::info!("auto-blacklist: {v}"),
-                        Ok(Err(e)) => tracing::error!("auto-blacklist v{version} refused: {e}"),
-                        Err(_) => {}
-                    }
-                });
+                self.submit_own(bytes, dir, format!("auto-blacklist v{version}"));
             }
             Err(e) => tracing::error!("auto-blacklist v{version}: {e}"),
         }
@@ -299,15 +255,7 @@ impl Core {
         body: &[u8],
     ) -> Result<(PathBuf, [u8; 20], u64), String> {
         let dir = self.blacklists_dir().join(format!("auto-v{version}"));
-        let payload = dir.join(crate::publisher::PAYLOAD_DIR);
-        std::fs::create_dir_all(&payload).map_err(|e| format!("{}: {e}", payload.display()))?;
-        let file = payload.join("blacklist.bencode");
-        crate::fsutil::write_atomic(&file, body, 0o644)
-            .map_err(|e| format!("{}: {e}", file.display()))?;
-        let t = crate::torrent::make(&file, "blacklist.bencode").map_err(|e| e.to_string())?;
-        let tf = dir.join(crate::publisher::TORRENT_FILE);
-        crate::fsutil::write_atomic(&tf, &t.bytes, 0o644)
-            .map_err(|e| format!("{}: {e}", tf.display()))?;
-        Ok((dir, t.info_hash, t.total_size))
+        let (ih, size) = sync::prepare_single_file(&dir, "blacklist.bencode", body)?;
+        Ok((dir, ih, size))
     }
 }

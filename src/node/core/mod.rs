@@ -8,6 +8,7 @@ mod documents;
 mod notices;
 mod pause;
 pub(super) mod update;
+pub(crate) mod uploads;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -97,6 +98,8 @@ struct Conn {
     /// turns out not to be a swarmsite node at all, the announcement was a lie.
     found_under: Option<SystemName>,
     dht_id: Option<[u8; 20]>,
+    /// The peer takes uploads (`ss_blob`, `ss_up`).
+    uploads: bool,
 }
 
 impl Conn {
@@ -152,6 +155,8 @@ pub struct Core {
     archive: documents::Archive,
     /// Software updates (`core/update.rs`).
     update: update::Updater,
+    /// Anonymous uploads: stem, transfers, fluff, queue, receipts, intake.
+    uploads: uploads::Uploads,
 }
 
 /// Where a peer is: the address of the connection, and the ports it announced.
@@ -200,6 +205,7 @@ impl Core {
         let auto_threshold = cfg.auto_blacklist.as_ref().map(|a| a.threshold);
         let archive = documents::Archive::new(store.root(), cfg.documents_quota);
         let update = update::Updater::new(cfg.update.clone(), &store);
+        let uploads = uploads::Uploads::new(&cfg);
         Ok(Core {
             local_ip: cfg.wire_listen.ip(),
             cfg,
@@ -228,6 +234,7 @@ impl Core {
             blacklist_ih: None,
             archive,
             update,
+            uploads,
         })
     }
 
@@ -235,6 +242,7 @@ impl Core {
         self.restore().await;
         self.restore_notices();
         self.restore_documents().await;
+        self.restore_uploads().await;
         if let Some((record, _)) = self
             .gossip
             .held((kind::AUTHORIZED_FILE, crate::name::file_id::BLACKLIST))
@@ -257,12 +265,18 @@ impl Core {
             self.cfg.pull_interval.max(Duration::from_secs(1)),
         );
         let mut docs_tick = tokio::time::interval(Duration::from_millis(250));
+        let mut uploads_tick = tokio::time::interval(self.uploads.tick_interval());
         let cancel = self.shared.cancel.clone();
         let mut bad_pieces = self.shared.torrents.take_bad_pieces();
         loop {
             self.drain_actions();
-            let wait =
-                Duration::from_millis(self.gossip.next_timeout().saturating_sub(unix_ms()).max(10));
+            self.drain_upload_actions();
+            let next = self
+                .uploads_next_timeout()
+                .map_or(self.gossip.next_timeout(), |t| {
+                    t.min(self.gossip.next_timeout())
+                });
+            let wait = Duration::from_millis(next.saturating_sub(unix_ms()).max(10));
             tokio::select! {
                 accepted = listener.accept() => {
                     if let Ok((stream, remote)) = accepted {
@@ -280,7 +294,12 @@ impl Core {
                 Some(bad) = recv_or_pending(&mut bad_pieces) => self.on_bad_piece(bad),
                 Some(report) = self.archive.rx.recv() => self.on_doc_report(report),
                 _ = docs_tick.tick() => self.documents_tick(),
-                _ = tokio::time::sleep(wait) => self.gossip.handle_timeout(unix_ms()),
+                Some(report) = self.uploads.rx.recv() => self.on_upload_report(report),
+                _ = tokio::time::sleep(wait) => {
+                    self.gossip.handle_timeout(unix_ms());
+                    self.uploads_timeout(unix_ms());
+                }
+                _ = uploads_tick.tick() => self.uploads_tick(),
                 _ = dial_tick.tick() => self.maintain_connections(),
                 _ = dht_tick.tick() => self.rendezvous_round(),
                 _ = auto_tick.tick() => {
@@ -412,6 +431,7 @@ impl Core {
             client: None,
             found_under: None,
             dht_id: None,
+            uploads: false,
         };
         self.conns.insert(key, conn);
         (key, rx)
@@ -481,6 +501,7 @@ impl Core {
                 bt_port,
                 dht,
                 client,
+                uploads,
             } => {
                 if let (Some(r), Some((port, id)), Some(conn)) =
                     (&self.shared.rendezvous, dht, self.conns.get(&key))
@@ -502,6 +523,7 @@ impl Core {
                     return;
                 }
                 conn.ready = true;
+                conn.uploads = uploads;
                 conn.peer_id = peer_id;
                 conn.dht_id = dht.map(|(_, id)| id);
                 conn.client = client;
@@ -512,9 +534,12 @@ impl Core {
                 let addr = conn.remote.to_string();
                 self.gossip.peer_up(key);
                 self.send_documents_to(key);
+                self.uploads_peer_up(key);
                 self.refresh_peers();
                 self.emit(NodeEvent::PeerUp { addr });
             }
+            Event::Message(Message::Blob(blob)) => self.on_blob(key, blob),
+            Event::Message(Message::Up { ih }) => self.on_up(key, ih),
             Event::Message(Message::Hint(hint)) => {
                 if hint.ip != self.local_ip && !self.blacklist.contains(hint.ip) {
                     self.hints.receive(key, hint, unix_ms());
@@ -553,6 +578,7 @@ impl Core {
                     self.peer_documents_gone(key);
                     if conn.ready {
                         self.gossip.peer_down(key, unix_ms());
+                        self.uploads_peer_down(key);
                         self.refresh_peers();
                         self.emit(NodeEvent::PeerDown {
                             addr: conn.remote.to_string(),
@@ -601,6 +627,7 @@ impl Core {
             Command::InstallUpdate { reply } => self.install_update(Some(reply)),
             Command::Update(report) => self.on_update(report),
             Command::SetPaused { paused, reply } => self.set_paused(paused, reply),
+            Command::Upload(cmd) => self.on_upload_command(cmd),
             Command::Rechecked { hint, finding } => self.on_rechecked(hint, finding),
             Command::BlacklistFetched { name, ih, list } => {
                 self.on_blacklist_fetched(name, ih, list)
@@ -885,7 +912,53 @@ impl Core {
             ObjectClass::SoftwareManifest => self.on_manifest(&record),
             ObjectClass::Notice => self.on_notice(&record, true),
             ObjectClass::Document => self.on_document(&record),
+            ObjectClass::IntakeReceipts => self.on_receipts(&record),
             _ => {}
+        }
+    }
+
+    /// Sends a record this node signed, whose torrent's content is published in `dir`
+    /// (seeded before the record goes out), and logs how it went as `what`.
+    fn submit_own(&mut self, record: Vec<u8>, dir: PathBuf, what: String) {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.on_command(Command::Submit {
+            record,
+            payload: Some(dir),
+            reply,
+        });
+        tokio::spawn(async move {
+            match answer.await {
+                Ok(Ok(v)) => tracing::info!("{what}: {v}"),
+                Ok(Err(e)) => tracing::error!("{what} refused: {e}"),
+                Err(_) => {}
+            }
+        });
+    }
+
+    /// Fetches the single-file torrent `ih` of a signed record into `dir` (or reads it
+    /// where this node published it) and returns its `size` bytes; it stays seeded.
+    fn fetch_single_file(
+        &self,
+        ih: [u8; 20],
+        size: u64,
+        dir: PathBuf,
+    ) -> impl std::future::Future<Output = Result<Vec<u8>, String>> + Send + 'static {
+        // Our own publication is seeded from where it was published.
+        let (dir, torrent) = match self.local_payloads.get(&ih) {
+            Some(d) => (
+                d.join(crate::publisher::PAYLOAD_DIR),
+                std::fs::read(d.join(crate::publisher::TORRENT_FILE))
+                    .ok()
+                    .map(bytes::Bytes::from),
+            ),
+            None => (dir, None),
+        };
+        let torrents = Arc::clone(&self.shared.torrents);
+        let peers = self.bt_peers.subscribe();
+        async move {
+            std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            sync::fetch_torrent(&torrents, &ih, torrent, &dir, None, peers, |_, _| {}).await;
+            sync::read_single_file(&dir, size)
         }
     }
 

@@ -1,0 +1,976 @@
+//! Anonymous uploads end to end (SPEC §7): real nodes on loopback addresses pass a
+//! sealed container hop by hop, fluff it through librqbit, the intake opens it and
+//! publishes a receipt, and every node lets its copy go. Delays are milliseconds.
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use swarmsite::node::{NodeConfig, NodeEvent, NodeHandle};
+use swarmsite::publisher::{self, InitOptions, NetworkDir};
+use swarmsite::upload::{IntakeConfig, UploadConfig};
+
+const PASS: &[u8] = b"upload test";
+
+/// One network (its keys made once per test binary).
+fn network() -> &'static (tempfile::TempDir, NetworkDir) {
+    static N: std::sync::OnceLock<(tempfile::TempDir, NetworkDir)> = std::sync::OnceLock::new();
+    N.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        // One key per role keeps the key generation short; rotations need one signer.
+        let mut opts = InitOptions::one_site("TESTLEAKS".parse().unwrap(), "testleaks");
+        (opts.keys_per_role, opts.threshold) = (1, 1);
+        let net = NetworkDir::init(&dir.path().join("net"), &opts, PASS, now()).unwrap();
+        (dir, net)
+    })
+}
+
+fn key(net: &NetworkDir, role: &str, version: u32, n: u32) -> swarmsite::keys::PrivateKey {
+    publisher::load_key(
+        &net.root()
+            .join(format!("keys/{role}/v{version}/key-{n}.pem")),
+        PASS,
+    )
+    .unwrap()
+}
+
+/// Upload settings for tests: hops of 50–300 ms, quick retries, room for many offers.
+fn fast() -> UploadConfig {
+    let mut u = UploadConfig::default();
+    u.stem.delay_ms = (50, 300);
+    u.stem.retry_ms = 300;
+    u.stem.failsafe_ms = (120_000, 180_000);
+    u.transfer.stall_ms = 10_000;
+    u.transfer.offers_burst = 200;
+    u
+}
+
+fn upload_node(data: &Path, net: &NetworkDir, ip: &str, peers: Vec<SocketAddr>) -> NodeConfig {
+    let mut cfg = node_config(data, net, ip, peers);
+    cfg.uploads = fast();
+    cfg
+}
+
+/// The intake node: an upload node holding the intake key, opening uploads into `out`.
+fn intake_node(data: &Path, net: &NetworkDir, ip: &str, out: &Path) -> NodeConfig {
+    let mut cfg = upload_node(data, net, ip, vec![]);
+    cfg.uploads.intake = Some(intake(net, out));
+    cfg
+}
+
+fn intake(net: &NetworkDir, out: &Path) -> Arc<IntakeConfig> {
+    Arc::new(IntakeConfig {
+        keys: vec![key(net, "intake", 1, 1)],
+        signer: key(net, "documents", 1, 1),
+        out: out.to_path_buf(),
+        receipt_interval: Duration::from_millis(500),
+    })
+}
+
+fn wire(h: &NodeHandle) -> SocketAddr {
+    h.status().wire_addr.parse().unwrap()
+}
+
+/// Files under `dir`, relative, with their bytes.
+fn tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out: Vec<(PathBuf, Vec<u8>)> = swarmsite::torrent::list_files(dir)
+        .unwrap()
+        .into_iter()
+        .map(|f| {
+            let rel: PathBuf = f.path.iter().collect();
+            let bytes = std::fs::read(dir.join(&rel)).unwrap();
+            (rel, bytes)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Bytes of containers under a node's `uploads/` folder (stem and fluff copies).
+fn held_bytes(data: &Path) -> u64 {
+    ["stem", "fluff"]
+        .iter()
+        .flat_map(|s| {
+            std::fs::read_dir(data.join("uploads").join(s))
+                .into_iter()
+                .flatten()
+        })
+        .flatten()
+        .map(|e| std::fs::metadata(e.path().join("upload")).map_or(0, |m| m.len()))
+        .sum()
+}
+
+/// Packs `inputs` at `h` and waits until the container is queued; returns its info hash.
+async fn queue(h: &NodeHandle, inputs: Vec<PathBuf>) -> String {
+    let view = h.upload(inputs, None).await.unwrap();
+    let token = view.token;
+    for _ in 0..600 {
+        let list = h.uploads().await.unwrap();
+        if let Some(p) = list.packing.iter().find(|p| p.token == token) {
+            assert!(p.error.is_none(), "{:?}", p.error);
+        }
+        if let Some(e) = list
+            .entries
+            .iter()
+            .find(|e| e.token.as_deref() == Some(&token))
+        {
+            assert!(e.originated);
+            return e.ih.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("not packed in time");
+}
+
+/// Every upload event a node emits: (info hash, state), in order.
+fn record_events(h: &NodeHandle) -> Arc<std::sync::Mutex<Vec<(String, String)>>> {
+    let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut rx = h.subscribe();
+    let l = Arc::clone(&log);
+    tokio::spawn(async move {
+        loop {
+            match rx.recv().await {
+                Ok(NodeEvent::Upload { ih, state, .. }) => {
+                    let state = serde_json::to_value(state).unwrap();
+                    l.lock()
+                        .unwrap()
+                        .push((ih, state.as_str().unwrap().to_string()));
+                }
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(_) => return,
+            }
+        }
+    });
+    log
+}
+
+fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
+    use rand::{RngCore, SeedableRng};
+    let mut v = vec![0u8; n];
+    rand::rngs::StdRng::seed_from_u64(seed).fill_bytes(&mut v);
+    v
+}
+
+/// 5 MiB over a few files and folders: mostly incompressible, some text.
+fn five_mib_folder(dir: &Path) {
+    std::fs::create_dir_all(dir.join("scans/2026")).unwrap();
+    std::fs::write(dir.join("scans/2026/a.bin"), random_bytes(3 << 20, 1)).unwrap();
+    std::fs::write(dir.join("scans/b.bin"), random_bytes(1 << 20, 2)).unwrap();
+    let memo: String = (0..60_000)
+        .map(|i| format!("line {i} of the memo\n"))
+        .collect();
+    std::fs::write(dir.join("memo.txt"), &memo.as_bytes()[..1 << 20]).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_nodes_carry_a_folder_to_the_intake_and_its_receipt_frees_every_cache() {
+    let _ = piece_audit();
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, net) = network();
+    // The intake takes no stem transfer here, so the upload must reach it by fluff.
+    let out = tmp.path().join("intake-out");
+    let mut icfg = intake_node(&tmp.path().join("intake"), net, "127.0.0.40", &out);
+    (
+        icfg.uploads.transfer.offers_burst,
+        icfg.uploads.transfer.offers_per_hour,
+    ) = (0, 0);
+    let intake_node = OwnRuntime::spawn(icfg).await;
+    let iw = wire(&intake_node.handle);
+    // Ten nodes in a ring with chords; the intake hangs off node 5.
+    let mut nodes: Vec<OwnRuntime> = Vec::new();
+    let mut wires = Vec::new();
+    for i in 0..10 {
+        let ip = format!("127.0.0.{}", 41 + i);
+        let mut peers: Vec<SocketAddr> = Vec::new();
+        if i > 0 {
+            peers.push(wires[i - 1]);
+        }
+        if i > 2 {
+            peers.push(wires[i - 3]);
+        }
+        if i == 9 {
+            peers.push(wires[0]);
+        }
+        if i == 5 {
+            peers.push(iw);
+        }
+        let mut cfg = upload_node(&tmp.path().join(format!("n{i}")), net, &ip, peers);
+        cfg.uploads.stem.relay_probability = 0.6;
+        let n = OwnRuntime::spawn(cfg).await;
+        wires.push(wire(&n.handle));
+        nodes.push(n);
+    }
+    let handles: Vec<NodeHandle> = nodes.iter().map(|n| n.handle.clone()).collect();
+    wait_for("every link up", 30, || {
+        handles.iter().all(|h| h.status().peers.len() >= 2)
+            && !intake_node.handle.status().peers.is_empty()
+    })
+    .await;
+    let events: Vec<_> = handles.iter().map(record_events).collect();
+
+    let input = tmp.path().join("leak");
+    five_mib_folder(&input);
+    let t0 = std::time::Instant::now();
+    let ih = queue(&handles[0], vec![input.clone()]).await;
+    let opened = out.join(&ih).join("leak");
+    wait_for("the upload opened at the intake", 120, || opened.exists()).await;
+    assert_eq!(tree(&opened), tree(&input), "byte-identical");
+    let arrived = t0.elapsed();
+
+    // It went the whole way: a stem, one node switching to fluff, BitTorrent fetches.
+    let states = |i: usize| -> Vec<String> {
+        events[i]
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(h, _)| *h == ih)
+            .map(|(_, s)| s.clone())
+            .collect()
+    };
+    let fluffed = (0..10)
+        .filter(|&i| states(i).contains(&"fluffed".into()))
+        .count();
+    let fetched = (0..10)
+        .filter(|&i| states(i).contains(&"fetching".into()))
+        .count();
+    assert_eq!(states(0).first().map(String::as_str), Some("waiting"));
+    assert!(fluffed >= 1, "a node switched it to fluff");
+    assert!(fetched >= 1, "nodes fetched it by BitTorrent");
+
+    // The receipt frees every copy, everywhere, and says so.
+    wait_for("every cache freed", 60, || {
+        (0..10).all(|i| held_bytes(&tmp.path().join(format!("n{i}"))) == 0)
+    })
+    .await;
+    for (i, h) in handles.iter().enumerate() {
+        let list = h.uploads().await.unwrap();
+        for e in list.entries.iter().filter(|e| e.ih == ih) {
+            assert_eq!(
+                serde_json::to_value(e.state).unwrap(),
+                "receipted",
+                "node {i}"
+            );
+            assert_eq!(e.originated, i == 0, "only node 0 marks it as its own");
+        }
+        assert!(h.status().uploads.receipts_version >= 1);
+    }
+    eprintln!(
+        "5 MiB folder: arrived in {arrived:?}, {fluffed} fluff node(s), {fetched} fetches, all freed in {:?}",
+        t0.elapsed()
+    );
+    for n in nodes {
+        n.shutdown().await;
+    }
+    intake_node.shutdown().await;
+}
+
+/// A minimal, lenient bencode value, for the spy's KRPC (librqbit's messages are not
+/// always in canonical key order, which the project's strict decoder refuses).
+#[derive(Clone, Debug)]
+enum B {
+    I(i64),
+    S(Vec<u8>),
+    L(Vec<B>),
+    D(Vec<(Vec<u8>, B)>),
+}
+
+impl B {
+    fn parse(b: &[u8], at: &mut usize) -> Option<B> {
+        match *b.get(*at)? {
+            b'i' => {
+                let end = *at + b[*at..].iter().position(|&c| c == b'e')?;
+                let n = std::str::from_utf8(&b[*at + 1..end]).ok()?.parse().ok()?;
+                *at = end + 1;
+                Some(B::I(n))
+            }
+            b'l' | b'd' => {
+                let dict = b[*at] == b'd';
+                *at += 1;
+                let (mut l, mut d) = (Vec::new(), Vec::new());
+                while *b.get(*at)? != b'e' {
+                    if dict {
+                        let B::S(k) = B::parse(b, at)? else {
+                            return None;
+                        };
+                        d.push((k, B::parse(b, at)?));
+                    } else {
+                        l.push(B::parse(b, at)?);
+                    }
+                }
+                *at += 1;
+                Some(if dict { B::D(d) } else { B::L(l) })
+            }
+            _ => {
+                let colon = *at + b[*at..].iter().position(|&c| c == b':')?;
+                let n: usize = std::str::from_utf8(&b[*at..colon]).ok()?.parse().ok()?;
+                let s = b.get(colon + 1..colon + 1 + n)?.to_vec();
+                *at = colon + 1 + n;
+                Some(B::S(s))
+            }
+        }
+    }
+
+    fn get(&self, k: &str) -> Option<&B> {
+        match self {
+            B::D(d) => d
+                .iter()
+                .find(|(key, _)| key == k.as_bytes())
+                .map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    fn bytes(&self) -> Option<&[u8]> {
+        match self {
+            B::S(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            B::I(n) => out.extend_from_slice(format!("i{n}e").as_bytes()),
+            B::S(s) => {
+                out.extend_from_slice(format!("{}:", s.len()).as_bytes());
+                out.extend_from_slice(s);
+            }
+            B::L(l) => {
+                out.push(b'l');
+                l.iter().for_each(|v| v.encode(out));
+                out.push(b'e');
+            }
+            B::D(d) => {
+                let mut d = d.clone();
+                d.sort_by(|a, b| a.0.cmp(&b.0));
+                out.push(b'd');
+                for (k, v) in &d {
+                    B::S(k.clone()).encode(out);
+                    v.encode(out);
+                }
+                out.push(b'e');
+            }
+        }
+    }
+}
+
+fn dict(pairs: Vec<(&str, B)>) -> B {
+    B::D(
+        pairs
+            .into_iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v))
+            .collect(),
+    )
+}
+
+/// What the spy saw: when, from whom (a node's address), and about which upload.
+#[derive(Clone, Debug)]
+struct Sighting {
+    at: std::time::Instant,
+    who: std::net::IpAddr,
+    ih: [u8; 20],
+    what: &'static str,
+}
+
+type Sightings = Arc<std::sync::Mutex<Vec<Sighting>>>;
+
+/// A spy that is the whole DHT of every node's librqbit: it answers `find_node` with
+/// its own sockets, `get_peers` with a token and a node id right next to the info hash
+/// (so the node announces to it), and records every `get_peers` and `announce_peer`.
+/// A node is told apart by the BitTorrent port it announces (librqbit's DHT socket is
+/// bound to 0.0.0.0, so on loopback every query comes from 127.0.0.1).
+async fn dht_spy(
+    ip: &str,
+    log: Sightings,
+    ports: Arc<std::sync::Mutex<HashMap<u16, std::net::IpAddr>>>,
+) -> (SocketAddr, tokio::task::JoinSet<()>) {
+    let mut sockets = Vec::new();
+    for _ in 0..4 {
+        sockets.push(Arc::new(
+            tokio::net::UdpSocket::bind(format!("{ip}:0"))
+                .await
+                .unwrap(),
+        ));
+    }
+    let addrs: Vec<SocketAddr> = sockets.iter().map(|s| s.local_addr().unwrap()).collect();
+    let ids: Vec<[u8; 20]> = (0..4).map(|i| [0x80 + i as u8; 20]).collect();
+    let compact = |id: &[u8; 20], a: SocketAddr| {
+        let std::net::IpAddr::V4(v4) = a.ip() else {
+            unreachable!()
+        };
+        let mut c = id.to_vec();
+        c.extend_from_slice(&v4.octets());
+        c.extend_from_slice(&a.port().to_be_bytes());
+        c
+    };
+    let all_nodes: Vec<u8> = ids
+        .iter()
+        .zip(&addrs)
+        .flat_map(|(id, a)| compact(id, *a))
+        .collect();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, sock) in sockets.into_iter().enumerate() {
+        let (log, ports, all_nodes, me, my_id) = (
+            Arc::clone(&log),
+            Arc::clone(&ports),
+            all_nodes.clone(),
+            addrs[i],
+            ids[i],
+        );
+        tasks.spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            loop {
+                let Ok((n, from)) = sock.recv_from(&mut buf).await else {
+                    return;
+                };
+                let Some(msg) = B::parse(&buf[..n], &mut 0) else {
+                    continue;
+                };
+                let (Some(t), Some(B::S(q))) = (msg.get("t").cloned(), msg.get("q")) else {
+                    continue;
+                };
+                let args = msg.get("a");
+                let ih: Option<[u8; 20]> = args
+                    .and_then(|a| a.get("info_hash"))
+                    .and_then(B::bytes)
+                    .and_then(|b| b.try_into().ok());
+                let mut r = vec![("id", B::S(my_id.to_vec()))];
+                match (q.as_slice(), ih) {
+                    (b"get_peers", Some(ih)) => {
+                        // Its id: next to the info hash, so the node announces to it.
+                        let mut near = ih;
+                        near[19] ^= 1;
+                        r[0] = ("id", B::S(near.to_vec()));
+                        r.push(("token", B::S(b"spy".to_vec())));
+                        r.push(("nodes", B::S(compact(&near, me))));
+                    }
+                    (b"announce_peer", Some(ih)) => {
+                        let port = args.and_then(|a| a.get("port")).and_then(|p| match p {
+                            B::I(p) => u16::try_from(*p).ok(),
+                            _ => None,
+                        });
+                        if let Some(who) = port.and_then(|p| ports.lock().unwrap().get(&p).copied())
+                        {
+                            log.lock().unwrap().push(Sighting {
+                                at: std::time::Instant::now(),
+                                who,
+                                ih,
+                                what: "dht-announce",
+                            });
+                        }
+                    }
+                    _ => r.push(("nodes", B::S(all_nodes.clone()))),
+                }
+                let reply = dict(vec![("t", t), ("y", B::S(b"r".to_vec())), ("r", dict(r))]);
+                let mut out = Vec::new();
+                reply.encode(&mut out);
+                let _ = sock.send_to(&out, from).await;
+            }
+        });
+    }
+    (addrs[0], tasks)
+}
+
+/// The spy's wire face: records every `up` with the sender's address, and turns down
+/// every stem transfer.
+async fn wire_spy(listener: tokio::net::TcpListener, rendezvous: [u8; 20], log: Sightings) {
+    use swarmsite::wire::message::Blob;
+    use swarmsite::wire::{Event, Message, WireConfig};
+    let port = listener.local_addr().unwrap().port();
+    let cfg = WireConfig::new(rendezvous, [0x55; 20], Some(port));
+    wire_server(listener, cfg, move |remote, ev| match ev {
+        Event::Message(Message::Up { ih }) => {
+            log.lock().unwrap().push(Sighting {
+                at: std::time::Instant::now(),
+                who: remote.ip(),
+                ih,
+                what: "up",
+            });
+            vec![]
+        }
+        Event::Message(Message::Blob(Blob::Offer { id, .. })) => {
+            vec![Message::Blob(Blob::no(id, "busy"))]
+        }
+        _ => vec![],
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spy_never_sees_the_originator_or_a_stem_relay_announce_before_the_fluff() {
+    let _ = piece_audit();
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, net) = network();
+    let log: Sightings = Default::default();
+    let ports: Arc<std::sync::Mutex<HashMap<u16, std::net::IpAddr>>> = Default::default();
+    let (dht, _dht_tasks) = dht_spy("127.0.0.60", Arc::clone(&log), Arc::clone(&ports)).await;
+    let spy_listener = tokio::net::TcpListener::bind("127.0.0.60:0").await.unwrap();
+    let spy_wire = spy_listener.local_addr().unwrap();
+    let rendezvous = *swarmsite::name::SystemName::new(
+        net.bundle().network(),
+        swarmsite::name::kind::NOTICE,
+        1,
+        0,
+    )
+    .as_bytes();
+    let spy = tokio::spawn(wire_spy(spy_listener, rendezvous, Arc::clone(&log)));
+
+    // Eight nodes: each knows the one before, one three back, and the spy. Their
+    // librqbit DHT is the spy.
+    let mut nodes: Vec<OwnRuntime> = Vec::new();
+    let mut wires = Vec::new();
+    for i in 0..8 {
+        let ip = format!("127.0.0.{}", 61 + i);
+        let mut peers = vec![spy_wire];
+        if i > 0 {
+            peers.push(wires[i - 1]);
+        }
+        if i > 2 {
+            peers.push(wires[i - 3]);
+        }
+        if i == 7 {
+            peers.push(wires[0]);
+        }
+        let mut cfg = upload_node(&tmp.path().join(format!("n{i}")), net, &ip, peers);
+        cfg.content_dht = Some(vec![dht.to_string()]);
+        let n = OwnRuntime::spawn(cfg).await;
+        let bt: SocketAddr = n.handle.status().bt_addr.unwrap().parse().unwrap();
+        ports.lock().unwrap().insert(bt.port(), bt.ip());
+        wires.push(wire(&n.handle));
+        nodes.push(n);
+    }
+    let handles: Vec<NodeHandle> = nodes.iter().map(|n| n.handle.clone()).collect();
+    wait_for("every link up", 30, || {
+        handles.iter().all(|h| h.status().peers.len() >= 3)
+    })
+    .await;
+    let events: Vec<_> = handles.iter().map(record_events).collect();
+    let ips: Vec<std::net::IpAddr> = (0..8)
+        .map(|i| format!("127.0.0.{}", 61 + i).parse().unwrap())
+        .collect();
+
+    // Twenty uploads, from every node in turn, all at once.
+    let input = tmp.path().join("in");
+    let mut uploads = Vec::new();
+    for run in 0..20usize {
+        let file = input.join(format!("note-{run}.txt"));
+        std::fs::create_dir_all(&input).unwrap();
+        std::fs::write(&file, format!("note {run}")).unwrap();
+        let origin = run % 8;
+        let ih = queue(&handles[origin], vec![file]).await;
+        uploads.push((ih, origin));
+    }
+    let hex20 = |ih: &[u8; 20]| hex::encode(ih);
+    // Each one is fluffed, and the spy hears of it from the fluff node.
+    let announced = || {
+        let log = log.lock().unwrap();
+        uploads
+            .iter()
+            .map(|(ih, _)| {
+                let fluff = (0..8).find(|&i| {
+                    events[i]
+                        .lock()
+                        .unwrap()
+                        .iter()
+                        .any(|(h, s)| h == ih && s == "fluffed")
+                });
+                let seen = fluff.is_some_and(|f| {
+                    log.iter()
+                        .any(|s| hex20(&s.ih) == *ih && s.who == ips[f] && s.what == "dht-announce")
+                });
+                (fluff, seen)
+            })
+            .collect::<Vec<_>>()
+    };
+    for _ in 0..600 {
+        if announced().iter().all(|(_, seen)| *seen) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        announced().iter().all(|(_, seen)| *seen),
+        "every upload fluffed and announced: {:?}; {} sightings",
+        announced(),
+        log.lock().unwrap().len()
+    );
+    // Let the fluff spread for a moment, so later announcements are seen too.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let log = log.lock().unwrap().clone();
+    for (run, (ih, origin)) in uploads.iter().enumerate() {
+        let history = |i: usize| -> Vec<String> {
+            events[i]
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(h, _)| h == ih)
+                .map(|(_, s)| s.clone())
+                .collect()
+        };
+        let fluff: Vec<usize> = (0..8)
+            .filter(|&i| history(i).contains(&"fluffed".into()))
+            .collect();
+        let stem: Vec<usize> = (0..8)
+            .filter(|&i| {
+                history(i).first().map(String::as_str) == Some("waiting") && !fluff.contains(&i)
+            })
+            .collect();
+        assert!(
+            stem.contains(origin),
+            "run {run}: the originator held it on the stem"
+        );
+        let seen: Vec<&Sighting> = log.iter().filter(|s| hex20(&s.ih) == *ih).collect();
+        let first_fluff = seen
+            .iter()
+            .filter(|s| fluff.iter().any(|&f| s.who == ips[f]))
+            .map(|s| s.at)
+            .min()
+            .expect("the fluff node announced");
+        for s in &seen {
+            let i = ips.iter().position(|ip| *ip == s.who).unwrap();
+            assert!(
+                !(stem.contains(&i) && s.at < first_fluff),
+                "run {run}: stem node {i} ({}) was seen ({}) before the fluff",
+                if i == *origin {
+                    "the originator"
+                } else {
+                    "a relay"
+                },
+                s.what
+            );
+        }
+        eprintln!(
+            "run {run}: origin {origin}, stem {stem:?}, fluff {fluff:?}, {} sightings",
+            seen.len()
+        );
+    }
+    spy.abort();
+    for n in nodes {
+        n.shutdown().await;
+    }
+}
+
+/// Offers `container` to the node at `to`, as a peer built from the project's own wire
+/// and transfer machines connecting from `ip`; returns the node's last word: `Ok` for
+/// `Done`, the reason of its `No`, or why the connection ended.
+async fn blob_send(
+    ip: &str,
+    to: SocketAddr,
+    rendezvous: [u8; 20],
+    container: Vec<u8>,
+) -> Result<(), String> {
+    use sha2::Digest;
+    use swarmsite::upload::transfer::{Local, TransferAction, TransferConfig, Transfers};
+    use swarmsite::wire::message::Blob;
+    use swarmsite::wire::{Connection, Event, Message, WireConfig};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ms = swarmsite::node::unix_ms;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+    let mut s = socket.connect(to).await.map_err(|e| e.to_string())?;
+    // A fresh peer id each time: a node keeps one link per peer id.
+    let peer_id: [u8; 20] = rand::random();
+    let mut conn = Connection::new(WireConfig::new(rendezvous, peer_id, None), ms(), true);
+    let mut tx = Transfers::new(TransferConfig::default());
+    let id: [u8; 32] = sha2::Sha256::digest(&container).into();
+    let mut buf = vec![0u8; 64 * 1024];
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        while let Some(a) = tx.poll_action() {
+            match a {
+                TransferAction::Send { msg, .. } => conn.send(&Message::Blob(msg), ms()),
+                TransferAction::SendData { id, at, len, .. } => {
+                    let data = container[at as usize..(at + len) as usize].to_vec();
+                    conn.send(&Message::Blob(Blob::Data { id, at, data }), ms());
+                }
+                TransferAction::Delivered { .. } => return Ok(()),
+                TransferAction::SendFailed { why, .. } => return Err(why),
+                TransferAction::Violation { why, .. } => return Err(why),
+                _ => {}
+            }
+        }
+        let out = conn.take_transmit();
+        if !out.is_empty() && s.write_all(&out).await.is_err() {
+            return Err("the node closed the connection".into());
+        }
+        while let Some(ev) = conn.poll_event() {
+            match ev {
+                Event::Ready { .. } => {
+                    tx.peer_up(1, ip.parse().unwrap());
+                    tx.send(1, id, container.len() as u64, ms());
+                }
+                // It takes nothing itself: a node may pick it for a stem hop.
+                Event::Message(Message::Blob(b)) => {
+                    tx.handle(1, b, |_, _| Local::Refuse("busy".into()), ms())
+                }
+                Event::Closed(why) => return Err(format!("closed: {why}")),
+                _ => {}
+            }
+        }
+        if conn.is_closed() {
+            return Err("closed".into());
+        }
+        match tokio::time::timeout(Duration::from_millis(100), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => conn.handle_eof(),
+            Ok(Ok(n)) => conn.handle_input(&buf[..n], ms()),
+            Err(_) => conn.handle_timeout(ms()),
+        }
+    }
+    Err("no answer".into())
+}
+
+fn evidence(data: &Path) -> Vec<swarmsite::evidence::Evidence> {
+    swarmsite::evidence::EvidenceLog::new(data.join("evidence.jsonl"), 1 << 22)
+        .read_all()
+        .unwrap()
+}
+
+fn rendezvous(net: &NetworkDir) -> [u8; 20] {
+    *swarmsite::name::SystemName::new(net.bundle().network(), swarmsite::name::kind::NOTICE, 1, 0)
+        .as_bytes()
+}
+
+/// A real container for the intake key, of `input` bytes.
+fn sealed(net: &NetworkDir, dir: &Path, input: &[u8]) -> Vec<u8> {
+    let file = dir.join("letter.txt");
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(&file, input).unwrap();
+    let mut out = Vec::new();
+    let key = key(net, "intake", 1, 1);
+    swarmsite::upload::container::pack(
+        &[file],
+        key.public(),
+        &mut out,
+        &swarmsite::upload::container::Limits::default(),
+    )
+    .unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tampered_containers_are_refused_and_recorded_and_nothing_crashes() {
+    let _ = piece_audit();
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, net) = network();
+    let out = tmp.path().join("intake-out");
+    let icfg = intake_node(&tmp.path().join("intake"), net, "127.0.0.80", &out);
+    let intake_node = OwnRuntime::spawn(icfg).await;
+    let iw = wire(&intake_node.handle);
+    let a = OwnRuntime::spawn(upload_node(
+        &tmp.path().join("a"),
+        net,
+        "127.0.0.81",
+        vec![iw],
+    ))
+    .await;
+    let aw = wire(&a.handle);
+    let b = OwnRuntime::spawn(upload_node(
+        &tmp.path().join("b"),
+        net,
+        "127.0.0.82",
+        vec![aw, iw],
+    ))
+    .await;
+    wait_for("connected", 30, || b.handle.status().peers.len() == 2).await;
+    let rv = rendezvous(net);
+    const HOSTILE: &str = "127.0.0.89";
+
+    // Not a container at all (a container's size, no header): the first node refuses it
+    // and records the sender.
+    let junk = random_bytes(
+        swarmsite::upload::container::container_size(1 << 16) as usize,
+        9,
+    );
+    let answer = blob_send(HOSTILE, aw, rv, junk).await;
+    assert!(answer.is_err(), "{answer:?}");
+    wait_for("evidence at A", 10, || {
+        evidence(&tmp.path().join("a")).iter().any(|e| {
+            e.reason == "bad-upload" && e.peer.as_deref().unwrap_or("").starts_with(HOSTILE)
+        })
+    })
+    .await;
+
+    // Well-formed outside, broken inside: a wrapped key and a body chunk tampered with.
+    // Relays cannot tell; the intake refuses to open them, records it, and still
+    // receipts them, so no node carries them for ever.
+    let good = sealed(net, &tmp.path().join("s1"), b"first");
+    let mut bad_key = sealed(net, &tmp.path().join("s2"), b"second");
+    bad_key[60] ^= 1;
+    let mut bad_body = sealed(net, &tmp.path().join("s3"), b"third");
+    let at = 4096 + 100;
+    bad_body[at] ^= 0x40;
+    for c in [good.clone(), bad_key.clone(), bad_body.clone()] {
+        assert_eq!(blob_send(HOSTILE, aw, rv, c).await, Ok(()));
+    }
+    let ih_of = |c: &[u8]| {
+        let f = tmp.path().join("ih-probe").join("upload");
+        std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+        std::fs::write(&f, c).unwrap();
+        hex::encode(swarmsite::torrent::make(&f, "upload").unwrap().info_hash)
+    };
+    let (ih_good, ih_key, ih_body) = (ih_of(&good), ih_of(&bad_key), ih_of(&bad_body));
+    let handled = || {
+        [
+            out.join(&ih_good).join("letter.txt").exists(),
+            out.join("refused").join(&ih_key).exists(),
+            out.join("refused").join(&ih_body).exists(),
+        ]
+    };
+    for _ in 0..600 {
+        if handled() == [true; 3] {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        handled(),
+        [true; 3],
+        "handled at the intake; queues: {:?} {:?} {:?}",
+        a.handle.uploads().await.unwrap().entries,
+        b.handle.uploads().await.unwrap().entries,
+        intake_node.handle.uploads().await.unwrap().entries,
+    );
+    assert!(
+        !out.join(&ih_key).exists() && !out.join(&ih_body).exists(),
+        "nothing half-opened"
+    );
+    let at_intake = evidence(&tmp.path().join("intake"));
+    for (ih, what) in [(&ih_key, "wrapped key"), (&ih_body, "authenticate")] {
+        assert!(
+            at_intake.iter().any(|e| e.reason == "bad-upload"
+                && e.detail.contains(ih.as_str())
+                && e.detail.contains(what)),
+            "{what}: {at_intake:?}"
+        );
+    }
+    wait_for("every copy freed", 60, || {
+        ["a", "b", "intake"]
+            .iter()
+            .all(|n| held_bytes(&tmp.path().join(n)) == 0)
+    })
+    .await;
+    for n in [&a, &b, &intake_node] {
+        assert!(
+            n.handle.status().uploads.receipts_version >= 1,
+            "still running, receipted"
+        );
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+    intake_node.shutdown().await;
+}
+
+/// The header of the one stem copy the node in `data` holds of the upload `ih`.
+fn sealed_to(data: &Path) -> Vec<swarmsite::keys::Kid> {
+    std::fs::read_dir(data.join("uploads/stem"))
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            let mut f = std::fs::File::open(e.path().join("upload")).unwrap();
+            swarmsite::upload::container::read_header(&mut f)
+                .unwrap()
+                .kid
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_an_intake_key_rotation_new_uploads_use_the_new_key() {
+    let _ = piece_audit();
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, net) = network();
+    let old = key(net, "intake", 1, 1);
+    // A node with the bundle's intake key; far away delays keep the copies at hand.
+    let mut cfg = upload_node(&tmp.path().join("a"), net, "127.0.0.90", vec![]);
+    cfg.uploads.stem.delay_ms = (600_000, 600_000);
+    let a = OwnRuntime::spawn(cfg).await;
+    let input = tmp.path().join("in.txt");
+    std::fs::write(&input, b"before").unwrap();
+    queue(&a.handle, vec![input.clone()]).await;
+    assert_eq!(sealed_to(&tmp.path().join("a")), vec![old.kid()]);
+
+    // The intake holders rotate their key; the node hears of it like of any record.
+    let rotated = net
+        .rotate(
+            swarmsite::name::Role::INTAKE,
+            1,
+            vec![],
+            1,
+            1,
+            swarmsite::keys::MIN_BITS,
+            &[old],
+            PASS,
+            now(),
+        )
+        .unwrap();
+    let (dir, _) = rotated.published().expect("one signature is enough here");
+    let record = std::fs::read(dir.join(publisher::RECORD_FILE)).unwrap();
+    a.handle.submit(record, None).await.unwrap();
+    let new = key(net, "intake", 2, 1);
+    std::fs::write(&input, b"after").unwrap();
+    queue(&a.handle, vec![input.clone()]).await;
+    let mut kids = sealed_to(&tmp.path().join("a"));
+    kids.sort();
+    let mut want = vec![key(net, "intake", 1, 1).kid(), new.kid()];
+    want.sort();
+    assert_eq!(kids, want, "the second upload is sealed to the new key");
+    a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_quota_refuses_new_uploads_with_a_reason_and_keeps_what_it_has() {
+    let _ = piece_audit();
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, net) = network();
+    let smallest = swarmsite::upload::container::container_size(1 << 16);
+    // Room for two of the smallest containers.
+    let mut cfg = upload_node(&tmp.path().join("a"), net, "127.0.0.95", vec![]);
+    cfg.uploads.quota = 2 * smallest + 1000;
+    cfg.uploads.stem.delay_ms = (600_000, 600_000);
+    let a = OwnRuntime::spawn(cfg).await;
+    let aw = wire(&a.handle);
+    let one = tmp.path().join("one.bin");
+    std::fs::write(&one, b"x").unwrap();
+    let sixty = tmp.path().join("sixty.bin");
+    std::fs::write(&sixty, random_bytes(60 * 1024, 5)).unwrap();
+    queue(&a.handle, vec![one.clone()]).await;
+    queue(&a.handle, vec![sixty]).await;
+    let list = a.handle.uploads().await.unwrap();
+    assert_eq!(list.entries.len(), 2);
+    assert!(
+        list.entries.iter().all(|e| e.size == smallest),
+        "1 byte and 60 KiB make containers of one size"
+    );
+    // A third is refused at once, with the reason; the two stay.
+    let third = a.handle.upload(vec![one], None).await.unwrap_err();
+    assert!(third.starts_with("storage quota full"), "{third}");
+    assert!(third.contains("not receipted"), "{third}");
+    // A peer's upload offered on the stem is refused the same way.
+    let junk_free = sealed(net, &tmp.path().join("s"), b"from a peer");
+    let answer = blob_send("127.0.0.96", aw, rendezvous(net), junk_free).await;
+    assert!(
+        answer
+            .as_ref()
+            .is_err_and(|e| e.starts_with("storage quota full")),
+        "{answer:?}"
+    );
+    let status = a.handle.status().uploads;
+    assert!(status.refused >= 2);
+    assert!(
+        status
+            .last_refusal
+            .unwrap()
+            .starts_with("storage quota full")
+    );
+    assert_eq!(
+        held_bytes(&tmp.path().join("a")),
+        2 * smallest,
+        "kept what it had"
+    );
+    assert_eq!(a.handle.uploads().await.unwrap().entries.len(), 2);
+    a.shutdown().await;
+}
