@@ -78,6 +78,15 @@ impl Health {
                 "the storage quota is full: {missing} documents are not kept here (raise it in Settings)"
             ));
         }
+        let u = &s.uploads;
+        let smallest =
+            crate::upload::container::container_size(crate::upload::container::MIN_BUCKET);
+        if u.quota_bytes > 0 && u.used_bytes.saturating_add(smallest) > u.quota_bytes {
+            problems.push(format!(
+                "the upload storage is full: new uploads are refused until the intake receipts what is held ({} refused; raise --upload-quota)",
+                u.refused
+            ));
+        }
         if let Some(e) = s.sync.as_ref().and_then(|y| y.error.as_deref()) {
             problems.push(format!("the download is stuck: {e}"));
         }
@@ -191,6 +200,23 @@ mod tests {
             TrayState::Serving,
             "full, but all kept"
         );
+    }
+
+    #[test]
+    fn a_full_upload_storage_needs_the_user() {
+        let mut s = Status {
+            served_version: Some(1),
+            peers: vec![peer()],
+            ..Status::default()
+        };
+        s.uploads.quota_bytes = 1 << 30;
+        s.uploads.used_bytes = 1 << 20;
+        assert_eq!(Health::of(&s).state, TrayState::Serving);
+        s.uploads.used_bytes = (1 << 30) - 1000;
+        s.uploads.refused = 2;
+        let h = Health::of(&s);
+        assert_eq!(h.state, TrayState::Attention);
+        assert!(h.problems[0].contains("upload storage is full"), "{h:?}");
     }
 
     #[test]
