@@ -149,6 +149,23 @@ fn record_events(h: &NodeHandle) -> Arc<std::sync::Mutex<Vec<(String, String)>>>
     log
 }
 
+/// The links of the next node of a ring of `n` with chords, given the wire addresses of
+/// the nodes before it: the one before, the one three back, and the first for the last.
+fn ring_links(wires: &[SocketAddr], n: usize) -> Vec<SocketAddr> {
+    let i = wires.len();
+    let mut peers = Vec::new();
+    if i > 0 {
+        peers.push(wires[i - 1]);
+    }
+    if i > 2 {
+        peers.push(wires[i - 3]);
+    }
+    if i + 1 == n && n > 1 {
+        peers.push(wires[0]);
+    }
+    peers
+}
+
 fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
     use rand::{RngCore, SeedableRng};
     let mut v = vec![0u8; n];
@@ -186,16 +203,7 @@ async fn ten_nodes_carry_a_folder_to_the_intake_and_its_receipt_frees_every_cach
     let mut wires = Vec::new();
     for i in 0..10 {
         let ip = format!("127.0.0.{}", 41 + i);
-        let mut peers: Vec<SocketAddr> = Vec::new();
-        if i > 0 {
-            peers.push(wires[i - 1]);
-        }
-        if i > 2 {
-            peers.push(wires[i - 3]);
-        }
-        if i == 9 {
-            peers.push(wires[0]);
-        }
+        let mut peers = ring_links(&wires, 10);
         if i == 5 {
             peers.push(iw);
         }
@@ -526,15 +534,7 @@ async fn a_spy_never_sees_the_originator_or_a_stem_relay_announce_before_the_flu
     for i in 0..8 {
         let ip = format!("127.0.0.{}", 61 + i);
         let mut peers = vec![spy_wire];
-        if i > 0 {
-            peers.push(wires[i - 1]);
-        }
-        if i > 2 {
-            peers.push(wires[i - 3]);
-        }
-        if i == 7 {
-            peers.push(wires[0]);
-        }
+        peers.extend(ring_links(&wires, 8));
         let mut cfg = upload_node(&tmp.path().join(format!("n{i}")), net, &ip, peers);
         cfg.content_dht = Some(vec![dht.to_string()]);
         let n = OwnRuntime::spawn(cfg).await;
