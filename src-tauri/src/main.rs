@@ -19,6 +19,7 @@ use tauri::menu::{Menu, MenuItem, PredefinedMenuItem};
 use tauri::tray::{TrayIcon, TrayIconBuilder};
 use tauri::{AppHandle, Manager, RunEvent, WebviewUrl, WebviewWindowBuilder};
 use tauri_plugin_autostart::ManagerExt as _;
+use tauri_plugin_dialog::DialogExt as _;
 use tauri_plugin_opener::OpenerExt as _;
 
 use tray::{MenuAction, Shell, TrayView};
@@ -180,6 +181,26 @@ fn show_window(app: &AppHandle, page: &str) -> tauri::Result<()> {
 fn open_site(app: AppHandle) {
     let status = app.state::<AppState>().status();
     tray::run(MenuAction::OpenSite, status.as_ref(), &app);
+}
+
+/// "Upload files…" (the tray menu, the Uploads page): the desktop's own file chooser.
+/// The page then queues the paths through the control API (`POST /api/uploads`), so
+/// the node reads the files where they are; an empty list when nothing was chosen.
+#[tauri::command]
+async fn pick_uploads(app: AppHandle) -> Vec<String> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    app.dialog()
+        .file()
+        .set_title("Upload files")
+        .pick_files(move |picked| {
+            let _ = tx.send(picked);
+        });
+    let picked = rx.await.ok().flatten().unwrap_or_default();
+    picked
+        .into_iter()
+        .filter_map(|p| p.into_path().ok())
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect()
 }
 
 #[tauri::command]
@@ -345,8 +366,10 @@ fn main() {
             Some(vec!["--hidden"]),
         ))
         .plugin(tauri_plugin_opener::init())
+        .plugin(tauri_plugin_dialog::init())
         .invoke_handler(tauri::generate_handler![
             open_site,
+            pick_uploads,
             autostart_get,
             autostart_set
         ])

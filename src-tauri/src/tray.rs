@@ -6,6 +6,9 @@
 use swarmsite::node::{Status, TrayState};
 use swarmsite::update::{UpdatePhase, UpdateStatus};
 
+/// The page that opens the file chooser at once ("Upload files…"), then shows the queue.
+pub const PICK_UPLOADS: &str = "uploads/pick";
+
 /// The menu, by item id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MenuAction {
@@ -74,7 +77,7 @@ pub fn run(action: MenuAction, status: Option<&Status>, shell: &impl Shell) {
             None => shell.show_page("status"),
         },
         MenuAction::ShowWindow => shell.show_page("status"),
-        MenuAction::Upload => shell.show_page("uploads"),
+        MenuAction::Upload => shell.show_page(PICK_UPLOADS),
         MenuAction::TogglePause => {
             if let Some(s) = status {
                 shell.set_paused(!s.paused);
@@ -242,7 +245,7 @@ mod tests {
         );
         assert_eq!(calls(MenuAction::OpenSite, None), ["show status"]);
         assert_eq!(calls(MenuAction::ShowWindow, Some(&s)), ["show status"]);
-        assert_eq!(calls(MenuAction::Upload, Some(&s)), ["show uploads"]);
+        assert_eq!(calls(MenuAction::Upload, Some(&s)), ["show uploads/pick"]);
         assert_eq!(calls(MenuAction::TogglePause, Some(&s)), ["paused true"]);
         let mut paused = s.clone();
         paused.paused = true;

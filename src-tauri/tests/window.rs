@@ -5,13 +5,15 @@
 //! Debian's WebKitWebDriver) shows the status page; "Open site" reaches the default
 //! browser through xdg-open; a new release is served and notified; start at login
 //! writes and removes the XDG autostart entry; a second start only brings the window
-//! back; a new version of the app arrives through the swarm, is notified and offered,
-//! and "Restart to update" installs it over the app's binary (a copy: the stand-in
-//! replaces it) and restarts into it. A photograph of the screen (window and tray icon)
-//! is kept as the test's artifact (`$SCREENSHOT_DIR/app-window.png`, or the temp
-//! folder). WebDriver's own screenshot is not used: under Xvfb it kept showing the
-//! page's first frame. `scripts/test` installs xvfb-run, dbus-run-session, dunst,
-//! trayer, ImageMagick, WebKitWebDriver and tauri-driver.
+//! back; "Upload files…" opens the desktop's file chooser (GTK, typed into with
+//! xdotool) and the chosen file joins the upload queue; a new version of the app
+//! arrives through the swarm, is notified and offered, and "Restart to update" installs
+//! it over the app's binary (a copy: the stand-in replaces it) and restarts into it. A
+//! photograph of the screen (window and tray icon) is kept as the test's artifact
+//! (`$SCREENSHOT_DIR/app-window.png`, or the temp folder). WebDriver's own screenshot is
+//! not used: under Xvfb it kept showing the page's first frame. `scripts/test` installs
+//! xvfb-run, dbus-run-session, dunst, trayer, xdotool, ImageMagick, WebKitWebDriver and
+//! tauri-driver.
 
 #[path = "../../tests/common/site.rs"]
 mod common;
@@ -62,14 +64,15 @@ fn tool(name: &str) -> Option<PathBuf> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_app_window_shows_its_node() {
-    let (Some(driver), Some(_), Some(_), Some(_)) = (
+    let (Some(driver), Some(_), Some(_), Some(_), Some(_)) = (
         tool("tauri-driver"),
         tool("WebKitWebDriver"),
         tool("xvfb-run"),
         tool("dunst"),
+        tool("xdotool"),
     ) else {
         panic!(
-            "needs tauri-driver, WebKitWebDriver, xvfb-run and dunst: run scripts/test, which installs them"
+            "needs tauri-driver, WebKitWebDriver, xvfb-run, dunst and xdotool: run scripts/test, which installs them"
         );
     };
 

@@ -10,7 +10,7 @@
 // release 2) and SOFTWARE_DIR (swarmsite 0.2.0), both published, for the peer to take.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { execFileSync, spawnSync } from 'node:child_process';
 
@@ -48,6 +48,11 @@ async function until(what, secs, fn) {
 }
 
 const read = (path) => (existsSync(path) ? readFileSync(path, 'utf8') : '');
+/** xdotool on the app's display (the file chooser is a native window). */
+const xdo = (...args) => {
+  const r = spawnSync('xdotool', args, { env: desktop, encoding: 'utf8', timeout: 10_000 });
+  return r.status === 0 ? r.stdout.trim() : '';
+};
 
 /** Hands a published folder to the peer (the publisher's `--push`). */
 async function publish(dir) {
@@ -73,14 +78,21 @@ test('the app: window, browser, notifications, autostart, one instance, update',
     const found = await wd('POST', s('/elements'), { using: 'css selector', value: css });
     return found.length > 0 ? Object.values(found[0])[0] : null;
   };
+  // The page re-renders on every event: an element found may be gone a moment later
+  // ("stale element reference"), so look it up again.
+  const stale = (e) => {
+    if (/stale element/.test(String(e))) return null;
+    throw e;
+  };
   const text = async (css) => {
     const id = await find(css);
-    return id ? wd('GET', s(`/element/${id}/text`)) : null;
+    return id ? wd('GET', s(`/element/${id}/text`)).catch(stale) : null;
   };
-  const click = async (css) => {
-    const id = await until(css, 30, () => find(css));
-    await wd('POST', s(`/element/${id}/click`), {});
-  };
+  const click = (css) =>
+    until(css, 30, async () => {
+      const id = await find(css);
+      return id ? wd('POST', s(`/element/${id}/click`), {}).then(() => true, stale) : false;
+    });
   const js = (script) => wd('POST', s('/execute/sync'), { script, args: [] });
   try {
     // 1. The window opens on the status page and shows the release the node serves.
@@ -121,7 +133,32 @@ test('the app: window, browser, notifications, autostart, one instance, update',
     assert.ok(Date.now() - started < 20_000, 'the second start ended at once');
     await until('the first window back on its status page', 15, async () => (await js('return location.hash')) === '#status');
 
-    // 6. swarmsite 0.2.0 comes through the swarm: downloaded in the background, told by a
+    // 6. "Upload files…": the tray menu opens the window at #uploads/pick (as here); the
+    // desktop's file chooser opens, a person types a file's path into it, and the file
+    // is packed and queued (read where it is, by path).
+    const leak = join(dirname(process.env.DATA_DIR), 'leak-from-the-app.txt');
+    writeFileSync(leak, 'a document for the intake, chosen in the app\n');
+    await js('location.hash = "uploads/pick"');
+    const chooser = await until('the file chooser', 30, () => xdo('search', '--onlyvisible', '--name', '^Upload files$').split('\n')[0]);
+    // No window manager here: focus it directly, then type as a person would.
+    xdo('windowfocus', '--sync', chooser);
+    xdo('key', '--delay', '100', 'ctrl+l');
+    xdo('type', '--delay', '20', leak);
+    // Open is enabled once the chooser has checked the typed path: press Return until
+    // it takes it and closes.
+    await until('the file chooser to take the path', 15, () => {
+      if (!xdo('search', '--onlyvisible', '--name', '^Upload files$')) return true;
+      xdo('key', 'Return');
+      return false;
+    });
+    await until('the chosen file queued', 30, async () => {
+      const said = (await text('#upload-message')) ?? '';
+      return said === '1 file(s) queued.' || (said.startsWith('Not queued') ? { said } : false);
+    }).then((r) => assert.equal(r, true, JSON.stringify(r)));
+    await until('the chosen file in the queue', 30, async () => /leak-from-the-app\.txt/.test((await text('#upload-queue')) ?? ''));
+    assert.equal(await js('return location.hash'), '#uploads');
+
+    // 7. swarmsite 0.2.0 comes through the swarm: downloaded in the background, told by a
     // notification, offered in the window; the user chooses "Restart to update".
     await publish(process.env.SOFTWARE_DIR);
     await until('the update offered', 60, () => find('#install-update'));

@@ -65,7 +65,7 @@ function render(): void {
       view = peersPage.render(status, evidence);
       break;
     case "uploads":
-      view = uploadsPage.render(queue, upload, uploadMessage);
+      view = uploadsPage.render(queue, upload, uploadMessage, tauri ? pickUploads : null);
       break;
     case "settings":
       view = settingsPage.render(
@@ -138,6 +138,33 @@ function upload(files: uploadsPage.Picked[]): void {
       uploadMessage = `Not queued: ${describe(e)}`;
     })
     .finally(() => void refreshUploads());
+}
+
+/**
+ * "Upload files…" in the app: the desktop's file chooser (the shell's `pick_uploads`),
+ * then the chosen paths go to the queue, read by the node where they are.
+ */
+function pickUploads(): void {
+  if (!tauri) return;
+  void (tauri.invoke("pick_uploads") as Promise<string[]>)
+    .then(async (paths) => {
+      if (paths.length === 0) return;
+      uploadMessage = `Packing and queueing ${paths.length} file(s)…`;
+      render();
+      await api.send("POST", "/api/uploads", { paths });
+      uploadMessage = `${paths.length} file(s) queued.`;
+    })
+    .catch((e) => {
+      uploadMessage = `Not queued: ${describe(e)}`;
+    })
+    .finally(() => void refreshUploads());
+}
+
+/** The tray's "Upload files…" opens the window at `#uploads/pick`: the Uploads page, chooser open. */
+function pickRequested(): boolean {
+  if (location.hash !== "#uploads/pick") return false;
+  history.replaceState(null, "", "#uploads");
+  return true;
 }
 
 /** "Restart to update": the node installs the checked release, answers, then restarts. */
@@ -313,9 +340,12 @@ function start(): void {
   );
   void refreshSettings();
   window.addEventListener("hashchange", () => {
+    const pick = pickRequested();
     if (page() === "settings") void refreshSettings();
     render();
+    if (pick) pickUploads();
   });
+  if (pickRequested()) pickUploads();
   $("open-site").addEventListener("click", () => {
     const url = status?.health.local_url;
     if (!url) return;

@@ -62,7 +62,13 @@ function picked(list: FileList | null): Picked[] {
   return Array.from(list ?? []).map((file) => ({ file, path: file.webkitRelativePath || file.name }));
 }
 
-export function render(queue: Queue, onFiles: (files: Picked[]) => void, message: string | null): HTMLElement {
+/** `onPick`: the app's own file chooser (paths, no copy), in place of the page's file input. */
+export function render(
+  queue: Queue,
+  onFiles: (files: Picked[]) => void,
+  message: string | null,
+  onPick: (() => void) | null,
+): HTMLElement {
   const available = queue !== null && typeof queue === "object";
   const input = h("input", { type: "file", multiple: true, id: "upload-input", disabled: !available });
   const folder = h("input", { type: "file", webkitdirectory: true, id: "upload-folder", disabled: !available });
@@ -72,7 +78,9 @@ export function render(queue: Queue, onFiles: (files: Picked[]) => void, message
     "div",
     { class: available ? "dropzone" : "dropzone off", id: "dropzone" },
     h("p", {}, available ? "Drop files or folders here" : "Uploads are not available on this node"),
-    h("label", { class: "button" }, "Choose files…", input),
+    onPick
+      ? h("button", { type: "button", class: "button", id: "pick-files", disabled: !available, onclick: onPick }, "Choose files…")
+      : h("label", { class: "button" }, "Choose files…", input),
     h("label", { class: "button" }, "Choose a folder…", folder),
   );
   if (available) {
