@@ -14,6 +14,7 @@ use std::sync::Mutex;
 
 use clap::Parser;
 use swarmsite::node::{NodeEvent, NodeHandle, Status, TrayState};
+use swarmsite::upload::queue::UploadState;
 use tauri::image::Image;
 use tauri::menu::{Menu, MenuItem, PredefinedMenuItem};
 use tauri::tray::{TrayIcon, TrayIconBuilder};
@@ -260,10 +261,26 @@ async fn follow(app: AppHandle, handle: NodeHandle) {
         app.state::<AppState>().refresh();
         let status = handle.status();
         let now = swarmsite::node::unix_ms();
-        let notes = [
+        let mut notes = vec![
             notifier.on_event(&ev, &status.site_name, now),
             notifier.on_health(&status.health, now),
         ];
+        if let NodeEvent::Upload {
+            ih,
+            state: UploadState::Receipted,
+            ..
+        } = &ev
+        {
+            // Told only for this computer's own uploads (the queue holds relayed ones).
+            let list = handle
+                .uploads()
+                .await
+                .map(|l| l.entries)
+                .unwrap_or_default();
+            if let Some(e) = list.iter().find(|e| &e.ih == ih && e.originated) {
+                notes.push(notifier.on_receipt(ih, e.label.as_deref(), now));
+            }
+        }
         for note in notes.into_iter().flatten() {
             let on = swarmsite::settings::Settings::load(handle.data_dir())
                 .map(|s| s.notifications())

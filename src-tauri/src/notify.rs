@@ -30,6 +30,8 @@ pub struct Notifier {
     /// told (the update event comes at every change of the download).
     update_told: Option<String>,
     update_error_told: Option<String>,
+    /// This computer's uploads told as receipted (an entry's event may come again).
+    receipts_told: Vec<String>,
 }
 
 /// At most one notification of a kind a minute, and five in ten minutes overall.
@@ -46,6 +48,7 @@ impl Notifier {
             blacklist_told: 0,
             update_told: None,
             update_error_told: None,
+            receipts_told: Vec::new(),
         }
     }
 
@@ -117,6 +120,26 @@ impl Notifier {
                 kind: "problem",
                 summary: "swarmsite needs your attention".into(),
                 body: new,
+            },
+            now_ms,
+        )
+    }
+
+    /// An upload from this computer (`ih`; `label`: what was chosen) listed in a signed
+    /// intake receipt: it arrived, and nothing of it is kept here any longer than needed.
+    pub fn on_receipt(&mut self, ih: &str, label: Option<&str>, now_ms: u64) -> Option<Note> {
+        if self.receipts_told.iter().any(|t| t == ih) {
+            return None;
+        }
+        self.receipts_told.push(ih.to_string());
+        self.allow(
+            Note {
+                kind: "upload",
+                summary: "Your upload reached the intake".into(),
+                body: format!(
+                    "{} is listed in the intake's signed receipt.",
+                    label.unwrap_or("An upload from this computer")
+                ),
             },
             now_ms,
         )
@@ -206,6 +229,16 @@ mod tests {
         assert_eq!(n.on_health(&h, 240_000).unwrap().body, "2 forged messages");
         h.state = TrayState::Serving;
         assert!(n.on_health(&h, 300_000).is_none());
+    }
+
+    #[test]
+    fn a_receipted_upload_is_told_once() {
+        let mut n = Notifier::new();
+        let note = n.on_receipt("ab12", Some("leak.txt"), 0).unwrap();
+        assert_eq!(note.summary, "Your upload reached the intake");
+        assert!(note.body.starts_with("leak.txt is listed"), "{}", note.body);
+        assert!(n.on_receipt("ab12", Some("leak.txt"), 120_000).is_none());
+        assert!(n.on_receipt("cd34", None, 180_000).is_some());
     }
 
     #[test]

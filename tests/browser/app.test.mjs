@@ -157,6 +157,7 @@ test('the app: window, browser, notifications, autostart, one instance, update',
     }).then((r) => assert.equal(r, true, JSON.stringify(r)));
     await until('the chosen file in the queue', 30, async () => /leak-from-the-app\.txt/.test((await text('#upload-queue')) ?? ''));
     assert.equal(await js('return location.hash'), '#uploads');
+    await click('a[data-page="status"]');
 
     // 7. swarmsite 0.2.0 comes through the swarm: downloaded in the background, told by a
     // notification, offered in the window; the user chooses "Restart to update".
