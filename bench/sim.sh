@@ -15,13 +15,14 @@ out=${OUT:-/tmp/sim-bench}
 mkdir -p "$out"
 cargo build --release --quiet -p swarmsite-sim
 bin=$CARGO_TARGET_DIR/release/swarmsite-sim
-printf '| scenario | wall time | peak memory | load before → after |\n|---|---|---|---|\n'
+printf '| scenario | wall time | CPU time | peak memory | load before → after |\n|---|---|---|---|---|\n'
 for s in "${scenarios[@]}" engine; do
     before=$(cut -d' ' -f1 /proc/loadavg)
     /usr/bin/time -v "$bin" "$s" --nodes "$n" --seed 1 >"$out/$s.md" 2>"$out/$s.time"
     after=$(cut -d' ' -f1 /proc/loadavg)
     wall=$(awk -F': ' '/Elapsed/ {print $2}' "$out/$s.time")
+    cpu=$(awk -F': ' '/User time|System time/ {t += $2} END {printf "%.0f s", t}' "$out/$s.time")
     rss=$(awk -F': ' '/Maximum resident/ {printf "%.2f GiB", $2 / 1048576}' "$out/$s.time")
-    printf '| %s | %s | %s | %s → %s |\n' "$s" "$wall" "$rss" "$before" "$after"
+    printf '| %s | %s | %s | %s | %s → %s |\n' "$s" "$wall" "$cpu" "$rss" "$before" "$after"
 done
 cat "$out/engine.md"

@@ -31,7 +31,9 @@ pub const SIZES: [(u64, &str); 3] = [
     (16 << 20, "16 MiB"),
     (256 << 20, "256 MiB"),
 ];
-pub const SHARES: [f64; 4] = [0.5, 0.9, 0.99, 1.0];
+/// 98 % as well: the fluff misses about 1.7 % of the nodes (see the report), so 99 %
+/// is never reached.
+pub const SHARES: [f64; 5] = [0.5, 0.9, 0.98, 0.99, 1.0];
 
 /// When each node of an `n`-node overlay holds an upload of `size` bytes fluffed by a
 /// random node at time 0.
@@ -91,6 +93,7 @@ pub fn report(ctx: &Ctx) -> anyhow::Result<String> {
             "container",
             "50 %",
             "90 %",
+            "98 %",
             "99 %",
             "100 %",
             "never reached",
@@ -108,6 +111,7 @@ pub fn report(ctx: &Ctx) -> anyhow::Result<String> {
             fmt_opt(times[1]),
             fmt_opt(times[2]),
             fmt_opt(times[3]),
+            fmt_opt(times[4]),
             format!(
                 "{missed} ({:.2} %)",
                 100.0 * missed as f64 / ctx.nodes as f64
@@ -117,7 +121,7 @@ pub fn report(ctx: &Ctx) -> anyhow::Result<String> {
             label: label.into(),
             points: stats::curve(&held, ctx.nodes, 0, 200)
                 .into_iter()
-                .map(|(t, s)| (t / 60_000.0, s))
+                .map(|(t, s)| (t / 1000.0, s))
                 .collect(),
         });
     }
@@ -134,9 +138,9 @@ pub fn report(ctx: &Ctx) -> anyhow::Result<String> {
             "upload.png",
             &Plot {
                 title: "Share of nodes holding an upload after fluff",
-                x_label: "minutes after fluff",
+                x_label: "seconds after fluff (log scale)",
                 y_label: "share of nodes",
-                log_x: false,
+                log_x: true,
                 log_y: false,
             },
             &series,
