@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The DNS front (issue 8), on this machine:
 #  1. queries/s answered by PowerDNS with the swarmsite remote backend (release build,
-#     five loopback volunteers serving a signed release) with 3 (PowerDNS's default)
-#     and 32 distributor threads, caches off and packet cache on, next to PowerDNS with
-#     its bind backend serving the same zone with caches off, and with PowerDNS's
-#     default caches as the ceiling; dnsperf, with an ECS option;
+#     five loopback volunteers serving a signed release) over HTTP and over the
+#     unix-socket connector, with 3 (PowerDNS's default) and 32 distributor threads,
+#     next to PowerDNS with its bind backend serving the same zone, caches off, and
+#     with PowerDNS's default caches as the ceiling; dnsperf, with an ECS option;
 #  2. the prober at 100,000 candidates: candidates probed per second and memory, next
 #     to a bare HTTP client doing the same GETs (cargo bench --bench dns_prober).
 #   bench/dns.sh [SECONDS] [CANDIDATES]
@@ -74,7 +74,7 @@ TOML
 }
 zone_toml >"$tmp/zone.toml"
 RUST_LOG=warn "$bin" --data-dir "$tmp/dns" dns --zone "$tmp/zone.toml" \
-    --listen 127.0.0.1:8053 --bundle "$tmp/net/bundle.json" \
+    --listen 127.0.0.1:8053 --unix "$tmp/dns.sock" --bundle "$tmp/net/bundle.json" \
     --wire 127.0.0.40:7400 --bt 127.0.0.40:7401 --http 127.0.0.40:7480 \
     --no-content-dht --no-rendezvous 2>"$tmp/dns.log" &
 pids+=($!)
@@ -135,6 +135,10 @@ start_pdns remote-32 5304 "$remote"$'\ndistributor-threads=32' "$nocache"
 # The packet cache alone (the query cache would keep the unsteered answer of
 # PowerDNS's own zone lookup): 4.7 keys it on the query's bytes, ECS option included.
 start_pdns remote-32-pc 5305 "$remote"$'\ndistributor-threads=32' $'query-cache-ttl=0\nnegquery-cache-ttl=0'
+# The unix-socket connector: no HTTP, no wait before each call.
+unix="launch=remote"$'\n'"remote-connection-string=unix:path=$tmp/dns.sock,timeout=2000"
+start_pdns unix 5306 "$unix" "$nocache"
+start_pdns unix-32 5307 "$unix"$'\ndistributor-threads=32' "$nocache"
 start_pdns bind 5302 "$bind" "$nocache"
 start_pdns bind-cached 5303 "$bind" ""
 
@@ -154,6 +158,11 @@ dig +short @127.0.0.1 -p 5304 site.example A +subnet=198.51.100.0/24 | tr '\n' '
 run_dnsperf 5304
 echo "== PowerDNS 4.7 + swarmsite remote backend, 32 distributor threads, packet cache on"
 run_dnsperf 5305
+echo "== PowerDNS 4.7 + swarmsite remote backend, unix socket, 3 distributor threads, caches off"
+dig +short @127.0.0.1 -p 5306 site.example A +subnet=198.51.100.0/24 | tr '\n' ' '; echo
+run_dnsperf 5306
+echo "== PowerDNS 4.7 + swarmsite remote backend, unix socket, 32 distributor threads, caches off"
+run_dnsperf 5307
 echo "== PowerDNS 4.7 + bind backend, same zone (caches off)"
 run_dnsperf 5302
 echo "== PowerDNS 4.7 + bind backend, default caches"

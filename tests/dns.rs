@@ -4,7 +4,8 @@
 //! Five nodes serve release 2 at 127.0.0.1–5, one serves release 1 (127.0.0.6), one
 //! a forged record (127.0.0.7). The DNS node knows node 1 as a wire peer and the other
 //! two as seeds; nodes 2–5 it finds through the rendezvous DHT. Then node 3 dies and
-//! comes back, fake callers send junk, and a blacklist names node 5.
+//! comes back, fake callers send junk, a second PowerDNS asks through the unix-socket
+//! connector, and a blacklist names node 5.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -16,6 +17,7 @@ use swarmsite::name::{SystemName, kind};
 use swarmsite::node::NodeConfig;
 use swarmsite::publisher::{self, InitOptions, NetworkDir};
 use swarmsite::record::{Payload, Record};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 mod common;
 use common::*;
@@ -111,14 +113,15 @@ seeds = [{}]
     .unwrap();
 }
 
-/// PowerDNS with the remote backend at `backend`, caches off, order kept.
-fn start_pdns(dir: &Path, port: u16, backend: u16) -> ChildGuard {
+/// PowerDNS with the remote backend at `connection` (its remote-connection-string),
+/// caches off, order kept.
+fn start_pdns(dir: &Path, port: u16, connection: &str) -> ChildGuard {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(
         dir.join("pdns.conf"),
         format!(
             "launch=remote
-remote-connection-string=http:url=http://127.0.0.1:{backend}/dns,post=1,post_json=1,timeout=2000
+remote-connection-string={connection}
 local-address=127.0.0.1
 local-port={port}
 daemon=no
@@ -219,6 +222,7 @@ async fn powerdns_steers_dig_to_live_nearest_verified_nodes() {
     let zone = t.join("zone.toml");
     write_zone(&zone, &["127.0.0.6", "127.0.0.7"]);
     let backend = free_port("127.0.0.1");
+    let socket = t.join("dns.sock");
     let dns_data = t.join("dns");
     std::fs::create_dir_all(&dns_data).unwrap();
     let dns_log = std::fs::File::create(t.join("dns.log")).unwrap();
@@ -228,6 +232,7 @@ async fn powerdns_steers_dig_to_live_nearest_verified_nodes() {
             .args(["--data-dir", &dns_data.display().to_string(), "dns"])
             .args(["--zone", &zone.display().to_string()])
             .args(["--listen", &format!("127.0.0.1:{backend}")])
+            .args(["--unix", &socket.display().to_string()])
             .args(["--bundle", &bundle.display().to_string()])
             .args(["--wire", "127.0.0.9:0", "--bt", "127.0.0.9:0"])
             .args(["--http", "127.0.0.9:0", "--rendezvous", "127.0.0.9:0"])
@@ -249,7 +254,8 @@ async fn powerdns_steers_dig_to_live_nearest_verified_nodes() {
     })
     .await;
     let port = free_port("127.0.0.1");
-    let _pdns = start_pdns(&t.join("pdns"), port, backend);
+    let http = format!("http:url=http://127.0.0.1:{backend}/dns,post=1,post_json=1,timeout=2000");
+    let _pdns = start_pdns(&t.join("pdns"), port, &http);
     let show_logs = || {
         format!(
             "dns log:\n{}\npdns log:\n{}",
@@ -318,6 +324,37 @@ async fn powerdns_steers_dig_to_live_nearest_verified_nodes() {
     .await;
     assert_eq!(body["result"][0]["content"], "127.0.0.5");
     assert_eq!(a(port, Some("127.0.0.3/32")), ips(&[3, 2, 1]));
+
+    // The same answers through PowerDNS's unix-socket connector.
+    let unix_port = free_port("127.0.0.1");
+    let _pdns_unix = start_pdns(
+        &t.join("pdns-unix"),
+        unix_port,
+        &format!("unix:path={},timeout=2000", socket.display()),
+    );
+    wait_for("PowerDNS answering through the unix socket", 30, || {
+        a(unix_port, Some("127.0.0.3/32")) == ips(&[3, 2, 1])
+    })
+    .await;
+    for (s, want) in &subnets {
+        assert_eq!(a(unix_port, Some(s)), ips(want), "unix, subnet {s}");
+    }
+    // A fake caller there: a malformed line gets an error, the next line its answer.
+    let mut conn = tokio::net::UnixStream::connect(&socket).await.unwrap();
+    conn.write_all(b"{\"method\": \"lookup\", \n{\"method\":\"lookup\",\"parameters\":{\"qtype\":\"A\",\"qname\":\"site.example.\",\"real-remote\":\"127.0.0.4/32\"}}\n")
+        .await
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(conn).lines();
+    let first: serde_json::Value =
+        serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
+    assert_eq!(first["result"], false);
+    assert!(
+        first["log"][0].as_str().unwrap().contains("malformed JSON"),
+        "{first}"
+    );
+    let second: serde_json::Value =
+        serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
+    assert_eq!(second["result"][0]["content"], "127.0.0.4", "{second}");
 
     // Node 3 dies: it leaves the answers within one probe interval (plus the probe's
     // own timeout); restarted on the same address, it comes back.

@@ -18,6 +18,10 @@ pub struct DnsArgs {
     /// Where PowerDNS reaches the backend (the url of its remote-connection-string).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8053")]
     listen: SocketAddr,
+    /// Also answer PowerDNS's unix-socket connector at this path
+    /// (`remote-connection-string=unix:path=PATH`): faster than HTTP (docs/DNS.md).
+    #[arg(long, value_name = "PATH")]
+    unix: Option<PathBuf>,
     /// Check the zone file, print what it serves, and exit.
     #[arg(long)]
     check: bool,
@@ -32,11 +36,17 @@ pub fn run(args: DnsArgs, data_dir: Option<&Path>) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let (cfg, control) = super::node::config(args.node, data_dir)?;
-    let listen = args.listen;
+    let (listen, unix) = (args.listen, args.unix);
     super::node::serve(cfg, control, move |node, cancel| async move {
-        let front = DnsFront::start(node, zone, listen, cancel)
+        let front = DnsFront::start(node, zone, listen, cancel.clone())
             .await
             .context("starting the DNS front")?;
+        if let Some(path) = &unix {
+            front
+                .listen_unix(path, cancel)
+                .context("starting the DNS front")?;
+            tracing::info!("DNS backend also on unix:path={}", path.display());
+        }
         let s = front.status();
         tracing::info!(
             "DNS backend for {} on http://{}/dns",

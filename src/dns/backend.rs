@@ -1,10 +1,11 @@
-//! The PowerDNS remote backend protocol (HTTP connector, `post_json=1`), pure: a
-//! request body and the current view in, a status code and a JSON answer out.
+//! The PowerDNS remote backend protocol (HTTP connector with `post_json=1`, or the
+//! unix-socket connector: the same JSON), pure: a request body and the current view
+//! in, a status code and a JSON answer out.
 //!
 //! PowerDNS 4.7 calls `getAllDomains` (its zone cache: answering false there makes it
 //! refuse every query), `getAllDomainMetadata`, and `lookup` with qtype `ANY` for real
 //! queries (every record at the name must come back; PowerDNS picks). `initialize` is
-//! not called over HTTP but answered. Whatever we do not implement, or cannot read,
+//! called by the unix connector only. Whatever we do not implement, or cannot read,
 //! gets `{"result": false, "log": [why]}` — the protocol's way to say no — and the
 //! backend goes on serving.
 

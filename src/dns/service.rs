@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -46,6 +46,11 @@ pub enum DnsError {
     },
     #[error("HTTP client for the prober: {0}")]
     Client(String),
+    #[error("DNS backend socket {path}: {source}")]
+    Unix {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// What the DNS front reports (`GET /api/dns`).
@@ -79,6 +84,7 @@ pub struct DnsFront {
     status: Arc<RwLock<DnsStatus>>,
     calls: Arc<AtomicU64>,
     listen: SocketAddr,
+    answering: Answering,
 }
 
 #[derive(Clone)]
@@ -136,7 +142,7 @@ impl DnsFront {
         };
         let app = axum::Router::new()
             .fallback(serve_backend)
-            .with_state(answering);
+            .with_state(answering.clone());
         // PowerDNS waits for each answer before its next query on that connection: a
         // response split over two segments must not wait for a delayed ACK (40 ms).
         let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
@@ -165,7 +171,54 @@ impl DnsFront {
             status,
             calls,
             listen: bound,
+            answering,
         })
+    }
+
+    /// Also answers PowerDNS's unix-socket connector at `path`
+    /// (`remote-connection-string=unix:path=…`): one JSON request a line, one JSON
+    /// answer a line. It spares PowerDNS's HTTP connector, which waits up to 1 ms
+    /// before each call (docs/PERFORMANCE.md). The socket is open to every local user,
+    /// as the HTTP port on loopback is; it is removed when `cancel` fires.
+    pub fn listen_unix(&self, path: &Path, cancel: CancellationToken) -> Result<(), DnsError> {
+        use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+        let err = |source| DnsError::Unix {
+            path: path.to_path_buf(),
+            source,
+        };
+        // A socket left by a previous run is replaced; anything else there is kept.
+        if let Ok(meta) = std::fs::symlink_metadata(path) {
+            if !meta.file_type().is_socket() {
+                return Err(err(std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    "exists and is not a socket",
+                )));
+            }
+            std::fs::remove_file(path).map_err(err)?;
+        }
+        let listener = tokio::net::UnixListener::bind(path).map_err(err)?;
+        // PowerDNS runs as its own user.
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666)).map_err(err)?;
+        let answering = self.answering.clone();
+        let path = path.to_path_buf();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok((stream, _)) => {
+                            tokio::spawn(serve_unix(stream, answering.clone()));
+                        }
+                        Err(e) => {
+                            tracing::warn!("{}: {e}", path.display());
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    },
+                    _ = cancel.cancelled() => break,
+                }
+            }
+            let _ = std::fs::remove_file(&path);
+        });
+        Ok(())
     }
 
     pub fn listen_addr(&self) -> SocketAddr {
@@ -205,6 +258,36 @@ async fn serve_backend(
     let status = axum::http::StatusCode::from_u16(reply.status)
         .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
     (status, axum::Json(reply.body)).into_response()
+}
+
+/// One connection of PowerDNS's unix connector: requests and answers a line each, in
+/// order, until it closes. A line over [`backend::MAX_REQUEST`] is answered as too
+/// large and ends the connection (its rest cannot be told from the next request).
+async fn serve_unix(stream: tokio::net::UnixStream, a: Answering) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    let (r, mut w) = stream.into_split();
+    let mut r = BufReader::new(r);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let limit = backend::MAX_REQUEST as u64 + 1;
+        match (&mut r).take(limit).read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let too_long = line.len() > backend::MAX_REQUEST;
+        a.calls.fetch_add(1, Ordering::Relaxed);
+        let reply = if too_long {
+            backend::too_large()
+        } else {
+            backend::answer(line.trim_ascii(), &a.zone, &a.view.load())
+        };
+        let mut out = serde_json::to_vec(&reply.body).expect("a JSON value serialises");
+        out.push(b'\n');
+        if w.write_all(&out).await.is_err() || too_long {
+            return;
+        }
+    }
 }
 
 /// Whether an address may be probed and answered: never unspecified, multicast or
