@@ -229,6 +229,10 @@ pub struct Watch {
     /// A forger: when each node started refusing it (blacklist in force).
     pub forger: Option<u32>,
     pub refuse_at: Vec<Ms>,
+    /// How many entries of `refuse_at` are set, kept as they are set: a stop condition
+    /// checked after every event must not count them again (that made the blacklist
+    /// scenario quadratic in N).
+    pub refusing: usize,
     /// Forged records delivered to honest nodes, with when.
     pub forged_delivered: Vec<Ms>,
     /// Evidence recorded: by which node, against which peer, why.
@@ -384,6 +388,7 @@ impl World {
                 pushed: vec![false; n],
                 forger: None,
                 refuse_at: vec![Ms::MAX; n],
+                refusing: 0,
                 forged_delivered: Vec::new(),
                 evidence: Vec::new(),
                 sent: Vec::new(),
@@ -892,6 +897,7 @@ impl World {
             && self.watch.refuse_at[node as usize] == Ms::MAX
         {
             self.watch.refuse_at[node as usize] = self.now();
+            self.watch.refusing += 1;
         }
     }
 
