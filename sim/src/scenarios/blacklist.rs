@@ -84,9 +84,7 @@ pub fn run(n: usize, seed: u64, forger: Forger, limit: Ms) -> Run {
     w.watch_forger(bad);
     let before = w.stats.clone();
     let honest = n - 1;
-    w.run_until(t0 + limit, |w| {
-        w.now() > t0 && w.watch.refusing >= honest
-    });
+    w.run_until(t0 + limit, |w| w.now() > t0 && w.watch.refusing >= honest);
     let stats = w.stats.since(&before);
     let refuse_at: Vec<Ms> = w
         .watch
