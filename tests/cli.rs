@@ -652,6 +652,23 @@ fn evidence_is_listed_from_the_data_folder() {
 }
 
 #[test]
+fn a_listing_cut_short_by_its_reader_ends_quietly() {
+    // `swarmsite evidence | head -0`: the pipe's reading end is closed before anything
+    // is written, so the listing meets a broken pipe on its first line.
+    let tmp = tempfile::tempdir().unwrap();
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = bin()
+        .args(["evidence", "--data-dir", p(&tmp.path().join("data"))])
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+}
+
+#[test]
 fn a_long_blacklist_travels_as_a_torrent() {
     let tmp = tempfile::tempdir().unwrap();
     let net = network_copy(tmp.path());
