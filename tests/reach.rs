@@ -15,6 +15,7 @@
 //! namespace removed, even on failure.
 
 mod common;
+use common::wait_until;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -136,15 +137,6 @@ fn text(o: &Output) -> String {
     )
 }
 
-fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    start.elapsed()
-}
-
 /// The home router: namespaces, links, nftables chains, and miniupnpd.
 struct Lab {
     dir: PathBuf,
@@ -214,7 +206,7 @@ impl Lab {
             .arg("-P")
             .arg(self.dir.join("miniupnpd.pid"));
         let p = Proc::spawn(c, &self.dir.join("miniupnpd.log"));
-        wait_for("miniupnpd to listen", Duration::from_secs(10), || {
+        wait_until("miniupnpd to listen", 10, || {
             p.log().contains("HTTP listening on port")
         });
         self.miniupnpd = Some(p);
@@ -403,7 +395,7 @@ fn upnp_and_mdns_against_miniupnpd_and_a_real_resolver() {
         .args(["--rendezvous", "0.0.0.0:7102", "--no-dht-bootstrap"])
         .args(["--no-content-dht", "--upnp-lease", &LEASE.to_string()]);
     let mut node = Proc::spawn(node_cmd, &tmp.path().join("node.log"));
-    wait_for("the node's control API", Duration::from_secs(30), || {
+    wait_until("the node's control API", 30, || {
         data.join("control.json").exists()
     });
     swarmsite(
@@ -421,7 +413,7 @@ fn upnp_and_mdns_against_miniupnpd_and_a_real_resolver() {
     );
 
     // 1. Mapped: HTTP 80 → 80 (free), BitTorrent on the next port, wire and DHT as they are.
-    wait_for("the mappings", Duration::from_secs(30), || {
+    wait_until("the mappings", 30, || {
         status(&lab.home, &data)["reach"]["upnp"]["state"] == "mapped"
     });
     let s = status(&lab.home, &data);
@@ -476,11 +468,9 @@ fn upnp_and_mdns_against_miniupnpd_and_a_real_resolver() {
     );
 
     // The internet reaches the site through the router's address.
-    wait_for(
-        "release 1 from the internet",
-        Duration::from_secs(60),
-        || curl(&lab.inet, "http://11.0.0.1/", &[]).is_some_and(|b| b.contains("Release 1")),
-    );
+    wait_until("release 1 from the internet", 60, || {
+        curl(&lab.inet, "http://11.0.0.1/", &[]).is_some_and(|b| b.contains("Release 1"))
+    });
     // Paused sharing (the tray's "Pause sharing"): the internet gets 503 and when to come
     // back, the owner still reads the site on loopback; resumed, the internet has it again.
     let pause = |paused: bool| {
@@ -506,7 +496,7 @@ fn upnp_and_mdns_against_miniupnpd_and_a_real_resolver() {
 
     // 2. mDNS: a resolver on the LAN finds <site>.local and the service, and the site
     // answers by that name.
-    wait_for("the mDNS announcement", Duration::from_secs(20), || {
+    wait_until("the mDNS announcement", 20, || {
         status(&lab.home, &data)["reach"]["mdns"]["state"] == "announced"
     });
     let mdns = status(&lab.home, &data)["reach"]["mdns"].clone();
@@ -530,7 +520,7 @@ fn upnp_and_mdns_against_miniupnpd_and_a_real_resolver() {
 
     // It follows interface changes: a new address is announced too.
     lab.home.sh("ip addr add 192.168.77.11/24 dev eth0");
-    wait_for("the new address in mDNS", Duration::from_secs(20), || {
+    wait_until("the new address in mDNS", 20, || {
         mdns_query(&lab.lan2, "reachsite.local", "A").contains("A\t192.168.77.11")
     });
     assert!(
@@ -544,7 +534,7 @@ fn upnp_and_mdns_against_miniupnpd_and_a_real_resolver() {
     // serving on the LAN.
     lab.stop_router();
     assert!(curl(&lab.inet, "http://11.0.0.1/", &[]).is_none());
-    wait_for("the node to notice", RENEWAL * 4, || {
+    wait_until("the node to notice", LEASE * 2, || {
         let s = status(&lab.home, &data);
         s["reach"]["upnp"]["state"] == "no-router"
     });
@@ -563,18 +553,14 @@ fn upnp_and_mdns_against_miniupnpd_and_a_real_resolver() {
     // 4. The router is back: the mappings return within one renewal period.
     lab.start_router();
     // One renewal period, and a second for polling the status through the CLI.
-    let took = wait_for(
-        "the mappings again",
-        RENEWAL + Duration::from_secs(1),
-        || status(&lab.home, &data)["reach"]["upnp"]["state"] == "mapped",
-    );
+    let took = wait_until("the mappings again", LEASE / 2 + 1, || {
+        status(&lab.home, &data)["reach"]["upnp"]["state"] == "mapped"
+    });
     eprintln!("mapped again {took:?} after the router restarted (renewal every {RENEWAL:?})");
     assert!(lab.mappings().contains("TCP    80->192.168.77.10:80"));
-    wait_for(
-        "release 1 from the internet again",
-        Duration::from_secs(10),
-        || curl(&lab.inet, "http://11.0.0.1/", &[]).is_some_and(|b| b.contains("Release 1")),
-    );
+    wait_until("release 1 from the internet again", 10, || {
+        curl(&lab.inet, "http://11.0.0.1/", &[]).is_some_and(|b| b.contains("Release 1"))
+    });
 
     // 5. The node stops: every mapping removed, the announcement withdrawn.
     assert!(node.terminate(30), "the node did not stop");

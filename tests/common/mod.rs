@@ -80,7 +80,7 @@ pub async fn wait_for(what: &str, secs: u64, mut cond: impl FnMut() -> bool) -> 
 }
 
 /// `wait_for` for plain threads (tests of node processes).
-pub fn wait_until(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
+pub fn wait_until(what: &str, secs: u64, mut cond: impl FnMut() -> bool) -> Duration {
     let start = Instant::now();
     while !cond() {
         assert!(
@@ -89,6 +89,7 @@ pub fn wait_until(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    start.elapsed()
 }
 
 /// The arguments of a `swarmsite node` process on loopback address `ip`: wire on port
