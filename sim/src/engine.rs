@@ -33,7 +33,7 @@ pub const DAY: Ms = 24 * HOUR;
 const WHEEL: usize = 1 << 17;
 /// A slot whose queue grew past this many events gives its memory back once empty
 /// (the burst of a push wave need not stay allocated).
-const KEEP: usize = 64;
+const KEEP: usize = 16;
 
 struct Entry<E> {
     at: Ms,
@@ -149,6 +149,12 @@ impl<E> Queue<E> {
         if t > self.now {
             self.set_now(t);
         }
+    }
+
+    /// The `k`-th event still due at the current time, if any (what comes next, for
+    /// the driver to fetch its memory early).
+    pub fn peek_now(&self, k: usize) -> Option<&E> {
+        self.slots[(self.now % WHEEL as Ms) as usize].get(k)
     }
 
     pub fn len(&self) -> usize {

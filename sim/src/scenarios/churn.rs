@@ -213,21 +213,32 @@ pub fn partition(n: usize, seed: u64, churn: bool) -> Conv {
     }
 }
 
-pub fn report(ctx: &Ctx) -> anyhow::Result<String> {
+/// The cases of [`report`], numbered from 1 as `--case` names them.
+pub const CASES: usize = 5;
+
+/// Runs the given cases (1–5; all when empty): at 10^6 the five take the better part of
+/// an hour together, so `--case` lets them run one at a time.
+pub fn report(ctx: &Ctx, cases: &[usize]) -> anyhow::Result<String> {
     let n = ctx.nodes;
+    if let Some(bad) = cases.iter().find(|c| !(1..=CASES).contains(*c)) {
+        anyhow::bail!("churn has cases 1 to {CASES}, not {bad}");
+    }
+    let all: Vec<usize> = (1..=CASES).collect();
+    let cases = if cases.is_empty() { &all[..] } else { cases };
     let mut runs = Vec::new();
-    for case in 0..5 {
+    for (done, &case) in cases.iter().enumerate() {
         let r = match case {
-            0 => mass_departure(n, ctx.seed),
-            1 => steady_churn(n, ctx.seed),
-            2 => pull_only(n, ctx.seed),
-            3 => partition(n, ctx.seed, false),
+            1 => mass_departure(n, ctx.seed),
+            2 => steady_churn(n, ctx.seed),
+            3 => pull_only(n, ctx.seed),
+            4 => partition(n, ctx.seed, false),
             _ => partition(n, ctx.seed, true),
         };
-        // At 10^6 the five cases take the better part of an hour: say each as it ends.
+        // At 10^6 the cases take minutes each: say each as it ends.
         eprintln!(
-            "churn: {} of 5 done: {} ({} nodes counted): 50/90/99/100 % at {} / {} / {} / {}",
-            case + 1,
+            "churn: case {case} ({} of {}) done: {} ({} nodes counted): 50/90/99/100 % at {} / {} / {} / {}",
+            done + 1,
+            cases.len(),
             r.label,
             r.population,
             fmt_opt(r.times[0]),
@@ -237,9 +248,16 @@ pub fn report(ctx: &Ctx) -> anyhow::Result<String> {
         );
         runs.push(r);
     }
+    let subset = cases.len() < CASES;
+    let mut command = ctx.command("churn");
+    if subset {
+        for c in cases {
+            command += &format!(" --case {c}");
+        }
+    }
     let mut t = Table::new(
         "Churn and partitions: converging on a new release",
-        &ctx.command("churn"),
+        &command,
         &[
             "N",
             "case",
@@ -272,7 +290,7 @@ pub fn report(ctx: &Ctx) -> anyhow::Result<String> {
         fmt_ms(180_000)
     ));
     let mut md = t.markdown();
-    if ctx.plots {
+    if ctx.plots && runs.iter().any(|r| !r.curve.is_empty()) {
         let series: Vec<Series> = runs
             .iter()
             .filter(|r| !r.curve.is_empty())
@@ -281,8 +299,15 @@ pub fn report(ctx: &Ctx) -> anyhow::Result<String> {
                 points: r.curve.clone(),
             })
             .collect();
+        // A run of some cases draws only theirs, beside the full run's plot.
+        let file = if subset {
+            let names: Vec<String> = cases.iter().map(|c| c.to_string()).collect();
+            format!("churn-case-{}.png", names.join("-"))
+        } else {
+            "churn.png".into()
+        };
         md += &ctx.figure(
-            "churn.png",
+            &file,
             &Plot {
                 title: "Online nodes holding the new release (east side for partitions)",
                 x_label: "minutes after publication (after the heal, for partitions)",
