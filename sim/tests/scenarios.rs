@@ -47,11 +47,15 @@ fn after_a_mass_departure_the_rest_converges_and_a_healed_partition_catches_up()
 }
 
 #[test]
-fn fluff_without_pull_leaves_a_few_nodes_out() {
-    let held = upload::spread(3000, 1 << 20, 2);
-    let missed = held.iter().filter(|t| **t == u64::MAX).count();
+fn one_telling_leaves_a_few_nodes_out_and_the_further_tellings_reach_all() {
+    let first = upload::spread(3000, 1 << 20, 2, false);
+    let missed = first.held.iter().filter(|t| **t == u64::MAX).count();
     assert!(missed > 0 && missed < 3000 / 20, "{missed}");
-    assert_eq!(held, upload::spread(3000, 1 << 20, 2));
+    let all = upload::spread(3000, 1 << 20, 2, true);
+    assert!(all.held.iter().all(|t| *t < u64::MAX), "everyone holds it");
+    // Each node tells each peer at most once: under two `up` per link.
+    assert!(all.ups < 3000 * 32 * 2, "{}", all.ups);
+    assert_eq!(all.held, upload::spread(3000, 1 << 20, 2, true).held);
 }
 
 #[test]

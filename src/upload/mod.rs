@@ -1,11 +1,13 @@
 //! Anonymous uploads (SPEC §7). `container`: the sealed, padded, encrypted container a
-//! source's files travel in. `stem`: the hop-by-hop phase, sans-IO. `transfer`: the stem
+//! source's files travel in. `stem`: the hop-by-hop phase, sans-IO. `fluff`: the
+//! announcing and fetching phase after it, sans-IO. `transfer`: the stem
 //! transfer of a container over a wire connection (`ss_blob`) and the per-peer limits,
 //! sans-IO. `queue`: what a node holds and where each upload stands, on disk, with the
 //! storage quota. `receipt`: the intake's signed list of what it holds. The node drives
 //! them in `node::core::uploads`.
 
 pub mod container;
+pub mod fluff;
 pub mod queue;
 pub mod receipt;
 pub mod stem;
@@ -23,6 +25,7 @@ use crate::trust::TrustStore;
 #[derive(Clone, Debug)]
 pub struct UploadConfig {
     pub stem: stem::StemConfig,
+    pub fluff: fluff::FluffConfig,
     pub transfer: transfer::TransferConfig,
     /// Bytes of containers this node keeps at most (stem copies, caches, transfers).
     pub quota: u64,
@@ -39,6 +42,7 @@ impl Default for UploadConfig {
     fn default() -> Self {
         UploadConfig {
             stem: stem::StemConfig::default(),
+            fluff: fluff::FluffConfig::default(),
             transfer: transfer::TransferConfig::default(),
             quota: 8 << 30,
             max_size: container::DEFAULT_MAX_SIZE,

@@ -1,6 +1,6 @@
 //! Anonymous uploads on a running node (SPEC §7, PROTOCOL.md §19): the stem
 //! (`upload::stem`) and its transfers (`upload::transfer`) driven over wire
-//! connections, fluff through librqbit, the queue on disk, receipts, the quota, and on
+//! connections, the fluff (`upload::fluff`) through librqbit, the queue on disk, receipts, the quota, and on
 //! the intake node the opening of every upload and the publication of receipts.
 //!
 //! ```text
@@ -30,6 +30,7 @@ use tokio::sync::oneshot;
 use super::*;
 use crate::name::file_id;
 use crate::upload::container::{self, ContainerError};
+use crate::upload::fluff::{self as fluff_phase, FluffAction, Phase};
 use crate::upload::queue::{Entry, Fluff, InfoHash, OwnMark, OwnMarks, Queue, Room, UploadState};
 use crate::upload::receipt::{self, Receipts};
 use crate::upload::stem::{Stem, StemAction, StemState};
@@ -37,11 +38,6 @@ use crate::upload::transfer::{Local, TransferAction, Transfers};
 use crate::upload::{IntakeConfig, UploadConfig};
 use crate::wire::message::{BLOB_CHUNK, Blob, BlobId};
 
-/// Peers told of a fluffed upload, at most.
-const UP_FANOUT: usize = 8;
-/// Uploads announced again to a peer that connects (so an intake that was away still
-/// hears of everything), at most.
-const REANNOUNCE: usize = 16;
 /// An unfinished incoming transfer nobody resumed for this long is removed.
 const PARTIAL_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Receipted entries are listed this long after their files are gone.
@@ -49,11 +45,6 @@ const RECEIPTED_LISTED_MS: u64 = 7 * 24 * 3600 * 1000;
 /// How long to look for the metadata of an announced upload before giving up (another
 /// announcement starts again).
 const METADATA_PATIENCE: Duration = Duration::from_secs(600);
-/// Uploads fetched at once, at most (an announcement beyond that waits for the next
-/// one: each fetch looks for its metadata for up to ten minutes).
-const MAX_FETCHES: usize = 32;
-/// Announced uploads remembered as bad, at most.
-const MAX_BAD: usize = 4096;
 /// The file name inside every upload torrent: fixed, so that whoever makes the torrent
 /// of a container gets the same info hash.
 pub const TORRENT_NAME: &str = "upload";
@@ -134,7 +125,6 @@ pub(super) enum UploadReport {
     },
     Fetched {
         ih: InfoHash,
-        from: Option<PeerKey>,
         result: Result<(), Rejected>,
     },
     Progress {
@@ -210,19 +200,17 @@ pub(super) struct Uploads {
     queue: Queue,
     own: OwnMarks,
     stem: Stem,
+    /// Whom to tell, what to fetch, what is receipted or bad.
+    fluff: fluff_phase::Fluff,
     transfers: Transfers,
     packing: BTreeMap<String, Packing>,
-    /// Peers that announced an upload (not told of it again).
-    heard: HashMap<InfoHash, Vec<PeerKey>>,
+    /// The fetches under way (the fluff machine admits them).
     fetching: HashMap<InfoHash, CancellationToken>,
     /// Fetch progress of uploads being fetched.
     progress: HashMap<InfoHash, u64>,
-    /// What the newest receipt lists, and its version.
-    receipted: HashSet<InfoHash>,
+    /// The newest receipt's version (the fluff machine holds what it lists).
     receipts_version: u32,
     receipts_fetch: Option<(u32, CancellationToken)>,
-    /// Announced uploads that turned out not to be containers.
-    bad: HashSet<InfoHash>,
     refused: u64,
     last_refusal: Option<String>,
     intake: Option<IntakeState>,
@@ -239,6 +227,7 @@ impl Uploads {
             queue: Queue::default(),
             own: OwnMarks::default(),
             stem: Stem::new(ucfg.stem.clone(), rand::random()),
+            fluff: fluff_phase::Fluff::new(ucfg.fluff.clone(), rand::random()),
             transfers: Transfers::new(ucfg.transfer.clone()),
             intake: ucfg.intake.clone().map(|cfg| IntakeState {
                 cfg,
@@ -248,13 +237,10 @@ impl Uploads {
             }),
             cfg: ucfg,
             packing: BTreeMap::new(),
-            heard: HashMap::new(),
             fetching: HashMap::new(),
             progress: HashMap::new(),
-            receipted: HashSet::new(),
             receipts_version: 0,
             receipts_fetch: None,
-            bad: HashSet::new(),
             refused: 0,
             last_refusal: None,
             tx,
@@ -520,10 +506,16 @@ impl Core {
                 self.uploads.stem.restore(id, state, own, now);
                 self.sync_stem_state(&id);
             }
-            match e.fluff {
-                Some(Fluff::Seeding) if e.receipted_ms.is_none() => self.seed(e.ih, false),
-                Some(Fluff::Fetching) => self.fetch_upload(e.ih, None, true),
-                _ => {}
+            // A fetch under way goes on (the machine asks for it).
+            let phase = match e.fluff {
+                Some(Fluff::Seeding) => Phase::Seeding,
+                Some(Fluff::Fetching) => Phase::Fetching { from: None },
+                None => Phase::Heard,
+            };
+            let receipted = e.receipted_ms.is_some();
+            (self.uploads.fluff).restore(e.ih, phase, e.stem_copy, receipted, e.added_ms);
+            if e.fluff == Some(Fluff::Seeding) && !receipted {
+                self.seed(e.ih, false);
             }
             if e.receipted_ms.is_none() {
                 self.intake_open(&e.ih);
@@ -852,6 +844,7 @@ impl Core {
             tracing::error!("saving own.json: {e}");
         }
         self.uploads.stem.originate(id, now);
+        self.uploads.fluff.stem_copy(ih, now);
         let stem = self.uploads.stem.state(&id);
         self.uploads
             .queue
@@ -908,6 +901,7 @@ impl Core {
     pub(super) fn uploads_next_timeout(&self) -> Option<u64> {
         [
             self.uploads.stem.next_timeout(),
+            self.uploads.fluff.next_timeout(),
             self.uploads.transfers.next_timeout(),
         ]
         .into_iter()
@@ -918,6 +912,7 @@ impl Core {
     pub(super) fn uploads_timeout(&mut self, now: u64) {
         let peers = self.upload_peers();
         self.uploads.stem.handle_timeout(now, &peers);
+        self.uploads.fluff.handle_timeout(now, &peers);
         self.uploads.transfers.handle_timeout(now);
     }
 
@@ -927,26 +922,12 @@ impl Core {
         };
         let ip = conn.remote.ip();
         self.uploads.transfers.peer_up(key, ip);
-        // Fluffed uploads not yet receipted are told again to whoever connects, so an
-        // intake that was away hears of them. Stem copies are never announced.
-        let mut seeding: Vec<&Entry> = self
-            .uploads
-            .queue
-            .iter()
-            .filter(|e| e.fluff == Some(Fluff::Seeding) && e.receipted_ms.is_none())
-            .collect();
-        seeding.sort_by_key(|e| e.added_ms);
-        let ihs: Vec<InfoHash> = seeding.iter().take(REANNOUNCE).map(|e| e.ih).collect();
-        for ih in ihs {
-            self.send_up(key, ih);
-        }
+        self.uploads.fluff.peer_up(key);
     }
 
     pub(super) fn uploads_peer_down(&mut self, key: PeerKey) {
         self.uploads.transfers.peer_down(key);
-        for peers in self.uploads.heard.values_mut() {
-            peers.retain(|p| *p != key);
-        }
+        self.uploads.fluff.peer_down(key);
     }
 
     fn send_up(&self, key: PeerKey, ih: InfoHash) {
@@ -958,26 +939,13 @@ impl Core {
         }
     }
 
-    /// Tells up to eight peers that took no part in announcing it that `ih` is there.
-    fn announce_up(&mut self, ih: InfoHash) {
-        use rand::seq::SliceRandom;
-        let heard = self.uploads.heard.get(&ih).cloned().unwrap_or_default();
-        let mut peers: Vec<PeerKey> = self
-            .upload_peers()
-            .into_iter()
-            .filter(|k| !heard.contains(k))
-            .collect();
-        peers.shuffle(&mut rand::thread_rng());
-        for key in peers.into_iter().take(UP_FANOUT) {
-            self.send_up(key, ih);
-        }
-    }
-
-    /// Runs the actions of the stem and transfer machines.
+    /// Runs the actions of the stem, fluff and transfer machines.
     pub(super) fn drain_upload_actions(&mut self) {
         loop {
             if let Some(a) = self.uploads.stem.poll_action() {
                 self.on_stem_action(a);
+            } else if let Some(a) = self.uploads.fluff.poll_action() {
+                self.on_fluff_action(a);
             } else if let Some(a) = self.uploads.transfers.poll_action() {
                 self.on_transfer_action(a);
             } else {
@@ -998,6 +966,34 @@ impl Core {
                 self.save_queue();
             }
             StemAction::Fluff { id } => self.fluff(id),
+        }
+    }
+
+    fn on_fluff_action(&mut self, a: FluffAction) {
+        match a {
+            FluffAction::Tell { ih, to } => self.send_up(to, ih),
+            FluffAction::Fetch {
+                ih,
+                from: _,
+                resume,
+            } => self.fetch_upload(ih, resume),
+            FluffAction::StemOver { ih } => {
+                // The stem copy is fetched like any other upload; its hops stop.
+                if let Some(id) = self.uploads.queue.get(&ih).and_then(|e| e.id) {
+                    self.uploads.stem.fluff_seen(&id);
+                    self.uploads.transfers.cancel_all(&id, "fluffed");
+                    self.sync_stem_state(&id);
+                    self.save_queue();
+                }
+            }
+            FluffAction::Drop { ih } => self.drop_fluff(&ih),
+            FluffAction::Bad { ih, announcer, why } => {
+                let why = format!("announced upload {}: {why}", hex::encode(ih));
+                match announcer {
+                    Some(peer) => self.upload_breach(peer, "bad-upload", why),
+                    None => tracing::warn!("{why}"),
+                }
+            }
         }
     }
 
@@ -1245,7 +1241,7 @@ impl Core {
                 return;
             }
         };
-        if self.uploads.receipted.contains(&ih) {
+        if self.uploads.fluff.is_receipted(&ih) {
             // The intake has it already: nothing to carry.
             let _ = std::fs::remove_dir_all(self.uploads.stem_dir(&id));
             self.uploads.transfers.verified(peer, id, Ok(()));
@@ -1254,6 +1250,7 @@ impl Core {
         let size =
             std::fs::metadata(self.uploads.stem_dir(&id).join(TORRENT_NAME)).map_or(0, |m| m.len());
         self.uploads.stem.received(id, peer, now);
+        self.uploads.fluff.stem_copy(ih, now);
         let existing = self.uploads.queue.get(&ih).cloned();
         let mut e = existing.unwrap_or(Entry::new(ih, Some(id), size, now));
         (e.id, e.stem_copy, e.stem) = (Some(id), true, self.uploads.stem.state(&id));
@@ -1280,6 +1277,7 @@ impl Core {
                 Ok(()) => {
                     e.stem_copy = false;
                     e.fluff = Some(Fluff::Seeding);
+                    self.uploads.fluff.fluffed(e.ih, unix_ms());
                 }
                 Err(err) => {
                     tracing::error!("fluffing upload {}: {err}", hex::encode(e.ih));
@@ -1323,54 +1321,29 @@ impl Core {
 
     fn on_seeding(&mut self, ih: InfoHash, result: Result<(), String>) {
         match result {
-            Ok(()) => self.announce_up(ih),
+            Ok(()) => {
+                let peers = self.upload_peers();
+                self.uploads.fluff.seeded(ih, unix_ms(), &peers);
+            }
             Err(e) => tracing::error!("seeding upload {}: {e}", hex::encode(ih)),
         }
     }
 
-    /// A `ss_up` from `key`: fetch the upload by BitTorrent unless held or receipted.
+    /// A `ss_up` from `key`, within its rate limit: the fluff machine decides.
     pub(super) fn on_up(&mut self, key: PeerKey, ih: InfoHash) {
         if !self.conns.get(&key).is_some_and(|c| c.ready && c.uploads)
             || !self.uploads.transfers.allow_up(key, unix_ms())
         {
             return;
         }
-        let heard = self.uploads.heard.entry(ih).or_default();
-        if !heard.contains(&key) && heard.len() < 64 {
-            heard.push(key);
-        }
-        if self.uploads.heard.len() > 4096 {
-            // Bounded: forget announcements of uploads no longer around.
-            let queue = &self.uploads.queue;
-            self.uploads.heard.retain(|ih, _| queue.get(ih).is_some());
-        }
-        if self.uploads.receipted.contains(&ih) || self.uploads.bad.contains(&ih) {
-            return;
-        }
-        let entry = self.uploads.queue.get(&ih).cloned();
-        if let Some(e) = &entry {
-            if e.fluff.is_some() || e.receipted_ms.is_some() {
-                return;
-            }
-            // A stem copy: the upload is in fluff now, so the stem is over here. This
-            // node fetches it like any other, so it looks like any other.
-            if let Some(id) = e.id {
-                self.uploads.stem.fluff_seen(&id);
-                self.uploads.transfers.cancel_all(&id, "fluffed");
-                self.sync_stem_state(&id);
-                self.save_queue();
-            }
-        }
-        self.fetch_upload(ih, Some(key), false);
+        self.uploads.fluff.up(ih, key, unix_ms());
     }
 
     /// Fetches `ih` into its fluff folder: metadata first (checked, and the quota asked
     /// via [`UploadReport::Metadata`]) unless `resume`, then the content, then the
     /// header.
-    fn fetch_upload(&mut self, ih: InfoHash, from: Option<PeerKey>, resume: bool) {
-        if self.uploads.fetching.contains_key(&ih)
-            || (!resume && self.uploads.fetching.len() >= MAX_FETCHES)
-        {
+    fn fetch_upload(&mut self, ih: InfoHash, resume: bool) {
+        if self.uploads.fetching.contains_key(&ih) {
             return;
         }
         let cancel = self.shared.cancel.child_token();
@@ -1415,13 +1388,7 @@ impl Core {
                 let file = dir.join(TORRENT_NAME);
                 let size = std::fs::metadata(&file).map_or(0, |m| m.len());
                 check_file(&file, size, &known, container::DEFAULT_MAX_SIZE)?;
-                let _ = tx
-                    .send(UploadReport::Fetched {
-                        ih,
-                        from,
-                        result: Ok(()),
-                    })
-                    .await;
+                let _ = tx.send(UploadReport::Fetched { ih, result: Ok(()) }).await;
                 Ok(())
             };
             let result = tokio::select! {
@@ -1429,31 +1396,20 @@ impl Core {
                 _ = cancel.cancelled() => return,
             };
             if let Err(e) = result {
-                let _ = tx
-                    .send(UploadReport::Fetched {
-                        ih,
-                        from,
-                        result: Err(e),
-                    })
-                    .await;
+                let _ = tx.send(UploadReport::Fetched { ih, result: Err(e) }).await;
             }
         });
     }
 
     fn on_metadata(&mut self, ih: InfoHash, size: u64, go: oneshot::Sender<bool>) {
-        if self.uploads.receipted.contains(&ih)
-            || self
-                .uploads
-                .queue
-                .get(&ih)
-                .is_some_and(|e| e.fluff.is_some())
-        {
+        if !self.uploads.fluff.metadata(&ih) {
             self.uploads.fetching.remove(&ih);
             let _ = go.send(false);
             return;
         }
         if let Err(reason) = self.make_room(size) {
             self.uploads.fetching.remove(&ih);
+            self.uploads.fluff.refused(&ih);
             self.refuse_upload(reason);
             let _ = go.send(false);
             return;
@@ -1468,7 +1424,7 @@ impl Core {
         let _ = go.send(true);
     }
 
-    fn on_fetched(&mut self, ih: InfoHash, from: Option<PeerKey>, result: Result<(), Rejected>) {
+    fn on_fetched(&mut self, ih: InfoHash, result: Result<(), Rejected>) {
         self.uploads.fetching.remove(&ih);
         self.uploads.progress.remove(&ih);
         match result {
@@ -1485,26 +1441,16 @@ impl Core {
                 self.save_queue();
                 tracing::info!("upload {} fetched and cached", hex::encode(ih));
                 self.emit_upload(&ih);
-                self.announce_up(ih);
+                let peers = self.upload_peers();
+                self.uploads.fluff.fetched(ih, unix_ms(), &peers);
                 self.intake_open(&ih);
             }
-            Err(Rejected::Bad(why)) => {
-                if self.uploads.bad.len() >= MAX_BAD {
-                    self.uploads.bad.clear();
-                }
-                self.uploads.bad.insert(ih);
-                self.drop_fluff(&ih);
-                let why = format!("announced upload {}: {why}", hex::encode(ih));
-                match from {
-                    Some(peer) => self.upload_breach(peer, "bad-upload", why),
-                    None => tracing::warn!("{why}"),
-                }
-            }
+            Err(Rejected::Bad(why)) => self.uploads.fluff.bad(&ih, why),
             Err(Rejected::Refused(why) | Rejected::Failed(why)) => {
                 tracing::warn!("fetching upload {}: {why}", hex::encode(ih));
-                self.drop_fluff(&ih);
+                self.uploads.fluff.failed(&ih);
             }
-            Err(Rejected::Mismatch) => self.drop_fluff(&ih),
+            Err(Rejected::Mismatch) => self.uploads.fluff.failed(&ih),
         }
     }
 
@@ -1545,7 +1491,7 @@ impl Core {
             } => self.on_verified(peer, id, from_start, result),
             UploadReport::Seeding { ih, result } => self.on_seeding(ih, result),
             UploadReport::Metadata { ih, size, go } => self.on_metadata(ih, size, go),
-            UploadReport::Fetched { ih, from, result } => self.on_fetched(ih, from, result),
+            UploadReport::Fetched { ih, result } => self.on_fetched(ih, result),
             UploadReport::Progress { ih, have } => {
                 if self.uploads.fetching.contains_key(&ih) {
                     self.uploads.progress.insert(ih, have);
@@ -1626,13 +1572,13 @@ impl Core {
         }
         self.uploads.receipts_version = version;
         self.uploads.receipts_fetch = None;
-        self.uploads.receipted = receipts.ihs.into_iter().collect();
+        self.uploads.fluff.receipts(receipts.ihs);
         let now = unix_ms();
         let listed: Vec<InfoHash> = self
             .uploads
             .queue
             .iter()
-            .filter(|e| e.receipted_ms.is_none() && self.uploads.receipted.contains(&e.ih))
+            .filter(|e| e.receipted_ms.is_none() && self.uploads.fluff.is_receipted(&e.ih))
             .map(|e| e.ih)
             .collect();
         for ih in &listed {
@@ -1697,6 +1643,7 @@ impl Core {
             .collect();
         for ih in old {
             self.uploads.queue.remove(&ih);
+            self.uploads.fluff.forget(&ih);
         }
         if self.uploads.own.retain(&self.uploads.queue) {
             let _ = self.uploads.own.save(&self.uploads.dir.join("own.json"));
