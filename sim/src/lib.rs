@@ -1,6 +1,6 @@
 //! swarmsite-sim: a discrete-event simulator that runs swarmsite's own protocol state
 //! machines (`gossip::Gossip`, `hints::Hints`, `blacklist::Enforcement`,
-//! `upload::stem::Stem`) on up to a million virtual nodes, over a modelled network
+//! `upload::stem::Stem`, `upload::fluff::Fluff`) on up to a million virtual nodes, over a modelled network
 //! (geographic latency, home connection classes, NAT, churn) and a modelled DHT.
 //!
 //! Every scenario is reproducible from its command line (`--nodes`, `--seed`): the same

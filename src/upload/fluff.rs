@@ -35,6 +35,8 @@ pub struct FluffConfig {
     /// After a telling, the next one (to up to `fanout` peers not yet told) follows
     /// after a delay uniform in this range (ms), while untold peers remain.
     pub retell_ms: (u64, u64),
+    /// Further tellings at all (off only to measure what they bring).
+    pub retell: bool,
     /// Uploads fetched at once, at most (each looks for its metadata for up to ten
     /// minutes): an announcement beyond that waits for the next one.
     pub max_fetches: usize,
@@ -53,7 +55,8 @@ impl Default for FluffConfig {
         FluffConfig {
             fanout: 8,
             reannounce: 16,
-            retell_ms: (30_000, 90_000),
+            retell_ms: (10_000, 30_000),
+            retell: true,
             max_fetches: 32,
             max_announcers: 64,
             max_told: 256,
@@ -388,13 +391,13 @@ impl Fluff {
             item.told.push(to);
             self.actions.push_back(FluffAction::Tell { ih, to });
         }
-        if fresh.len() > room && item.told.len() < max_told {
+        if self.cfg.retell && fresh.len() > room && item.told.len() < max_told {
             let wait = if hi <= lo {
                 lo
             } else {
                 self.rng.gen_range(lo..=hi)
             };
-            item.retell = Some(now + wait);
+            item.retell = Some(now.saturating_add(wait));
         } else {
             // Everyone has been told: the list is of no more use.
             item.retell = None;
@@ -494,7 +497,7 @@ mod tests {
         let first = told(&drain(&mut f));
         assert_eq!(first.len(), 8);
         let next = f.next_timeout().expect("untold peers remain");
-        assert!((30_000..=90_000).contains(&next));
+        assert!((10_000..=30_000).contains(&next));
         f.handle_timeout(next - 1, &peers);
         assert!(drain(&mut f).is_empty());
         f.handle_timeout(next, &peers);

@@ -6,9 +6,10 @@
 //!
 //! The fluffing node seeds the container and tells up to 8 peers; each fetches it,
 //! seeds it and tells up to 8 peers that did not announce it to it; while it seeds,
-//! further tellings reach the peers not yet told. A fetch is modelled from the node
-//! that told (a BitTorrent seeder gives a downloader about a quarter of its upload:
-//! four unchoke slots), not librqbit's swarm.
+//! further tellings reach the peers not yet told. BitTorrent is modelled: a fetch
+//! takes a slot of every wire peer seeding the upload (a seeder gives a downloader
+//! about a quarter of its upload: four unchoke slots), up to the node's own download,
+//! taken again every minute.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -28,6 +29,8 @@ use crate::world::{OUT, random_overlay};
 
 /// Share of a seeder's upload one downloader gets (four unchoke slots).
 pub const SLOT_SHARE: f64 = 0.25;
+/// How often a fetch's rate is taken again.
+const REPLAN: Ms = 60_000;
 /// The upload every run spreads.
 pub const IH: InfoHash = [0x5f; 20];
 
@@ -54,6 +57,8 @@ pub struct Spread<'a> {
     nodes: Vec<Fluff>,
     heap: BinaryHeap<Reverse<(Ms, Ev, u32, u32)>>,
     timer_at: Vec<Ms>,
+    /// Bytes of its fetch each node has still to get.
+    left: Vec<u64>,
     rng: StdRng,
     /// When each node held the upload whole (`Ms::MAX`: never).
     pub held: Vec<Ms>,
@@ -64,7 +69,13 @@ pub struct Spread<'a> {
 }
 
 impl<'a> Spread<'a> {
-    pub fn new(net: &'a Net, links: &'a [Vec<u32>], size: u64, cfg: &FluffConfig, seed: u64) -> Self {
+    pub fn new(
+        net: &'a Net,
+        links: &'a [Vec<u32>],
+        size: u64,
+        cfg: &FluffConfig,
+        seed: u64,
+    ) -> Self {
         let n = links.len();
         Spread {
             net,
@@ -75,6 +86,7 @@ impl<'a> Spread<'a> {
                 .collect(),
             heap: BinaryHeap::new(),
             timer_at: vec![Ms::MAX; n],
+            left: vec![0; n],
             rng: StdRng::seed_from_u64(derive_seed(seed, 33, 0)),
             held: vec![Ms::MAX; n],
             stem_over: vec![false; n],
@@ -118,6 +130,32 @@ impl<'a> Spread<'a> {
         v
     }
 
+    /// Schedules the next step of `x`'s fetch from `t`. librqbit fetches from every
+    /// wire peer's BitTorrent port: each peer seeding the upload gives a slot (at least
+    /// the announcer's), up to `x`'s download; the rate is taken again every minute, as
+    /// more peers come to seed it.
+    fn plan_fetch(&mut self, x: u32, from: u32, t: Ms) {
+        let swarm: f64 = self.links[x as usize]
+            .iter()
+            .map(|l| l & !OUT)
+            .filter(|p| self.held[*p as usize] <= t)
+            .map(|p| self.net.upload_bps(p) * SLOT_SHARE)
+            .sum();
+        let rate = swarm
+            .max(self.net.upload_bps(from) * SLOT_SHARE)
+            .min(self.net.download_bps(x));
+        let left = self.left[x as usize];
+        let need = (left as f64 * 1000.0 / rate).ceil() as Ms;
+        let step = if need <= REPLAN {
+            self.left[x as usize] = 0;
+            need
+        } else {
+            self.left[x as usize] = left - (rate * REPLAN as f64 / 1000.0) as u64;
+            REPLAN
+        };
+        self.heap.push(Reverse((t + step, Ev::Fetched, x, from)));
+    }
+
     /// Runs `x`'s actions: `up` goes over the network, a fetch takes the time the
     /// announcer's upload slot and `x`'s download allow.
     fn drain(&mut self, x: u32, t: Ms) {
@@ -131,9 +169,9 @@ impl<'a> Spread<'a> {
                 }
                 FluffAction::Fetch { from, .. } => {
                     let from = from.map_or(x, |p| p as u32);
-                    let rate = (self.net.upload_bps(from) * SLOT_SHARE).min(self.net.download_bps(x));
-                    let took = self.net.rtt(from, x) * 2 + (self.size as f64 * 1000.0 / rate) as Ms;
-                    self.heap.push(Reverse((t + took, Ev::Fetched, x, from)));
+                    self.left[x as usize] = self.size;
+                    // Metadata, handshakes: two round trips first.
+                    self.plan_fetch(x, from, t + self.net.rtt(from, x) * 2);
                 }
                 FluffAction::StemOver { .. } => self.stem_over[x as usize] = true,
                 // Every simulated container is a good one and fits.
@@ -159,6 +197,10 @@ impl<'a> Spread<'a> {
             match ev {
                 Ev::Up => node.up(IH, arg as PeerKey, t),
                 Ev::Fetched => {
+                    if self.left[x as usize] > 0 {
+                        self.plan_fetch(x, arg, t);
+                        continue;
+                    }
                     if !node.metadata(&IH) {
                         continue;
                     }
@@ -184,9 +226,7 @@ impl<'a> Spread<'a> {
 /// (the rule before the further tellings).
 pub fn fluff_config(retell: bool) -> FluffConfig {
     let mut cfg = swarmsite::upload::UploadConfig::default().fluff;
-    if !retell {
-        cfg.retell_ms = (Ms::MAX / 4, Ms::MAX / 4);
-    }
+    cfg.retell = retell;
     cfg
 }
 
@@ -204,7 +244,13 @@ pub fn spread(n: usize, size: u64, seed: u64, retell: bool) -> Outcome {
     let net = Net::new(n, NetConfig::default(), &mut rng);
     let links = random_overlay(&net, 32, &mut rng);
     let w = StdRng::seed_from_u64(derive_seed(seed, 31, size)).gen_range(0..n as u32);
-    let mut s = Spread::new(&net, &links, size, &fluff_config(retell), derive_seed(seed, 31, size));
+    let mut s = Spread::new(
+        &net,
+        &links,
+        size,
+        &fluff_config(retell),
+        derive_seed(seed, 31, size),
+    );
     s.stem_copy(w, 0);
     s.fluff(w, 0);
     s.run(Ms::MAX);
@@ -271,10 +317,10 @@ pub fn report(ctx: &Ctx) -> anyhow::Result<String> {
     t.note(
         "From the fluffing node's first `up` to the share of all nodes holding the \
          container, every node running the node's own fluff machine with its defaults: \
-         8 peers told at each telling, a further telling 30 to 90 s later while untold \
-         peers remain (\"first only\": without them, the rule before). A node fetches \
-         from the peer that told it at a quarter of that peer's upload (or its own \
-         download, if lower); connection classes from 1 to 500 Mbit/s up. Behind NAT \
+         8 peers told at each telling, a further telling 10 to 30 s later while untold \
+         peers remain (\"first only\": without them, the rule before). A fetch takes \
+         a quarter of the upload of every peer seeding it (at least of the one that \
+         told), up to the node's own download, taken again every minute; connection classes from 1 to 500 Mbit/s up. Behind NAT \
          (40 % of the nodes) a node has about 32 peers, a reachable one about 85: a \
          single telling of 8 reaches a NAT node about 3 times on average and misses \
          about one in twenty of them.",
