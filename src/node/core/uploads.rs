@@ -1430,6 +1430,8 @@ impl Core {
         match result {
             Ok(()) => {
                 let Some(e) = self.uploads.queue.get_mut(&ih) else {
+                    // Its entry went meanwhile: nothing to seed; the fetch slot is free.
+                    self.uploads.fluff.refused(&ih);
                     return;
                 };
                 e.fluff = Some(Fluff::Seeding);
