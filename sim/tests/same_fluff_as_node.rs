@@ -7,7 +7,8 @@
 //! Five nodes in a line, A–B–C–D–E. A makes an upload; its stem hands it to B, its only
 //! peer; B relays nothing (relay probability 0), so it switches to fluff and tells A and
 //! C. A holds the stem copy: its stem ends and it fetches the upload like any other
-//! node. C fetches and tells D (not B, which told it), D tells E.
+//! node. C fetches and tells D (not B, which told it), D tells E. Each telling is to one
+//! peer here, so B reaches its second peer only by a further telling.
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
@@ -19,11 +20,11 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use swarmsite::gossip::PeerKey;
 use swarmsite::node::NodeHandle;
-use swarmsite::upload::fluff::Phase;
+use swarmsite::upload::fluff::{FluffConfig, Phase};
 use swarmsite::upload::stem::{Stem, StemAction, StemConfig, StemState};
 use swarmsite_sim::engine::Ms;
 use swarmsite_sim::net::{Net, NetConfig};
-use swarmsite_sim::scenarios::upload::{Spread, fluff_config};
+use swarmsite_sim::scenarios::upload::Spread;
 use swarmsite_sim::world::OUT;
 
 const PASS: &[u8] = b"same fluff";
@@ -46,6 +47,15 @@ fn stem_config() -> StemConfig {
     }
 }
 
+/// One peer per telling, the next telling soon.
+fn fluff_config() -> FluffConfig {
+    FluffConfig {
+        fanout: 1,
+        retell_ms: (200, 500),
+        ..FluffConfig::default()
+    }
+}
+
 /// Each node's upload state, as the queue names it (`None`: it holds nothing of it).
 type Ends = Vec<Option<String>>;
 
@@ -64,6 +74,7 @@ async fn real() -> Ends {
             .collect();
         let mut cfg = node_config(&tmp.path().join(format!("n{i}")), &net, ip, peers);
         cfg.uploads.stem = stem_config();
+        cfg.uploads.fluff = fluff_config();
         let node = OwnRuntime::spawn(cfg).await;
         wires.push(
             node.handle
@@ -144,7 +155,7 @@ fn simulated() -> Ends {
     let (to, at) = (to as usize, t + 100);
     stems[to].received(id, 0, at);
     stems[0].sent(&id, at);
-    let mut s = Spread::new(&net, &links, 1 << 20, &fluff_config(true), 1);
+    let mut s = Spread::new(&net, &links, 1 << 20, &fluff_config(), 1);
     s.stem_copy(0, at);
     s.stem_copy(to as u32, at);
     while let Some(a) = stems[to].poll_action() {
