@@ -667,6 +667,43 @@ mod tests {
     }
 
     #[test]
+    fn tellings_stop_at_a_receipt_and_skip_peers_told_on_connect() {
+        let mut f = Fluff::new(cfg(), 8);
+        f.peer_up(1);
+        assert!(drain(&mut f).is_empty(), "nothing seeded yet");
+        let mut peers: Vec<PeerKey> = (1..=20).collect();
+        f.seeded(IH, 0, &peers);
+        let mut all = told(&drain(&mut f));
+        // Peer 21 connects: it hears of the upload at once, and no telling repeats it.
+        f.peer_up(21);
+        assert_eq!(told(&drain(&mut f)), vec![21]);
+        peers.push(21);
+        while let Some(t) = f.next_timeout() {
+            f.handle_timeout(t, &peers);
+            all.extend(told(&drain(&mut f)));
+        }
+        all.sort_unstable();
+        assert_eq!(all, (1..=20).collect::<Vec<_>>(), "each once, 21 not again");
+        let mut g = Fluff::new(cfg(), 9);
+        g.seeded(IH, 0, &peers);
+        drain(&mut g);
+        assert!(g.next_timeout().is_some());
+        g.receipts([IH]);
+        assert_eq!(
+            g.next_timeout(),
+            None,
+            "the intake has it: no more tellings"
+        );
+        g.handle_timeout(u64::MAX, &peers);
+        assert!(drain(&mut g).is_empty());
+        g.peer_up(31);
+        assert!(
+            drain(&mut g).is_empty(),
+            "a receipted upload is not told again"
+        );
+    }
+
+    #[test]
     fn the_same_seed_tells_the_same_peers() {
         let run = |seed| {
             let mut f = Fluff::new(cfg(), seed);
