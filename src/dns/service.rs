@@ -94,6 +94,18 @@ struct Answering {
     calls: Arc<AtomicU64>,
 }
 
+impl Answering {
+    /// One backend call, over either connector: `None` is a request over
+    /// [`backend::MAX_REQUEST`].
+    fn answer(&self, body: Option<&[u8]>) -> backend::Reply {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        match body {
+            Some(body) => backend::answer(body, &self.zone, &self.view.load()),
+            None => backend::too_large(),
+        }
+    }
+}
+
 impl DnsFront {
     /// Binds the backend on `listen` and starts probing the candidates `node` knows of.
     pub async fn start(
@@ -250,11 +262,8 @@ async fn serve_backend(
     req: axum::extract::Request,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    a.calls.fetch_add(1, Ordering::Relaxed);
-    let reply = match axum::body::to_bytes(req.into_body(), backend::MAX_REQUEST).await {
-        Ok(body) => backend::answer(&body, &a.zone, &a.view.load()),
-        Err(_) => backend::too_large(),
-    };
+    let body = axum::body::to_bytes(req.into_body(), backend::MAX_REQUEST).await;
+    let reply = a.answer(body.as_deref().ok());
     let status = axum::http::StatusCode::from_u16(reply.status)
         .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
     (status, axum::Json(reply.body)).into_response()
@@ -276,12 +285,7 @@ async fn serve_unix(stream: tokio::net::UnixStream, a: Answering) {
             Ok(_) => {}
         }
         let too_long = line.len() > backend::MAX_REQUEST;
-        a.calls.fetch_add(1, Ordering::Relaxed);
-        let reply = if too_long {
-            backend::too_large()
-        } else {
-            backend::answer(line.trim_ascii(), &a.zone, &a.view.load())
-        };
+        let reply = a.answer((!too_long).then(|| line.trim_ascii()));
         let mut out = serde_json::to_vec(&reply.body).expect("a JSON value serialises");
         out.push(b'\n');
         if w.write_all(&out).await.is_err() || too_long {
