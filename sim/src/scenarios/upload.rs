@@ -11,9 +11,6 @@
 //! about a quarter of its upload: four unchoke slots), up to the node's own download,
 //! taken again every minute.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
-
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use swarmsite::gossip::PeerKey;
@@ -21,7 +18,7 @@ use swarmsite::upload::fluff::{Fluff, FluffAction, FluffConfig, Phase};
 use swarmsite::upload::queue::InfoHash;
 
 use super::Ctx;
-use crate::engine::{Ms, derive_seed};
+use crate::engine::{Ms, Queue, derive_seed};
 use crate::net::{Net, NetConfig};
 use crate::report::{Plot, Series, Table};
 use crate::stats::{self, fmt_opt};
@@ -42,7 +39,7 @@ pub const SIZES: [(u64, &str); 3] = [
 pub const SHARES: [f64; 5] = [0.5, 0.9, 0.99, 0.999, 1.0];
 
 /// What happens next: an `up` from `arg` arrives, a fetch ends, a node's timer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Ev {
     Up,
     Fetched,
@@ -55,7 +52,8 @@ pub struct Spread<'a> {
     links: &'a [Vec<u32>],
     size: u64,
     nodes: Vec<Fluff>,
-    heap: BinaryHeap<Reverse<(Ms, Ev, u32, u32)>>,
+    /// (what, node, other node: the announcer or the fetch's source).
+    queue: Queue<(Ev, u32, u32)>,
     timer_at: Vec<Ms>,
     /// Bytes of its fetch each node has still to get.
     left: Vec<u64>,
@@ -84,7 +82,7 @@ impl<'a> Spread<'a> {
             nodes: (0..n)
                 .map(|i| Fluff::new(cfg.clone(), derive_seed(seed, 32, i as u64)))
                 .collect(),
-            heap: BinaryHeap::new(),
+            queue: Queue::new(0),
             timer_at: vec![Ms::MAX; n],
             left: vec![0; n],
             rng: StdRng::seed_from_u64(derive_seed(seed, 33, 0)),
@@ -153,7 +151,7 @@ impl<'a> Spread<'a> {
             self.left[x as usize] = left - (rate * REPLAN as f64 / 1000.0) as u64;
             REPLAN
         };
-        self.heap.push(Reverse((t + step, Ev::Fetched, x, from)));
+        self.queue.at(t + step, (Ev::Fetched, x, from));
     }
 
     /// Runs `x`'s actions: `up` goes over the network, a fetch takes the time the
@@ -165,7 +163,7 @@ impl<'a> Spread<'a> {
                     let y = to as u32;
                     self.ups += 1;
                     let at = t + self.net.delay(x, y, &mut self.rng);
-                    self.heap.push(Reverse((at, Ev::Up, y, x)));
+                    self.queue.at(at, (Ev::Up, y, x));
                 }
                 FluffAction::Fetch { from, .. } => {
                     let from = from.map_or(x, |p| p as u32);
@@ -182,17 +180,14 @@ impl<'a> Spread<'a> {
             && next < self.timer_at[x as usize]
         {
             self.timer_at[x as usize] = next;
-            self.heap.push(Reverse((next, Ev::Timer, x, 0)));
+            self.queue.at(next, (Ev::Timer, x, 0));
         }
     }
 
     /// Runs until nothing is left to do or `until` (ms).
     pub fn run(&mut self, until: Ms) {
-        while let Some(Reverse((t, ev, x, arg))) = self.heap.pop() {
-            if t > until {
-                self.heap.push(Reverse((t, ev, x, arg)));
-                return;
-            }
+        while let Some((ev, x, arg)) = self.queue.pop_until(until) {
+            let t = self.queue.now();
             let node = &mut self.nodes[x as usize];
             match ev {
                 Ev::Up => node.up(IH, arg as PeerKey, t),
