@@ -250,9 +250,14 @@ impl<A: Acceptor> Gossip<A> {
 
     pub fn handle_message(&mut self, peer: PeerKey, msg: Message, now: u64) {
         match msg {
-            // Evidence hints, document claims and uploads are other modules', not
-            // propagation's.
-            Message::Hint(_) | Message::Docs(_) | Message::Blob(_) | Message::Up { .. } => {}
+            // Evidence hints, document claims, uploads and metainfo are other modules',
+            // not propagation's.
+            Message::Hint(_)
+            | Message::Docs(_)
+            | Message::Blob(_)
+            | Message::Up { .. }
+            | Message::MetaGet { .. }
+            | Message::Meta(_) => {}
             Message::Have { names } => {
                 for name in names {
                     self.learn(peer, name);

@@ -18,6 +18,7 @@ pub mod hints;
 pub mod keys;
 pub mod keyset;
 pub mod logging;
+pub mod metainfo;
 pub mod name;
 pub mod node;
 pub mod publisher;

@@ -359,6 +359,16 @@ fn setup(app: &mut tauri::App, args: &Args) -> Result<(), Box<dyn std::error::Er
     });
     let state = app.state::<AppState>();
     state.refresh();
+    // SIGTERM (a logout, `systemctl stop`, `kill`) or Ctrl-C quits like the menu's Quit:
+    // the node stops cleanly (UPnP leases removed, mDNS goodbye, state saved).
+    let on_signal = app.handle().clone();
+    state.rt.spawn(async move {
+        swarmsite::node::shutdown_signal().await;
+        tracing::info!("stopping on a signal");
+        let app = on_signal.clone();
+        // Quit blocks on the runtime, so it runs on the main thread, not in a task.
+        let _ = on_signal.run_on_main_thread(move || app.quit());
+    });
     if let Some(handle) = follower {
         state
             .rt

@@ -63,7 +63,14 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let result = rt.block_on(demo(&root, &args, &audit));
+    // Ctrl-C or SIGTERM at any moment (even while the nodes start) ends the demo here,
+    // so the folder below is always removed.
+    let result = rt.block_on(async {
+        tokio::select! {
+            r = demo(&root, &args, &audit) => r,
+            _ = swarmsite::node::shutdown_signal() => Ok(()),
+        }
+    });
     rt.shutdown_timeout(Duration::from_secs(5));
     if args.keep {
         println!("demo folder kept: {}", tmp.keep().display());
@@ -141,7 +148,7 @@ async fn watch(handles: &[(String, NodeHandle)], version: u32) -> bool {
             pb
         })
         .collect();
-    let ctrl_c = tokio::signal::ctrl_c();
+    let ctrl_c = swarmsite::node::shutdown_signal();
     tokio::pin!(ctrl_c);
     loop {
         let mut done = true;
@@ -270,7 +277,7 @@ async fn run_scenario(
     );
     tokio::select! {
         _ = tokio::time::sleep(Duration::from_secs(args.update_after)) => {}
-        _ = tokio::signal::ctrl_c() => return Ok(()),
+        _ = swarmsite::node::shutdown_signal() => return Ok(()),
     }
     println!("The publisher signs release 2 (one page changed):");
     let (dir, record) = publish_release(net, root, 2)?;
@@ -319,6 +326,6 @@ async fn run_scenario(
     for (ip, h) in handles {
         println!("  {ip}: {}", url(h));
     }
-    let _ = tokio::signal::ctrl_c().await;
+    swarmsite::node::shutdown_signal().await;
     Ok(())
 }

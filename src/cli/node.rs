@@ -246,7 +246,7 @@ where
             s.bt_addr.clone().unwrap_or_default()
         );
         let restart = tokio::select! {
-            _ = shutdown_signal() => false,
+            _ = swarmsite::node::shutdown_signal() => false,
             _ = handle.restart_requested() => true,
         };
         tracing::info!("shutting down");
@@ -266,21 +266,6 @@ where
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     let err = swarmsite::update::install::restart(&exe, &args);
     Err(err).with_context(|| format!("restarting into {}", exe.display()))
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }
 
 #[derive(Args, Debug)]

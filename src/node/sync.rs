@@ -192,13 +192,16 @@ pub async fn fetch(
     } = spec;
     let mut generation = torrents.generation();
     let mut listed = false;
+    let mut backoff = Backoff::default();
+    let mut best_have = 0;
     loop {
         let known: Vec<SocketAddr> = peers.borrow_and_update().clone();
         if torrent_bytes.is_none() && !listed {
-            // Learn the file list first so unchanged files can be carried over.
+            // Learn the file list first so unchanged files can be carried over (the
+            // kept metainfo when there is one, else from wire or BitTorrent peers).
             let files =
                 tokio::time::timeout(METADATA_WAIT, torrents.list_files(ih, known.clone())).await;
-            match files {
+            let why = match files {
                 Ok(Ok(files)) => {
                     listed = true;
                     if let Some(cur) = current_dir {
@@ -206,17 +209,16 @@ pub async fn fetch(
                             reuse(cur, dir, &f.path, f.len);
                         }
                     }
+                    None
                 }
-                Ok(Err(e)) => {
-                    progress(Progress::default(), Some(e.to_string()));
-                    wait_for_peers(&mut peers).await;
-                    continue;
-                }
-                Err(_) => {
-                    progress(Progress::default(), Some("no peer has it yet".into()));
-                    wait_for_peers(&mut peers).await;
-                    continue;
-                }
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(_) => Some("no peer has it yet".to_string()),
+            };
+            if let Some(why) = why {
+                backoff
+                    .wait(&mut peers, &progress, Progress::default(), why)
+                    .await;
+                continue;
             }
         }
         generation.borrow_and_update();
@@ -226,7 +228,11 @@ pub async fn fetch(
             Err(e) => {
                 // No peer could give the metadata, or the session was restarting:
                 // try again with the peers known then.
-                retry_later(torrents, ih, &mut peers, &progress, e.to_string()).await;
+                let _ = torrents.forget(ih).await;
+                let why = e.to_string();
+                backoff
+                    .wait(&mut peers, &progress, Progress::default(), why)
+                    .await;
                 continue;
             }
         };
@@ -254,34 +260,68 @@ pub async fn fetch(
             // torrent is in the new session already.
             _ = generation.changed() => Ok(None),
         };
+        let stalled_at = Torrents::progress(&handle);
+        if stalled_at.have_bytes > best_have {
+            // It moved: the next stall starts the back-off afresh.
+            best_have = stalled_at.have_bytes;
+            backoff.reset();
+        }
         match done {
             Ok(Some(true)) => break,
             Ok(Some(false)) => {
-                // Stalled: add it again with the peers known now.
+                // Stalled (every peer gone, or none has it yet): add it again with the
+                // peers known then, sooner when they change.
                 let _ = torrents.forget(ih).await;
+                let why = format!("no peer is sending it ({} peers)", stalled_at.peers);
+                backoff.wait(&mut peers, &progress, stalled_at, why).await;
             }
             Ok(None) => {}
             Err(e) => {
-                retry_later(torrents, ih, &mut peers, &progress, e).await;
+                let _ = torrents.forget(ih).await;
+                backoff.wait(&mut peers, &progress, stalled_at, e).await;
             }
         }
     }
 }
 
-async fn retry_later(
-    torrents: &Torrents,
-    ih: &[u8; 20],
-    peers: &mut watch::Receiver<Vec<SocketAddr>>,
-    progress: &impl Fn(Progress, Option<String>),
-    error: String,
-) {
-    let _ = torrents.forget(ih).await;
-    progress(Progress::default(), Some(error));
-    wait_for_peers(peers).await;
+/// Waits between tries of a fetch: 2 s, doubling to 60 s; at once when the peers
+/// change. A fetch never gives up while it is wanted; its status says why it waits.
+#[derive(Default)]
+struct Backoff {
+    failures: u32,
 }
 
-async fn wait_for_peers(peers: &mut watch::Receiver<Vec<SocketAddr>>) {
-    let _ = tokio::time::timeout(Duration::from_secs(2), peers.changed()).await;
+impl Backoff {
+    const FIRST: Duration = Duration::from_secs(2);
+    const MAX: Duration = Duration::from_secs(60);
+
+    fn reset(&mut self) {
+        self.failures = 0;
+    }
+
+    async fn wait(
+        &mut self,
+        peers: &mut watch::Receiver<Vec<SocketAddr>>,
+        progress: &impl Fn(Progress, Option<String>),
+        at: Progress,
+        why: String,
+    ) {
+        let delay = Self::FIRST
+            .saturating_mul(1 << self.failures.min(5))
+            .min(Self::MAX);
+        self.failures += 1;
+        progress(
+            at,
+            Some(format!("{why}; trying again within {} s", delay.as_secs())),
+        );
+        match tokio::time::timeout(delay, peers.changed()).await {
+            // New peers: try them now, and soon again if they have nothing either.
+            Ok(Ok(())) => self.failures = self.failures.min(1),
+            // Nobody tells of peers any more (the node is stopping): just wait.
+            Ok(Err(_)) => tokio::time::sleep(delay).await,
+            Err(_) => {}
+        }
+    }
 }
 
 /// Reads the one file a single-file torrent put in `dir`, which must be `size` bytes.

@@ -10,6 +10,7 @@
 //! fetched again) and holders of old handles see [`Torrents::generation`] move on.
 
 mod audit;
+pub mod metainfo;
 mod pause;
 
 use std::collections::HashMap;
@@ -29,6 +30,11 @@ use librqbit::{
 use tokio::sync::{mpsc, watch};
 
 pub use audit::{BadPiece, PieceAudit};
+pub use metainfo::{FileEntry, MetainfoStore};
+
+/// Where the node asks its wire peers for a torrent's metainfo (`ss_mget`): the info
+/// hash and where to send what came back (`None`: no wire peer had it).
+pub type MetainfoRequest = ([u8; 20], tokio::sync::oneshot::Sender<Option<bytes::Bytes>>);
 
 /// A torrent in the session.
 pub type TorrentHandle = Arc<ManagedTorrent>;
@@ -102,13 +108,6 @@ pub struct Progress {
     pub finished: bool,
 }
 
-/// A file of a torrent: path relative to the output folder, and length.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FileEntry {
-    pub path: PathBuf,
-    pub len: u64,
-}
-
 /// A torrent's metainfo, fetched from peers and checked against its info hash.
 #[derive(Clone, Debug)]
 pub struct Metainfo {
@@ -137,6 +136,11 @@ pub struct Torrents {
     bad_pieces: Mutex<Option<mpsc::Receiver<BadPiece>>>,
     /// Sharing paused (see `pause.rs`): torrents are added paused.
     paused: std::sync::atomic::AtomicBool,
+    /// The metainfo of every torrent added, kept across restarts.
+    metainfo: MetainfoStore,
+    /// Wire peers, asked for metainfo beside librqbit's own ut_metadata (set once by
+    /// the node; `None` for bare sessions).
+    wire_metainfo: std::sync::OnceLock<mpsc::Sender<MetainfoRequest>>,
 }
 
 impl Torrents {
@@ -168,6 +172,12 @@ impl Torrents {
                 source,
             })?;
         }
+        let metainfo = MetainfoStore::open(cfg.state_dir.join("metainfo")).map_err(|source| {
+            TorrentsError::Io {
+                path: cfg.state_dir.join("metainfo"),
+                source,
+            }
+        })?;
         let session = open_session(&cfg, None, root_span.clone()).await?;
         // A restart must listen where peers were told we are, not on a new port 0 picks.
         if let Some(bound) = session.listen_addr() {
@@ -182,7 +192,27 @@ impl Torrents {
             root_span,
             bad_pieces: Mutex::new(bad_pieces),
             paused: Default::default(),
+            metainfo,
+            wire_metainfo: Default::default(),
         })
+    }
+
+    /// Lets [`Torrents::fetch_metainfo`] ask wire peers too (the node's core answers
+    /// these requests). Set once; later calls change nothing.
+    pub fn set_wire_metainfo(&self, requests: mpsc::Sender<MetainfoRequest>) {
+        let _ = self.wire_metainfo.set(requests);
+    }
+
+    /// The kept metainfo of `ih`, if this node ever added it and has not removed it.
+    pub fn kept_metainfo(&self, ih: &[u8; 20]) -> Option<bytes::Bytes> {
+        self.metainfo.get(ih)
+    }
+
+    /// Keeps `bytes` as the metainfo of `ih` (checked against it first).
+    fn keep_metainfo(&self, ih: &[u8; 20], bytes: &[u8]) {
+        if let Err(e) = self.metainfo.put(ih, bytes) {
+            tracing::warn!("keeping the metainfo of {}: {e}", hex::encode(ih));
+        }
     }
 
     fn session(&self) -> Arc<Session> {
@@ -224,10 +254,11 @@ impl Torrents {
         let readd: Vec<([u8; 20], Added)> = {
             let mut added = self.added.lock().expect("torrents lock");
             for (ih, a) in added.iter_mut() {
-                if a.torrent.is_none()
-                    && let Some(h) = old.get(TorrentIdOrHash::Hash(Id20::new(*ih)))
-                {
-                    a.torrent = h.with_metadata(|m| m.torrent_bytes.clone()).ok();
+                if a.torrent.is_none() {
+                    a.torrent = old
+                        .get(TorrentIdOrHash::Hash(Id20::new(*ih)))
+                        .and_then(|h| h.with_metadata(|m| m.torrent_bytes.clone()).ok())
+                        .or_else(|| self.metainfo.get(ih));
                 }
             }
             added.iter().map(|(k, v)| (*k, v.clone())).collect()
@@ -276,8 +307,53 @@ impl Torrents {
         self.fetch_metainfo(ih, peers).await.map(|m| m.files)
     }
 
-    /// Fetches the metainfo of `ih` from `peers`: its files and the `.torrent` bytes.
+    /// The metainfo of `ih`: the kept copy, else whichever answers first of the wire
+    /// peers (`ss_mget`, when the node set them up) and librqbit's ut_metadata from
+    /// `peers`. Kept once found. Checked against `ih` in every case.
     pub async fn fetch_metainfo(
+        &self,
+        ih: &[u8; 20],
+        peers: Vec<SocketAddr>,
+    ) -> Result<Metainfo, TorrentsError> {
+        if let Some(bytes) = self.metainfo.get(ih) {
+            let files = metainfo::check(ih, &bytes).map_err(|e| torrent_err(ih, e))?;
+            return Ok(Metainfo { files, bytes });
+        }
+        // `None`: no wire source, or no wire peer had it.
+        let from_wire = async {
+            let requests = self.wire_metainfo.get()?;
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            requests.send((*ih, tx)).await.ok()?;
+            let bytes = rx.await.ok()??;
+            let files = metainfo::check(ih, &bytes).ok()?;
+            Some(Metainfo { files, bytes })
+        };
+        let by_bittorrent = self.fetch_metainfo_by_bittorrent(ih, peers);
+        tokio::pin!(from_wire, by_bittorrent);
+        let (mut wire_done, mut bt_failed) = (false, None);
+        // The first to find it wins; it fails only once both failed.
+        let found = loop {
+            tokio::select! {
+                m = &mut from_wire, if !wire_done => match m {
+                    Some(m) => break m,
+                    None => match bt_failed.take() {
+                        Some(e) => return Err(e),
+                        None => wire_done = true,
+                    },
+                },
+                r = &mut by_bittorrent, if bt_failed.is_none() => match r {
+                    Ok(m) => break m,
+                    Err(e) if wire_done => return Err(e),
+                    Err(e) => bt_failed = Some(e),
+                },
+            }
+        };
+        self.keep_metainfo(ih, &found.bytes);
+        Ok(found)
+    }
+
+    /// librqbit's own metadata fetch (ut_metadata) from `peers`.
+    async fn fetch_metainfo_by_bittorrent(
         &self,
         ih: &[u8; 20],
         peers: Vec<SocketAddr>,
@@ -331,7 +407,8 @@ impl Torrents {
 
     /// Like [`Torrents::add`], for the files of `only_files` alone (indexes in the
     /// torrent's order; `None`: every file). Only the pieces they touch are fetched,
-    /// checked and seeded.
+    /// checked and seeded. Without `torrent`, the kept metainfo is used when there is
+    /// one; whatever metainfo the torrent ends up with is kept for the next start.
     pub async fn add_files(
         &self,
         ih: &[u8; 20],
@@ -340,6 +417,14 @@ impl Torrents {
         peers: Vec<SocketAddr>,
         only_files: Option<Vec<usize>>,
     ) -> Result<TorrentHandle, TorrentsError> {
+        let torrent = match torrent {
+            Some(bytes) => {
+                self.keep_metainfo(ih, &bytes);
+                Some(bytes)
+            }
+            None => self.metainfo.get(ih),
+        };
+        let known = torrent.is_some();
         self.added.lock().expect("torrents lock").insert(
             *ih,
             Added {
@@ -348,7 +433,7 @@ impl Torrents {
                 only_files: only_files.clone(),
             },
         );
-        add_to(
+        let handle = add_to(
             &self.session(),
             ih,
             torrent,
@@ -357,10 +442,22 @@ impl Torrents {
             only_files,
             self.is_paused(),
         )
-        .await
+        .await?;
+        if !known && let Ok(bytes) = handle.with_metadata(|m| m.torrent_bytes.clone()) {
+            self.keep_metainfo(ih, &bytes);
+        }
+        Ok(handle)
     }
 
-    /// Stops transferring `ih` (its files stay).
+    /// Stops transferring `ih` for good: forgets it and its kept metainfo (its files
+    /// stay; the caller removes them).
+    pub async fn remove(&self, ih: &[u8; 20]) -> Result<(), TorrentsError> {
+        self.metainfo.remove(ih);
+        self.forget(ih).await
+    }
+
+    /// Stops transferring `ih` (its files and kept metainfo stay: it may be added
+    /// again).
     pub async fn forget(&self, ih: &[u8; 20]) -> Result<(), TorrentsError> {
         self.added.lock().expect("torrents lock").remove(ih);
         let session = self.session();
@@ -400,8 +497,8 @@ impl Torrents {
             .map(|h| Self::progress(&h))
     }
 
-    /// The metainfo (`.torrent` bytes) of `ih`, once the session knows it, so it can be
-    /// added again later without asking peers for it.
+    /// The metainfo (`.torrent` bytes) of `ih` when it is in the session (seeding or
+    /// fetching): what this node answers wire peers' `ss_mget` with.
     pub fn metainfo(&self, ih: &[u8; 20]) -> Option<bytes::Bytes> {
         self.session()
             .get(TorrentIdOrHash::Hash(Id20::new(*ih)))

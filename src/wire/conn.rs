@@ -126,6 +126,8 @@ pub enum Event {
         client: Option<String>,
         /// The peer takes uploads (named `ss_blob` and `ss_up`).
         uploads: bool,
+        /// The peer asks for and answers metainfo (named `ss_mget` and `ss_meta`).
+        metainfo: bool,
     },
     Message(Message),
     /// The connection is over; the driver drops the socket after sending what is left.
@@ -399,6 +401,7 @@ impl Connection {
                             bt_port: ext.bt_port,
                             dht: ext.dht,
                             uploads: ext.takes_uploads(),
+                            metainfo: ext.serves_metainfo(),
                             client: ext.client,
                         });
                     }

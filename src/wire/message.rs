@@ -19,7 +19,7 @@ pub const EXTENDED: u8 = 20;
 pub const EXT_HANDSHAKE: u8 = 0;
 
 /// The swarmsite extension names in the `m` dictionary, with the ids we receive them on.
-pub const EXTENSIONS: [(&str, u8); 8] = [
+pub const EXTENSIONS: [(&str, u8); 10] = [
     ("ss_get", 1),
     ("ss_rec", 2),
     ("ss_have", 3),
@@ -28,10 +28,21 @@ pub const EXTENSIONS: [(&str, u8); 8] = [
     ("ss_docs", 6),
     ("ss_blob", 7),
     ("ss_up", 8),
+    ("ss_mget", 9),
+    ("ss_meta", 10),
 ];
 /// Indexes of the upload messages in [`EXTENSIONS`].
 const BLOB: usize = 6;
 const UP: usize = 7;
+/// Indexes of the metainfo messages in [`EXTENSIONS`].
+const MGET: usize = 8;
+const META: usize = 9;
+
+/// Bytes of metainfo one `ss_meta` carries (the last part may be shorter).
+pub const METAINFO_CHUNK: usize = 32 * 1024;
+/// Largest metainfo asked for or answered over the wire. A 4 MiB `.torrent` describes
+/// ~200k pieces: tens of GiB at the piece sizes `crate::torrent` picks.
+pub const MAX_METAINFO_LEN: usize = 4 << 20;
 /// The first extensions every swarmsite node must speak; later ones are optional.
 pub const REQUIRED_EXTENSIONS: usize = 4;
 
@@ -117,6 +128,12 @@ impl ExtHandshake {
         self.ids[BLOB].is_some() && self.ids[UP].is_some()
     }
 
+    /// True when the peer asks for and answers metainfo: it named `ss_mget` and
+    /// `ss_meta`.
+    pub fn serves_metainfo(&self) -> bool {
+        self.ids[MGET].is_some() && self.ids[META].is_some()
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         let m = EXTENSIONS
             .iter()
@@ -200,8 +217,39 @@ pub enum Message {
     Blob(Blob),
     /// Fluff: the upload with this info hash can be fetched by BitTorrent.
     Up { ih: [u8; 20] },
+    /// Ask for part `part` (of [`METAINFO_CHUNK`] bytes) of the metainfo of `ih`.
+    MetaGet { ih: [u8; 20], part: u32 },
+    /// Answer to `MetaGet`.
+    Meta(MetaPart),
 }
 
+/// Part of a torrent's metainfo, or word that the sender does not have it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetaPart {
+    pub ih: [u8; 20],
+    pub part: u32,
+    /// `None`: the sender has no metainfo for `ih`. Otherwise the metainfo's length
+    /// (at most [`MAX_METAINFO_LEN`]) and this part's bytes: exactly
+    /// [`METAINFO_CHUNK`], or what is left for the last part.
+    pub data: Option<(u32, Vec<u8>)>,
+}
+
+impl MetaPart {
+    /// How many parts a metainfo of `total` bytes has.
+    pub fn parts(total: u32) -> u32 {
+        (total as usize).div_ceil(METAINFO_CHUNK) as u32
+    }
+
+    /// Part `part` of `metainfo` (`None` inside when out of range or too large).
+    pub fn of(ih: [u8; 20], part: u32, metainfo: &[u8]) -> MetaPart {
+        let start = part as usize * METAINFO_CHUNK;
+        let data = (metainfo.len() <= MAX_METAINFO_LEN && start < metainfo.len()).then(|| {
+            let end = (start + METAINFO_CHUNK).min(metainfo.len());
+            (metainfo.len() as u32, metainfo[start..end].to_vec())
+        });
+        MetaPart { ih, part, data }
+    }
+}
 /// An upload's id on the stem: SHA-256 of its container.
 pub type BlobId = [u8; 32];
 
@@ -305,6 +353,8 @@ impl Message {
             Message::Docs(_) => 5,
             Message::Blob(_) => BLOB,
             Message::Up { .. } => UP,
+            Message::MetaGet { .. } => MGET,
+            Message::Meta(_) => META,
         }
     }
 
@@ -369,6 +419,28 @@ impl Message {
             }
             Message::Blob(b) => encode_blob(b),
             Message::Up { ih } => bencode::dict([("ih", Value::Bytes(ih.to_vec()))]),
+            Message::MetaGet { ih, part } => bencode::dict([
+                ("ih", Value::Bytes(ih.to_vec())),
+                ("part", Value::Int((*part).into())),
+            ]),
+            Message::Meta(MetaPart { ih, part, data }) => {
+                let mut d = vec![
+                    ("ih", Value::Bytes(ih.to_vec())),
+                    ("part", Value::Int((*part).into())),
+                ];
+                match data {
+                    Some((total, bytes)) => {
+                        d.push(("total", Value::Int((*total).into())));
+                        d.push(("data", Value::Bytes(bytes.clone())));
+                    }
+                    None => d.push(("none", Value::Int(1))),
+                }
+                Value::Dict(
+                    d.into_iter()
+                        .map(|(k, v)| (k.as_bytes().to_vec(), v))
+                        .collect(),
+                )
+            }
         })
     }
 
@@ -445,16 +517,61 @@ impl Message {
             }
             BLOB => Message::Blob(decode_blob(&mut f)?),
             UP => Message::Up {
-                ih: f
-                    .bytes("ih")?
-                    .try_into()
-                    .map_err(|_| invalid("ih", "needs 20 bytes"))?,
+                ih: info_hash(&mut f)?,
             },
+            MGET => Message::MetaGet {
+                ih: info_hash(&mut f)?,
+                part: meta_part_index(&mut f)?,
+            },
+            META => Message::Meta(decode_meta(&mut f)?),
             _ => return Err(ShapeError::Unknown(format!("extension {index}")).into()),
         };
         f.finish()?;
         Ok(msg)
     }
+}
+
+fn info_hash(f: &mut Fields) -> Result<[u8; 20], MessageError> {
+    Ok(f.bytes("ih")?
+        .try_into()
+        .map_err(|_| invalid("ih", "needs 20 bytes"))?)
+}
+
+fn meta_part_index(f: &mut Fields) -> Result<u32, MessageError> {
+    let max = MetaPart::parts(MAX_METAINFO_LEN as u32);
+    Ok(u32::try_from(f.int("part")?)
+        .ok()
+        .filter(|p| *p < max)
+        .ok_or(invalid("part", "not a part of a metainfo within the limit"))?)
+}
+
+/// A part that is exactly where `part` and `total` put it, or `none = 1`.
+fn decode_meta(f: &mut Fields) -> Result<MetaPart, MessageError> {
+    let ih = info_hash(f)?;
+    let part = meta_part_index(f)?;
+    let total = f.opt_int("total")?;
+    let data = f.opt_bytes("data")?;
+    let none = f.opt_int("none")?;
+    let data = match (total, data, none) {
+        (None, None, Some(1)) => None,
+        (Some(total), Some(data), None) => {
+            let total = u32::try_from(total)
+                .ok()
+                .filter(|t| *t > 0 && *t as usize <= MAX_METAINFO_LEN)
+                .ok_or(invalid("total", "1 byte to the metainfo limit"))?;
+            let start = part as usize * METAINFO_CHUNK;
+            let want = (total as usize)
+                .checked_sub(start)
+                .filter(|left| *left > 0)
+                .map(|left| left.min(METAINFO_CHUNK));
+            if want != Some(data.len()) {
+                return Err(invalid("data", "not the length its part and total call for").into());
+            }
+            Some((total, data))
+        }
+        _ => return Err(invalid("meta", "needs total and data, or none = 1").into()),
+    };
+    Ok(MetaPart { ih, part, data })
 }
 
 fn invalid(field: &'static str, why: &str) -> ShapeError {
@@ -658,6 +775,21 @@ mod tests {
                 why: "storage quota full".into(),
             }),
             Message::Up { ih: [9; 20] },
+            Message::MetaGet {
+                ih: [3; 20],
+                part: 2,
+            },
+            Message::Meta(MetaPart {
+                ih: [3; 20],
+                part: 1,
+                data: Some((METAINFO_CHUNK as u32 + 5, vec![1; 5])),
+            }),
+            Message::Meta(MetaPart::of([3; 20], 0, &[4; METAINFO_CHUNK + 1])),
+            Message::Meta(MetaPart {
+                ih: [3; 20],
+                part: 0,
+                data: None,
+            }),
         ] {
             assert_eq!(
                 Message::decode_payload(m.extension(), &m.encode_payload()).unwrap(),
@@ -715,6 +847,34 @@ mod tests {
         });
         assert!(frame_extended(6, &full.encode_payload()).len() - 4 <= MAX_MESSAGE_LEN);
         assert!(Message::decode_payload(UP, b"d2:ih3:abce").is_err());
+        // Metainfo parts: where part and total say, within the limit, or none.
+        let ih = format!("2:ih20:{}", "b".repeat(20));
+        for (index, bad) in [
+            (MGET, format!("d{ih}4:parti128ee")),
+            (MGET, format!("d{ih}4:parti-1ee")),
+            (META, format!("d4:data3:abc{ih}4:parti0e5:totali4ee")),
+            (META, format!("d4:data3:abc{ih}4:parti1e5:totali3ee")),
+            (META, format!("d4:data0:{ih}4:parti0e5:totali0ee")),
+            (META, format!("d4:data1:a{ih}4:parti0e5:totali4194305ee")),
+            (META, format!("d{ih}4:nonei1e4:parti0e5:totali3ee")),
+            (META, format!("d{ih}4:parti0ee")),
+        ] {
+            assert!(
+                Message::decode_payload(index, bad.as_bytes()).is_err(),
+                "{bad}"
+            );
+        }
+        let last = Message::Meta(MetaPart {
+            ih: [1; 20],
+            part: 127,
+            data: Some((MAX_METAINFO_LEN as u32, vec![0; METAINFO_CHUNK])),
+        });
+        assert!(frame_extended(10, &last.encode_payload()).len() - 4 <= MAX_MESSAGE_LEN);
+        assert_eq!(
+            Message::decode_payload(META, &last.encode_payload()),
+            Ok(last)
+        );
+        assert_eq!(MetaPart::of([1; 20], 1, &[0; 10]).data, None);
         // Any reason a node gives is made fit to send.
         let long = Message::Blob(Blob::no([1; 32], &format!("é{}", "x".repeat(500))));
         let back = Message::decode_payload(BLOB, &long.encode_payload()).unwrap();

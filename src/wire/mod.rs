@@ -5,4 +5,4 @@ pub mod conn;
 pub mod message;
 
 pub use conn::{CloseReason, Connection, Event, WireConfig};
-pub use message::{DocClaims, Hint, Message};
+pub use message::{DocClaims, Hint, Message, MetaPart};

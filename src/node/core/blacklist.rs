@@ -111,7 +111,7 @@ impl Core {
             let torrents = Arc::clone(&self.shared.torrents);
             let dir = self.blacklists_dir().join(hex::encode(old));
             tokio::spawn(async move {
-                let _ = torrents.forget(&old).await;
+                let _ = torrents.remove(&old).await;
                 let _ = std::fs::remove_dir_all(dir);
             });
         }

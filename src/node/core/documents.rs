@@ -200,7 +200,7 @@ async fn fetch_document(
         .is_ok_and(|m| m.is_file() && m.len() == doc.meta.size)
         && entries == 1;
     if !ok {
-        let _ = torrents.forget(&doc.meta.ih).await;
+        let _ = torrents.remove(&doc.meta.ih).await;
         return DocReport::Unusable {
             id,
             version,
@@ -500,7 +500,7 @@ impl Core {
             // The publisher's own folder is theirs: stop seeding, keep the files.
             let _ = std::fs::remove_file(dir.join("own"));
             tokio::spawn(async move {
-                let _ = torrents.forget(&ih).await;
+                let _ = torrents.remove(&ih).await;
             });
         } else {
             // The marker goes first: a document is never claimed after its file is gone.
@@ -508,7 +508,7 @@ impl Core {
             let content = self.archive.content_dir(&doc);
             let metainfo = self.archive.metainfo_path(&doc);
             tokio::spawn(async move {
-                let _ = torrents.forget(&ih).await;
+                let _ = torrents.remove(&ih).await;
                 let _ = tokio::task::spawn_blocking(move || {
                     let _ = std::fs::remove_dir_all(&content);
                     let _ = std::fs::remove_file(&metainfo);

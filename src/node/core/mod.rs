@@ -5,6 +5,7 @@
 mod audit;
 mod blacklist;
 mod documents;
+mod metainfo;
 mod notices;
 mod pause;
 pub(super) mod update;
@@ -100,6 +101,8 @@ struct Conn {
     dht_id: Option<[u8; 20]>,
     /// The peer takes uploads (`ss_blob`, `ss_up`).
     uploads: bool,
+    /// The peer asks for and answers metainfo (`ss_mget`, `ss_meta`).
+    metainfo: bool,
 }
 
 impl Conn {
@@ -136,6 +139,8 @@ pub struct Core {
     sync: Option<SyncTask>,
     /// The served release: version, info hash.
     serving: Option<(u32, [u8; 20])>,
+    /// Re-adding the served release at start (stopped when another one is switched in).
+    restoring_served: Option<CancellationToken>,
     /// Content folders of records this node published itself.
     local_payloads: HashMap<[u8; 20], PathBuf>,
     /// The blacklist in force (SPEC §8): listed addresses get no connection, no dial,
@@ -157,6 +162,8 @@ pub struct Core {
     update: update::Updater,
     /// Anonymous uploads: stem, transfers, fluff, queue, receipts, intake.
     uploads: uploads::Uploads,
+    /// Metainfo asked of wire peers, and answered to them.
+    wire_metainfo: metainfo::WireMetainfo,
 }
 
 /// Where a peer is: the address of the connection, and the ports it announced.
@@ -206,6 +213,8 @@ impl Core {
         let archive = documents::Archive::new(store.root(), cfg.documents_quota);
         let update = update::Updater::new(cfg.update.clone(), &store);
         let uploads = uploads::Uploads::new(&cfg);
+        let (wire_metainfo, metainfo_requests) = metainfo::WireMetainfo::new();
+        shared.torrents.set_wire_metainfo(metainfo_requests);
         Ok(Core {
             local_ip: cfg.wire_listen.ip(),
             cfg,
@@ -223,6 +232,7 @@ impl Core {
             bt_peers: watch::channel(Vec::new()).0,
             sync: None,
             serving: None,
+            restoring_served: None,
             local_payloads: HashMap::new(),
             blacklist: Enforcement::new(auto_threshold),
             closed: std::collections::VecDeque::new(),
@@ -235,6 +245,7 @@ impl Core {
             archive,
             update,
             uploads,
+            wire_metainfo,
         })
     }
 
@@ -271,11 +282,14 @@ impl Core {
         loop {
             self.drain_actions();
             self.drain_upload_actions();
-            let next = self
-                .uploads_next_timeout()
-                .map_or(self.gossip.next_timeout(), |t| {
-                    t.min(self.gossip.next_timeout())
-                });
+            self.drain_metainfo_actions();
+            let next = [
+                self.uploads_next_timeout(),
+                self.wire_metainfo.next_timeout(),
+            ]
+            .into_iter()
+            .flatten()
+            .fold(self.gossip.next_timeout(), u64::min);
             let wait = Duration::from_millis(next.saturating_sub(unix_ms()).max(10));
             tokio::select! {
                 accepted = listener.accept() => {
@@ -295,9 +309,11 @@ impl Core {
                 Some(report) = self.archive.rx.recv() => self.on_doc_report(report),
                 _ = docs_tick.tick() => self.documents_tick(),
                 Some(report) = self.uploads.rx.recv() => self.on_upload_report(report),
+                Some(request) = self.wire_metainfo.rx.recv() => self.on_metainfo_request(request),
                 _ = tokio::time::sleep(wait) => {
                     self.gossip.handle_timeout(unix_ms());
                     self.uploads_timeout(unix_ms());
+                    self.metainfo_timeout(unix_ms());
                 }
                 _ = uploads_tick.tick() => self.uploads_tick(),
                 _ = dial_tick.tick() => self.maintain_connections(),
@@ -343,11 +359,26 @@ impl Core {
                                 s.served_version = Some(rel.version);
                                 s.served_time = Some(record.time);
                             });
+                            // With the kept metainfo this is a piece check and seeding
+                            // at once; without (a data folder from before it was kept),
+                            // the metainfo comes from peers as for any fetch.
                             let torrents = Arc::clone(&self.shared.torrents);
-                            let dir = rel.dir.clone();
+                            let (dir, peers) = (rel.dir.clone(), self.bt_peers.subscribe());
+                            let cancel = CancellationToken::new();
+                            self.restoring_served = Some(cancel.clone());
                             tokio::spawn(async move {
-                                if let Err(e) = torrents.add(&ih, None, &dir, vec![]).await {
-                                    tracing::warn!("seeding the served release: {e}");
+                                let seed = sync::fetch_torrent(
+                                    &torrents,
+                                    &ih,
+                                    None,
+                                    &dir,
+                                    None,
+                                    peers,
+                                    |_, _| {},
+                                );
+                                tokio::select! {
+                                    _ = seed => {}
+                                    _ = cancel.cancelled() => {}
                                 }
                             });
                         }
@@ -432,6 +463,7 @@ impl Core {
             found_under: None,
             dht_id: None,
             uploads: false,
+            metainfo: false,
         };
         self.conns.insert(key, conn);
         (key, rx)
@@ -502,6 +534,7 @@ impl Core {
                 dht,
                 client,
                 uploads,
+                metainfo,
             } => {
                 if let (Some(r), Some((port, id)), Some(conn)) =
                     (&self.shared.rendezvous, dht, self.conns.get(&key))
@@ -524,6 +557,7 @@ impl Core {
                 }
                 conn.ready = true;
                 conn.uploads = uploads;
+                conn.metainfo = metainfo;
                 conn.peer_id = peer_id;
                 conn.dht_id = dht.map(|(_, id)| id);
                 conn.client = client;
@@ -546,6 +580,8 @@ impl Core {
                 }
             }
             Event::Message(Message::Docs(claims)) => self.on_peer_documents(key, claims),
+            Event::Message(Message::MetaGet { ih, part }) => self.on_meta_get(key, ih, part),
+            Event::Message(Message::Meta(part)) => self.on_meta_part(key, part),
             Event::Message(msg) => {
                 if let Message::Have { names } = &msg {
                     self.check_announcement(key, names);
@@ -576,6 +612,7 @@ impl Core {
                     }
                     self.remember_closed(key, conn.addrs());
                     self.peer_documents_gone(key);
+                    self.metainfo_peer_gone(key);
                     if conn.ready {
                         self.gossip.peer_down(key, unix_ms());
                         self.uploads_peer_down(key);
@@ -1039,10 +1076,13 @@ impl Core {
                 // Switch first (one pointer store), then persist, then clean up.
                 self.shared.served.switch(*release);
                 let old = self.serving.replace((wanted.version, wanted.ih));
+                if let Some(c) = self.restoring_served.take() {
+                    c.cancel();
+                }
                 if let Some((_, old_ih)) = old
                     && old_ih != wanted.ih
                 {
-                    let _ = self.shared.torrents.forget(&old_ih).await;
+                    let _ = self.shared.torrents.remove(&old_ih).await;
                 }
                 let store = self.store.clone();
                 let (site, v, rec) = (self.cfg.site, wanted.version, wanted.record.clone());

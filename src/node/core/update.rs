@@ -451,7 +451,7 @@ impl Core {
         let torrents = Arc::clone(&self.shared.torrents);
         let dir = self.update.dir.clone();
         tokio::spawn(async move {
-            let _ = torrents.forget(&ih).await;
+            let _ = torrents.remove(&ih).await;
             let name = hex::encode(ih);
             let _ = std::fs::remove_dir_all(dir.join(&name));
             let _ = std::fs::remove_file(dir.join(format!("{name}.torrent")));

@@ -446,7 +446,7 @@ impl Core {
                 *ih,
             );
             tokio::spawn(async move {
-                let _ = torrents.forget(&ih).await;
+                let _ = torrents.remove(&ih).await;
                 let _ = std::fs::remove_dir_all(dir);
             });
         }
@@ -1476,7 +1476,7 @@ impl Core {
                 *ih,
             );
             tokio::spawn(async move {
-                let _ = torrents.forget(&ih).await;
+                let _ = torrents.remove(&ih).await;
                 let _ = std::fs::remove_dir_all(dir);
             });
         }
@@ -1604,7 +1604,7 @@ impl Core {
             let torrents = Arc::clone(&self.shared.torrents);
             let ih2 = *ih;
             tokio::spawn(async move {
-                let _ = torrents.forget(&ih2).await;
+                let _ = torrents.remove(&ih2).await;
             });
             if self.uploads.cfg.keep_receipted.is_zero() {
                 self.remove_copies(ih);
