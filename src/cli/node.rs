@@ -44,6 +44,10 @@ pub struct NodeArgs {
     /// A wire peer to connect to (repeatable).
     #[arg(long = "peer", value_name = "ADDR")]
     peers: Vec<SocketAddr>,
+    /// A BitTorrent peer to ask for every torrent (repeatable): a plain client or
+    /// seedbox that holds the content, e.g. the publisher's.
+    #[arg(long = "bt-peer", value_name = "ADDR")]
+    bt_peers: Vec<SocketAddr>,
     /// Ignore pushed records and learn new ones by pull alone.
     #[arg(long)]
     no_push: bool,
@@ -146,6 +150,7 @@ pub(super) fn config(
         cfg.http = args.http;
     }
     cfg.peers = args.peers;
+    cfg.bt_peers = args.bt_peers;
     cfg.accept_push = !args.no_push;
     cfg.pull_interval = Duration::from_secs(args.pull_interval.max(1));
     if let Some(r) = args.rendezvous {

@@ -56,6 +56,9 @@ pub struct NodeConfig {
     pub http: Vec<SocketAddr>,
     /// Wire peers to keep connections to (bootstrap hints, `--peer`).
     pub peers: Vec<SocketAddr>,
+    /// BitTorrent peers handed to librqbit for every torrent, beside the wire peers'
+    /// (`--bt-peer`: a plain client that holds the content).
+    pub bt_peers: Vec<SocketAddr>,
     /// librqbit's DHT: `None` off, `Some(bootstrap)` on (empty = public routers).
     pub content_dht: Option<Vec<String>>,
     /// False: ignore pushed records; learn by pull only.
@@ -135,6 +138,7 @@ impl NodeConfig {
                 "0.0.0.0:18880".parse().expect("addr"),
             ],
             peers: Vec::new(),
+            bt_peers: Vec::new(),
             content_dht: Some(Vec::new()),
             accept_push: true,
             pull_interval: Duration::from_secs(60),

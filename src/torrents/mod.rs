@@ -39,6 +39,10 @@ pub type MetainfoRequest = ([u8; 20], tokio::sync::oneshot::Sender<Option<bytes:
 /// A torrent in the session.
 pub type TorrentHandle = Arc<ManagedTorrent>;
 
+/// How long wire peers have to answer a metainfo ask before BitTorrent peers are asked
+/// by ut_metadata too.
+const WIRE_HEAD_START: Duration = Duration::from_secs(1);
+
 #[derive(Debug, thiserror::Error)]
 pub enum TorrentsError {
     #[error("starting the BitTorrent session: {0}")]
@@ -328,9 +332,24 @@ impl Torrents {
             let files = metainfo::check(ih, &bytes).ok()?;
             Some(Metainfo { files, bytes })
         };
+        tokio::pin!(from_wire);
+        // Wire peers answer in a round trip and cost nobody a BitTorrent connection:
+        // they get a head start, then both race.
+        let mut wire_done = false;
+        tokio::select! {
+            m = &mut from_wire => match m {
+                Some(m) => {
+                    tracing::debug!("metainfo of {} from a wire peer", hex::encode(ih));
+                    self.keep_metainfo(ih, &m.bytes);
+                    return Ok(m);
+                }
+                None => wire_done = true,
+            },
+            _ = tokio::time::sleep(WIRE_HEAD_START) => {}
+        }
         let by_bittorrent = self.fetch_metainfo_by_bittorrent(ih, peers);
-        tokio::pin!(from_wire, by_bittorrent);
-        let (mut wire_done, mut bt_failed) = (false, None);
+        tokio::pin!(by_bittorrent);
+        let mut bt_failed = None;
         // The first to find it wins; it fails only once both failed.
         let found = loop {
             tokio::select! {

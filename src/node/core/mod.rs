@@ -214,6 +214,7 @@ impl Core {
         let update = update::Updater::new(cfg.update.clone(), &store);
         let uploads = uploads::Uploads::new(&cfg);
         let (wire_metainfo, metainfo_requests) = metainfo::WireMetainfo::new();
+        let bt_peers = watch::channel(cfg.bt_peers.clone()).0;
         shared.torrents.set_wire_metainfo(metainfo_requests);
         Ok(Core {
             local_ip: cfg.wire_listen.ip(),
@@ -229,7 +230,7 @@ impl Core {
             reports_rx,
             sync_tx,
             sync_rx,
-            bt_peers: watch::channel(Vec::new()).0,
+            bt_peers,
             sync: None,
             serving: None,
             restoring_served: None,
@@ -435,6 +436,7 @@ impl Core {
             .values()
             .filter(|c| c.ready)
             .filter_map(|c| c.bt_addr)
+            .chain(self.cfg.bt_peers.iter().copied())
             .filter(|a| !self.blacklist.contains(a.ip()))
             .collect();
         self.bt_peers.send_replace(bt);
