@@ -8,6 +8,8 @@
 //!   sites/<id>/current           "<N>": the release being served (atomic pointer)
 //!   sites/<id>/v<N>/             a release: complete once v<N>.rec exists
 //!   sites/<id>/v<N>.rec          its signed record, written when it completed
+//!   published.json               content this node published itself: info hash → the
+//!                                publisher's folder it is seeded from
 //! ```
 //!
 //! A release downloads into its own folder beside the served one (librqbit seeds it from
@@ -99,6 +101,38 @@ impl NodeStore {
             records: out,
             unreadable: bad,
         })
+    }
+
+    fn published_path(&self) -> PathBuf {
+        self.root.join("published.json")
+    }
+
+    /// The folders of content this node published itself (`publish --push`), by info
+    /// hash: seeded from there, so they must outlive a restart that comes before the
+    /// content was copied anywhere. Folders that are gone are left out.
+    pub fn published(&self) -> std::collections::HashMap<[u8; 20], PathBuf> {
+        let Ok(bytes) = std::fs::read(self.published_path()) else {
+            return Default::default();
+        };
+        let map: std::collections::BTreeMap<String, PathBuf> =
+            serde_json::from_slice(&bytes).unwrap_or_default();
+        map.into_iter()
+            .filter(|(_, dir)| dir.join(crate::publisher::TORRENT_FILE).is_file())
+            .filter_map(|(ih, dir)| Some((hex::decode(ih).ok()?.try_into().ok()?, dir)))
+            .collect()
+    }
+
+    /// Keeps `published` (see [`NodeStore::published`]).
+    pub fn save_published(
+        &self,
+        published: &std::collections::HashMap<[u8; 20], PathBuf>,
+    ) -> io::Result<()> {
+        let map: std::collections::BTreeMap<String, &PathBuf> = published
+            .iter()
+            .map(|(ih, dir)| (hex::encode(ih), dir))
+            .collect();
+        let json = serde_json::to_vec_pretty(&map).map_err(io::Error::other)?;
+        fsutil::write_atomic(&self.published_path(), &json, fsutil::PUBLIC)
     }
 
     pub fn site_dir(&self, site: u32) -> PathBuf {

@@ -215,6 +215,7 @@ impl Core {
         let uploads = uploads::Uploads::new(&cfg);
         let (wire_metainfo, metainfo_requests) = metainfo::WireMetainfo::new();
         let bt_peers = watch::channel(cfg.bt_peers.clone()).0;
+        let local_payloads = store.published();
         shared.torrents.set_wire_metainfo(metainfo_requests);
         Ok(Core {
             local_ip: cfg.wire_listen.ip(),
@@ -234,7 +235,7 @@ impl Core {
             sync: None,
             serving: None,
             restoring_served: None,
-            local_payloads: HashMap::new(),
+            local_payloads,
             blacklist: Enforcement::new(auto_threshold),
             closed: std::collections::VecDeque::new(),
             hints: Hints::new(HintsConfig {
@@ -646,6 +647,9 @@ impl Core {
                             return;
                         }
                         self.local_payloads.insert(ih, dir.clone());
+                        if let Err(e) = self.store.save_published(&self.local_payloads) {
+                            tracing::warn!("remembering the published folder: {e}");
+                        }
                         let torrents = Arc::clone(&self.shared.torrents);
                         let commands = self.shared.commands.clone();
                         tokio::spawn(async move {
