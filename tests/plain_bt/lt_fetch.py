@@ -37,9 +37,12 @@ def parse_peer(s):
 
 def settings(bind_ip):
     return {
-        # Listen on this loopback address alone (port picked by the kernel), TCP only.
+        # Listen on this loopback address alone (port picked by the kernel), and connect
+        # from it (else the kernel picks 127.0.0.1).
         "listen_interfaces": f"{bind_ip}:0",
         "outgoing_interfaces": bind_ip,
+        # TCP only. Required: with outgoing uTP on, libtorrent 2.0.8 tries uTP first to
+        # librqbit (which speaks TCP only) and never gets a peer (0 peers after 15 s).
         "enable_outgoing_utp": False,
         "enable_incoming_utp": False,
         # Nothing but the peers we are given.
