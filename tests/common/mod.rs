@@ -1,6 +1,7 @@
 //! Helpers shared by the multi-node tests.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod plain_bt;
 mod site;
 #[allow(unused_imports)] // each test binary uses its own subset
 pub use site::{
