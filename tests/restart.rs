@@ -38,6 +38,9 @@ struct NodeProc {
     bundle: PathBuf,
     ip: String,
     peers: Vec<String>,
+    /// More options, and the log filter (`warn` unless set).
+    extra: Vec<String>,
+    log_filter: Option<String>,
 }
 
 impl NodeProc {
@@ -48,6 +51,30 @@ impl NodeProc {
             bundle: bundle.to_path_buf(),
             ip: ip.into(),
             peers: peers.iter().map(|p| p.to_string()).collect(),
+            extra: Vec::new(),
+            log_filter: None,
+        };
+        n.spawn();
+        n
+    }
+
+    /// [`NodeProc::start`] with more options and its own log filter.
+    fn start_with(
+        data: &Path,
+        bundle: &Path,
+        ip: &str,
+        peers: &[&str],
+        extra: &[&str],
+        log_filter: &str,
+    ) -> Self {
+        let mut n = NodeProc {
+            child: None,
+            data: data.to_path_buf(),
+            bundle: bundle.to_path_buf(),
+            ip: ip.into(),
+            peers: peers.iter().map(|p| p.to_string()).collect(),
+            extra: extra.iter().map(|e| e.to_string()).collect(),
+            log_filter: Some(log_filter.into()),
         };
         n.spawn();
         n
@@ -61,14 +88,10 @@ impl NodeProc {
         assert!(self.child.is_none(), "{} already runs", self.ip);
         let rendezvous = format!("{}:{}", self.ip, WIRE + 2);
         let peers: Vec<&str> = self.peers.iter().map(String::as_str).collect();
-        let args = common::node_process_args(
-            &self.data,
-            &self.bundle,
-            &self.ip,
-            WIRE,
-            &peers,
-            &["--rendezvous", &rendezvous, "--no-dht-bootstrap"],
-        );
+        let mut extra = vec!["--rendezvous", &rendezvous, "--no-dht-bootstrap"];
+        extra.extend(self.extra.iter().map(String::as_str));
+        let args =
+            common::node_process_args(&self.data, &self.bundle, &self.ip, WIRE, &peers, &extra);
         // One log across restarts, each run under a header.
         let mut log = std::fs::OpenOptions::new()
             .create(true)
@@ -77,7 +100,11 @@ impl NodeProc {
             .unwrap();
         use std::io::Write;
         writeln!(log, "=== swarmsite node on {} starts", self.ip).unwrap();
-        let child = bin()
+        let mut command = bin();
+        if let Some(filter) = &self.log_filter {
+            command.env("RUST_LOG", filter);
+        }
+        let child = command
             .args(&args)
             .stdout(Stdio::null())
             .stderr(log)
@@ -532,4 +559,67 @@ fn a_plain_client_is_the_only_content_holder() {
     plain_clients_fetch(&f, &rt, &new, ["127.0.0.178", "127.0.0.179"], "from-plain");
     holder.abort();
     drop((new, seed));
+}
+
+/// The plain client holds the content but gives out no metadata (no ut_metadata), and
+/// the one swarmsite node left holds the record and the metainfo but not the content:
+/// a new node gets the metainfo over the wire (`ss_mget`) and the pieces from the plain
+/// client alone.
+#[test]
+fn metainfo_over_the_wire_and_pieces_from_a_plain_client() {
+    const SEED: &str = "127.0.0.180";
+    let f = fixture("RESTART05");
+    let pdata = f.root.join("p");
+    let mut publisher = NodeProc::start(&pdata, &f.bundle, "127.0.0.181", &[]);
+    wait_for("the publisher's control API", 60, || {
+        pdata.join("control.json").exists()
+    });
+    f.publish_and_push(&pdata);
+    let adata = f.root.join("a");
+    let mut holder = NodeProc::start(&adata, &f.bundle, "127.0.0.182", &["127.0.0.181"]);
+    wait_for("the node serves the release", 60, || {
+        f.serves_index(&holder)
+    });
+    publisher.sigterm();
+    holder.sigterm();
+    // The node keeps the record and the metainfo, but loses the content.
+    std::fs::remove_dir_all(adata.join("networks/RESTART05/sites")).unwrap();
+    let kept = adata.join("networks/RESTART05/bittorrent/metainfo");
+    assert_eq!(
+        std::fs::read_dir(&kept).unwrap().count(),
+        1,
+        "metainfo kept"
+    );
+    holder.spawn();
+    let seed = LibtorrentSeed::start_without_metadata(&f.torrent_path(), &f.content, SEED, 30)
+        .unwrap_or_else(|e| panic!("the plain seeder: {e}"));
+    let bt_peer = seed.addr.to_string();
+    let new = NodeProc::start_with(
+        &f.root.join("new"),
+        &f.bundle,
+        "127.0.0.183",
+        &["127.0.0.182"],
+        &["--bt-peer", &bt_peer],
+        "warn,swarmsite::torrents=debug",
+    );
+    let took = wait_for("the new node serves the release", 120, || {
+        f.serves_index(&new)
+    });
+    let log = std::fs::read_to_string(new.log_path()).unwrap();
+    assert!(
+        log.contains("from a wire peer"),
+        "metainfo not from the wire:\n{log}"
+    );
+    eprintln!(
+        "the new node served the release after {took:?}: metainfo by ss_mget, pieces from libtorrent"
+    );
+    let rt = runtime();
+    plain_clients_fetch(
+        &f,
+        &rt,
+        &new,
+        ["127.0.0.184", "127.0.0.185"],
+        "wire-metainfo",
+    );
+    drop((new, holder, seed));
 }

@@ -185,30 +185,30 @@ pub async fn fetch(
 ) {
     let FetchSpec {
         ih,
-        torrent: torrent_bytes,
+        torrent: mut torrent_bytes,
         dir,
         current_dir,
         only_files,
     } = spec;
     let mut generation = torrents.generation();
-    let mut listed = false;
     let mut backoff = Backoff::default();
     let mut best_have = 0;
     loop {
         let known: Vec<SocketAddr> = peers.borrow_and_update().clone();
-        if torrent_bytes.is_none() && !listed {
+        if torrent_bytes.is_none() {
             // Learn the file list first so unchanged files can be carried over (the
             // kept metainfo when there is one, else from wire or BitTorrent peers).
-            let files =
-                tokio::time::timeout(METADATA_WAIT, torrents.list_files(ih, known.clone())).await;
-            let why = match files {
-                Ok(Ok(files)) => {
-                    listed = true;
+            let found =
+                tokio::time::timeout(METADATA_WAIT, torrents.fetch_metainfo(ih, known.clone()))
+                    .await;
+            let why = match found {
+                Ok(Ok(meta)) => {
                     if let Some(cur) = current_dir {
-                        for f in &files {
+                        for f in &meta.files {
                             reuse(cur, dir, &f.path, f.len);
                         }
                     }
+                    torrent_bytes = Some(meta.bytes);
                     None
                 }
                 Ok(Err(e)) => Some(e.to_string()),

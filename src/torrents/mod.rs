@@ -313,7 +313,8 @@ impl Torrents {
 
     /// The metainfo of `ih`: the kept copy, else whichever answers first of the wire
     /// peers (`ss_mget`, when the node set them up) and librqbit's ut_metadata from
-    /// `peers`. Kept once found. Checked against `ih` in every case.
+    /// `peers`. Checked against `ih` in every case; kept only once the torrent is added
+    /// (so what a peer announced and this node then refused leaves nothing behind).
     pub async fn fetch_metainfo(
         &self,
         ih: &[u8; 20],
@@ -340,7 +341,6 @@ impl Torrents {
             m = &mut from_wire => match m {
                 Some(m) => {
                     tracing::debug!("metainfo of {} from a wire peer", hex::encode(ih));
-                    self.keep_metainfo(ih, &m.bytes);
                     return Ok(m);
                 }
                 None => wire_done = true,
@@ -367,7 +367,6 @@ impl Torrents {
                 },
             }
         };
-        self.keep_metainfo(ih, &found.bytes);
         Ok(found)
     }
 

@@ -137,11 +137,35 @@ impl LibtorrentSeed {
         connect_to: &[SocketAddr],
         secs: u64,
     ) -> Result<Self, String> {
+        Self::start_with(torrent, dir, bind_ip, connect_to, secs, &[])
+    }
+
+    /// [`LibtorrentSeed::start`] without libtorrent's extensions: it gives out pieces
+    /// but never the torrent's metadata (no ut_metadata), so whoever fetches from it
+    /// must have the metainfo from elsewhere.
+    pub fn start_without_metadata(
+        torrent: &Path,
+        dir: &Path,
+        bind_ip: &str,
+        secs: u64,
+    ) -> Result<Self, String> {
+        Self::start_with(torrent, dir, bind_ip, &[], secs, &["--no-metadata"])
+    }
+
+    fn start_with(
+        torrent: &Path,
+        dir: &Path,
+        bind_ip: &str,
+        connect_to: &[SocketAddr],
+        secs: u64,
+        extra: &[&str],
+    ) -> Result<Self, String> {
         // Its stderr goes to a file beside `dir`: shown if it fails to start.
         let log = dir.with_extension("lt-seed.log");
         let mut child = ChildGuard(
             lt_command(torrent, connect_to, dir, bind_ip, secs)
                 .arg("--seed")
+                .args(extra)
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(std::fs::File::create(&log).map_err(|e| e.to_string())?)

@@ -89,6 +89,11 @@ def main():
     p.add_argument("--timeout", type=float, required=True, help="seconds")
     p.add_argument("--bind", required=True, help="a loopback IP, e.g. 127.0.0.90")
     p.add_argument("--seed", action="store_true")
+    p.add_argument(
+        "--no-metadata",
+        action="store_true",
+        help="no extensions (ut_metadata, ut_pex): peers cannot get the torrent's metadata here",
+    )
     args = p.parse_args()
 
     if not args.seed and not args.peer:
@@ -97,7 +102,8 @@ def main():
 
     start = time.monotonic()
     deadline = start + args.timeout
-    ses = lt.session(settings(args.bind))
+    # Flags 0 leave out libtorrent's default plugins, ut_metadata among them.
+    ses = lt.session(settings(args.bind), 0 if args.no_metadata else 1)
     errors, listening = [], []
 
     atp = lt.add_torrent_params()
