@@ -8,7 +8,7 @@
 //! it started with, so a browser never sees half an update.
 
 use std::collections::{BTreeSet, HashMap};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -686,51 +686,94 @@ async fn ranged(
             Err(_) => plain(StatusCode::INTERNAL_SERVER_ERROR, "file unreadable\n"),
         };
     }
-    // multipart/byteranges (RFC 9110 §14.6); parts are small, so built in memory.
+    // multipart/byteranges (RFC 9110 §14.6). Overlapping ranges (`0-,0-`: the same
+    // bytes many times, a classic amplification) and more parts than any reader needs
+    // are refused; the rest is streamed part by part, so a request costs a buffer, not
+    // its body, and HEAD reads nothing.
+    let mut sorted = ranges.clone();
+    sorted.sort_by_key(|r| *r.start());
+    let overlap = sorted.windows(2).any(|w| w[1].start() <= w[0].end());
+    if overlap || ranges.len() > MAX_RANGES {
+        let mut r = plain(StatusCode::RANGE_NOT_SATISFIABLE, "");
+        r.headers_mut().insert(
+            header::CONTENT_RANGE,
+            HeaderValue::from_str(&format!("bytes */{}", entry.len)).expect("ascii"),
+        );
+        return r;
+    }
     let boundary = format!("swarmsite-{:016x}", rand::random::<u64>());
     let mime = h
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/octet-stream")
         .to_string();
-    let mut out = Vec::new();
+    let mut pieces = Vec::with_capacity(ranges.len() * 2 + 1);
+    let mut total = 0u64;
     for r in &ranges {
-        write!(
-            out,
+        let head = format!(
             "\r\n--{boundary}\r\nContent-Type: {mime}\r\nContent-Range: bytes {}-{}/{}\r\n\r\n",
             r.start(),
             r.end(),
             entry.len
-        )
-        .expect("vec");
-        let part = match cached {
-            Some(b) => b.slice(*r.start() as usize..=*r.end() as usize).to_vec(),
-            None => match read_range(&entry.path, *r.start(), r.end() - r.start() + 1) {
-                Ok(v) => v,
-                Err(_) => return plain(StatusCode::INTERNAL_SERVER_ERROR, "file unreadable\n"),
+        );
+        total += head.len() as u64 + (r.end() - r.start() + 1);
+        pieces.push(Piece::Bytes(Bytes::from(head)));
+        pieces.push(match cached {
+            Some(b) => Piece::Bytes(b.slice(*r.start() as usize..=*r.end() as usize)),
+            None => Piece::File {
+                start: *r.start(),
+                len: r.end() - r.start() + 1,
             },
-        };
-        out.extend_from_slice(&part);
+        });
     }
-    write!(out, "\r\n--{boundary}--\r\n").expect("vec");
+    let tail = format!("\r\n--{boundary}--\r\n");
+    total += tail.len() as u64;
+    pieces.push(Piece::Bytes(Bytes::from(tail)));
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_str(&format!("multipart/byteranges; boundary={boundary}"))
             .expect("ascii"),
     );
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
-    let body = if head { Body::empty() } else { Body::from(out) };
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(total));
+    if head {
+        return (StatusCode::PARTIAL_CONTENT, h).into_response();
+    }
+    let body = Body::from_stream(stream_pieces(entry.path.clone(), pieces));
     (StatusCode::PARTIAL_CONTENT, h, body).into_response()
 }
 
-fn read_range(path: &Path, start: u64, len: u64) -> std::io::Result<Vec<u8>> {
-    use std::io::{Seek, SeekFrom};
-    // Bounded by the number of ranges the parser accepts and the file's size.
-    let mut f = std::fs::File::open(path)?;
-    f.seek(SeekFrom::Start(start))?;
-    let mut v = Vec::with_capacity(len.min(16 << 20) as usize);
-    f.take(len).read_to_end(&mut v)?;
-    Ok(v)
+/// Parts of a multipart answer at most.
+const MAX_RANGES: usize = 32;
+
+/// A piece of a streamed answer: bytes at hand, or a stretch of the file.
+enum Piece {
+    Bytes(Bytes),
+    File { start: u64, len: u64 },
+}
+
+/// The pieces one after the other, a file stretch read 64 KiB at a time.
+fn stream_pieces(
+    path: PathBuf,
+    pieces: Vec<Piece>,
+) -> impl futures::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
+    use futures::{StreamExt, TryStreamExt};
+    futures::stream::iter(pieces).flat_map(move |piece| match piece {
+        Piece::Bytes(b) => futures::stream::once(async move { Ok(b) }).boxed(),
+        Piece::File { start, len } => {
+            let path = path.clone();
+            futures::stream::once(async move {
+                use tokio::io::{AsyncReadExt, AsyncSeekExt};
+                let mut f = tokio::fs::File::open(&path).await?;
+                f.seek(std::io::SeekFrom::Start(start)).await?;
+                Ok::<_, std::io::Error>(tokio_util::io::ReaderStream::with_capacity(
+                    f.take(len),
+                    64 * 1024,
+                ))
+            })
+            .try_flatten()
+            .boxed()
+        }
+    })
 }
 
 /// Escapes text for HTML content and double-quoted attribute values.

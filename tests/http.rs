@@ -235,6 +235,53 @@ fn ranges_single_and_multi() {
     assert!(body.contains("Content-Range: bytes 0-9/3000000"));
     assert!(body.contains("Content-Range: bytes 2000000-2000009/3000000"));
     assert!(m.body.windows(10).any(|w| w == &full[2_000_000..2_000_010]));
+    let declared: usize = m.header("content-length").unwrap().parse().unwrap();
+    assert_eq!(
+        declared,
+        m.body.len(),
+        "streamed parts add up to the length"
+    );
+    // The same from a file small enough to be cached in memory.
+    let about = std::fs::read(s.dir.path().join("about.html")).unwrap();
+    let c = request(s.addr, "GET", "/about.html", &[("Range", "bytes=0-1, 5-6")]);
+    assert_eq!(c.status, 206);
+    assert!(c.body.windows(2).any(|w| w == &about[5..7]));
+    assert_eq!(
+        c.header("content-length")
+            .unwrap()
+            .parse::<usize>()
+            .unwrap(),
+        c.body.len()
+    );
+    // HEAD says the length and sends nothing.
+    let head = request(
+        s.addr,
+        "HEAD",
+        "/big.bin",
+        &[("Range", "bytes=0-9, 2000000-2000009")],
+    );
+    assert_eq!((head.status, head.body.len()), (206, 0));
+    assert_eq!(
+        head.header("content-length"),
+        Some(declared.to_string().as_str())
+    );
+    // Overlapping ranges (the same bytes over and over) and too many parts: refused.
+    let many = (0..40)
+        .map(|i| format!("{}-{}", i * 10, i * 10 + 1))
+        .collect::<Vec<_>>()
+        .join(",");
+    for range in [
+        "bytes=0-,0-".to_string(),
+        "bytes=0-99, 50-149".to_string(),
+        format!("bytes={many}"),
+    ] {
+        let r = request(s.addr, "GET", "/big.bin", &[("Range", range.as_str())]);
+        assert_eq!(
+            (r.status, r.header("content-range")),
+            (416, Some("bytes */3000000")),
+            "{range}"
+        );
+    }
 
     let bad = request(s.addr, "GET", "/big.bin", &[("Range", "bytes=5000000-")]);
     assert_eq!(

@@ -382,6 +382,7 @@ fn setup(app: &mut tauri::App, args: &Args) -> Result<(), Box<dyn std::error::Er
 }
 
 fn main() {
+    swarmsite::node::raise_open_files_limit();
     let args = Args::parse();
     let app = tauri::Builder::default()
         // First: a second start only brings the running app's window forward.

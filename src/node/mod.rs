@@ -66,6 +66,11 @@ pub struct NodeConfig {
     pub pull_interval: Duration,
     /// Outgoing wire connections kept at most.
     pub max_peers: usize,
+    /// Incoming wire connections kept at most, in all and from one IP address: beyond
+    /// them a new one is closed at once (a crowd of idle connections must not take the
+    /// sockets honest peers need).
+    pub max_inbound: usize,
+    pub max_inbound_per_ip: usize,
     /// Bytes of published documents to keep copies of (0: records only); `None`: the
     /// value the volunteer set last (kept in the data folder), else 10 GiB.
     pub documents_quota: Option<u64>,
@@ -143,6 +148,8 @@ impl NodeConfig {
             accept_push: true,
             pull_interval: Duration::from_secs(60),
             max_peers: 32,
+            max_inbound: 256,
+            max_inbound_per_ip: 8,
             documents_quota: None,
             rendezvous: Some("0.0.0.0:6880".parse().expect("addr")),
             rendezvous_bootstrap: crate::rendezvous::PUBLIC_ROUTERS
@@ -603,4 +610,19 @@ pub async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+/// Raises this process's soft limit on open files to its hard limit: a node holds a
+/// socket per wire, BitTorrent and HTTP peer and a file per torrent, and the common
+/// default soft limit of 1,024 runs out under a crowd of peers ("Too many open
+/// files"), which then starves every other socket. Called once by each program's
+/// `main`; returns the limit now in force.
+pub fn raise_open_files_limit() -> Option<u64> {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => Some(limit),
+        Err(e) => {
+            tracing::warn!("cannot raise the open-files limit: {e}");
+            None
+        }
+    }
 }

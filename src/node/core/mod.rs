@@ -299,6 +299,9 @@ impl Core {
                         if self.blacklist.contains(remote.ip()) {
                             drop(stream);
                             self.count_refused(remote);
+                        } else if !self.inbound_allowed(remote.ip()) {
+                            tracing::debug!("{remote}: too many incoming connections; closed");
+                            drop(stream);
                         } else {
                             self.spawn_conn(stream, remote);
                         }
@@ -470,6 +473,16 @@ impl Core {
         };
         self.conns.insert(key, conn);
         (key, rx)
+    }
+
+    /// Room for one more incoming connection from `ip` (see `NodeConfig::max_inbound`).
+    fn inbound_allowed(&self, ip: IpAddr) -> bool {
+        let (mut all, mut from_ip) = (0, 0);
+        for c in self.conns.values().filter(|c| !c.outgoing) {
+            all += 1;
+            from_ip += usize::from(c.remote.ip() == ip);
+        }
+        all < self.cfg.max_inbound && from_ip < self.cfg.max_inbound_per_ip
     }
 
     fn spawn_conn(&mut self, stream: tokio::net::TcpStream, remote: SocketAddr) {

@@ -1,0 +1,153 @@
+//! A hostile peer against a real `swarmsite node` process (issue 20, first part): a
+//! crowd of connections from one address, and the process's open-files limit. The node
+//! must stay healthy for honest peers and its own HTTP.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+mod common;
+use common::{ChildGuard, wait_until};
+
+const PASS: &str = "hostile test";
+
+fn node(data: &Path, bundle: &Path, ip: &str, peers: &[&str]) -> ChildGuard {
+    let args = common::node_process_args(data, bundle, ip, 7400, peers, &["--no-rendezvous"]);
+    let log = std::fs::File::create(data.with_extension("log")).unwrap();
+    // Started with the common default soft limit of 1,024 open files (the shell execs
+    // the node, so the pid is the node's).
+    ChildGuard(
+        Command::new("sh")
+            .args(["-c", "ulimit -Sn 1024 && exec \"$0\" \"$@\""])
+            .arg(env!("CARGO_BIN_EXE_swarmsite"))
+            .env("SWARMSITE_PASSPHRASE", PASS)
+            .env("RUST_LOG", "warn")
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    )
+}
+
+fn status(data: &Path) -> Option<serde_json::Value> {
+    let o = Command::new(env!("CARGO_BIN_EXE_swarmsite"))
+        .args(["--data-dir", data.to_str().unwrap(), "status", "--json"])
+        .output()
+        .ok()?;
+    o.status
+        .success()
+        .then(|| serde_json::from_slice(&o.stdout).ok())
+        .flatten()
+}
+
+/// Opens a connection from `ip` and sends a BitTorrent handshake for `info_hash`, as a
+/// peer would; then stays silent.
+fn idle_connection(
+    rt: &tokio::runtime::Runtime,
+    ip: &str,
+    to: SocketAddr,
+    info_hash: [u8; 20],
+) -> Option<TcpStream> {
+    let stream = rt.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().ok()?;
+        socket.bind(format!("{ip}:0").parse().ok()?).ok()?;
+        socket.connect(to).await.ok()
+    })?;
+    let mut s = stream.into_std().ok()?;
+    s.set_nonblocking(false).ok()?;
+    let hs = swarmsite::wire::message::Handshake::new(info_hash, [0x66; 20]).encode();
+    s.write_all(&hs).ok()?;
+    Some(s)
+}
+
+/// True while the node keeps `s` open (reads what it sent; EOF or reset: closed).
+fn still_open(s: &mut TcpStream) -> bool {
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return false,
+            Ok(_) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return true;
+            }
+            Err(_) => return false,
+        }
+    }
+}
+
+#[test]
+fn a_crowd_of_connections_from_one_address_is_capped_and_honest_peers_still_get_in() {
+    let tmp = tempfile::tempdir().unwrap();
+    let net = common::small_network(
+        &tmp.path().join("net"),
+        "HOSTILE01",
+        "hostile",
+        PASS.as_bytes(),
+    );
+    let bundle = tmp.path().join("net/bundle.json");
+    let rendezvous = *swarmsite::name::SystemName::rendezvous(net.bundle().network()).as_bytes();
+    let adata = tmp.path().join("a");
+    let a = node(&adata, &bundle, "127.0.0.120", &[]);
+    wait_until("the node's control API", 60, || status(&adata).is_some());
+
+    // Its open-files limit is raised to the hard limit.
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", a.0.id())).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap()
+        .to_string();
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(
+        fields[3], fields[4],
+        "soft limit raised to the hard one: {line}"
+    );
+
+    // 60 connections from one address, each with a proper handshake, then silence.
+    let wire: SocketAddr = "127.0.0.120:7400".parse().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut crowd: Vec<TcpStream> = (0..60)
+        .filter_map(|_| idle_connection(&rt, "127.0.0.121", wire, rendezvous))
+        .collect();
+    assert!(crowd.len() >= 50, "{} connections made", crowd.len());
+    std::thread::sleep(Duration::from_millis(500));
+    let open = crowd.iter_mut().map(still_open).filter(|o| *o).count();
+    assert!(
+        open <= 8,
+        "{open} of {} connections from one address kept",
+        crowd.len()
+    );
+    assert!(open >= 1, "the first ones are served like any peer");
+
+    // An honest node still gets in, and the node still answers HTTP and its control API.
+    let bdata = tmp.path().join("b");
+    let _b = node(&bdata, &bundle, "127.0.0.122", &["127.0.0.120"]);
+    wait_until("the honest node connected", 30, || {
+        status(&adata).is_some_and(|s| {
+            s["peers"].as_array().is_some_and(|p| {
+                p.iter().any(|p| {
+                    p["addr"]
+                        .as_str()
+                        .is_some_and(|a| a.starts_with("127.0.0.122"))
+                })
+            })
+        })
+    });
+    let (code, _) = rt.block_on(common::http_get("127.0.0.120:7480", "/"));
+    assert!(code == 200 || code == 503, "HTTP answered {code}");
+    drop(crowd);
+    drop(a);
+}
