@@ -151,3 +151,79 @@ fn a_crowd_of_connections_from_one_address_is_capped_and_honest_peers_still_get_
     drop(crowd);
     drop(a);
 }
+
+/// Pushes of garbage as fast as the rate limit allows: the connection is closed after a
+/// few, its address kept out, only a few evidence lines name it, and evidence of
+/// another peer's forgery is still there.
+#[test]
+fn a_peer_pushing_garbage_is_cut_off_and_cannot_wash_out_evidence() {
+    use swarmsite::name::{SystemName, kind};
+    use swarmsite::record::{Payload, Record};
+    let tmp = tempfile::tempdir().unwrap();
+    let net = common::small_network(
+        &tmp.path().join("net"),
+        "HOSTILE02",
+        "hostile",
+        PASS.as_bytes(),
+    );
+    let bundle = tmp.path().join("net/bundle.json");
+    let tag = net.bundle().network();
+    let rendezvous = *SystemName::rendezvous(tag).as_bytes();
+    let data = tmp.path().join("a");
+    let _a = node(&data, &bundle, "127.0.0.125", &[]);
+    wait_until("the node's control API", 60, || status(&data).is_some());
+    let wire: SocketAddr = "127.0.0.125:7400".parse().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+
+    // A forgery from one peer: genuine evidence.
+    let mut forged = Record::new(
+        SystemName::new(tag, kind::SITE_RELEASE, 1, 7),
+        common::now(),
+        Payload::Body(b"forged".to_vec()),
+    )
+    .unwrap();
+    forged.sign(&swarmsite::keys::PrivateKey::generate(swarmsite::keys::MIN_BITS).unwrap());
+    rt.block_on(common::hostile_push(
+        "127.0.0.127",
+        wire,
+        rendezvous,
+        vec![forged.encode().unwrap()],
+    ));
+    let evidence = data.join("evidence.jsonl");
+    let lines_from = |ip: &str| {
+        std::fs::read_to_string(&evidence)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(ip))
+            .count()
+    };
+    wait_until("the forgery's evidence", 30, || {
+        lines_from("127.0.0.127") == 1
+    });
+
+    // 300 garbage pushes from another, in one burst (within the wire's rate limit).
+    rt.block_on(common::hostile_push(
+        "127.0.0.126",
+        wire,
+        rendezvous,
+        vec![b"garbage, not a record".to_vec(); 300],
+    ));
+    std::thread::sleep(Duration::from_secs(1));
+    let garbage_lines = lines_from("127.0.0.126");
+    assert!(
+        (1..=20).contains(&garbage_lines),
+        "{garbage_lines} evidence lines for one flood"
+    );
+    // Its address is kept out for now.
+    let mut again = idle_connection(&rt, "127.0.0.126", wire, rendezvous).unwrap();
+    assert!(!still_open(&mut again), "the flooder got back in at once");
+    // The first forgery's evidence is still there; the node answers as ever.
+    assert_eq!(lines_from("127.0.0.127"), 1);
+    let s = status(&data).expect("status answers");
+    assert!(s["evidence"].as_u64().unwrap() <= 21, "{}", s["evidence"]);
+    let log = std::fs::read_to_string(data.with_extension("log")).unwrap();
+    assert!(log.contains("refused items; closed"), "{log}");
+}

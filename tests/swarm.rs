@@ -249,7 +249,13 @@ async fn the_wire_port_closes_strangers_politely_and_records_bad_input() {
     truncated.extend_from_slice(&frame_extended(1, b"d4:name20:")[..9]);
     poke(wire, &truncated).await;
     wait_for("three evidence entries", 10, || h.status().evidence >= 3).await;
-    let log = std::fs::read_to_string(tmp.path().join("n/evidence.jsonl")).unwrap();
+    // Written by the evidence thread a moment later.
+    let path = tmp.path().join("n/evidence.jsonl");
+    wait_for("three evidence lines", 10, || {
+        std::fs::read_to_string(&path).is_ok_and(|l| l.lines().count() >= 3)
+    })
+    .await;
+    let log = std::fs::read_to_string(&path).unwrap();
     for code in ["wire-garbage", "wire-oversized", "wire-malformed"] {
         assert!(log.contains(code), "{code} missing from {log}");
     }

@@ -224,7 +224,11 @@ async fn a_release_reaches_five_nodes_and_bad_ones_are_refused() {
             "{u:?}"
         );
         assert_eq!(u.package.unwrap().version, "0.2.0", "node {i}");
-        assert!(evidence(&tmp.path().join(format!("n{i}"))).contains("update-bad-sha256"));
+        // Written by the evidence thread a moment after the status.
+        wait_for("the evidence of the bad package", 10, || {
+            evidence(&tmp.path().join(format!("n{i}"))).contains("update-bad-sha256")
+        })
+        .await;
     }
 
     // A properly signed release below one announced before: a downgrade, refused.

@@ -124,15 +124,9 @@ impl Core {
             .collect();
         let mut closed_addrs = Vec::new();
         for key in &listed {
-            if let Some(conn) = self.conns.remove(key) {
-                closed_addrs.push(conn.remote);
-                // Dropping the sender closes the connection task's inbox: it closes.
-                self.remember_closed(*key, conn.addrs());
-                drop(conn.tx);
-                if conn.ready {
-                    self.gossip.peer_down(*key, unix_ms());
-                    self.uploads_peer_down(*key);
-                }
+            if let Some(remote) = self.conns.get(key).map(|c| c.remote) {
+                closed_addrs.push(remote);
+                self.close_conn(*key);
             }
         }
         let list = self.blacklist.list();

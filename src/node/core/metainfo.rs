@@ -116,6 +116,7 @@ impl Core {
                         "bad-metainfo",
                         format!("for info hash {}: {why}", hex::encode(ih)),
                     );
+                    self.count_refused_item(peer);
                 }
             }
         }

@@ -28,7 +28,7 @@ use super::wire_io::{self, ConnReport};
 use super::{Command, NodeConfig, NodeError, unix_ms};
 use crate::blacklist::Enforcement;
 use crate::content::Notice;
-use crate::evidence::{Evidence, EvidenceLog};
+use crate::evidence::{Evidence, EvidenceBudget, EvidenceLog};
 use crate::gossip::{Action, Gossip, GossipConfig, PeerKey};
 use crate::hints::{HintAction, Hints, HintsConfig};
 use crate::name::{ObjectClass, SystemName, kind};
@@ -39,6 +39,15 @@ use crate::store::NodeStore;
 use crate::torrents::Torrents;
 use crate::trust::TrustStore;
 use crate::wire::{CloseReason, Event, Hint, Message, WireConfig};
+
+/// Refused items (forged records, bad metainfo) one connection may send before it is
+/// closed: honest peers send none, but may relay a stale one now and then.
+const MAX_REFUSED_PER_CONN: u32 = 8;
+/// How long the address of a connection closed for refused items is kept out.
+const SLOW_FOR: Duration = Duration::from_secs(600);
+/// Evidence lines written per address per window (the rest are counted).
+const EVIDENCE_LINES_PER_ADDRESS: u32 = 20;
+const EVIDENCE_WINDOW: Duration = Duration::from_secs(600);
 
 /// Seeds a locally published release from its published folder and waits until
 /// librqbit has checked it.
@@ -103,6 +112,8 @@ struct Conn {
     uploads: bool,
     /// The peer asks for and answers metainfo (`ss_mget`, `ss_meta`).
     metainfo: bool,
+    /// Hostile items it sent (see `count_refused_item`).
+    refused: u32,
 }
 
 impl Conn {
@@ -126,7 +137,11 @@ pub struct Core {
     shared: Shared,
     store: NodeStore,
     gossip: Gossip<TrustStore>,
-    evidence: EvidenceLog,
+    /// The evidence log's writer thread (never blocks the core).
+    evidence: std::sync::mpsc::SyncSender<Evidence>,
+    evidence_budget: EvidenceBudget,
+    /// Addresses kept out after too many refused items, until when (ms).
+    slowed: HashMap<IpAddr, u64>,
     wire: WireConfig,
     local_ip: IpAddr,
     conns: HashMap<PeerKey, Conn>,
@@ -207,7 +222,8 @@ impl Core {
         let evidence = EvidenceLog::new(
             cfg.data_dir.join("evidence.jsonl"),
             crate::evidence::DEFAULT_MAX_BYTES,
-        );
+        )
+        .spawn_writer();
         let auditor_flag = cfg.auto_blacklist.is_some();
         let auto_threshold = cfg.auto_blacklist.as_ref().map(|a| a.threshold);
         let archive = documents::Archive::new(store.root(), cfg.documents_quota);
@@ -224,6 +240,11 @@ impl Core {
             store,
             gossip,
             evidence,
+            evidence_budget: EvidenceBudget::new(
+                EVIDENCE_LINES_PER_ADDRESS,
+                EVIDENCE_WINDOW.as_millis() as u64,
+            ),
+            slowed: HashMap::new(),
             wire,
             conns: HashMap::new(),
             next_key: 1,
@@ -470,6 +491,7 @@ impl Core {
             dht_id: None,
             uploads: false,
             metainfo: false,
+            refused: 0,
         };
         self.conns.insert(key, conn);
         (key, rx)
@@ -482,7 +504,7 @@ impl Core {
             all += 1;
             from_ip += usize::from(c.remote.ip() == ip);
         }
-        all < self.cfg.max_inbound && from_ip < self.cfg.max_inbound_per_ip
+        all < self.cfg.max_inbound && from_ip < self.cfg.max_inbound_per_ip && !self.is_slowed(ip)
     }
 
     fn spawn_conn(&mut self, stream: tokio::net::TcpStream, remote: SocketAddr) {
@@ -626,20 +648,66 @@ impl Core {
                             reason.to_string(),
                         );
                     }
-                    self.remember_closed(key, conn.addrs());
-                    self.peer_documents_gone(key);
-                    self.metainfo_peer_gone(key);
-                    if conn.ready {
-                        self.gossip.peer_down(key, unix_ms());
-                        self.uploads_peer_down(key);
-                        self.refresh_peers();
-                        self.emit(NodeEvent::PeerDown {
-                            addr: conn.remote.to_string(),
-                        });
-                    }
+                    self.conn_gone(key, conn);
                 }
             }
         }
+    }
+
+    /// Everything a connection leaves behind once it is out of `conns`.
+    fn conn_gone(&mut self, key: PeerKey, conn: Conn) {
+        self.remember_closed(key, conn.addrs());
+        self.peer_documents_gone(key);
+        self.metainfo_peer_gone(key);
+        if conn.ready {
+            self.gossip.peer_down(key, unix_ms());
+            self.uploads_peer_down(key);
+            self.refresh_peers();
+            self.emit(NodeEvent::PeerDown {
+                addr: conn.remote.to_string(),
+            });
+        }
+    }
+
+    /// Closes a connection from this side (dropping its sender ends its task).
+    fn close_conn(&mut self, key: PeerKey) {
+        if let Some(conn) = self.conns.remove(&key) {
+            let closing = conn.tx.clone();
+            self.conn_gone(key, conn);
+            drop(closing);
+        }
+    }
+
+    /// A connection sent something refused as hostile: after
+    /// [`MAX_REFUSED_PER_CONN`] it is closed and its address kept out for
+    /// [`SLOW_FOR`] (incoming connections refused, not dialled).
+    fn count_refused_item(&mut self, key: PeerKey) {
+        let Some(conn) = self.conns.get_mut(&key) else {
+            return;
+        };
+        conn.refused += 1;
+        if conn.refused < MAX_REFUSED_PER_CONN {
+            return;
+        }
+        let ip = conn.remote.ip();
+        tracing::warn!(
+            "{}: {} refused items; closed, kept out for a while",
+            conn.remote,
+            conn.refused
+        );
+        self.close_conn(key);
+        let now = unix_ms();
+        if self.slowed.len() >= 4096 {
+            self.slowed.retain(|_, until| *until > now);
+            if self.slowed.len() >= 4096 {
+                self.slowed.clear();
+            }
+        }
+        self.slowed.insert(ip, now + SLOW_FOR.as_millis() as u64);
+    }
+
+    fn is_slowed(&self, ip: IpAddr) -> bool {
+        self.slowed.get(&ip).is_some_and(|until| *until > unix_ms())
     }
 
     fn on_command(&mut self, cmd: Command) {
@@ -711,7 +779,11 @@ impl Core {
                     .values()
                     .any(|c| c.wire_addr == Some(addr) || c.remote == addr);
                 let outgoing = self.conns.values().filter(|c| c.outgoing).count();
-                if !known && !self.blacklist.contains(addr.ip()) && outgoing < self.cfg.max_peers {
+                if !known
+                    && !self.blacklist.contains(addr.ip())
+                    && !self.is_slowed(addr.ip())
+                    && outgoing < self.cfg.max_peers
+                {
                     let key = self.dial(addr);
                     if let Some(c) = self.conns.get_mut(&key) {
                         c.found_under = Some(name);
@@ -776,6 +848,9 @@ impl Core {
                     );
                     if let Some(a) = addrs {
                         self.accuse(a, refusal.code(), object);
+                    }
+                    if let Some(k) = peer {
+                        self.count_refused_item(k);
                     }
                 }
                 Action::Lookup { name } => self.dht_find(name, false),
@@ -1130,6 +1205,19 @@ impl Core {
         reason: &str,
         detail: String,
     ) {
+        if let Some(addr) = peer {
+            self.blacklist.evidence(addr.ip(), reason);
+        }
+        // One address gets a few lines a window written (and logged, and shown); the
+        // rest are counted in the next one.
+        let Some(left_out) = self.evidence_budget.admit(peer.map(|p| p.ip()), unix_ms()) else {
+            return;
+        };
+        let detail = if left_out > 0 {
+            format!("{detail} ({left_out} more from this address left out before this)")
+        } else {
+            detail
+        };
         tracing::warn!(
             "evidence: {} from {}: {detail}",
             reason,
@@ -1152,11 +1240,8 @@ impl Core {
             reason: reason.into(),
             detail: detail.clone(),
         };
-        if let Err(e) = self.evidence.append(&entry) {
-            tracing::error!("writing evidence: {e}");
-        }
-        if let Some(addr) = peer {
-            self.blacklist.evidence(addr.ip(), reason);
+        if let Err(e) = self.evidence.try_send(entry.clone()) {
+            tracing::error!("evidence not written (the writer is behind or gone): {e}");
         }
         self.update_status(|s| s.evidence += 1);
         self.emit(NodeEvent::Evidence {
