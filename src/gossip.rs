@@ -135,20 +135,28 @@ pub struct Gossip<A: Acceptor> {
     /// Connected peers, sorted.
     peers: Vec<PeerKey>,
     /// What peers are known to hold: per slot, (peer, highest version) sorted by peer.
-    /// Flat vectors rather than a map per peer: a node has tens of peers, and the
-    /// simulator holds a million nodes.
-    known: Vec<(Slot, Vec<(PeerKey, u32)>)>,
+    /// Per slot rather than per peer: a node has tens of peers and follows tens of
+    /// slots, and the simulator holds a million nodes. Only slots this node follows,
+    /// holds or asks for are kept (see `handle_message`), so it stays that small.
+    known: HashMap<Slot, Vec<(PeerKey, u32)>>,
     /// Records waiting for a key set we have not seen yet, with when they arrived.
     pending: VecDeque<(Option<PeerKey>, Arc<[u8]>, u64)>,
-    /// Versions asked for and when, so one `have` storm does not ask everyone.
+    /// Versions asked for and when, so one `have` storm does not ask everyone (at most
+    /// [`MAX_ASKED`]).
     asked: HashMap<Slot, (u32, u64)>,
+    /// Records pushed back to peers that said they are behind, and when (at most
+    /// [`MAX_ASKED`]): a peer repeating an old `have` is not pushed the same again.
+    pushed: HashMap<(PeerKey, Slot), u64>,
     next_pull: u64,
     rng: StdRng,
     actions: VecDeque<Action>,
 }
 
-/// How long an outstanding `get` suppresses asking again.
+/// How long an outstanding `get` suppresses asking again (and a push back, pushing
+/// again).
 const ASK_AGAIN_MS: u64 = 5_000;
+/// Outstanding asks and recent push-backs remembered at most.
+const MAX_ASKED: usize = 1024;
 /// How long a record waits for the key set that might make it valid.
 const PENDING_MS: u64 = 30_000;
 
@@ -167,9 +175,10 @@ impl<A: Acceptor> Gossip<A> {
             cfg,
             held: Vec::new(),
             peers: Vec::new(),
-            known: Vec::new(),
+            known: HashMap::new(),
             pending: VecDeque::new(),
             asked: HashMap::new(),
+            pushed: HashMap::new(),
             rng: StdRng::seed_from_u64(seed),
             actions: VecDeque::new(),
         };
@@ -259,14 +268,32 @@ impl<A: Acceptor> Gossip<A> {
             | Message::MetaGet { .. }
             | Message::Meta(_) => {}
             Message::Have { names } => {
+                // One name per slot (its highest version), of this network and of a
+                // kind some role governs: a `have` costs at most one answer per slot
+                // and cannot grow state for names that cannot exist.
+                let mut names: Vec<SystemName> = names
+                    .into_iter()
+                    .filter(|n| n.tag() == self.cfg.tag && n.class().governing_role().is_some())
+                    .collect();
+                names.sort_unstable_by_key(|n| (n.slot(), std::cmp::Reverse(n.version())));
+                names.dedup_by_key(|n| n.slot());
                 for name in names {
-                    self.learn(peer, name);
-                    let ours = self.version(name.slot());
+                    let slot = name.slot();
+                    let ours = self.version(slot);
                     if name.version() > ours {
                         self.ask(peer, name, now);
                     } else if name.version() < ours && self.cfg.accept_push {
-                        // The peer is behind: hand it ours (push-pull).
-                        self.push_to(peer, name.slot());
+                        // The peer is behind: hand it ours (push-pull), once in a while
+                        // however often it says so.
+                        self.push_back(peer, slot, now);
+                    }
+                    // Remembered for the slots this node follows, holds or asks for;
+                    // others (any number of document ids) are not worth the memory.
+                    if self.cfg.tracked.contains(&slot)
+                        || self.get_held(slot).is_some()
+                        || self.asked.contains_key(&slot)
+                    {
+                        self.learn(peer, name);
                     }
                 }
             }
@@ -305,6 +332,22 @@ impl<A: Acceptor> Gossip<A> {
             return;
         }
         self.next_pull = now + self.cfg.pull_interval_ms;
+        // What peers hold of slots this node neither follows, holds nor asks for any
+        // more (a document it was asked about and never took) is of no use.
+        let (tracked, held, asked) = (&self.cfg.tracked, &self.held, &self.asked);
+        self.known.retain(|slot, holders| {
+            !holders.is_empty()
+                && (tracked.contains(slot)
+                    || held.iter().any(|h| h.record.name.slot() == *slot)
+                    || asked.contains_key(slot))
+        });
+        if !self.pushed.is_empty() {
+            // Push-backs only matter for a few seconds; an idle node holds none.
+            self.pushed.retain(|_, at| now < *at + ASK_AGAIN_MS);
+            if self.pushed.is_empty() {
+                self.pushed = HashMap::new();
+            }
+        }
         let mut slots: BTreeSet<Slot> = self.cfg.tracked.iter().copied().collect();
         slots.extend(self.held.iter().map(|h| h.record.name.slot()));
         let peers = std::mem::take(&mut self.peers);
@@ -350,15 +393,7 @@ impl<A: Acceptor> Gossip<A> {
         if self.peers.binary_search(&peer).is_err() {
             return;
         }
-        let slot = name.slot();
-        let i = match self.known.iter().position(|(s, _)| *s == slot) {
-            Some(i) => i,
-            None => {
-                self.known.push((slot, Vec::new()));
-                self.known.len() - 1
-            }
-        };
-        let holders = &mut self.known[i].1;
+        let holders = self.known.entry(name.slot()).or_default();
         match holders.binary_search_by_key(&peer, |(p, _)| *p) {
             Ok(j) => holders[j].1 = holders[j].1.max(name.version()),
             Err(j) => holders.insert(j, (peer, name.version())),
@@ -368,9 +403,8 @@ impl<A: Acceptor> Gossip<A> {
     /// The highest version of `slot` that `peer` is known to hold (0: none known).
     fn known_version(&self, peer: PeerKey, slot: Slot) -> u32 {
         self.known
-            .iter()
-            .find(|(s, _)| *s == slot)
-            .and_then(|(_, holders)| {
+            .get(&slot)
+            .and_then(|holders| {
                 let j = holders.binary_search_by_key(&peer, |(p, _)| *p).ok()?;
                 Some(holders[j].1)
             })
@@ -381,7 +415,10 @@ impl<A: Acceptor> Gossip<A> {
         if let Ok(i) = self.peers.binary_search(&peer) {
             self.peers.remove(i);
         }
-        for (_, holders) in &mut self.known {
+        if !self.pushed.is_empty() {
+            self.pushed.retain(|(p, _), _| *p != peer);
+        }
+        for holders in self.known.values_mut() {
             if let Ok(j) = holders.binary_search_by_key(&peer, |(p, _)| *p) {
                 holders.remove(j);
             }
@@ -395,6 +432,13 @@ impl<A: Acceptor> Gossip<A> {
             && now < at + ASK_AGAIN_MS
         {
             return;
+        }
+        if self.asked.len() >= MAX_ASKED && !self.asked.contains_key(&slot) {
+            self.asked.retain(|_, (_, at)| now < *at + ASK_AGAIN_MS);
+            if self.asked.len() >= MAX_ASKED {
+                // A flood of names: the rest wait for the next `have` or pull.
+                return;
+            }
         }
         self.asked.insert(slot, (name.version(), now));
         self.actions.push_back(Action::Send {
@@ -416,6 +460,24 @@ impl<A: Acceptor> Gossip<A> {
                 .map(|b| b.to_vec());
         }
         None
+    }
+
+    /// [`Gossip::push_to`] a peer that said it is behind, unless it was pushed this
+    /// slot in the last [`ASK_AGAIN_MS`].
+    fn push_back(&mut self, peer: PeerKey, slot: Slot, now: u64) {
+        if let Some(at) = self.pushed.get(&(peer, slot))
+            && now < at + ASK_AGAIN_MS
+        {
+            return;
+        }
+        if self.pushed.len() >= MAX_ASKED {
+            self.pushed.retain(|_, at| now < *at + ASK_AGAIN_MS);
+            if self.pushed.len() >= MAX_ASKED {
+                return;
+            }
+        }
+        self.pushed.insert((peer, slot), now);
+        self.push_to(peer, slot);
     }
 
     fn push_to(&mut self, peer: PeerKey, slot: Slot) {

@@ -239,3 +239,100 @@ fn content_signed_by_new_keys_waits_for_the_rotation() {
         2
     );
 }
+
+/// What one node sends `peer` in answer to `msg` from it.
+fn answers(g: &mut Gossip<TrustStore>, peer: PeerKey, msg: Message, now: u64) -> Vec<Message> {
+    g.handle_message(peer, msg, now);
+    std::iter::from_fn(|| g.poll_action())
+        .filter_map(|a| match a {
+            Action::Send { peer: p, msg } if p == peer => Some(msg),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_have_costs_one_answer_per_slot_however_it_is_repeated() {
+    let b = bundle();
+    let mut g = Gossip::new(
+        TrustStore::from_bundle(&b),
+        GossipConfig::new(TAG, &[1]),
+        vec![],
+        1,
+        T0,
+    );
+    g.submit(release(3, key(0)), T0).unwrap();
+    g.peer_up(7);
+    while g.poll_action().is_some() {}
+    // One old name, listed 3000 times: one push.
+    let stale = SystemName::new(TAG, 0x1000, 1, 1);
+    let sent = answers(
+        &mut g,
+        7,
+        Message::Have {
+            names: vec![stale; 3000],
+        },
+        T0,
+    );
+    assert_eq!(sent.len(), 1);
+    assert!(matches!(sent[0], Message::Push { .. }));
+    // Said again and again (50 a second): no more pushes for a while.
+    for i in 1..50 {
+        let again = answers(&mut g, 7, Message::Have { names: vec![stale] }, T0 + i * 20);
+        assert!(again.is_empty(), "{again:?}");
+    }
+    assert_eq!(
+        answers(&mut g, 7, Message::Have { names: vec![stale] }, T0 + 6_000).len(),
+        1
+    );
+}
+
+#[test]
+fn a_have_full_of_fresh_names_grows_no_state_beyond_bounds() {
+    let b = bundle();
+    let mut g = Gossip::new(
+        TrustStore::from_bundle(&b),
+        GossipConfig::new(TAG, &[1]),
+        vec![],
+        1,
+        T0,
+    );
+    g.peer_up(7);
+    while g.poll_action().is_some() {}
+    let other: NetworkTag = "OTHERNETS".parse().unwrap();
+    let mut asks = 0;
+    for round in 0..10u32 {
+        // Documents that may exist, names of another network, kinds nobody governs.
+        let names: Vec<SystemName> = (0..3000u32)
+            .map(|i| match i % 3 {
+                0 => SystemName::new(TAG, 0x8080, 0x100 + round * 3000 + i, 1),
+                1 => SystemName::new(other, 0x1000, 1, 5),
+                _ => SystemName::new(TAG, 0x7777, i, 1),
+            })
+            .collect();
+        let sent = answers(&mut g, 7, Message::Have { names }, T0 + u64::from(round));
+        asks += sent
+            .iter()
+            .filter(|m| matches!(m, Message::Get { .. }))
+            .count();
+        assert!(sent.iter().all(|m| match m {
+            Message::Get { name } => name.tag() == TAG && name.kind() == 0x8080,
+            _ => false,
+        }));
+    }
+    // Asks are bounded while they are outstanding; what is remembered of the peer too.
+    assert_eq!(asks, MAX_ASKED);
+    assert!(g.asked.len() <= MAX_ASKED);
+    assert!(g.known.len() <= MAX_ASKED + g.cfg.tracked.len());
+    // Once the asks are old, new names are asked again.
+    let later = vec![SystemName::new(TAG, 0x8080, 0xFFFF_0000, 1)];
+    let sent = answers(&mut g, 7, Message::Have { names: later }, T0 + 10_000);
+    assert_eq!(sent.len(), 1);
+    // And at the next pull round, what the flood taught is forgotten.
+    g.handle_timeout(T0 + 120_000);
+    assert!(
+        g.known.len() <= g.cfg.tracked.len() + 1,
+        "{}",
+        g.known.len()
+    );
+}
