@@ -144,6 +144,8 @@ pub struct Gossip<A: Acceptor> {
     /// Versions asked for and when, so one `have` storm does not ask everyone (at most
     /// [`MAX_ASKED`]).
     asked: HashMap<Slot, (u32, u64)>,
+    /// While `asked` is full: when its oldest entry runs out.
+    asked_full_until: u64,
     /// Records pushed back to peers that said they are behind, and when (at most
     /// [`MAX_ASKED`]): a peer repeating an old `have` is not pushed the same again.
     pushed: HashMap<(PeerKey, Slot), u64>,
@@ -178,6 +180,7 @@ impl<A: Acceptor> Gossip<A> {
             known: HashMap::new(),
             pending: VecDeque::new(),
             asked: HashMap::new(),
+            asked_full_until: 0,
             pushed: HashMap::new(),
             rng: StdRng::seed_from_u64(seed),
             actions: VecDeque::new(),
@@ -434,9 +437,15 @@ impl<A: Acceptor> Gossip<A> {
             return;
         }
         if self.asked.len() >= MAX_ASKED && !self.asked.contains_key(&slot) {
+            // A flood of names: the rest wait for the next `have` or pull. The full map
+            // is swept only once its oldest ask ran out (not once per name).
+            if now < self.asked_full_until {
+                return;
+            }
             self.asked.retain(|_, (_, at)| now < *at + ASK_AGAIN_MS);
             if self.asked.len() >= MAX_ASKED {
-                // A flood of names: the rest wait for the next `have` or pull.
+                let oldest = self.asked.values().map(|(_, at)| *at).min().unwrap_or(now);
+                self.asked_full_until = oldest + ASK_AGAIN_MS;
                 return;
             }
         }

@@ -16,7 +16,16 @@ use crate::wire::{Connection, Event, Message, WireConfig};
 pub struct ConnReport {
     pub key: PeerKey,
     pub event: Event,
+    /// Held until the core has handled the event: one connection has at most
+    /// [`IN_FLIGHT`] events waiting in the core's shared queue, so a flooding peer is
+    /// slowed by TCP instead of filling the queue (and memory) for everyone. Never
+    /// read: dropping it is what counts.
+    #[allow(dead_code)]
+    pub in_flight: Option<tokio::sync::OwnedSemaphorePermit>,
 }
+
+/// Events of one connection waiting for the core at most.
+const IN_FLIGHT: usize = 8;
 
 /// Runs one connection until it closes. Bytes are written in full before reading on,
 /// and the socket is closed after the last bytes of a closing connection went out.
@@ -32,13 +41,21 @@ pub async fn run(
     let _ = stream.set_nodelay(true);
     let mut conn = Connection::new(cfg, unix_ms(), initiator);
     let mut buf = vec![0u8; 16 * 1024];
+    let in_flight = std::sync::Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
     loop {
         let out = conn.take_transmit();
         if !out.is_empty() && stream.write_all(&out).await.is_err() {
             conn.close_local();
         }
         while let Some(ev) = conn.poll_event() {
-            let report = ConnReport { key, event: ev };
+            let Ok(permit) = std::sync::Arc::clone(&in_flight).acquire_owned().await else {
+                return;
+            };
+            let report = ConnReport {
+                key,
+                event: ev,
+                in_flight: Some(permit),
+            };
             if to_core.send(report).await.is_err() {
                 return;
             }

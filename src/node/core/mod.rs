@@ -553,6 +553,7 @@ impl Core {
                     tracing::debug!("dialling {addr}: {e}");
                     let _ = reports
                         .send(ConnReport {
+                            in_flight: None,
                             key,
                             event: Event::Closed(CloseReason::Timeout),
                         })
@@ -563,7 +564,7 @@ impl Core {
         key
     }
 
-    fn on_report(&mut self, ConnReport { key, event }: ConnReport) {
+    fn on_report(&mut self, ConnReport { key, event, .. }: ConnReport) {
         match event {
             Event::Ready {
                 peer_id,
