@@ -352,3 +352,54 @@ fn uploads_survive_kill_9_of_the_originator_and_of_a_relay() {
     });
     drop((origin, relay));
 }
+
+/// A node started with a relative `--data-dir` puts a blacklist into its BitTorrent
+/// session (librqbit takes the list as a `file://` URL, which needs an absolute path).
+#[test]
+fn a_relative_data_dir_still_applies_the_blacklist_in_bittorrent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let net = tmp.path().join("net");
+    let mut opts = swarmsite::publisher::InitOptions::one_site("RELATIVE1".parse().unwrap(), "r");
+    (opts.keys_per_role, opts.threshold) = (1, 1);
+    swarmsite::publisher::NetworkDir::init(&net, &opts, PASS.as_bytes(), common::now()).unwrap();
+    let bundle = net.join("bundle.json");
+    let args = common::node_process_args(
+        Path::new("data"),
+        &bundle,
+        "127.0.0.45",
+        7100,
+        &[],
+        &["--no-rendezvous"],
+    );
+    let log = std::fs::File::create(tmp.path().join("node.log")).unwrap();
+    let _node = common::ChildGuard(
+        bin()
+            .current_dir(tmp.path())
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let data = tmp.path().join("data");
+    wait_for("the node's control API", 60, || {
+        data.join("control.json").exists()
+    });
+    let list = tmp.path().join("blacklist.txt");
+    std::fs::write(&list, "203.0.113.7 forged releases\n").unwrap();
+    ok(&[
+        "--data-dir",
+        data.to_str().unwrap(),
+        "publish",
+        "blacklist",
+        list.to_str().unwrap(),
+        "--network",
+        net.to_str().unwrap(),
+        "--push",
+    ]);
+    wait_for("the blacklist in force in BitTorrent too", 30, || {
+        cli_json(&data, "status").is_some_and(|s| s["blacklist"]["in_bittorrent"] == true)
+    });
+    let log = std::fs::read_to_string(tmp.path().join("node.log")).unwrap();
+    assert!(!log.contains("failed to convert file URL"), "{log}");
+}

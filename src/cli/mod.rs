@@ -75,7 +75,12 @@ enum Command {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let data_dir = cli.data_dir;
+    // Absolute from here on: librqbit takes files (a blacklist) by `file://` URL, and a
+    // restart after an update may run from another working folder.
+    let data_dir = cli
+        .data_dir
+        .map(|d| anyhow::Context::with_context(std::path::absolute(&d), || d.display().to_string()))
+        .transpose()?;
     match cli.command {
         Command::Keys(cmd) => keys::run(cmd, data_dir.as_deref()),
         Command::Publish(cmd) => publish::run(cmd, data_dir.as_deref()),

@@ -52,6 +52,7 @@ impl Installation {
         }
         for path in candidates {
             let Ok(out) = Command::new("dpkg-query")
+                .env_remove(PASSPHRASE_VAR)
                 .arg("-S")
                 .arg(&path)
                 .stdin(Stdio::null())
@@ -165,6 +166,9 @@ fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> I
     }
 }
 
+/// The environment variable a key passphrase may come in (`swarmsite --help`).
+const PASSPHRASE_VAR: &str = "SWARMSITE_PASSPHRASE";
+
 /// Installs `package` (of `kind`, release `version`) over `installation`.
 pub fn install(
     installation: &Installation,
@@ -198,6 +202,9 @@ pub fn install(
 
 /// Runs `cmd` to its end or `timeout`, with its output captured.
 fn run(mut cmd: Command, timeout: Duration) -> Result<(std::process::ExitStatus, String), String> {
+    // The key passphrase is the node's alone: the package manager and its scripts, and
+    // a binary asked its version, get no copy.
+    cmd.env_remove(PASSPHRASE_VAR);
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -471,6 +478,16 @@ pub fn restart(exe: &Path, args: &[OsString]) -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_passphrase_is_not_handed_to_what_the_installer_runs() {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "echo ${SWARMSITE_PASSPHRASE:-unset}"])
+            .env(PASSPHRASE_VAR, "secret");
+        let (status, out) = run(cmd, Duration::from_secs(10)).unwrap();
+        assert!(status.success());
+        assert_eq!(out.trim(), "unset");
+    }
 
     #[test]
     fn dpkg_owner_lines() {

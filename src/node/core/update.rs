@@ -494,11 +494,12 @@ impl Core {
             };
             return refuse(reply, why);
         }
-        let (version, kind, path, semver) = (
+        let (version, kind, path, semver, sha256) = (
             ready.version,
             ready.file.kind.clone(),
             ready.path.clone(),
             ready.manifest.version.clone(),
+            ready.file.sha256,
         );
         tracing::info!("installing swarmsite {semver} over the {installation}");
         u.installing = true;
@@ -508,6 +509,19 @@ impl Core {
         let commands = self.shared.commands.clone();
         tokio::spawn(async move {
             let result = tokio::task::spawn_blocking(move || {
+                // Checked again right before it is installed: the file sat on disk
+                // since it was fetched, and anything that could write there had time.
+                match crate::fsutil::sha256_file(&path) {
+                    Ok(d) if d == sha256 => {}
+                    Ok(_) => {
+                        return Err(format!(
+                            "{} changed on disk since it was checked (SHA-256 differs from \
+                             the signed manifest); not installed",
+                            path.display()
+                        ));
+                    }
+                    Err(e) => return Err(format!("{}: {e}", path.display())),
+                }
                 install::install(&installation, &kind, &path, &semver).map_err(|e| e.to_string())
             })
             .await
