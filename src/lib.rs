@@ -15,6 +15,7 @@ pub mod evidence;
 pub mod fsutil;
 pub mod gossip;
 pub mod hints;
+pub mod http_server;
 pub mod keys;
 pub mod keyset;
 pub mod logging;

@@ -363,3 +363,69 @@ fn a_have_flood_neither_burns_a_core_nor_delays_a_release() {
     assert!(rss1 < rss0 + 24 * 1024, "RSS {rss0} → {rss1} KiB");
     assert!(status(&pdata).is_some());
 }
+
+/// Slow and idle HTTP clients are timed out, and one address cannot hold every HTTP
+/// connection.
+#[test]
+fn slow_idle_and_crowding_http_clients_are_cut_off() {
+    let tmp = tempfile::tempdir().unwrap();
+    common::small_network(
+        &tmp.path().join("net"),
+        "HOSTILE04",
+        "hostile",
+        PASS.as_bytes(),
+    );
+    let bundle = tmp.path().join("net/bundle.json");
+    let data = tmp.path().join("a");
+    let _a = node(&data, &bundle, "127.0.0.135", &[]);
+    wait_until("the node's control API", 60, || status(&data).is_some());
+    let http: SocketAddr = "127.0.0.135:7480".parse().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let connect = |ip: &str| -> TcpStream {
+        let stream = rt
+            .block_on(async {
+                let socket = tokio::net::TcpSocket::new_v4()?;
+                socket.bind(format!("{ip}:0").parse().unwrap())?;
+                socket.connect(http).await
+            })
+            .unwrap();
+        let s = stream.into_std().unwrap();
+        s.set_nonblocking(false).unwrap();
+        s
+    };
+    // A slowloris: half a header, then a byte now and then.
+    let mut slow = connect("127.0.0.136");
+    slow.write_all(b"GET / HTTP/1.1\r\nHo").unwrap();
+    // A kept-alive connection that asked once and then says nothing.
+    let mut idle = connect("127.0.0.136");
+    idle.write_all(b"GET /.well-known/swarmsite/release HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    // 100 connections from one address: only some are taken.
+    let mut crowd: Vec<TcpStream> = (0..100).map(|_| connect("127.0.0.137")).collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let open = crowd.iter_mut().map(still_open).filter(|o| *o).count();
+    assert!(
+        (1..=64).contains(&open),
+        "{open} of 100 from one address kept"
+    );
+    // Others still get served meanwhile.
+    let (code, _) = rt.block_on(common::http_get("127.0.0.135:7480", "/"));
+    assert!(code == 200 || code == 503, "HTTP answered {code}");
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(30) {
+        let _ = slow.write_all(b"s");
+        if !still_open(&mut slow) && !still_open(&mut idle) {
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(25),
+        "slow and idle connections still open after {:?}",
+        start.elapsed()
+    );
+    drop(crowd);
+}

@@ -54,6 +54,8 @@ pub struct NodeConfig {
     pub bt_listen: SocketAddr,
     /// HTTP addresses, tried in order; each one that binds serves the site.
     pub http: Vec<SocketAddr>,
+    /// Connection caps and header deadline of each HTTP listener.
+    pub http_limits: crate::http_server::HttpLimits,
     /// Wire peers to keep connections to (bootstrap hints, `--peer`).
     pub peers: Vec<SocketAddr>,
     /// BitTorrent peers handed to librqbit for every torrent, beside the wire peers'
@@ -142,6 +144,7 @@ impl NodeConfig {
                 "0.0.0.0:80".parse().expect("addr"),
                 "0.0.0.0:18880".parse().expect("addr"),
             ],
+            http_limits: Default::default(),
             peers: Vec::new(),
             bt_peers: Vec::new(),
             content_dht: Some(Vec::new()),
@@ -450,14 +453,11 @@ impl Node {
                         bound: true,
                         error: None,
                     });
-                    let app = crate::serve::router(Arc::clone(&served))
-                        .into_make_service_with_connect_info::<crate::serve::HttpConn>();
-                    let c = cancel.clone();
-                    tasks.push(tokio::spawn(async move {
-                        let _ = axum::serve(listener, app)
-                            .with_graceful_shutdown(c.cancelled_owned())
-                            .await;
-                    }));
+                    let app = crate::serve::router(Arc::clone(&served));
+                    let (c, limits) = (cancel.clone(), cfg.http_limits);
+                    tasks.push(tokio::spawn(crate::http_server::serve(
+                        listener, app, limits, c,
+                    )));
                 }
                 Err(e) => {
                     tracing::warn!("cannot serve HTTP on {addr}: {e}");
