@@ -157,6 +157,8 @@ pub struct Gossip<A: Acceptor> {
 /// How long an outstanding `get` suppresses asking again (and a push back, pushing
 /// again).
 const ASK_AGAIN_MS: u64 = 5_000;
+/// Records one peer may have waiting for a key set at once.
+const MAX_PENDING_PER_PEER: usize = 8;
 /// Outstanding asks and recent push-backs remembered at most.
 const MAX_ASKED: usize = 1024;
 /// How long a record waits for the key set that might make it valid.
@@ -630,11 +632,20 @@ impl<A: Acceptor> Gossip<A> {
     }
 
     fn hold_back(&mut self, from: Option<PeerKey>, bytes: Arc<[u8]>, now: u64) {
-        if self.pending.len() >= self.cfg.max_pending
-            && let Some((peer, old, _)) = self.pending.pop_front()
-        {
-            // Room is bounded: the oldest is judged now rather than dropped unjudged.
-            let _ = self.receive(peer, old, now, false);
+        let mine = self.pending.iter().filter(|(p, _, _)| *p == from).count();
+        if from.is_some() && mine >= MAX_PENDING_PER_PEER {
+            // One peer sending records no key set we know explains, again and again: its
+            // own oldest is judged now (evidence against it, if it still fails).
+            if let Some(i) = self.pending.iter().position(|(p, _, _)| *p == from)
+                && let Some((peer, old, _)) = self.pending.remove(i)
+            {
+                let _ = self.receive(peer, old, now, false);
+            }
+        } else if self.pending.len() >= self.cfg.max_pending {
+            // Room is bounded, and the oldest may be an honest record still waiting for
+            // its key set: it is let go unjudged (the pull brings it again once the key
+            // set is here), never counted as a forgery against whoever sent it.
+            self.pending.pop_front();
         }
         self.pending.push_back((from, bytes, now));
     }

@@ -336,3 +336,61 @@ fn a_have_full_of_fresh_names_grows_no_state_beyond_bounds() {
         g.known.len()
     );
 }
+
+#[test]
+fn records_waiting_for_a_key_set_are_bounded_per_peer_and_never_evicted_as_forgeries() {
+    let b = bundle();
+    let mut g = Gossip::new(
+        TrustStore::from_bundle(&b),
+        GossipConfig::new(TAG, &[1]),
+        vec![],
+        1,
+        T0,
+    );
+    // key(5) is in no key set this node knows: each such record waits for one.
+    let unknown = |v: u32| release(v, key(5)).to_vec();
+    for p in 0..70u64 {
+        g.peer_up(p);
+    }
+    while g.poll_action().is_some() {}
+    let evidence = |g: &mut Gossip<TrustStore>| {
+        std::iter::from_fn(|| g.poll_action())
+            .filter(|a| matches!(a, Action::Evidence { .. }))
+            .count()
+    };
+    // 64 peers, one record each: the queue is full, nobody is accused.
+    for p in 0..64u64 {
+        g.handle_message(
+            p,
+            Message::Push {
+                record: unknown(p as u32 + 1),
+            },
+            T0,
+        );
+    }
+    assert_eq!(evidence(&mut g), 0);
+    assert_eq!(g.pending.len(), 64);
+    // One more from another peer: the oldest goes, unjudged.
+    g.handle_message(
+        64,
+        Message::Push {
+            record: unknown(100),
+        },
+        T0 + 1,
+    );
+    assert_eq!(evidence(&mut g), 0);
+    assert_eq!(g.pending.len(), 64);
+    // A peer sending twenty: beyond eight waiting, its own oldest are judged.
+    for v in 0..20 {
+        g.handle_message(
+            65,
+            Message::Push {
+                record: unknown(200 + v),
+            },
+            T0 + 2,
+        );
+    }
+    assert_eq!(evidence(&mut g), 12);
+    let from_65 = g.pending.iter().filter(|(p, _, _)| *p == Some(65)).count();
+    assert_eq!(from_65, 8);
+}

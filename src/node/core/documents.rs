@@ -89,6 +89,8 @@ pub(super) struct Archive {
     next_replan: u64,
     announced: Option<DocClaims>,
     view_at: u64,
+    /// Peers' claims changed since the last rebuild of the view.
+    view_stale: bool,
 }
 
 impl Archive {
@@ -117,6 +119,7 @@ impl Archive {
             next_replan: unix_ms() + REPLAN_MS,
             announced: None,
             view_at: 0,
+            view_stale: false,
         };
         a.save_quota();
         a
@@ -409,7 +412,9 @@ impl Core {
             e.uploaded.1 = session;
             e.seeding = seeding;
         }
-        if changed {
+        if std::mem::take(&mut self.archive.view_stale) {
+            self.refresh_documents(true);
+        } else if changed {
             self.refresh_documents(false);
         }
     }
@@ -685,13 +690,15 @@ impl Core {
         }
         self.archive.claims.insert(key, claims);
         self.archive.schedule();
-        self.refresh_documents(true);
+        // Rebuilt by the next tick (a quarter second), however many claims arrive
+        // meanwhile: a peer repeating `ss_docs` costs a map insert, not a rebuild.
+        self.archive.view_stale = true;
     }
 
     pub(super) fn peer_documents_gone(&mut self, key: PeerKey) {
         if self.archive.claims.remove(&key).is_some() {
             self.archive.schedule();
-            self.refresh_documents(true);
+            self.archive.view_stale = true;
         }
     }
 
