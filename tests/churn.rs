@@ -83,15 +83,7 @@ impl Drop for Proc {
 }
 
 fn http_get(ip: &str, path: &str) -> Option<Vec<u8>> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect((ip, 7380)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .ok()?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).ok()?;
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-    (&raw[9..12] == b"200").then(|| raw[split + 4..].to_vec())
+    common::http_get_200(ip, 7380, path)
 }
 
 /// Release `v` of the test site: an index naming it and 40 small files, some of which

@@ -33,14 +33,7 @@ fn node(data: &Path, bundle: &Path, ip: &str, peers: &[&str]) -> ChildGuard {
 }
 
 fn status(data: &Path) -> Option<serde_json::Value> {
-    let o = Command::new(env!("CARGO_BIN_EXE_swarmsite"))
-        .args(["--data-dir", data.to_str().unwrap(), "status", "--json"])
-        .output()
-        .ok()?;
-    o.status
-        .success()
-        .then(|| serde_json::from_slice(&o.stdout).ok())
-        .flatten()
+    common::cli_json(data, "status")
 }
 
 /// Opens a connection from `ip` and sends a BitTorrent handshake for `info_hash`, as a

@@ -5,7 +5,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 mod common;
 use common::wait_until as wait_for;
@@ -80,15 +79,7 @@ impl Drop for NodeProc {
 }
 
 fn get(ip: &str, path: &str) -> Option<Vec<u8>> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect((ip, 7180)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .ok()?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).ok()?;
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-    (&raw[9..12] == b"200").then(|| raw[split + 4..].to_vec())
+    common::http_get_200(ip, 7180, path)
 }
 
 fn serves(ip: &str, release: u32) -> bool {
@@ -179,17 +170,7 @@ fn kill_9_during_a_download_then_restart() {
     drop(node);
 }
 
-/// `swarmsite <command> --json` about the node of `data` (`status`, `uploads`).
-fn cli_json(data: &Path, command: &str) -> Option<serde_json::Value> {
-    let o = bin()
-        .args(["--data-dir", data.to_str().unwrap(), command, "--json"])
-        .output()
-        .ok()?;
-    o.status
-        .success()
-        .then(|| serde_json::from_slice(&o.stdout).ok())
-        .flatten()
-}
+use common::cli_json;
 
 fn file_len(dir: &Path, ext: &str) -> u64 {
     std::fs::read_dir(dir)

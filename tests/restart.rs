@@ -154,19 +154,7 @@ impl NodeProc {
 
     /// `swarmsite status --json` of the running node.
     fn status(&self) -> Option<serde_json::Value> {
-        let o = bin()
-            .args([
-                "--data-dir",
-                self.data.to_str().unwrap(),
-                "status",
-                "--json",
-            ])
-            .output()
-            .ok()?;
-        o.status
-            .success()
-            .then(|| serde_json::from_slice(&o.stdout).ok())
-            .flatten()
+        common::cli_json(&self.data, "status")
     }
 
     fn log_tail(&self, lines: usize) -> String {
@@ -195,15 +183,7 @@ impl Drop for NodeProc {
 }
 
 fn http_get(ip: &str, path: &str) -> Option<Vec<u8>> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect((ip, WIRE + 80)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .ok()?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).ok()?;
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-    (&raw[9..12] == b"200").then(|| raw[split + 4..].to_vec())
+    common::http_get_200(ip, WIRE + 80, path)
 }
 
 /// A site of about 200 files (≈ 4.5 MB: small pages, mid-sized files and a few that
@@ -591,6 +571,11 @@ fn metainfo_over_the_wire_and_pieces_from_a_plain_client() {
         "metainfo kept"
     );
     holder.spawn();
+    // It takes the release up again from its record and kept metainfo (and finds no
+    // peer with the content).
+    wait_for("the holder fetching the release again", 60, || {
+        holder.status().is_some_and(|s| s["sync"]["version"] == 1)
+    });
     let seed = LibtorrentSeed::start_without_metadata(&f.torrent_path(), &f.content, SEED, 30)
         .unwrap_or_else(|e| panic!("the plain seeder: {e}"));
     let bt_peer = seed.addr.to_string();

@@ -388,20 +388,14 @@ impl Torrents {
             .map_err(|e| torrent_err(ih, e))?;
         match resp {
             AddTorrentResponse::ListOnly(l) => {
-                if l.info_hash.0 != *ih {
-                    return Err(TorrentsError::WrongInfoHash {
-                        want: hex::encode(ih),
-                        got: hex::encode(l.info_hash.0),
-                    });
-                }
-                let files = l
-                    .info
-                    .iter_file_details()
-                    .map(|d| FileEntry {
-                        path: d.filename.to_pathbuf(),
-                        len: d.len,
-                    })
-                    .collect();
+                // The same check and file list as any metainfo (librqbit checked the
+                // info hash too).
+                let files = metainfo::check(ih, &l.torrent_bytes).map_err(|e| match e {
+                    metainfo::MetainfoError::WrongInfoHash { want, got } => {
+                        TorrentsError::WrongInfoHash { want, got }
+                    }
+                    other => torrent_err(ih, other),
+                })?;
                 Ok(Metainfo {
                     files,
                     bytes: l.torrent_bytes,

@@ -150,6 +150,34 @@ pub fn swarmsite_ok(pass: &str, args: &[&str]) -> String {
     text
 }
 
+/// A blocking `GET path` from `ip:port` (a node process's HTTP port): the body when it
+/// answered 200, `None` otherwise (not up, another status, a broken answer).
+pub fn http_get_200(ip: &str, port: u16, path: &str) -> Option<Vec<u8>> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect((ip, port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).ok()?;
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    (raw.get(9..12)? == b"200").then(|| raw[split + 4..].to_vec())
+}
+
+/// `swarmsite <command> --json` about the node running in `data` (`status`, `uploads`):
+/// the parsed answer, `None` while it does not answer.
+pub fn cli_json(data: &std::path::Path, command: &str) -> Option<serde_json::Value> {
+    let bin = option_env!("CARGO_BIN_EXE_swarmsite")?;
+    let o = std::process::Command::new(bin)
+        .args(["--data-dir", data.to_str()?, command, "--json"])
+        .output()
+        .ok()?;
+    o.status
+        .success()
+        .then(|| serde_json::from_slice(&o.stdout).ok())
+        .flatten()
+}
+
 pub async fn http_get(addr: &str, path: &str) -> (u16, Vec<u8>) {
     http_request(addr, "GET", path, b"").await
 }

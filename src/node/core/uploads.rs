@@ -1085,17 +1085,7 @@ impl Core {
     fn upload_breach(&mut self, peer: PeerKey, code: &str, why: String) {
         let remote = self.peer_addrs(peer).map(|a| a.remote);
         self.record_evidence(remote, None, code, why);
-        if let Some(conn) = self.conns.remove(&peer) {
-            self.remember_closed(peer, conn.addrs());
-            if conn.ready {
-                self.gossip.peer_down(peer, unix_ms());
-                self.uploads_peer_down(peer);
-                self.refresh_peers();
-                self.emit(NodeEvent::PeerDown {
-                    addr: conn.remote.to_string(),
-                });
-            }
-        }
+        self.close_conn(peer);
     }
 
     /// A `ss_blob` message from `key`.
