@@ -5,7 +5,7 @@
 //! a publisher stopped right after its push, and a release whose content only a plain
 //! client holds.
 //!
-//! Every node runs on its own address of 127.0.0.160–186 (wire 7100, BitTorrent 7101,
+//! Every node runs on its own address of 127.0.0.160–195 (wire 7100, BitTorrent 7101,
 //! rendezvous 7102, HTTP 7180), logs at `warn` to `<data>.log` (kept across restarts; its
 //! tail is printed when a test fails), and is killed by its pid when dropped.
 
@@ -547,16 +547,16 @@ fn a_plain_client_is_the_only_content_holder() {
 /// client alone.
 #[test]
 fn metainfo_over_the_wire_and_pieces_from_a_plain_client() {
-    const SEED: &str = "127.0.0.180";
+    const SEED: &str = "127.0.0.190";
     let f = fixture("RESTART05");
     let pdata = f.root.join("p");
-    let mut publisher = NodeProc::start(&pdata, &f.bundle, "127.0.0.181", &[]);
+    let mut publisher = NodeProc::start(&pdata, &f.bundle, "127.0.0.191", &[]);
     wait_for("the publisher's control API", 60, || {
         pdata.join("control.json").exists()
     });
     f.publish_and_push(&pdata);
     let adata = f.root.join("a");
-    let mut holder = NodeProc::start(&adata, &f.bundle, "127.0.0.182", &["127.0.0.181"]);
+    let mut holder = NodeProc::start(&adata, &f.bundle, "127.0.0.192", &["127.0.0.191"]);
     wait_for("the node serves the release", 60, || {
         f.serves_index(&holder)
     });
@@ -582,8 +582,8 @@ fn metainfo_over_the_wire_and_pieces_from_a_plain_client() {
     let new = NodeProc::start_with(
         &f.root.join("new"),
         &f.bundle,
-        "127.0.0.183",
-        &["127.0.0.182"],
+        "127.0.0.193",
+        &["127.0.0.192"],
         &["--bt-peer", &bt_peer],
         "warn,swarmsite::torrents=debug",
     );
@@ -603,7 +603,7 @@ fn metainfo_over_the_wire_and_pieces_from_a_plain_client() {
         &f,
         &rt,
         &new,
-        ["127.0.0.184", "127.0.0.185"],
+        ["127.0.0.194", "127.0.0.195"],
         "wire-metainfo",
     );
     drop((new, holder, seed));
