@@ -1,20 +1,58 @@
 //! Key-set certificates (SPEC §3): which keys speak for a role, and how many must agree.
 //!
-//! Payload (the record's `body`): `{keys: [DER SPKI…], sign: s, threshold: t}`.
+//! Payload (the record's `body`): `{current: …, keys: [DER SPKI…], sign: s, threshold: t}`.
 //! `threshold` keys of version v must sign version v+1; `sign` keys of the newest
-//! version must sign the role's content.
+//! version must sign the role's content. `current` (optional, rotations only) names the
+//! role's content that was current when the set was made: what the retired keys signed
+//! and the new set still vouches for (SPEC §3, PROTOCOL.md §4), in the manner of TUF's
+//! snapshot.
 
 use crate::bencode::{self, Fields, Limits, ShapeError, Value};
 use crate::keys::{KeyError, Kid, PublicKey};
+use crate::name::Slot;
 
 /// More keys than this in one set is a mistake, and would not fit in a record anyway.
 pub const MAX_KEYS: usize = 16;
+
+/// Bytes of one packed `current` entry: kind (2), id (4), version (4), digest (32).
+pub const VOUCHED_LEN: usize = 42;
+
+/// One record a key set vouches for: its name's slot and version, and the SHA-256 of
+/// its signed message (the record without `sigs`, so a re-signed copy matches too).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Vouched {
+    pub slot: Slot,
+    pub version: u32,
+    pub digest: [u8; 32],
+}
+
+impl Vouched {
+    fn pack(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.slot.0.to_be_bytes());
+        out.extend_from_slice(&self.slot.1.to_be_bytes());
+        out.extend_from_slice(&self.version.to_be_bytes());
+        out.extend_from_slice(&self.digest);
+    }
+
+    fn unpack(b: &[u8]) -> Self {
+        Vouched {
+            slot: (
+                u16::from_be_bytes([b[0], b[1]]),
+                u32::from_be_bytes([b[2], b[3], b[4], b[5]]),
+            ),
+            version: u32::from_be_bytes([b[6], b[7], b[8], b[9]]),
+            digest: b[10..42].try_into().expect("42-byte entry"),
+        }
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeySet {
     keys: Vec<PublicKey>,
     threshold: u32,
     sign: u32,
+    /// Sorted by slot, one entry per slot.
+    current: Vec<Vouched>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -33,6 +71,8 @@ pub enum KeySetError {
     Threshold { threshold: i64, keys: usize },
     #[error("sign count {sign} must be between 1 and the number of keys ({keys})")]
     Sign { sign: i64, keys: usize },
+    #[error("`current` must be whole {VOUCHED_LEN}-byte entries, one per slot, in slot order")]
+    Current,
 }
 
 impl KeySet {
@@ -63,7 +103,31 @@ impl KeySet {
             keys,
             threshold,
             sign,
+            current: Vec::new(),
         })
+    }
+
+    /// The same set, vouching for `current` (one entry per slot).
+    pub fn with_current(mut self, mut current: Vec<Vouched>) -> Result<Self, KeySetError> {
+        current.sort();
+        if current.windows(2).any(|w| w[0].slot == w[1].slot) {
+            return Err(KeySetError::Current);
+        }
+        self.current = current;
+        Ok(self)
+    }
+
+    /// What this set vouches for that older sets signed, sorted by slot.
+    pub fn current(&self) -> &[Vouched] {
+        &self.current
+    }
+
+    /// The entry of `current` for `slot`.
+    pub fn vouched(&self, slot: Slot) -> Option<&Vouched> {
+        self.current
+            .binary_search_by_key(&slot, |v| v.slot)
+            .ok()
+            .map(|i| &self.current[i])
     }
 
     pub fn keys(&self) -> &[PublicKey] {
@@ -83,7 +147,7 @@ impl KeySet {
     }
 
     pub fn to_body(&self) -> Vec<u8> {
-        bencode::encode(&bencode::dict([
+        let mut fields = vec![
             (
                 "keys",
                 Value::List(
@@ -95,11 +159,25 @@ impl KeySet {
             ),
             ("sign", Value::Int(self.sign.into())),
             ("threshold", Value::Int(self.threshold.into())),
-        ]))
+        ];
+        if !self.current.is_empty() {
+            let mut packed = Vec::with_capacity(self.current.len() * VOUCHED_LEN);
+            for v in &self.current {
+                v.pack(&mut packed);
+            }
+            fields.push(("current", Value::Bytes(packed)));
+        }
+        bencode::encode(&Value::Dict(
+            fields
+                .into_iter()
+                .map(|(k, v)| (k.as_bytes().to_vec(), v))
+                .collect(),
+        ))
     }
 
     pub fn from_body(body: &[u8]) -> Result<Self, KeySetError> {
         let mut f = Fields::new(bencode::decode(body, Limits::RECORD)?)?;
+        let current = f.opt_bytes("current")?.unwrap_or_default();
         let items = f.list("keys")?;
         let sign = f.int("sign")?;
         let threshold = f.int("threshold")?;
@@ -120,7 +198,15 @@ impl KeySet {
         let threshold =
             u32::try_from(threshold).map_err(|_| KeySetError::Threshold { threshold, keys: n })?;
         let sign = u32::try_from(sign).map_err(|_| KeySetError::Sign { sign, keys: n })?;
-        KeySet::new(keys, threshold, sign)
+        if current.len() % VOUCHED_LEN != 0 {
+            return Err(KeySetError::Current);
+        }
+        let current: Vec<Vouched> = current.chunks(VOUCHED_LEN).map(Vouched::unpack).collect();
+        // Canonical: strictly increasing slots, so one body has one meaning.
+        if current.windows(2).any(|w| w[0].slot >= w[1].slot) {
+            return Err(KeySetError::Current);
+        }
+        Ok(KeySet::new(keys, threshold, sign)?.with_current(current)?)
     }
 }
 
@@ -146,6 +232,23 @@ mod tests {
             KeySet::new(keys.clone(), 2, 0),
             Err(KeySetError::Sign { .. })
         ));
+        let vouched = |kind, id, version| Vouched {
+            slot: (kind, id),
+            version,
+            digest: [version as u8; 32],
+        };
+        let with = set
+            .clone()
+            .with_current(vec![vouched(0x1000, 1, 7), vouched(0x8080, 3, 2)])
+            .unwrap();
+        assert_eq!(KeySet::from_body(&with.to_body()).unwrap(), with);
+        assert_eq!(with.vouched((0x1000, 1)).unwrap().version, 7);
+        assert!(with.vouched((0x1000, 2)).is_none());
+        assert_eq!(
+            set.clone()
+                .with_current(vec![vouched(0x1000, 1, 7), vouched(0x1000, 1, 8)]),
+            Err(KeySetError::Current)
+        );
         let dup = vec![keys[0].clone(), keys[0].clone()];
         assert_eq!(KeySet::new(dup, 1, 1), Err(KeySetError::DuplicateKey));
         assert_eq!(KeySet::new(vec![], 1, 1), Err(KeySetError::KeyCount(0)));

@@ -23,6 +23,18 @@ use crate::record::{Payload, Record, RecordError};
 /// How far ahead of the node's clock a record's `time` may be (SPEC §2).
 pub const MAX_CLOCK_SKEW_SECS: u64 = 3600;
 
+/// How far past the highest version a node knows of a slot (accepted, or vouched for by
+/// the newest key set) one record may jump. A publisher's tools count up by one; a
+/// record near `u32::MAX` would pin the slot for good (issue 20). 2^20 is a release a
+/// minute for two years.
+pub const MAX_VERSION_STEP: u32 = 1 << 20;
+
+/// SHA-256 of a record's signed message: what a key set's `current` list names.
+pub fn record_digest(record: &Record) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(record.signed_message()).into()
+}
+
 /// Why a record was refused. Every variant can be recorded as evidence (SPEC §8);
 /// [`Refusal::is_forgery`] says which ones prove bad intent rather than staleness.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -57,6 +69,12 @@ pub enum Refusal {
     BadKeySet(#[from] KeySetError),
     #[error("a key set must be an inline body record")]
     KeySetNotInline,
+    #[error(
+        "signed only by keys that role {role} retired (key set v{current} is current, and does not list this record)"
+    )]
+    RetiredKeys { role: Role, current: u32 },
+    #[error("version {got} jumps more than {MAX_VERSION_STEP} past version {floor}")]
+    VersionJump { floor: u32, got: u32 },
 }
 
 impl Refusal {
@@ -74,15 +92,23 @@ impl Refusal {
             Refusal::NotEnoughSignatures { .. } => "not-enough-signatures",
             Refusal::BadKeySet(_) => "bad-key-set",
             Refusal::KeySetNotInline => "key-set-not-inline",
+            Refusal::RetiredKeys { .. } => "retired-keys",
+            Refusal::VersionJump { .. } => "version-jump",
         }
     }
 
     /// True when the record could only come from someone forging or tampering;
-    /// false for what honest peers also send (old versions, records we cannot check yet).
+    /// false for what honest peers also send (old versions, records we cannot check yet,
+    /// what a node that has not heard of a rotation still holds, and a jump only a key
+    /// holder could sign, which its forwarder could not judge either).
     pub fn is_forgery(&self) -> bool {
         !matches!(
             self,
-            Refusal::NotNewer { .. } | Refusal::ChainGap { .. } | Refusal::WrongNetwork { .. }
+            Refusal::NotNewer { .. }
+                | Refusal::ChainGap { .. }
+                | Refusal::WrongNetwork { .. }
+                | Refusal::RetiredKeys { .. }
+                | Refusal::VersionJump { .. }
         )
     }
 }
@@ -100,10 +126,26 @@ pub struct Verdict {
     /// True when the record is a key-set rotation (threshold rule), false for content
     /// (sign rule).
     pub rotation: bool,
+    /// True when content counted because the newest key set lists it as current (signed
+    /// by keys since retired), not by signatures of that set.
+    pub vouched: bool,
+    /// (Rotations, once accepted) content accepted earlier that the new set does not
+    /// vouch for: no longer trusted, the caller drops it.
+    pub dropped: Vec<SystemName>,
 }
 
 impl fmt::Display for Verdict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.vouched {
+            return write!(
+                f,
+                "{} v{} accepted: listed as current by key set v{} of role {}",
+                self.class,
+                self.name.version(),
+                self.set_version,
+                self.role
+            );
+        }
         let rule = if self.rotation { "threshold" } else { "sign" };
         write!(
             f,
@@ -126,6 +168,18 @@ struct AcceptedSet {
     record: Vec<u8>,
 }
 
+/// What the store remembers of the newest accepted record of a content slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Accepted {
+    version: u32,
+    /// Version of the key set that vouched for it (signed it, or listed it).
+    set: u32,
+    /// [`record_digest`] of it; `None` for a floor set by a rotation, and for entries of
+    /// trust files written before digests were kept (filled in by
+    /// [`TrustStore::note_held`]).
+    digest: Option<[u8; 32]>,
+}
+
 /// Trust state of one network.
 #[derive(Clone, Debug)]
 pub struct TrustStore {
@@ -133,7 +187,12 @@ pub struct TrustStore {
     /// Each role's key sets, index 0 = version 1 (shipped in the bundle).
     chains: BTreeMap<Role, Vec<AcceptedSet>>,
     /// Highest accepted version per content slot.
-    highest: BTreeMap<Slot, u32>,
+    highest: BTreeMap<Slot, Accepted>,
+}
+
+/// The role whose key sets govern `slot`'s content.
+fn role_of(slot: Slot) -> Option<Role> {
+    ObjectClass::of(slot.0, slot.1, 1).governing_role()
 }
 
 /// Why a trust file cannot be used.
@@ -167,6 +226,10 @@ struct TrustFile {
     /// Hex-encoded key-set certificate records per role number, version 1 first.
     keysets: BTreeMap<u16, Vec<String>>,
     highest: Vec<(u16, u32, u32)>,
+    /// Per slot of `highest`: the key set version that vouched for it and the record's
+    /// digest (hex, empty when unknown). Absent in files of older builds.
+    #[serde(default)]
+    vouched_by: Vec<(u16, u32, u32, String)>,
 }
 
 const TRUST_FORMAT: &str = "swarmsite-trust/1";
@@ -224,7 +287,18 @@ impl TrustStore {
     pub fn highest(&self, slot: Slot) -> u32 {
         match ObjectClass::of(slot.0, slot.1, 1) {
             ObjectClass::KeySet(role) => self.chains.get(&role).map_or(0, |c| c.len() as u32),
-            _ => self.highest.get(&slot).copied().unwrap_or(0),
+            _ => self.highest.get(&slot).map_or(0, |a| a.version),
+        }
+    }
+
+    /// A record restored from disk is the one `highest` counted: remember its digest
+    /// where a trust file from an older build did not.
+    pub fn note_held(&mut self, record: &Record) {
+        if let Some(a) = self.highest.get_mut(&record.name.slot())
+            && a.version == record.name.version()
+            && a.digest.is_none()
+        {
+            a.digest = Some(record_digest(record));
         }
     }
 
@@ -283,6 +357,15 @@ impl TrustStore {
             });
         }
         let set = &chain[chain.len() - 1].set;
+        let listed = set.vouched(name.slot());
+        if !rotation {
+            let floor = self
+                .highest(name.slot())
+                .max(listed.map_or(0, |v| v.version));
+            if got > floor.saturating_add(MAX_VERSION_STEP) {
+                return Err(Refusal::VersionJump { floor, got });
+            }
+        }
         let required = if rotation {
             set.threshold()
         } else {
@@ -309,6 +392,24 @@ impl TrustStore {
             }
         }
         if (signers.len() as u32) < required {
+            if !rotation
+                && listed.is_some_and(|v| v.version == got && v.digest == record_digest(record))
+            {
+                return Ok(Verdict {
+                    name,
+                    class,
+                    role,
+                    set_version: current,
+                    signers,
+                    required,
+                    rotation,
+                    vouched: true,
+                    dropped: Vec::new(),
+                });
+            }
+            if !rotation && signers.is_empty() && unknown == 0 && !retired.is_empty() {
+                return Err(Refusal::RetiredKeys { role, current });
+            }
             let mut extra = String::new();
             if !retired.is_empty() {
                 extra.push_str(&format!("; ignored signatures by {}", retired.join(", ")));
@@ -339,23 +440,63 @@ impl TrustStore {
             signers,
             required,
             rotation,
+            vouched: false,
+            dropped: Vec::new(),
         })
     }
 
-    /// Checks `record` and, when accepted, records its version (and its key set).
+    /// Checks `record` and, when accepted, records its version (and its key set). A new
+    /// key set keeps of the content older sets vouched for only what it lists as
+    /// current: the rest is named in [`Verdict::dropped`] and its slot's pin released
+    /// (down to just below the listed version, if any), so the honest current record is
+    /// taken again whatever version a retired key claimed (SPEC §3).
     pub fn accept(&mut self, record: &Record, now: u64) -> Result<Verdict, Refusal> {
-        let verdict = self.check(record, now)?;
+        let mut verdict = self.check(record, now)?;
         if verdict.rotation {
             let body = record.body().expect("checked: key sets are inline");
             let set = KeySet::from_body(body)?;
             let bytes = record.encode()?;
-            self.chains
-                .entry(verdict.role)
-                .or_default()
-                .push(AcceptedSet { set, record: bytes });
+            let chain = self.chains.entry(verdict.role).or_default();
+            chain.push(AcceptedSet { set, record: bytes });
+            let (new, set) = (chain.len() as u32, &chain[chain.len() - 1].set);
+            let mut dropped = Vec::new();
+            self.highest.retain(|slot, a| {
+                if role_of(*slot) != Some(verdict.role) || a.set >= new {
+                    return true;
+                }
+                let listed = set.vouched(*slot);
+                if let Some(v) = listed
+                    && v.version == a.version
+                    && a.digest == Some(v.digest)
+                {
+                    a.set = new;
+                    return true;
+                }
+                if a.digest.is_some() {
+                    dropped.push(SystemName::new(self.tag, slot.0, slot.1, a.version));
+                }
+                match listed {
+                    Some(v) if v.version > 1 => {
+                        *a = Accepted {
+                            version: v.version - 1,
+                            set: new,
+                            digest: None,
+                        };
+                        true
+                    }
+                    _ => false,
+                }
+            });
+            verdict.dropped = dropped;
         } else {
-            self.highest
-                .insert(record.name.slot(), record.name.version());
+            self.highest.insert(
+                record.name.slot(),
+                Accepted {
+                    version: record.name.version(),
+                    set: verdict.set_version,
+                    digest: Some(record_digest(record)),
+                },
+            );
         }
         Ok(verdict)
     }
@@ -433,7 +574,25 @@ impl TrustStore {
                 })?;
         }
         for (kind, id, version) in file.highest {
-            store.highest.insert((kind, id), version);
+            // Files of older builds: vouched for by the newest set, digest filled in
+            // from the held record.
+            let set = role_of((kind, id))
+                .and_then(|r| store.current_set(r))
+                .map_or(1, |(v, _)| v);
+            let accepted = Accepted {
+                version,
+                set,
+                digest: None,
+            };
+            store.highest.insert((kind, id), accepted);
+        }
+        for (kind, id, set, digest) in file.vouched_by {
+            if let Some(a) = store.highest.get_mut(&(kind, id)) {
+                a.set = set;
+                a.digest = hex::decode(&digest)
+                    .ok()
+                    .and_then(|d| <[u8; 32]>::try_from(d).ok());
+            }
         }
         Ok(store)
     }
@@ -456,7 +615,12 @@ impl TrustStore {
             highest: self
                 .highest
                 .iter()
-                .map(|((k, i), v)| (*k, *i, *v))
+                .map(|((k, i), a)| (*k, *i, a.version))
+                .collect(),
+            vouched_by: self
+                .highest
+                .iter()
+                .map(|((k, i), a)| (*k, *i, a.set, a.digest.map(hex::encode).unwrap_or_default()))
                 .collect(),
         };
         let json = serde_json::to_vec_pretty(&file).expect("serialisable");

@@ -285,8 +285,14 @@ fn rotation_needs_the_threshold_and_retires_old_keys() {
     );
     assert_eq!(t.current_set(Role::SITE).unwrap().0, 2);
 
-    // Content signed only by a rotated-out key is refused, and the reason says so.
+    // Content signed only by a rotated-out key is refused, and the reason says so; it
+    // is not a forgery (a node that missed the rotation still holds such records).
     let err = t.check(&release(1, &[key(0)]), NOW).unwrap_err();
+    assert!(matches!(err, Refusal::RetiredKeys { current: 2, .. }));
+    assert!(!err.is_forgery());
+    assert!(err.to_string().contains("retired"), "{err}");
+    // Mixed with an unknown key, it still counts as not enough signatures.
+    let err = t.check(&release(1, &[key(0), key(9)]), NOW).unwrap_err();
     assert!(matches!(err, Refusal::NotEnoughSignatures { valid: 0, .. }));
     assert!(err.to_string().contains("retired, key set v1"), "{err}");
     assert!(t.check(&release(1, &[key(7)]), NOW).is_ok());
@@ -300,6 +306,115 @@ fn rotation_needs_the_threshold_and_retires_old_keys() {
         t.check(&v4, NOW),
         Err(Refusal::ChainGap { next: 3, got: 4 })
     );
+}
+
+/// Rotation v2 of the site role, signed by keys 0 and 2, listing `current`.
+fn rotation_listing(current: &[&Record]) -> Record {
+    let set = crate::testkeys::key_set(&[6, 7, 8], 2, 1)
+        .with_current(
+            current
+                .iter()
+                .map(|r| crate::keyset::Vouched {
+                    slot: r.name.slot(),
+                    version: r.name.version(),
+                    digest: record_digest(r),
+                })
+                .collect(),
+        )
+        .unwrap();
+    crate::testkeys::signed(
+        SystemName::key_set(TAG, Role::SITE, 2),
+        NOW,
+        Payload::Body(set.to_body()),
+        &[0, 2],
+    )
+}
+
+#[test]
+fn a_retired_key_cannot_pin_a_slot() {
+    // Issue 20: a fresh node whose first peer held a retired site key.
+    let mut fresh = store();
+    assert_eq!(
+        fresh.check(&release(u32::MAX - 1, &[key(1)]), NOW),
+        Err(Refusal::VersionJump {
+            floor: 0,
+            got: u32::MAX - 1
+        }),
+        "no pin near u32::MAX"
+    );
+    let forged = release(MAX_VERSION_STEP, &[key(1)]);
+    fresh.accept(&forged, NOW).unwrap();
+    assert_eq!(fresh.highest((0x1000, 1)), MAX_VERSION_STEP);
+
+    // The publisher rotated key 1 out while release 5 (signed by key 0) was current.
+    let honest = release(5, &[key(0)]);
+    let v2 = rotation_listing(&[&honest]);
+    let verdict = fresh.accept(&v2, NOW).unwrap();
+    assert_eq!(verdict.dropped, vec![forged.name], "the pin is dropped");
+    assert_eq!(
+        fresh.highest((0x1000, 1)),
+        4,
+        "down to just below the listed one"
+    );
+    // The listed release counts although a retired key signed it; nothing else does.
+    let taken = fresh.accept(&honest, NOW).unwrap();
+    assert!(taken.vouched, "{taken}");
+    assert!(taken.to_string().contains("listed as current"), "{taken}");
+    assert!(matches!(
+        fresh.check(&release(6, &[key(0)]), NOW),
+        Err(Refusal::RetiredKeys { .. })
+    ));
+    let mut altered = release(5, &[key(0)]);
+    altered.time += 1;
+    altered.sigs.clear();
+    altered.sign(key(0));
+    assert!(matches!(
+        store_at(&v2, 4).check(&altered, NOW),
+        Err(Refusal::RetiredKeys { .. })
+    ));
+    assert!(fresh.accept(&release(6, &[key(7)]), NOW).is_ok());
+}
+
+/// A store that learned `rotation` with the site slot at `version`.
+fn store_at(rotation: &Record, version: u32) -> TrustStore {
+    let mut t = store();
+    t.accept(rotation, NOW).unwrap();
+    t.highest.insert(
+        (0x1000, 1),
+        Accepted {
+            version,
+            set: 2,
+            digest: None,
+        },
+    );
+    t
+}
+
+#[test]
+fn what_the_rotation_lists_survives_it_and_nothing_else_does() {
+    let honest = release(5, &[key(0)]);
+    let mut t = store();
+    t.accept(&honest, NOW).unwrap();
+    let v2 = rotation_listing(&[&honest]);
+    let verdict = t.accept(&v2, NOW).unwrap();
+    assert!(verdict.dropped.is_empty(), "{:?}", verdict.dropped);
+    assert_eq!(t.highest((0x1000, 1)), 5);
+    assert!(matches!(
+        t.check(&honest, NOW),
+        Err(Refusal::NotNewer { have: 5, got: 5 })
+    ));
+    // A node that held an older release keeps nothing of it either: it takes release 5.
+    let mut behind = store();
+    let old = release(3, &[key(0)]);
+    behind.accept(&old, NOW).unwrap();
+    assert_eq!(behind.accept(&v2, NOW).unwrap().dropped, vec![old.name]);
+    assert!(behind.accept(&honest, NOW).unwrap().vouched);
+    // A rotation that lists nothing drops everything its retired keys signed.
+    let mut empty = store();
+    empty.accept(&honest, NOW).unwrap();
+    let bare = keyset_record(Role::SITE, 2, &[6, 7, 8], 2, 1, &[0, 2]);
+    assert_eq!(empty.accept(&bare, NOW).unwrap().dropped, vec![honest.name]);
+    assert_eq!(empty.highest((0x1000, 1)), 0);
 }
 
 #[test]
@@ -379,6 +494,21 @@ fn persistence_round_trip_and_tamper_detection() {
         back.check(&release(5, &[key(6)]), NOW),
         Err(Refusal::NotNewer { have: 5, got: 5 })
     );
+    assert_eq!(
+        back.highest, t.highest,
+        "which set vouched, and the digest, kept"
+    );
+
+    // A file of an older build (no `vouched_by`): the digest comes from the held record.
+    let mut old: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    old.as_object_mut().unwrap().remove("vouched_by");
+    std::fs::write(&path, old.to_string()).unwrap();
+    let mut upgraded = TrustStore::load(&path, &bundle).unwrap();
+    assert_ne!(upgraded.highest, t.highest);
+    upgraded.note_held(&release(5, &[key(6)]));
+    assert_eq!(upgraded.highest, t.highest);
+    t.save(&path).unwrap();
 
     // A key set slipped into the file without valid signatures is caught on load.
     let text = std::fs::read_to_string(&path).unwrap();
