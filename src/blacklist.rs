@@ -137,6 +137,13 @@ impl Enforcement {
         true
     }
 
+    /// The list in force is no longer vouched for (a rotation of the blacklist role
+    /// dropped it): nothing is in force until the current list arrives.
+    pub fn withdraw(&mut self) {
+        self.list = Blacklist::default();
+        self.version = 0;
+    }
+
     /// This node recorded evidence of `reason` against `ip` (auditors count it).
     pub fn evidence(&mut self, ip: IpAddr, reason: &str) {
         if let Some(a) = self.auditor.as_mut() {

@@ -6,6 +6,13 @@
 //! everything it tracks. The node drives this with real connections; the simulator
 //! drives the very same code with virtual ones, so `Gossip` is generic over how records
 //! are judged ([`Acceptor`]).
+//!
+//! Key-set freshness (SPEC §3): a role's content from peers is taken only once the
+//! newest key set the node knows of that role is confirmed, by [`CONFIRM_SOURCES`]
+//! distinct peer sources whose `have` names no newer one, or [`CONFIRM_WAIT_MS`] after
+//! the first peer came (both set in [`GossipConfig`]); until then it waits with the records held back for a key set.
+//! A rotation drops what it does not vouch for ([`Action::Dropped`]) and asks for the
+//! current record again.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
@@ -73,6 +80,12 @@ pub struct GossipConfig {
     pub tracked: Vec<Slot>,
     /// Records held back for a missing key set, at most.
     pub max_pending: usize,
+    /// Distinct peer sources whose `have` must name no newer key set of a role before
+    /// its content is taken ([`CONFIRM_SOURCES`]).
+    pub confirm_sources: usize,
+    /// How long after the first peer content is taken with fewer sources confirming
+    /// ([`CONFIRM_WAIT_MS`]; a local swarm's tests and demo wait less).
+    pub confirm_wait_ms: u64,
 }
 
 impl GossipConfig {
@@ -89,6 +102,8 @@ impl GossipConfig {
             accept_push: true,
             tracked,
             max_pending: 64,
+            confirm_sources: CONFIRM_SOURCES,
+            confirm_wait_ms: CONFIRM_WAIT_MS,
         }
     }
 }
@@ -118,6 +133,11 @@ pub enum Action {
     },
     /// Announce our wire port under `name` in the rendezvous DHT.
     Announce {
+        name: SystemName,
+    },
+    /// A new key set does not vouch for `name`, accepted earlier: forget it and its
+    /// content (no longer served, offered, applied or installed).
+    Dropped {
         name: SystemName,
     },
 }
@@ -152,6 +172,27 @@ pub struct Gossip<A: Acceptor> {
     next_pull: u64,
     rng: StdRng,
     actions: VecDeque<Action>,
+    freshness: Freshness,
+}
+
+/// Distinct peer sources (addresses, for the node) whose `have` must name no newer key
+/// set of a role before its content is taken.
+pub const CONFIRM_SOURCES: usize = 3;
+/// How long after the first peer the node takes content with fewer sources confirming.
+pub const CONFIRM_WAIT_MS: u64 = 20_000;
+
+/// What the peers said of each role's newest key set.
+#[derive(Default)]
+struct Freshness {
+    /// When the first peer came (the wait runs from there, not from start-up).
+    first_peer: Option<u64>,
+    /// Connected peers (until every role is confirmed): their source, and the newest
+    /// key set version per role (index: role number - 1) their last `have` named (0:
+    /// none named, that is version 1).
+    peers: HashMap<PeerKey, (u64, [u32; 6])>,
+    /// Roles confirmed since start (for good: a newer set learned later is taken as
+    /// it comes, and what it does not vouch for is dropped).
+    confirmed: BTreeSet<Role>,
 }
 
 /// How long an outstanding `get` suppresses asking again (and a push back, pushing
@@ -186,6 +227,7 @@ impl<A: Acceptor> Gossip<A> {
             pushed: HashMap::new(),
             rng: StdRng::seed_from_u64(seed),
             actions: VecDeque::new(),
+            freshness: Freshness::default(),
         };
         for (record, bytes) in held {
             g.actions.push_back(Action::Announce { name: record.name });
@@ -216,7 +258,67 @@ impl<A: Acceptor> Gossip<A> {
             .pending
             .front()
             .map_or(u64::MAX, |(_, _, at)| at + PENDING_MS);
-        self.next_pull.min(pending)
+        let confirm = match self.freshness.first_peer {
+            Some(at) if self.freshness.confirmed.len() < Role::ALL.len() => {
+                at + self.cfg.confirm_wait_ms
+            }
+            _ => u64::MAX,
+        };
+        self.next_pull.min(pending).min(confirm)
+    }
+
+    /// True once the newest key set of `role` this node knows is confirmed current
+    /// (module docs); records of the role from peers wait until then.
+    pub fn key_set_confirmed(&self, role: Role) -> bool {
+        self.freshness.confirmed.contains(&role)
+    }
+
+    /// Confirms the roles whose peers agree, or whose wait is over; true when one was
+    /// newly confirmed.
+    fn confirm(&mut self, now: u64) -> bool {
+        let Some(first) = self.freshness.first_peer else {
+            return false;
+        };
+        let waited = now >= first + self.cfg.confirm_wait_ms;
+        let mut newly = false;
+        for role in Role::ALL {
+            if self.freshness.confirmed.contains(&role) {
+                continue;
+            }
+            let ours = self.acceptor.highest((role.number(), 1)).max(1);
+            let at = usize::from(role.number() - 1);
+            let mut sources: Vec<u64> = self
+                .freshness
+                .peers
+                .values()
+                .filter(|(_, said)| said[at].max(1) <= ours)
+                .map(|(source, _)| *source)
+                .collect();
+            sources.sort_unstable();
+            sources.dedup();
+            if waited || sources.len() >= self.cfg.confirm_sources {
+                self.freshness.confirmed.insert(role);
+                newly = true;
+            }
+        }
+        if self.freshness.confirmed.len() == Role::ALL.len() {
+            // Confirmed for good: the simulator holds a million of these.
+            self.freshness.peers = HashMap::new();
+        }
+        newly
+    }
+
+    /// Judges again, with room to wait, what is held back (a key set arrived, or a
+    /// role was confirmed).
+    fn rejudge_pending(&mut self, now: u64) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let pending: Vec<_> = self.pending.drain(..).collect();
+        for (peer, b, at) in pending {
+            // A chain gap may still have later links to come; anything else is final.
+            let _ = self.receive(peer, b, now.max(at), true);
+        }
     }
 
     /// Judges held-back records matching `pick` without holding them again.
@@ -239,8 +341,14 @@ impl<A: Acceptor> Gossip<A> {
         self.get_held(slot).map(|h| (&*h.record, &h.bytes))
     }
 
-    pub fn peer_up(&mut self, peer: PeerKey) {
+    /// A connection is up. `source` groups connections that may be one party (the
+    /// node: its address): key-set freshness counts sources, not connections.
+    pub fn peer_up(&mut self, peer: PeerKey, source: u64, now: u64) {
         self.forget_peer(peer);
+        self.freshness.first_peer.get_or_insert(now);
+        if self.freshness.confirmed.len() < Role::ALL.len() {
+            self.freshness.peers.insert(peer, (source, [0; 6]));
+        }
         let at = self.peers.binary_search(&peer).unwrap_err();
         self.peers.insert(at, peer);
         let names = self.held_names();
@@ -282,6 +390,17 @@ impl<A: Acceptor> Gossip<A> {
                     .collect();
                 names.sort_unstable_by_key(|n| (n.slot(), std::cmp::Reverse(n.version())));
                 names.dedup_by_key(|n| n.slot());
+                if let Some((_, said)) = self.freshness.peers.get_mut(&peer) {
+                    *said = [0; 6];
+                    for n in &names {
+                        // Roles beyond the six have no content to confirm.
+                        if let ObjectClass::KeySet(role) = n.class()
+                            && let Some(v) = said.get_mut(usize::from(role.number()) - 1)
+                        {
+                            *v = n.version();
+                        }
+                    }
+                }
                 for name in names {
                     let slot = name.slot();
                     let ours = self.version(slot);
@@ -300,6 +419,9 @@ impl<A: Acceptor> Gossip<A> {
                     {
                         self.learn(peer, name);
                     }
+                }
+                if self.confirm(now) {
+                    self.rejudge_pending(now);
                 }
             }
             Message::Get { name } => {
@@ -332,6 +454,9 @@ impl<A: Acceptor> Gossip<A> {
 
     /// The pull round: ask one random peer, and the DHT, for `version + 1` of every slot.
     pub fn handle_timeout(&mut self, now: u64) {
+        if self.confirm(now) {
+            self.rejudge_pending(now);
+        }
         self.judge_pending(|_, at| now >= at + PENDING_MS, now);
         if now < self.next_pull {
             return;
@@ -417,6 +542,7 @@ impl<A: Acceptor> Gossip<A> {
     }
 
     fn forget_peer(&mut self, peer: PeerKey) {
+        self.freshness.peers.remove(&peer);
         if let Ok(i) = self.peers.binary_search(&peer) {
             self.peers.remove(i);
         }
@@ -524,8 +650,23 @@ impl<A: Acceptor> Gossip<A> {
         if let Some(peer) = from {
             self.learn(peer, record.name);
         }
+        let role = match record.name.class() {
+            ObjectClass::KeySet(_) => None, // a chain checks itself
+            class => class.governing_role(),
+        };
+        if let (Some(_), Some(role)) = (from, role)
+            && !self.key_set_confirmed(role)
+        {
+            // Not yet: a newer key set may retire whoever signed it. It waits (or, when
+            // it cannot, is let go unjudged: the pull brings it again).
+            if may_hold {
+                self.hold_back(from, bytes, now);
+            }
+            return Err(Refusal::KeySetUnconfirmed { role });
+        }
         match self.acceptor.accept(&record, &bytes, now / 1000) {
             Ok(verdict) => {
+                self.on_dropped(&verdict.dropped, now);
                 self.on_accepted(from, record, bytes, now);
                 Ok(verdict)
             }
@@ -575,11 +716,42 @@ impl<A: Acceptor> Gossip<A> {
             });
         }
         // A new key set may make held-back records valid.
-        if matches!(name.class(), ObjectClass::KeySet(_)) && !self.pending.is_empty() {
-            let pending: Vec<_> = self.pending.drain(..).collect();
-            for (peer, b, at) in pending {
-                // A chain gap may still have later links to come; anything else is final.
-                let _ = self.receive(peer, b, now.max(at), true);
+        if matches!(name.class(), ObjectClass::KeySet(_)) {
+            self.rejudge_pending(now);
+        }
+    }
+
+    /// A new key set does not vouch for `dropped`: forget them, and ask for what is
+    /// current (the peers that said they hold a newer version first, the DHT too).
+    fn on_dropped(&mut self, dropped: &[SystemName], now: u64) {
+        for &name in dropped {
+            let slot = name.slot();
+            if let Ok(i) = self
+                .held
+                .binary_search_by_key(&slot, |h| h.record.name.slot())
+                && self.held[i].record.name == name
+            {
+                self.held.remove(i);
+            }
+            self.actions.push_back(Action::Dropped { name });
+            self.asked.remove(&slot);
+            let Some(next) = self.version(slot).checked_add(1) else {
+                continue;
+            };
+            let want = name.with_version(next);
+            self.actions.push_back(Action::Lookup { name: want });
+            // Whoever said it holds a version at least that high; else a random peer.
+            let holder = self.known.get(&slot).and_then(|holders| {
+                holders
+                    .iter()
+                    .filter(|(_, v)| *v >= next)
+                    .map(|(p, _)| *p)
+                    .collect::<Vec<_>>()
+                    .choose(&mut self.rng)
+                    .copied()
+            });
+            if let Some(peer) = holder.or_else(|| self.peers.choose(&mut self.rng).copied()) {
+                self.ask(peer, want, now);
             }
         }
     }
@@ -621,8 +793,12 @@ impl<A: Acceptor> Gossip<A> {
                     self.ask(peer, SystemName::key_set(name.tag(), role, v), now);
                 }
             }
-            // What honest peers also send; nothing to hold against them.
-            Refusal::WrongNetwork { .. } | Refusal::ChainGap { .. } => {}
+            // What honest peers also send (a node that missed a rotation still holds what
+            // retired keys signed); nothing to hold against them.
+            Refusal::WrongNetwork { .. }
+            | Refusal::ChainGap { .. }
+            | Refusal::RetiredKeys { .. }
+            | Refusal::KeySetUnconfirmed { .. } => {}
             _ => self.actions.push_back(Action::Evidence {
                 peer: from,
                 object: Some(name),

@@ -52,6 +52,14 @@ fn release(version: u32, signer: &PrivateKey) -> Arc<[u8]> {
 }
 
 /// Nodes in a full mesh or a line; messages delivered in order, synchronously.
+/// The node's configuration, but one peer confirms a key set (these networks are
+/// two to four nodes; `key_sets_wait_for_three_sources_or_the_wait` tests the rule).
+fn gcfg() -> GossipConfig {
+    let mut c = GossipConfig::new(TAG, &[1]);
+    c.confirm_sources = 1;
+    c
+}
+
 struct Net {
     nodes: Vec<Gossip<TrustStore>>,
     links: Vec<(usize, usize)>,
@@ -74,8 +82,8 @@ impl Net {
             pushes: 0,
         };
         for (a, b) in net.links.clone() {
-            net.nodes[a].peer_up(b as PeerKey);
-            net.nodes[b].peer_up(a as PeerKey);
+            net.nodes[a].peer_up(b as PeerKey, b as u64, T0);
+            net.nodes[b].peer_up(a as PeerKey, a as u64, T0);
         }
         net.run(T0);
         net
@@ -85,7 +93,7 @@ impl Net {
         let links = (0..n)
             .flat_map(|a| (a + 1..n).map(move |b| (a, b)))
             .collect();
-        Net::new(n, links, |_| GossipConfig::new(TAG, &[1]))
+        Net::new(n, links, |_| gcfg())
     }
 
     fn run(&mut self, now: u64) {
@@ -103,7 +111,9 @@ impl Net {
                         }
                         Action::Accepted { record, .. } => self.accepted.push((i, record.name)),
                         Action::Evidence { refusal, .. } => self.evidence.push((i, refusal)),
-                        Action::Lookup { .. } | Action::Announce { .. } => {}
+                        Action::Lookup { .. }
+                        | Action::Announce { .. }
+                        | Action::Dropped { .. } => {}
                     }
                 }
             }
@@ -186,7 +196,7 @@ fn forgeries_and_replays_stop_at_the_first_node() {
 fn a_late_node_catches_up_by_pull_alone() {
     // Line 0 - 1 - 2; node 2 ignores pushes.
     let mut net = Net::new(3, vec![(0, 1), (1, 2)], |i| {
-        let mut c = GossipConfig::new(TAG, &[1]);
+        let mut c = gcfg();
         c.accept_push = i != 2;
         c.pull_interval_ms = 1_000;
         c
@@ -202,15 +212,15 @@ fn a_late_node_catches_up_by_pull_alone() {
     net.run(T0 + 2_000);
     net.nodes[2].peer_down(1, T0 + 3_000);
     net.nodes[1].peer_down(2, T0 + 3_000);
-    net.nodes[2].peer_up(1);
-    net.nodes[1].peer_up(2);
+    net.nodes[2].peer_up(1, 1, T0);
+    net.nodes[1].peer_up(2, 2, T0);
     net.run(T0 + 3_000);
     assert_eq!(net.version(2), 2);
 }
 
 #[test]
 fn content_signed_by_new_keys_waits_for_the_rotation() {
-    let mut net = Net::new(2, vec![(0, 1)], |_| GossipConfig::new(TAG, &[1]));
+    let mut net = Net::new(2, vec![(0, 1)], |_| gcfg());
     // Node 0 learns the rotation v2 (keys 6,7,8) and a release signed by key 7.
     let rotation: Arc<[u8]> = keyset_record(Role::SITE, 2, &[6, 7, 8], &[0, 1])
         .encode()
@@ -219,8 +229,8 @@ fn content_signed_by_new_keys_waits_for_the_rotation() {
     let mut t = net.nodes[0].acceptor().clone();
     t.accept(&Record::decode(&rotation).unwrap(), T0 / 1000)
         .unwrap();
-    let mut node0 = Gossip::new(t, GossipConfig::new(TAG, &[1]), vec![], 0, T0);
-    node0.peer_up(1);
+    let mut node0 = Gossip::new(t, gcfg(), vec![], 0, T0);
+    node0.peer_up(1, 1, T0);
     net.nodes[0] = node0;
     // Node 1 gets the release before the rotation: it asks for key set v2, gets it,
     // then accepts the release.
@@ -254,15 +264,9 @@ fn answers(g: &mut Gossip<TrustStore>, peer: PeerKey, msg: Message, now: u64) ->
 #[test]
 fn a_have_costs_one_answer_per_slot_however_it_is_repeated() {
     let b = bundle();
-    let mut g = Gossip::new(
-        TrustStore::from_bundle(&b),
-        GossipConfig::new(TAG, &[1]),
-        vec![],
-        1,
-        T0,
-    );
+    let mut g = Gossip::new(TrustStore::from_bundle(&b), gcfg(), vec![], 1, T0);
     g.submit(release(3, key(0)), T0).unwrap();
-    g.peer_up(7);
+    g.peer_up(7, 7, T0);
     while g.poll_action().is_some() {}
     // One old name, listed 3000 times: one push.
     let stale = SystemName::new(TAG, 0x1000, 1, 1);
@@ -290,14 +294,8 @@ fn a_have_costs_one_answer_per_slot_however_it_is_repeated() {
 #[test]
 fn a_have_full_of_fresh_names_grows_no_state_beyond_bounds() {
     let b = bundle();
-    let mut g = Gossip::new(
-        TrustStore::from_bundle(&b),
-        GossipConfig::new(TAG, &[1]),
-        vec![],
-        1,
-        T0,
-    );
-    g.peer_up(7);
+    let mut g = Gossip::new(TrustStore::from_bundle(&b), gcfg(), vec![], 1, T0);
+    g.peer_up(7, 7, T0);
     while g.poll_action().is_some() {}
     let other: NetworkTag = "OTHERNETS".parse().unwrap();
     let mut asks = 0;
@@ -340,18 +338,14 @@ fn a_have_full_of_fresh_names_grows_no_state_beyond_bounds() {
 #[test]
 fn records_waiting_for_a_key_set_are_bounded_per_peer_and_never_evicted_as_forgeries() {
     let b = bundle();
-    let mut g = Gossip::new(
-        TrustStore::from_bundle(&b),
-        GossipConfig::new(TAG, &[1]),
-        vec![],
-        1,
-        T0,
-    );
+    let mut g = Gossip::new(TrustStore::from_bundle(&b), gcfg(), vec![], 1, T0);
     // key(5) is in no key set this node knows: each such record waits for one.
     let unknown = |v: u32| release(v, key(5)).to_vec();
     for p in 0..70u64 {
-        g.peer_up(p);
+        g.peer_up(p, p, T0);
     }
+    // The key sets this node knows are confirmed current (by one peer, in `gcfg`).
+    g.handle_message(0, Message::Have { names: vec![] }, T0);
     while g.poll_action().is_some() {}
     let evidence = |g: &mut Gossip<TrustStore>| {
         std::iter::from_fn(|| g.poll_action())
@@ -393,4 +387,153 @@ fn records_waiting_for_a_key_set_are_bounded_per_peer_and_never_evicted_as_forge
     assert_eq!(evidence(&mut g), 12);
     let from_65 = g.pending.iter().filter(|(p, _, _)| *p == Some(65)).count();
     assert_eq!(from_65, 8);
+}
+
+/// Everything `g` did, drained.
+fn drain(g: &mut Gossip<TrustStore>) -> Vec<Action> {
+    std::iter::from_fn(|| g.poll_action()).collect()
+}
+
+fn accepted_versions(actions: &[Action]) -> Vec<u32> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Accepted { record, .. } => Some(record.name.version()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn key_sets_wait_for_three_sources_or_the_wait() {
+    let fresh = || {
+        let t = TrustStore::from_bundle(&bundle());
+        Gossip::new(t, GossipConfig::new(TAG, &[1]), vec![], 1, T0)
+    };
+    let mut g = fresh();
+    // Three connections from one address, then a push: it waits, and is no evidence.
+    for p in 1..=3 {
+        g.peer_up(p, 100, T0);
+        g.handle_message(p, Message::Have { names: vec![] }, T0);
+    }
+    g.handle_message(
+        1,
+        Message::Push {
+            record: release(1, key(0)).to_vec(),
+        },
+        T0,
+    );
+    let actions = drain(&mut g);
+    assert!(accepted_versions(&actions).is_empty(), "{actions:?}");
+    assert!(!actions.iter().any(|a| matches!(a, Action::Evidence { .. })));
+    assert!(!g.key_set_confirmed(Role::SITE));
+    // Two more addresses whose `have` names no newer site key set: taken.
+    for (p, source) in [(4, 200), (5, 300)] {
+        g.peer_up(p, source, T0 + 10);
+        g.handle_message(p, Message::Have { names: vec![] }, T0 + 10);
+    }
+    assert!(g.key_set_confirmed(Role::SITE));
+    assert_eq!(accepted_versions(&drain(&mut g)), vec![1]);
+
+    // One address alone: taken once the wait after the first peer is over.
+    let mut g = fresh();
+    g.peer_up(1, 100, T0);
+    g.handle_message(1, Message::Have { names: vec![] }, T0);
+    let push = Message::Push {
+        record: release(1, key(0)).to_vec(),
+    };
+    g.handle_message(1, push, T0 + 1_000);
+    assert!(accepted_versions(&drain(&mut g)).is_empty());
+    assert_eq!(g.next_timeout(), T0 + CONFIRM_WAIT_MS);
+    g.handle_timeout(T0 + CONFIRM_WAIT_MS);
+    assert_eq!(accepted_versions(&drain(&mut g)), vec![1]);
+    // What this node submits itself never waits.
+    let mut g = fresh();
+    assert!(g.submit(release(1, key(0)), T0).is_ok());
+}
+
+#[test]
+fn a_rotation_learned_later_drops_what_a_retired_key_pinned() {
+    // Issue 20: a fresh node whose only peer held the retired site key 1.
+    let t = TrustStore::from_bundle(&bundle());
+    let mut g = Gossip::new(t, GossipConfig::new(TAG, &[1]), vec![], 1, T0);
+    g.peer_up(1, 100, T0);
+    let forged = release(1000, key(1));
+    g.handle_message(
+        1,
+        Message::Push {
+            record: forged.to_vec(),
+        },
+        T0,
+    );
+    g.handle_timeout(T0 + CONFIRM_WAIT_MS);
+    assert_eq!(accepted_versions(&drain(&mut g)), vec![1000]);
+
+    // The publisher had rotated key 1 out while release 5 (key 0) was current.
+    let honest = Record::decode(&release(5, key(0))).unwrap();
+    let set = crate::testkeys::key_set(&[6, 7, 8], 2, 1)
+        .with_current(vec![crate::keyset::Vouched {
+            slot: (0x1000, 1),
+            version: 5,
+            digest: crate::trust::record_digest(&honest),
+        }])
+        .unwrap();
+    let rotation = crate::testkeys::signed(
+        SystemName::key_set(TAG, Role::SITE, 2),
+        T0 / 1000,
+        Payload::Body(set.to_body()),
+        &[0, 2],
+    );
+    // An honest peer comes: its `have` names key set v2 and release 5.
+    g.peer_up(2, 200, T0 + 30_000);
+    let have = vec![rotation.name, honest.name];
+    let sent = answers(&mut g, 2, Message::Have { names: have }, T0 + 30_000);
+    assert!(sent.contains(&Message::Get {
+        name: rotation.name
+    }));
+    g.handle_message(
+        2,
+        Message::Rec {
+            name: rotation.name,
+            record: Some(rotation.encode().unwrap()),
+        },
+        T0 + 30_100,
+    );
+    let actions = drain(&mut g);
+    let forged_name = SystemName::new(TAG, 0x1000, 1, 1000);
+    assert!(
+        actions.contains(&Action::Dropped { name: forged_name }),
+        "{actions:?}"
+    );
+    assert!(
+        g.held((0x1000, 1)).is_none(),
+        "the forgery is no longer held"
+    );
+    assert!(
+        actions.iter().any(|a| matches!(a,
+            Action::Send { peer: 2, msg: Message::Get { name } } if *name == honest.name)),
+        "asks the peer that holds release 5: {actions:?}"
+    );
+    // Release 5 comes, signed by the retired key 0, and counts: the rotation lists it.
+    g.handle_message(
+        2,
+        Message::Rec {
+            name: honest.name,
+            record: Some(honest.encode().unwrap()),
+        },
+        T0 + 30_200,
+    );
+    assert_eq!(accepted_versions(&drain(&mut g)), vec![5]);
+    // The attacker's forgeries are refused now, and are no evidence against whoever
+    // forwards them (a node that has not heard of the rotation does).
+    g.handle_message(
+        1,
+        Message::Push {
+            record: release(1001, key(1)).to_vec(),
+        },
+        T0 + 31_000,
+    );
+    let actions = drain(&mut g);
+    assert!(accepted_versions(&actions).is_empty());
+    assert!(!actions.iter().any(|a| matches!(a, Action::Evidence { .. })));
 }

@@ -228,6 +228,11 @@ impl Served {
         self.release.load_full()
     }
 
+    /// Serves no release (503) until the next [`Served::switch`].
+    pub fn clear(&self) {
+        self.release.store(None);
+    }
+
     /// Replaces the archive snapshot the `/documents/` pages answer from.
     pub fn set_documents(&self, view: crate::documents::view::DocumentsView) {
         self.documents.store(Arc::new(view));

@@ -81,6 +81,20 @@ impl NodeStore {
         fsutil::write_atomic(&self.record_path(record.name.slot()), bytes, fsutil::PUBLIC)
     }
 
+    /// Forgets the stored record of `name`'s slot when it is that version (a newer key
+    /// set no longer vouches for it).
+    pub fn drop_record(&self, name: crate::name::SystemName) -> io::Result<()> {
+        let path = self.record_path(name.slot());
+        match std::fs::read(&path) {
+            Ok(bytes) if Record::decode(&bytes).is_ok_and(|r| r.name == name) => {
+                std::fs::remove_file(&path)
+            }
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Every stored record. Files that no longer decode are skipped (and reported).
     pub fn records(&self) -> io::Result<LoadedRecords> {
         let mut out = Vec::new();
@@ -189,6 +203,30 @@ impl NodeStore {
             dir: final_dir,
             record: record.to_vec(),
         })
+    }
+
+    /// Removes release `version` of `site` for good, `current` first when it names it
+    /// (then nothing is served until another release completes: never a release no
+    /// key set vouches for).
+    pub fn drop_release(&self, site: u32, version: u32) -> io::Result<()> {
+        let dir = self.site_dir(site);
+        if self
+            .current(site)
+            .ok()
+            .flatten()
+            .is_some_and(|c| c.version == version)
+        {
+            std::fs::remove_file(dir.join("current"))?;
+            fsutil::sync_dir(&dir)?;
+        }
+        match std::fs::remove_file(dir.join(format!("v{version}.rec"))) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        match std::fs::remove_dir_all(self.release_dir(site, version)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
     }
 
     /// Removes releases (complete or not) older than `keep`.

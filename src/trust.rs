@@ -75,6 +75,8 @@ pub enum Refusal {
     RetiredKeys { role: Role, current: u32 },
     #[error("version {got} jumps more than {MAX_VERSION_STEP} past version {floor}")]
     VersionJump { floor: u32, got: u32 },
+    #[error("role {role}'s newest key set is not confirmed yet: the record waits (SPEC §3)")]
+    KeySetUnconfirmed { role: Role },
 }
 
 impl Refusal {
@@ -94,6 +96,7 @@ impl Refusal {
             Refusal::KeySetNotInline => "key-set-not-inline",
             Refusal::RetiredKeys { .. } => "retired-keys",
             Refusal::VersionJump { .. } => "version-jump",
+            Refusal::KeySetUnconfirmed { .. } => "key-set-unconfirmed",
         }
     }
 
@@ -109,6 +112,7 @@ impl Refusal {
                 | Refusal::WrongNetwork { .. }
                 | Refusal::RetiredKeys { .. }
                 | Refusal::VersionJump { .. }
+                | Refusal::KeySetUnconfirmed { .. }
         )
     }
 }

@@ -241,6 +241,8 @@ async fn powerdns_steers_dig_to_live_nearest_verified_nodes() {
                 "--no-content-dht",
                 "--pull-interval",
                 "2",
+                "--key-confirm-wait",
+                "1",
             ])
             .args(["--peer", &n1_wire.to_string()])
             .stdout(Stdio::null())

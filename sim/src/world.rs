@@ -579,7 +579,9 @@ impl World {
             let degree = self.links[a as usize].len();
             for l in 0..degree {
                 let b = self.links[a as usize][l] & !OUT;
-                self.nodes[a as usize].gossip.peer_up(b as PeerKey);
+                self.nodes[a as usize]
+                    .gossip
+                    .peer_up(b as PeerKey, b.into(), now);
                 match self.nodes[a as usize].gossip.poll_action() {
                     Some(Action::Send {
                         peer,
@@ -779,6 +781,9 @@ impl World {
             } => self.evidence(node, peer.map(|p| p as u32), object, &refusal),
             Action::Lookup { name } => self.lookup(node, name, false),
             Action::Announce { name } => self.lookup(node, name, true),
+            // The simulator's forgers sign with keys no set ever held: nothing is
+            // vouched for and then dropped.
+            Action::Dropped { .. } => {}
         }
     }
 
@@ -1113,7 +1118,10 @@ impl World {
             if self.is_forger(a) {
                 self.forger_hello(a, b, false);
             } else {
-                self.nodes[a as usize].gossip.peer_up(b as PeerKey);
+                let now = self.now();
+                self.nodes[a as usize]
+                    .gossip
+                    .peer_up(b as PeerKey, b.into(), now);
             }
         }
         self.drain(from);

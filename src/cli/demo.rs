@@ -120,6 +120,8 @@ fn node_config(
     cfg.http = vec![http_addr(ip)];
     cfg.peers = peers;
     cfg.pull_interval = Duration::from_secs(5);
+    // The demo's network is its own three nodes: nobody else could know a newer key set.
+    cfg.key_confirm_wait = Duration::from_secs(1);
     cfg.piece_audit = Some(audit.clone());
     cfg
 }

@@ -54,6 +54,10 @@ pub struct NodeArgs {
     /// Seconds between pull rounds.
     #[arg(long, default_value_t = 60)]
     pull_interval: u64,
+    /// Seconds after the first peer that content is taken although fewer than three
+    /// peer addresses confirmed its key set current (a local test swarm waits less).
+    #[arg(long, default_value_t = 20)]
+    key_confirm_wait: u64,
     /// Do not use librqbit's DHT (content peers then come from wire peers only).
     #[arg(long)]
     no_content_dht: bool,
@@ -153,6 +157,7 @@ pub(super) fn config(
     cfg.bt_peers = args.bt_peers;
     cfg.accept_push = !args.no_push;
     cfg.pull_interval = Duration::from_secs(args.pull_interval.max(1));
+    cfg.key_confirm_wait = Duration::from_secs(args.key_confirm_wait);
     if let Some(r) = args.rendezvous {
         cfg.rendezvous = Some(r);
     }

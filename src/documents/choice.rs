@@ -65,6 +65,9 @@ pub enum Why {
     },
     /// A newer version of the same document replaced it.
     Replaced { version: u32 },
+    /// The newest key set of the documents role does not vouch for it (signed by keys
+    /// since retired, and not listed as current).
+    Withdrawn,
 }
 
 impl std::fmt::Display for Why {
@@ -80,6 +83,7 @@ impl std::fmt::Display for Why {
                 "room for document {for_id}, rarer (seen at {for_seen} other nodes, this one at {seen})"
             ),
             Why::Replaced { version } => write!(f, "replaced by version {version}"),
+            Why::Withdrawn => write!(f, "no longer vouched for by the newest key set"),
         }
     }
 }

@@ -66,6 +66,9 @@ pub struct NodeConfig {
     /// False: ignore pushed records; learn by pull only.
     pub accept_push: bool,
     pub pull_interval: Duration,
+    /// How long after its first peer the node takes content whose key set fewer than
+    /// three peer addresses confirmed current (`crate::gossip`, SPEC §3).
+    pub key_confirm_wait: Duration,
     /// Outgoing wire connections kept at most.
     pub max_peers: usize,
     /// Incoming wire connections kept at most, in all and from one IP address: beyond
@@ -150,6 +153,7 @@ impl NodeConfig {
             content_dht: Some(Vec::new()),
             accept_push: true,
             pull_interval: Duration::from_secs(60),
+            key_confirm_wait: Duration::from_millis(crate::gossip::CONFIRM_WAIT_MS),
             max_peers: 32,
             max_inbound: 256,
             max_inbound_per_ip: 8,

@@ -163,6 +163,12 @@ pub enum NodeEvent {
         class: String,
         version: u32,
     },
+    /// A rotation's new key set does not vouch for this record: forgotten.
+    RecordDropped {
+        name: String,
+        class: String,
+        version: u32,
+    },
     SyncProgress(SyncStatus),
     Switched {
         version: u32,

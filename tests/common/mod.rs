@@ -29,6 +29,8 @@ pub fn node_config(
     );
     cfg.peers = peers;
     cfg.pull_interval = Duration::from_secs(2);
+    // Swarms of two or three: fewer than three addresses can confirm a key set.
+    cfg.key_confirm_wait = Duration::from_secs(1);
     cfg
 }
 
@@ -119,6 +121,8 @@ pub fn node_process_args(
         "--no-content-dht".into(),
         "--pull-interval".into(),
         "2".into(),
+        "--key-confirm-wait".into(),
+        "1".into(),
     ];
     for p in peers {
         args.push("--peer".into());

@@ -187,6 +187,36 @@ impl Core {
         });
     }
 
+    /// The list in force was dropped (a rotation does not vouch for it): nothing is in
+    /// force, in the wire layer and in BitTorrent, until the current list arrives.
+    pub(super) fn withdraw_blacklist(&mut self) {
+        self.blacklist.withdraw();
+        if let Some(old) = self.blacklist_ih.take()
+            && !self.local_payloads.contains_key(&old)
+        {
+            let torrents = Arc::clone(&self.shared.torrents);
+            let dir = self.blacklists_dir().join(hex::encode(old));
+            tokio::spawn(async move {
+                let _ = torrents.remove(&old).await;
+                let _ = std::fs::remove_dir_all(dir);
+            });
+        }
+        if let Some((_, cancel)) = self.blacklist_fetch.take() {
+            cancel.cancel();
+        }
+        let torrents = Arc::clone(&self.shared.torrents);
+        tokio::spawn(async move {
+            if let Err(e) = torrents.set_blocklist(0, &[]).await {
+                tracing::error!("taking the blacklist out of the BitTorrent session: {e}");
+            }
+        });
+        self.shared
+            .blacklist_view
+            .send_replace(Arc::new(crate::content::Blacklist::default()));
+        self.update_status(|s| s.blacklist = None);
+        self.refresh_peers();
+    }
+
     /// With `--auto-blacklist`: lists every address with at least `threshold` evidence
     /// entries in a new, signed blacklist version, and sends it like any record.
     pub(super) fn auto_blacklist(&mut self) {

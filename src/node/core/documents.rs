@@ -483,6 +483,22 @@ impl Core {
     }
 
     /// Gives up this node's copy of document `id` (held or being fetched), saying why.
+    /// Forgets document `id` at `version` altogether (a rotation dropped its record).
+    pub(super) fn evict_document(&mut self, id: u32, version: u32) {
+        if self
+            .archive
+            .docs
+            .get(&id)
+            .is_none_or(|e| e.doc.version != version)
+        {
+            return;
+        }
+        self.evict(id, Why::Withdrawn);
+        self.archive.docs.remove(&id);
+        self.archive.rebuild_index();
+        self.refresh_documents(true);
+    }
+
     fn evict(&mut self, id: u32, why: Why) {
         let Some(e) = self.archive.docs.get_mut(&id) else {
             return;

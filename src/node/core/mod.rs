@@ -5,6 +5,7 @@
 mod audit;
 mod blacklist;
 mod documents;
+mod dropped;
 mod metainfo;
 mod notices;
 mod pause;
@@ -208,7 +209,12 @@ impl Core {
         let mut gcfg = GossipConfig::new(tag, &[cfg.site]);
         gcfg.accept_push = cfg.accept_push;
         gcfg.pull_interval_ms = cfg.pull_interval.as_millis() as u64;
+        gcfg.confirm_wait_ms = cfg.key_confirm_wait.as_millis() as u64;
         let seed = rand::random();
+        let mut trust = trust;
+        for (record, _) in &loaded.records {
+            trust.note_held(record);
+        }
         let gossip = Gossip::new(trust, gcfg, loaded.records, seed, unix_ms());
         let rendezvous = *SystemName::rendezvous(tag).as_bytes();
         let mut peer_id = [0u8; 20];
@@ -338,6 +344,7 @@ impl Core {
                 Some(request) = self.wire_metainfo.rx.recv() => self.on_metainfo_request(request),
                 _ = tokio::time::sleep(wait) => {
                     self.gossip.handle_timeout(unix_ms());
+                    self.auto_install_when_confirmed();
                     self.uploads_timeout(unix_ms());
                     self.metainfo_timeout(unix_ms());
                 }
@@ -605,7 +612,14 @@ impl Core {
                     conn.wire_addr = listen_port.map(|p| SocketAddr::new(conn.remote.ip(), p));
                 }
                 let addr = conn.remote.to_string();
-                self.gossip.peer_up(key);
+                // Connections from one address count as one source of key-set news.
+                let source = {
+                    use std::hash::{Hash, Hasher};
+                    let mut h = std::collections::hash_map::DefaultHasher::new();
+                    conn.remote.ip().hash(&mut h);
+                    h.finish()
+                };
+                self.gossip.peer_up(key, source, unix_ms());
                 self.send_documents_to(key);
                 self.uploads_peer_up(key);
                 self.refresh_peers();
@@ -856,6 +870,7 @@ impl Core {
                 }
                 Action::Lookup { name } => self.dht_find(name, false),
                 Action::Announce { name } => self.dht_find(name, true),
+                Action::Dropped { name } => self.on_dropped(name),
             }
         }
         while let Some(action) = self.hints.poll_action() {

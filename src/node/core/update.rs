@@ -282,6 +282,33 @@ impl Core {
         });
     }
 
+    /// The manifest `name` was dropped (a rotation does not vouch for it): no offer, no
+    /// install, and the version it announced no longer counts as seen (else it would
+    /// make every honest manifest after it look like a downgrade).
+    pub(super) fn drop_manifest(&mut self, name: SystemName) {
+        if self.update.current.as_ref().is_some_and(|c| c.name != name) {
+            return;
+        }
+        self.abandon_fetch(&[0; 20]);
+        if let Some(ready) = self.update.ready.take()
+            && !self.update.installing
+        {
+            self.drop_package(ready.manifest.ih);
+        }
+        let u = &mut self.update;
+        u.saved.newest_seen = None;
+        u.save();
+        u.status = UpdateStatus {
+            running: u.status.running.clone(),
+            platform: u.status.platform.clone(),
+            installation: u.status.installation.clone(),
+            package_kind: u.status.package_kind.clone(),
+            auto_install: u.status.auto_install,
+            ..UpdateStatus::default()
+        };
+        self.show_update();
+    }
+
     /// Stops a fetch a newer manifest superseded, and drops what it fetched (unless it is
     /// the torrent of `keep`, the checked package, or this node's own publication).
     fn abandon_fetch(&mut self, keep: &[u8; 20]) {
@@ -422,10 +449,20 @@ impl Core {
         }
         self.update.ready = Some(ready);
         self.show_ready();
-        let auto = self.update.cfg.auto_install
-            && self.update.status.installable
-            && self.update.saved.attempted != Some(version);
-        if auto {
+        self.auto_install_when_confirmed();
+    }
+
+    /// With `--auto-update`: installs the checked package once, and only after the
+    /// software role's newest key set is confirmed current (SPEC §3): a package a
+    /// retired key vouched for must have a chance to be dropped first.
+    pub(super) fn auto_install_when_confirmed(&mut self) {
+        let u = &self.update;
+        let due = u.cfg.auto_install
+            && u.status.installable
+            && u.ready
+                .as_ref()
+                .is_some_and(|r| u.saved.attempted != Some(r.version));
+        if due && self.gossip.key_set_confirmed(crate::name::Role::SOFTWARE) {
             self.install_update(None);
         }
     }
@@ -475,6 +512,13 @@ impl Core {
                 "this node does not know which binary to replace (no installation given)".into(),
             );
         };
+        if !self.gossip.key_set_confirmed(crate::name::Role::SOFTWARE) {
+            return refuse(
+                reply,
+                "the software role's newest key set is not confirmed yet (waiting for peers); try again in a few seconds".into(),
+            );
+        }
+        let u = &mut self.update;
         let Some(ready) = u.ready.as_ref() else {
             return refuse(
                 reply,
