@@ -206,7 +206,7 @@ impl KeySet {
         if current.windows(2).any(|w| w[0].slot >= w[1].slot) {
             return Err(KeySetError::Current);
         }
-        Ok(KeySet::new(keys, threshold, sign)?.with_current(current)?)
+        KeySet::new(keys, threshold, sign)?.with_current(current)
     }
 }
 

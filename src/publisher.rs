@@ -14,13 +14,14 @@
 //! The published folder *is* the publisher's state: the next version of a slot is one
 //! past the highest version found there, so there is no counter to get out of step.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::bundle::{Bundle, BundleError, Site};
 use crate::fsutil::{self, Staging};
 use crate::keys::{KeyError, PrivateKey, PublicKey};
-use crate::keyset::{KeySet, KeySetError};
-use crate::name::{NetworkTag, Role, Slot, SystemName};
+use crate::keyset::{KeySet, KeySetError, Vouched};
+use crate::name::{NetworkTag, ObjectClass, Role, Slot, SystemName};
 use crate::record::{Payload, Record, RecordError, Signature};
 use crate::trust::{Refusal, TrustStore, Verdict};
 
@@ -96,13 +97,17 @@ pub struct InitOptions {
     pub keys_per_role: usize,
     pub threshold: u32,
     pub sign: u32,
+    /// `sign` of the software role: installing is what one stolen key must not be able
+    /// to cause (docs/SECURITY.md).
+    pub software_sign: u32,
     pub bits: usize,
     pub bootstrap: Vec<String>,
 }
 
 impl InitOptions {
     /// One site (id 1) named `site`, with `keys init-network`'s defaults: 3 keys per
-    /// role, 2 of them to rotate a set, 1 to sign, RSA-3072, no bootstrap hints.
+    /// role, 2 of them to rotate a set, 1 to sign (2 for software), RSA-3072, no
+    /// bootstrap hints.
     pub fn one_site(tag: NetworkTag, site: &str) -> Self {
         InitOptions {
             tag,
@@ -113,6 +118,7 @@ impl InitOptions {
             keys_per_role: 3,
             threshold: 2,
             sign: 1,
+            software_sign: 2,
             bits: crate::keys::MIN_BITS,
             bootstrap: Vec::new(),
         }
@@ -145,6 +151,14 @@ impl Outcome {
             Outcome::Draft { .. } => None,
         }
     }
+}
+
+/// A rotation made: where its certificate ended up, and the records it could not list
+/// as current (no room in the record): nodes drop their copies of those.
+#[derive(Debug)]
+pub struct Rotation {
+    pub outcome: Outcome,
+    pub left_out: Vec<SystemName>,
 }
 
 /// A published or drafted record on disk.
@@ -296,10 +310,15 @@ impl NetworkDir {
         let mut records = Vec::new();
         for role in Role::ALL {
             let role_keys: Vec<PrivateKey> = keys.drain(..per_role).collect();
+            let sign = if role == Role::SOFTWARE {
+                opts.software_sign
+            } else {
+                opts.sign
+            };
             let set = KeySet::new(
                 role_keys.iter().map(|k| k.public().clone()).collect(),
                 opts.threshold,
-                opts.sign,
+                sign,
             )?;
             let mut record = Record::new(
                 SystemName::key_set(opts.tag, role, 1),
@@ -719,8 +738,66 @@ impl NetworkDir {
         }
     }
 
+    /// The certificate of key set `version` of `role` made of `set`, listing as current
+    /// the newest published record of each slot the role signs (SPEC §3: what the
+    /// retired keys signed and nodes may keep). What does not fit in a record's body
+    /// is left out, documents first (highest ids kept); nodes then drop those copies
+    /// until they are published again with the new keys.
+    fn vouching(
+        &self,
+        role: Role,
+        version: u32,
+        set: KeySet,
+        now: u64,
+    ) -> Result<(Record, Vec<SystemName>), PublishError> {
+        let mut newest: BTreeMap<Slot, Record> = BTreeMap::new();
+        for e in self.published()? {
+            let name = e.record.name;
+            if name.class().governing_role() != Some(role)
+                || matches!(name.class(), ObjectClass::KeySet(_))
+            {
+                continue;
+            }
+            if newest
+                .get(&name.slot())
+                .is_none_or(|r| r.name.version() < name.version())
+            {
+                newest.insert(name.slot(), e.record);
+            }
+        }
+        // Least important last: documents by id, after everything else.
+        let mut listed: Vec<&Record> = newest.values().collect();
+        listed.sort_by_key(|r| {
+            (
+                r.name.class() == ObjectClass::Document,
+                std::cmp::Reverse(r.name.id()),
+            )
+        });
+        let name = SystemName::key_set(self.bundle.network(), role, version);
+        let mut left_out = Vec::new();
+        loop {
+            let current = listed
+                .iter()
+                .map(|r| Vouched {
+                    slot: r.name.slot(),
+                    version: r.name.version(),
+                    digest: crate::trust::record_digest(r),
+                })
+                .collect();
+            let body = set.clone().with_current(current)?.to_body();
+            match Record::new(name, now, Payload::Body(body)) {
+                Ok(record) => return Ok((record, left_out)),
+                Err(RecordError::BodyTooLarge(_)) if !listed.is_empty() => {
+                    left_out.push(listed.pop().expect("not empty").name);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
     /// Makes the next key set of `role`: `new_count` fresh keys (written for their
     /// holders) plus `kept` existing public keys, signed by `signers` of the current set.
+    /// It lists the role's current records ([`NetworkDir::vouching`]).
     #[allow(clippy::too_many_arguments)]
     pub fn rotate(
         &self,
@@ -733,7 +810,7 @@ impl NetworkDir {
         signers: &[PrivateKey],
         passphrase: &[u8],
         now: u64,
-    ) -> Result<Outcome, PublishError> {
+    ) -> Result<Rotation, PublishError> {
         let trust = self.trust()?;
         let (current, _) = trust
             .current_set(role)
@@ -757,17 +834,13 @@ impl NetworkDir {
         let mut public: Vec<PublicKey> = kept;
         public.extend(fresh.iter().map(|k| k.public().clone()));
         let set = KeySet::new(public, threshold, sign)?;
-        let record = Record::new(
-            SystemName::key_set(self.bundle.network(), role, version),
-            now,
-            Payload::Body(set.to_body()),
-        )?;
+        let (record, left_out) = self.vouching(role, version, set, now)?;
         // Keys first (staged, then moved), so a published set never lacks its key files.
         let staging = Staging::new(&key_dir, 0o700).map_err(io(&key_dir))?;
         write_key_files(staging.path(), &fresh, 1, passphrase)?;
         staging.commit().map_err(io(&key_dir))?;
         match self.publish(record, signers, &[], None, now) {
-            Ok(outcome) => Ok(outcome),
+            Ok(outcome) => Ok(Rotation { outcome, left_out }),
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&key_dir);
                 Err(e)

@@ -134,7 +134,7 @@ fn twenty_nodes_under_churn_end_in_the_same_state() {
     let tmp = tempfile::tempdir().unwrap();
     let net = tmp.path().join("net");
     let mut opts = swarmsite::publisher::InitOptions::one_site(TAG.parse().unwrap(), "churn");
-    (opts.keys_per_role, opts.threshold) = (1, 1);
+    (opts.keys_per_role, opts.threshold, opts.software_sign) = (1, 1, 1);
     swarmsite::publisher::NetworkDir::init(&net, &opts, PASS.as_bytes(), common::now()).unwrap();
     let bundle = net.join("bundle.json");
     let out = tmp.path().join("intake-out");

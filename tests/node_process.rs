@@ -188,7 +188,7 @@ fn uploads_survive_kill_9_of_the_originator_and_of_a_relay() {
     let tmp = tempfile::tempdir().unwrap();
     // One key per role: a quick network.
     let mut opts = swarmsite::publisher::InitOptions::one_site("UPLEAKS00".parse().unwrap(), "u");
-    (opts.keys_per_role, opts.threshold) = (1, 1);
+    (opts.keys_per_role, opts.threshold, opts.software_sign) = (1, 1, 1);
     let net = tmp.path().join("net");
     swarmsite::publisher::NetworkDir::init(&net, &opts, PASS.as_bytes(), 1_700_000_000).unwrap();
     let bundle = net.join("bundle.json");
@@ -341,7 +341,7 @@ fn a_relative_data_dir_still_applies_the_blacklist_in_bittorrent() {
     let tmp = tempfile::tempdir().unwrap();
     let net = tmp.path().join("net");
     let mut opts = swarmsite::publisher::InitOptions::one_site("RELATIVE1".parse().unwrap(), "r");
-    (opts.keys_per_role, opts.threshold) = (1, 1);
+    (opts.keys_per_role, opts.threshold, opts.software_sign) = (1, 1, 1);
     swarmsite::publisher::NetworkDir::init(&net, &opts, PASS.as_bytes(), common::now()).unwrap();
     let bundle = net.join("bundle.json");
     let args = common::node_process_args(

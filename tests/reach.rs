@@ -369,6 +369,7 @@ fn upnp_and_mdns_against_miniupnpd_and_a_real_resolver() {
     // A network with one site and its first release (one key per role: fast).
     let opts = InitOptions {
         keys_per_role: 1,
+        software_sign: 1,
         threshold: 1,
         ..InitOptions::one_site("REACHTEST".parse().unwrap(), SITE)
     };

@@ -24,7 +24,7 @@ fn network() -> &'static (tempfile::TempDir, NetworkDir) {
         let dir = tempfile::tempdir().unwrap();
         // One key per role keeps the key generation short; rotations need one signer.
         let mut opts = InitOptions::one_site("TESTLEAKS".parse().unwrap(), "testleaks");
-        (opts.keys_per_role, opts.threshold) = (1, 1);
+        (opts.keys_per_role, opts.threshold, opts.software_sign) = (1, 1, 1);
         let net = NetworkDir::init(&dir.path().join("net"), &opts, PASS, now()).unwrap();
         (dir, net)
     })
@@ -906,7 +906,8 @@ async fn after_an_intake_key_rotation_new_uploads_use_the_new_key() {
             PASS,
             now(),
         )
-        .unwrap();
+        .unwrap()
+        .outcome;
     let (dir, _) = rotated.published().expect("one signature is enough here");
     let record = std::fs::read(dir.join(publisher::RECORD_FILE)).unwrap();
     a.handle.submit(record, None).await.unwrap();

@@ -37,6 +37,10 @@ pub enum KeysCommand {
         /// Signatures needed on content.
         #[arg(long, default_value_t = 1)]
         sign: u32,
+        /// Signatures needed on a software release (nodes may install it): two by
+        /// default, so one stolen key cannot ship software.
+        #[arg(long, default_value_t = 2)]
+        software_sign: u32,
         /// RSA modulus size (3072 or 4096).
         #[arg(long, default_value_t = MIN_BITS)]
         bits: usize,
@@ -121,17 +125,24 @@ pub fn run(cmd: KeysCommand, data_dir: Option<&Path>) -> anyhow::Result<ExitCode
             keys,
             threshold,
             sign,
+            software_sign,
             bits,
             bootstrap,
             passphrase,
         } => {
             let sites = parse_sites(&sites, tag)?;
+            if software_sign as usize > keys {
+                bail!(
+                    "--software-sign {software_sign} needs at least that many keys per role (--keys {keys}); give --software-sign {keys} or more keys"
+                );
+            }
             let opts = InitOptions {
                 tag,
                 sites,
                 keys_per_role: keys,
                 threshold,
                 sign,
+                software_sign,
                 bits,
                 bootstrap,
             };
@@ -220,7 +231,7 @@ pub fn run(cmd: KeysCommand, data_dir: Option<&Path>) -> anyhow::Result<ExitCode
                 "generating {new_count} RSA-{bits} keys for key set v{} of role {role}…",
                 current + 1
             );
-            let outcome = net.rotate(
+            let rotation = net.rotate(
                 role,
                 new_count,
                 kept,
@@ -231,6 +242,16 @@ pub fn run(cmd: KeysCommand, data_dir: Option<&Path>) -> anyhow::Result<ExitCode
                 pass.as_bytes(),
                 now(),
             )?;
+            if !rotation.left_out.is_empty() {
+                eprintln!(
+                    "warning: {} records of role {role} do not fit in the key set's list of current records; nodes drop what the retired keys signed of them, so publish them again with the new keys:",
+                    rotation.left_out.len()
+                );
+                for name in &rotation.left_out {
+                    eprintln!("  {} v{} ({})", name.class(), name.version(), name.to_hex());
+                }
+            }
+            let outcome = rotation.outcome;
             print_outcome(&outcome);
             if push {
                 push_outcome(data_dir, &outcome)?;

@@ -46,6 +46,7 @@ pub fn small_network(
     let opts = InitOptions {
         keys_per_role: 1,
         threshold: 1,
+        software_sign: 1,
         ..InitOptions::one_site(tag.parse().unwrap(), site)
     };
     NetworkDir::init(dir, &opts, pass, now()).unwrap()

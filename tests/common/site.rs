@@ -107,11 +107,11 @@ pub fn manifest_record(
 ) -> swarmsite::record::Record {
     use swarmsite::name::{SystemName, file_id, kind};
     use swarmsite::record::{Payload, Record};
-    let key = swarmsite::publisher::load_key(
-        &net.root().join(format!("keys/{role}/v1/key-1.pem")),
-        pass.as_bytes(),
-    )
-    .unwrap();
+    // Every holder of the role signs (software needs two signatures by default).
+    let keys: Vec<_> = swarmsite::publisher::pem_files(&net.root().join(format!("keys/{role}/v1")))
+        .iter()
+        .map(|f| swarmsite::publisher::load_key(f, pass.as_bytes()).unwrap())
+        .collect();
     let name = SystemName::new(
         net.bundle().network(),
         kind::AUTHORIZED_FILE,
@@ -119,7 +119,9 @@ pub fn manifest_record(
         version,
     );
     let mut record = Record::new(name, now(), Payload::Body(manifest.encode())).unwrap();
-    record.sign(&key);
+    for key in &keys {
+        record.sign(key);
+    }
     record
 }
 
