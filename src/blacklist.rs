@@ -23,17 +23,22 @@ pub const REFUTED_REST_MS: u64 = 600_000;
 /// Accusations remembered, at most.
 pub const MAX_AUDITS: usize = 4096;
 
+/// New accusations from one hinter (by address) waiting for their re-check, at most: a
+/// flood of made-up accusations waits behind its own, not in front of others'.
+pub const MAX_WAITING_PER_HINTER: u32 = 8;
+
+/// Hinters remembered per accusation (only a figure for the log: they never count).
+const MAX_HINTERS: usize = 64;
+
 /// How long a torrent-form version being seeded and sent holds back the next one.
 pub const PUBLISHING_MS: u64 = 120_000;
 
-/// Evidence codes worth a hint: what an auditor can check again by itself.
-pub fn hintable(reason: &str) -> bool {
+/// Record refusals that only a forger or tamperer causes: the record's bytes fail the
+/// trust check whoever looks at them, so they are the sender's own doing.
+fn record_forgery(reason: &str) -> bool {
     matches!(
         reason,
-        "bad-piece"
-            | "dht-empty-announce"
-            | "dht-false-announce"
-            | "malformed"
+        "malformed"
             | "no-governing-role"
             | "duplicate-signer"
             | "bad-signature"
@@ -43,21 +48,45 @@ pub fn hintable(reason: &str) -> bool {
     )
 }
 
+/// Evidence codes that count toward listing an address: records, pieces and metainfo
+/// the peer itself sent over its own connection that failed verification. Nothing a
+/// third party can cause counts: not what the DHT said about an address (anyone writes
+/// DHT entries), not how a connection ended (bytes injected on the path, a scanner on
+/// the port), not a clock disagreement (`from-the-future`).
+pub fn counts(reason: &str) -> bool {
+    record_forgery(reason) || matches!(reason, "bad-piece" | "bad-metainfo")
+}
+
+/// Evidence codes worth a hint: what counts and what an auditor can obtain again from
+/// the accused itself, over a connection it opens (a forged record answered to `get`,
+/// a bad piece from its BitTorrent port).
+pub fn hintable(reason: &str) -> bool {
+    record_forgery(reason) || reason == "bad-piece"
+}
+
 /// Where the re-check of an accusation stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AuditState {
     Waiting,
     Running,
+    /// The last re-check obtained a forgery from the accused itself.
     Confirmed,
-    Refuted { at: u64 },
+    Refuted {
+        at: u64,
+    },
 }
 
 /// An accusation an auditor heard, and who made it.
 #[derive(Debug)]
 struct Audit {
     hint: Hint,
+    /// Who made it: the trigger of a re-check and a figure for the log, never a count.
     hinters: BTreeSet<IpAddr>,
+    /// Whose budget of waiting accusations ([`MAX_WAITING_PER_HINTER`]) it uses.
+    by: IpAddr,
     state: AuditState,
+    /// Re-checks that confirmed it (each is one entry of the auditor's own evidence).
+    confirmed: u32,
 }
 
 /// What only an auto-blacklist node keeps.
@@ -70,8 +99,44 @@ struct Auditor {
     suspects: BTreeMap<IpAddr, (u32, String)>,
     /// Accusations heard, per accused address and reason.
     audits: BTreeMap<(IpAddr, String), Audit>,
+    /// Accusations waiting, per the hinter whose budget they use.
+    waiting_by: BTreeMap<IpAddr, u32>,
+    /// Re-checks running.
+    running: usize,
     /// A torrent-form version on its way: version, when started (ms).
     publishing: Option<(u32, u64)>,
+}
+
+impl Auditor {
+    fn count(&self, ip: IpAddr) -> u32 {
+        self.suspects.get(&ip).map_or(0, |s| s.0)
+    }
+
+    fn wait(&mut self, by: IpAddr) {
+        *self.waiting_by.entry(by).or_insert(0) += 1;
+    }
+
+    fn unwait(&mut self, by: IpAddr) {
+        if let Some(n) = self.waiting_by.get_mut(&by) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.waiting_by.remove(&by);
+            }
+        }
+    }
+
+    /// Full: forgets accusations nothing more will come of (refuted ones whose rest is
+    /// over, confirmed ones whose address is listed or past the threshold).
+    fn prune(&mut self, list: &Blacklist, now: u64) {
+        let (threshold, suspects) = (self.threshold, &self.suspects);
+        self.audits.retain(|(ip, _), x| match x.state {
+            AuditState::Waiting | AuditState::Running => true,
+            AuditState::Refuted { at } => now.saturating_sub(at) <= REFUTED_REST_MS,
+            AuditState::Confirmed => {
+                !list.contains(*ip) && suspects.get(ip).map_or(0, |s| s.0) < threshold
+            }
+        });
+    }
 }
 
 /// The blacklist in force, and (auditors) what the next version will list.
@@ -96,6 +161,8 @@ impl Enforcement {
                     threshold,
                     suspects: BTreeMap::new(),
                     audits: BTreeMap::new(),
+                    waiting_by: BTreeMap::new(),
+                    running: 0,
                     publishing: None,
                 })
             }),
@@ -144,8 +211,12 @@ impl Enforcement {
         self.version = 0;
     }
 
-    /// This node recorded evidence of `reason` against `ip` (auditors count it).
+    /// This node recorded evidence of `reason` against `ip`: auditors count it when it
+    /// is evidence that counts ([`counts`]); the rest is only the operator's to read.
     pub fn evidence(&mut self, ip: IpAddr, reason: &str) {
+        if !counts(reason) {
+            return;
+        }
         if let Some(a) = self.auditor.as_mut() {
             let s = a.suspects.entry(ip).or_insert((0, String::new()));
             s.0 += 1;
@@ -155,14 +226,12 @@ impl Enforcement {
 
     /// Evidence entries counted against `ip` (auditors; 0 otherwise).
     pub fn suspicion(&self, ip: IpAddr) -> u32 {
-        self.auditor
-            .as_ref()
-            .and_then(|a| a.suspects.get(&ip))
-            .map_or(0, |s| s.0)
+        self.auditor.as_ref().map_or(0, |a| a.count(ip))
     }
 
-    /// (Auditors) the wire peer at `hinter` accuses `hint.ip`. True when a re-check may
-    /// be due: the driver then calls [`Enforcement::due_rechecks`].
+    /// (Auditors) the wire peer at `hinter` accuses `hint.ip`. A hint never counts: at
+    /// most it starts a re-check, whose own finding is what may count. True when a
+    /// re-check may be due: the driver then calls [`Enforcement::due_rechecks`].
     pub fn hint(&mut self, hint: Hint, hinter: IpAddr, own: IpAddr, now: u64) -> bool {
         if hint.ip == own || self.list.contains(hint.ip) || !hintable(&hint.reason) {
             return false;
@@ -171,24 +240,41 @@ impl Enforcement {
             return false;
         };
         let key = (hint.ip, hint.reason.clone());
-        if a.audits.len() >= MAX_AUDITS && !a.audits.contains_key(&key) {
-            return false;
-        }
-        let audit = a.audits.entry(key).or_insert_with(|| Audit {
-            hint: hint.clone(),
-            hinters: BTreeSet::new(),
-            state: AuditState::Waiting,
-        });
-        let new_hinter = audit.hinters.insert(hinter);
-        match audit.state {
-            AuditState::Confirmed if new_hinter => {
-                a.suspects.entry(hint.ip).or_insert((0, hint.reason)).0 += 1;
-                false
+        if !a.audits.contains_key(&key) {
+            if a.waiting_by.get(&hinter).copied().unwrap_or(0) >= MAX_WAITING_PER_HINTER {
+                return false;
             }
+            if a.audits.len() >= MAX_AUDITS {
+                a.prune(&self.list, now);
+                if a.audits.len() >= MAX_AUDITS {
+                    return false;
+                }
+            }
+            a.audits.insert(
+                key.clone(),
+                Audit {
+                    hint: hint.clone(),
+                    hinters: BTreeSet::new(),
+                    by: hinter,
+                    state: AuditState::Waiting,
+                    confirmed: 0,
+                },
+            );
+            a.wait(hinter);
+        }
+        let Some(audit) = a.audits.get_mut(&key) else {
+            return false;
+        };
+        if audit.hinters.len() < MAX_HINTERS {
+            audit.hinters.insert(hinter);
+        }
+        match audit.state {
             AuditState::Refuted { at } if now.saturating_sub(at) > REFUTED_REST_MS => {
                 // Newer ports may reach it now.
                 audit.hint = hint;
                 audit.state = AuditState::Waiting;
+                audit.by = hinter;
+                a.wait(hinter);
                 true
             }
             AuditState::Waiting => true,
@@ -196,52 +282,67 @@ impl Enforcement {
         }
     }
 
-    /// (Auditors) waiting re-checks to start now, at most [`MAX_RECHECKS`] running at
-    /// once; each is marked running until [`Enforcement::rechecked`] reports it.
+    /// (Auditors) re-checks to start now, at most [`MAX_RECHECKS`] running at once; each
+    /// is marked running until [`Enforcement::rechecked`] reports it. Due: accusations
+    /// waiting (those more nodes made first), then confirmed ones whose address is not
+    /// yet at the threshold: each confirming re-check is one entry of the auditor's own
+    /// evidence, so it looks again (at most `threshold` times) rather than counting
+    /// the hinters.
     pub fn due_rechecks(&mut self) -> Vec<Hint> {
         let Some(a) = self.auditor.as_mut() else {
             return Vec::new();
         };
-        let running = a
-            .audits
-            .values()
-            .filter(|x| x.state == AuditState::Running)
-            .count();
-        let mut due = Vec::new();
-        for audit in a.audits.values_mut() {
-            if running + due.len() >= MAX_RECHECKS {
-                break;
-            }
-            if audit.state == AuditState::Waiting {
-                audit.state = AuditState::Running;
-                due.push(audit.hint.clone());
+        if a.running >= MAX_RECHECKS {
+            return Vec::new();
+        }
+        let mut due: Vec<(bool, usize, (IpAddr, String))> = Vec::new();
+        for (key, x) in &a.audits {
+            let again = x.state == AuditState::Confirmed
+                && x.confirmed < a.threshold
+                && a.count(key.0) < a.threshold
+                && !self.list.contains(key.0);
+            if x.state == AuditState::Waiting || again {
+                due.push((again, usize::MAX - x.hinters.len(), key.clone()));
             }
         }
-        due
+        // Waiting before looking again; more accusers first; then address order (the
+        // same events give the same re-checks: the simulator relies on it).
+        due.sort();
+        due.truncate(MAX_RECHECKS - a.running);
+        let mut hints = Vec::with_capacity(due.len());
+        for (_, _, key) in due {
+            let Some(x) = a.audits.get_mut(&key) else {
+                continue;
+            };
+            let (by, waited) = (x.by, x.state == AuditState::Waiting);
+            x.state = AuditState::Running;
+            hints.push(x.hint.clone());
+            a.running += 1;
+            if waited {
+                a.unwait(by);
+            }
+        }
+        hints
     }
 
-    /// (Auditors) the driver's own re-check of `hint` is done. When it confirmed the
-    /// accusation, every node that made it counts toward the threshold (unless the
-    /// address is listed already); returns how many made it, `None` when it was not
-    /// confirmed or no longer followed. The driver records the confirmation as
-    /// evidence of its own ([`Enforcement::evidence`]).
+    /// (Auditors) the driver's own re-check of `hint` is done. Returns how many nodes
+    /// made the accusation when the re-check confirmed it, `None` when it did not (or
+    /// the accusation is no longer followed). Nothing is counted here: the driver
+    /// records the confirmation as evidence of its own ([`Enforcement::evidence`]),
+    /// which counts once, whoever and however many made the accusation.
     pub fn rechecked(&mut self, hint: &Hint, confirmed: bool, now: u64) -> Option<u32> {
-        let listed = self.list.contains(hint.ip);
         let a = self.auditor.as_mut()?;
         let audit = a.audits.get_mut(&(hint.ip, hint.reason.clone()))?;
+        if audit.state == AuditState::Running {
+            a.running = a.running.saturating_sub(1);
+        }
         if !confirmed {
             audit.state = AuditState::Refuted { at: now };
             return None;
         }
         audit.state = AuditState::Confirmed;
-        let hinters = audit.hinters.len() as u32;
-        if !listed {
-            a.suspects
-                .entry(hint.ip)
-                .or_insert((0, hint.reason.clone()))
-                .0 += hinters;
-        }
-        Some(hinters)
+        audit.confirmed += 1;
+        Some(audit.hinters.len() as u32)
     }
 
     /// The state of the accusation (`ip`, `reason`), if heard.
@@ -367,26 +468,81 @@ mod tests {
     }
 
     #[test]
-    fn hints_count_only_after_a_confirming_recheck() {
+    fn only_what_a_peer_sent_itself_counts() {
+        let mut e = Enforcement::new(Some(1));
+        for reason in [
+            "dht-empty-announce",
+            "dht-false-announce",
+            "wire-garbage",
+            "wire-malformed",
+            "wire-oversized",
+            "wire-rate-limited",
+            "wire-timeout",
+            "from-the-future",
+            "blob-breach",
+        ] {
+            e.evidence(ip("10.0.0.9"), reason);
+            assert!(!hintable(reason), "{reason}");
+        }
+        assert_eq!(e.suspicion(ip("10.0.0.9")), 0);
+        assert!(e.next_list(ip(OWN), 0).is_none());
+        for reason in ["bad-signature", "malformed", "bad-piece", "bad-metainfo"] {
+            e.evidence(ip("10.0.0.8"), reason);
+        }
+        assert_eq!(e.suspicion(ip("10.0.0.8")), 4);
+        assert!(!hintable("bad-metainfo") && hintable("bad-piece"));
+    }
+
+    /// The driver's side of a re-check: its finding, recorded as its own evidence.
+    fn recheck(e: &mut Enforcement, h: &Hint, confirmed: bool, now: u64) -> Option<u32> {
+        let hinters = e.rechecked(h, confirmed, now);
+        if hinters.is_some() {
+            e.evidence(h.ip, &h.reason);
+        }
+        hinters
+    }
+
+    #[test]
+    fn hints_only_trigger_rechecks_and_each_confirmation_counts_once() {
         let mut e = Enforcement::new(Some(3));
         let h = hint("10.0.0.9", "bad-signature");
         assert!(e.hint(h.clone(), ip("10.0.0.2"), ip(OWN), 0));
         assert!(!e.hint(hint("10.0.0.9", "slow"), ip("10.0.0.2"), ip(OWN), 0));
+        assert!(!e.hint(
+            hint("10.0.0.9", "dht-empty-announce"),
+            ip("10.0.0.2"),
+            ip(OWN),
+            0
+        ));
         assert!(!e.hint(hint(OWN, "bad-signature"), ip("10.0.0.2"), ip(OWN), 0));
         assert!(e.hint(h.clone(), ip("10.0.0.3"), ip(OWN), 0));
-        assert_eq!(e.suspicion(ip("10.0.0.9")), 0, "hints never count alone");
+        assert!(e.hint(h.clone(), ip("10.0.0.4"), ip(OWN), 0));
+        assert_eq!(e.suspicion(ip("10.0.0.9")), 0, "hints never count");
         assert_eq!(e.due_rechecks(), vec![h.clone()]);
         assert!(e.due_rechecks().is_empty(), "running already");
-        assert_eq!(e.rechecked(&h, true, 10), Some(2));
-        assert_eq!(e.suspicion(ip("10.0.0.9")), 2);
-        // A new accuser of a confirmed accusation counts at once; a known one does not.
-        assert!(!e.hint(h.clone(), ip("10.0.0.4"), ip(OWN), 20));
-        assert!(!e.hint(h.clone(), ip("10.0.0.4"), ip(OWN), 20));
-        assert_eq!(e.suspicion(ip("10.0.0.9")), 3);
+        assert_eq!(recheck(&mut e, &h, true, 10), Some(3));
+        assert_eq!(
+            e.suspicion(ip("10.0.0.9")),
+            1,
+            "three accusers, one confirmation: one entry"
+        );
         assert_eq!(
             e.audit_state(ip("10.0.0.9"), "bad-signature"),
             Some(AuditState::Confirmed)
         );
+        // More accusers add nothing; the auditor looks again itself, up to the threshold.
+        assert!(!e.hint(h.clone(), ip("10.0.0.5"), ip(OWN), 20));
+        assert_eq!(e.suspicion(ip("10.0.0.9")), 1);
+        for n in 2..=3 {
+            assert_eq!(e.due_rechecks(), vec![h.clone()]);
+            recheck(&mut e, &h, true, 30);
+            assert_eq!(e.suspicion(ip("10.0.0.9")), n);
+        }
+        assert!(
+            e.due_rechecks().is_empty(),
+            "at the threshold: no more looks"
+        );
+        assert!(e.next_list(ip(OWN), 40).is_some());
     }
 
     #[test]
@@ -395,18 +551,41 @@ mod tests {
         let h = hint("10.0.0.9", "bad-piece");
         e.hint(h.clone(), ip("10.0.0.2"), ip(OWN), 0);
         e.due_rechecks();
-        assert_eq!(e.rechecked(&h, false, 100), None);
+        assert_eq!(recheck(&mut e, &h, false, 100), None);
+        assert_eq!(e.suspicion(ip("10.0.0.9")), 0);
         assert!(!e.hint(h.clone(), ip("10.0.0.3"), ip(OWN), 100 + REFUTED_REST_MS));
         assert!(e.hint(h.clone(), ip("10.0.0.3"), ip(OWN), 101 + REFUTED_REST_MS));
         for i in 0..10 {
             e.hint(
                 hint(&format!("10.0.1.{i}"), "malformed"),
-                ip("10.0.0.2"),
+                ip(&format!("10.0.2.{i}")),
                 ip(OWN),
                 0,
             );
         }
         assert_eq!(e.due_rechecks().len(), MAX_RECHECKS);
         assert!(e.due_rechecks().is_empty());
+    }
+
+    #[test]
+    fn a_flood_of_accusations_from_one_hinter_waits_behind_its_own() {
+        let mut e = Enforcement::new(Some(3));
+        let flooder = ip("10.0.0.66");
+        let taken = (0..100)
+            .filter(|i| {
+                e.hint(
+                    hint(&format!("10.1.{}.{}", i / 200, i % 200), "malformed"),
+                    flooder,
+                    ip(OWN),
+                    0,
+                )
+            })
+            .count();
+        assert_eq!(taken, MAX_WAITING_PER_HINTER as usize);
+        // Another node's accusation is taken, and one made by several goes first.
+        let genuine = hint("10.200.0.1", "bad-signature");
+        assert!(e.hint(genuine.clone(), ip("10.0.0.2"), ip(OWN), 0));
+        assert!(e.hint(genuine.clone(), ip("10.0.0.3"), ip(OWN), 0));
+        assert_eq!(e.due_rechecks()[0], genuine);
     }
 }

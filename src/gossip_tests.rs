@@ -537,4 +537,3 @@ fn a_rotation_learned_later_drops_what_a_retired_key_pinned() {
     assert!(accepted_versions(&actions).is_empty());
     assert!(!actions.iter().any(|a| matches!(a, Action::Evidence { .. })));
 }
-

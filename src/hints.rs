@@ -19,8 +19,13 @@ pub const HOPS: u8 = 4;
 pub struct HintsConfig {
     /// This node re-checks hints (it runs auto-blacklisting).
     pub auditor: bool,
-    /// Distinct hints sent or relayed per minute, at most.
+    /// Distinct hints relayed for peers per minute, at most, in all (what hints can
+    /// cost a node and its peers). This node's own hints have a budget of the same size
+    /// apart, so a flood of made-up hints never silences what it saw itself.
     pub per_minute: u32,
+    /// Of `per_minute`, at most this many a minute for one relaying peer (by address),
+    /// so one flooder cannot use up what other peers' hints need.
+    pub per_source: u32,
     /// How long a (address, reason) pair is not hinted again.
     pub remember_ms: u64,
     /// Pairs remembered, at most (the oldest go first).
@@ -32,6 +37,7 @@ impl Default for HintsConfig {
         HintsConfig {
             auditor: false,
             per_minute: 30,
+            per_source: 5,
             remember_ms: 3_600_000,
             capacity: 4096,
         }
@@ -50,7 +56,12 @@ pub struct Hints {
     cfg: HintsConfig,
     seen: HashMap<(IpAddr, String), u64>,
     order: VecDeque<((IpAddr, String), u64)>,
-    window: (u64, u32),
+    /// This node's own hints: the minute's start (ms) and how many left.
+    own: (u64, u32),
+    /// Relayed hints: the minute's start, how many left in all, and per relaying
+    /// address (at most `per_minute` entries: one is made only for a hint relayed).
+    relayed: (u64, u32),
+    sources: HashMap<IpAddr, u32>,
     actions: VecDeque<HintAction>,
 }
 
@@ -60,7 +71,9 @@ impl Hints {
             cfg,
             seen: HashMap::new(),
             order: VecDeque::new(),
-            window: (0, 0),
+            own: (0, 0),
+            relayed: (0, 0),
+            sources: HashMap::new(),
             actions: VecDeque::new(),
         }
     }
@@ -68,23 +81,25 @@ impl Hints {
     /// This node itself recorded evidence against `hint.ip`.
     pub fn local(&mut self, mut hint: Hint, now: u64) {
         hint.hops = HOPS;
-        if self.is_fresh(&hint, now) && self.allow(now) {
+        if self.is_fresh(&hint, now) && self.allow_own(now) {
             self.remember(&hint, now);
             self.actions
                 .push_back(HintAction::Relay { hint, except: None });
         }
     }
 
-    /// A wire peer sent `hint`.
-    pub fn receive(&mut self, from: PeerKey, hint: Hint, now: u64) {
+    /// A wire peer sent `hint`; `source` is its address (what the relay limit per peer
+    /// counts, so several connections from one address share it).
+    pub fn receive(&mut self, from: PeerKey, source: IpAddr, hint: Hint, now: u64) {
         if self.cfg.auditor {
             self.actions.push_back(HintAction::Audit {
                 hint: hint.clone(),
                 from,
             });
         }
-        // A hint dropped by the rate limit is not remembered: a later copy may travel.
-        if !self.is_fresh(&hint, now) || hint.hops <= 1 || !self.allow(now) {
+        // A hint dropped by the rate limit is not remembered: a later copy, from another
+        // peer, may travel.
+        if !self.is_fresh(&hint, now) || hint.hops <= 1 || !self.allow_relay(source, now) {
             return;
         }
         self.remember(&hint, now);
@@ -127,14 +142,29 @@ impl Hints {
         self.order.push_back((key, now));
     }
 
-    fn allow(&mut self, now: u64) -> bool {
-        if now.saturating_sub(self.window.0) >= 60_000 {
-            self.window = (now, 0);
+    fn allow_own(&mut self, now: u64) -> bool {
+        if now.saturating_sub(self.own.0) >= 60_000 {
+            self.own = (now, 0);
         }
-        if self.window.1 >= self.cfg.per_minute {
+        if self.own.1 >= self.cfg.per_minute {
             return false;
         }
-        self.window.1 += 1;
+        self.own.1 += 1;
+        true
+    }
+
+    fn allow_relay(&mut self, source: IpAddr, now: u64) -> bool {
+        if now.saturating_sub(self.relayed.0) >= 60_000 {
+            self.relayed = (now, 0);
+            // A fresh map: an idle machine holds nothing (the simulator holds a million).
+            self.sources = HashMap::new();
+        }
+        let from_source = self.sources.get(&source).copied().unwrap_or(0);
+        if self.relayed.1 >= self.cfg.per_minute || from_source >= self.cfg.per_source {
+            return false;
+        }
+        self.relayed.1 += 1;
+        self.sources.insert(source, from_source + 1);
         true
     }
 }
@@ -154,6 +184,11 @@ mod tests {
         }
     }
 
+    /// The address of wire peer `key`.
+    fn src(key: PeerKey) -> IpAddr {
+        IpAddr::from([10, 9, 0, key as u8])
+    }
+
     fn drain(h: &mut Hints) -> Vec<HintAction> {
         std::iter::from_fn(|| h.poll_action()).collect()
     }
@@ -161,7 +196,7 @@ mod tests {
     #[test]
     fn a_hint_travels_a_few_hops_once() {
         let mut h = Hints::new(HintsConfig::default());
-        h.receive(1, hint("10.0.0.9", "bad-piece"), 0);
+        h.receive(1, src(1), hint("10.0.0.9", "bad-piece"), 0);
         assert_eq!(
             drain(&mut h),
             vec![HintAction::Relay {
@@ -173,12 +208,13 @@ mod tests {
             }]
         );
         // The same accusation again, from anyone: not relayed twice.
-        h.receive(2, hint("10.0.0.9", "bad-piece"), 1000);
+        h.receive(2, src(2), hint("10.0.0.9", "bad-piece"), 1000);
         h.local(hint("10.0.0.9", "bad-piece"), 2000);
         assert!(drain(&mut h).is_empty());
         // A hint on its last hop stops here.
         h.receive(
             2,
+            src(2),
             Hint {
                 hops: 1,
                 ..hint("10.0.0.10", "bad-piece")
@@ -187,7 +223,7 @@ mod tests {
         );
         assert!(drain(&mut h).is_empty());
         // After the memory runs out it may travel again.
-        h.receive(2, hint("10.0.0.9", "bad-piece"), 3_600_001);
+        h.receive(2, src(2), hint("10.0.0.9", "bad-piece"), 3_600_001);
         assert_eq!(drain(&mut h).len(), 1);
     }
 
@@ -197,8 +233,8 @@ mod tests {
             auditor: true,
             ..Default::default()
         });
-        h.receive(1, hint("10.0.0.9", "bad-signature"), 0);
-        h.receive(2, hint("10.0.0.9", "bad-signature"), 0);
+        h.receive(1, src(1), hint("10.0.0.9", "bad-signature"), 0);
+        h.receive(2, src(2), hint("10.0.0.9", "bad-signature"), 0);
         let a = drain(&mut h);
         assert_eq!(a.len(), 3, "{a:?}");
         assert!(matches!(a[0], HintAction::Audit { from: 1, .. }));
@@ -223,5 +259,45 @@ mod tests {
         assert_eq!(drain(&mut h).len(), 1);
         h.local(hint("10.0.2.1", "bad-piece"), 60_000);
         assert_eq!(drain(&mut h).len(), 1, "the same new minute");
+    }
+
+    #[test]
+    fn a_flood_from_one_peer_does_not_stop_another_peers_hint() {
+        let mut h = Hints::new(HintsConfig::default());
+        // A flooder makes up a thousand accusations in a second.
+        for i in 0..1000u32 {
+            let ip = format!("10.{}.{}.{}", i / 65536, (i / 256) % 256, i % 256);
+            h.receive(1, src(1), hint(&ip, "bad-signature"), u64::from(i));
+        }
+        let flood = drain(&mut h).len() as u32;
+        assert_eq!(flood, HintsConfig::default().per_source);
+        // A second connection from the flooder's address shares its budget.
+        h.receive(3, src(1), hint("10.99.0.1", "bad-signature"), 1000);
+        assert!(drain(&mut h).is_empty());
+        // A genuine hint from another peer still travels, and this node's own too.
+        h.receive(2, src(2), hint("10.200.0.1", "bad-piece"), 1000);
+        h.local(hint("10.200.0.2", "bad-piece"), 1000);
+        assert_eq!(drain(&mut h).len(), 2);
+        // The flooder's dropped hints were not remembered: another peer may relay them.
+        h.receive(2, src(2), hint("10.0.3.231", "bad-signature"), 1000);
+        assert_eq!(drain(&mut h).len(), 1);
+    }
+
+    #[test]
+    fn relaying_stays_bounded_in_all_however_many_peers_send() {
+        let mut h = Hints::new(HintsConfig::default());
+        for i in 0..200u32 {
+            let ip = format!("10.{}.{}.{}", i / 65536, (i / 256) % 256, i % 256);
+            h.receive(i as PeerKey, src(i as PeerKey), hint(&ip, "malformed"), 0);
+        }
+        assert_eq!(
+            drain(&mut h).len() as u32,
+            HintsConfig::default().per_minute
+        );
+        assert!(h.sources.len() <= HintsConfig::default().per_minute as usize);
+        // The next minute starts afresh.
+        h.receive(7, src(7), hint("10.100.0.1", "malformed"), 60_000);
+        assert_eq!(drain(&mut h).len(), 1);
+        assert_eq!(h.sources.len(), 1);
     }
 }

@@ -1,6 +1,8 @@
-//! A hostile peer against a real `swarmsite node` process (issue 20, first part): a
-//! crowd of connections from one address, and the process's open-files limit. The node
-//! must stay healthy for honest peers and its own HTTP.
+//! A hostile peer against real `swarmsite node` processes (issue 20): a crowd of
+//! connections from one address, the process's open-files limit, floods of garbage and
+//! of `have`s, slow HTTP clients, and false accusations (`ss_hint`) meant to frame an
+//! honest node. The nodes must stay healthy for honest peers and their own HTTP, and
+//! evidence must land on the attacker only.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -14,7 +16,20 @@ use common::{ChildGuard, wait_until};
 const PASS: &str = "hostile test";
 
 fn node(data: &Path, bundle: &Path, ip: &str, peers: &[&str]) -> ChildGuard {
-    let args = common::node_process_args(data, bundle, ip, 7400, peers, &["--no-rendezvous"]);
+    node_with(data, bundle, ip, peers, &["--no-rendezvous"], "warn")
+}
+
+/// `node` with `extra` arguments and `RUST_LOG=log`; it logs to `data`.log.
+fn node_with(
+    data: &Path,
+    bundle: &Path,
+    ip: &str,
+    peers: &[&str],
+    extra: &[&str],
+    log: &str,
+) -> ChildGuard {
+    let args = common::node_process_args(data, bundle, ip, 7400, peers, extra);
+    let log_level = log;
     let log = std::fs::File::create(data.with_extension("log")).unwrap();
     // Started with the common default soft limit of 1,024 open files (the shell execs
     // the node, so the pid is the node's).
@@ -23,7 +38,7 @@ fn node(data: &Path, bundle: &Path, ip: &str, peers: &[&str]) -> ChildGuard {
             .args(["-c", "ulimit -Sn 1024 && exec \"$0\" \"$@\""])
             .arg(env!("CARGO_BIN_EXE_swarmsite"))
             .env("SWARMSITE_PASSPHRASE", PASS)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", log_level)
             .args(&args)
             .stdout(Stdio::null())
             .stderr(log)
@@ -421,4 +436,285 @@ fn slow_idle_and_crowding_http_clients_are_cut_off() {
         start.elapsed()
     );
     drop(crowd);
+}
+
+/// Connects from `ip` as a wire peer (its own peer id), sends `hints`, stays a moment so
+/// the node reads them from a live connection, and leaves. False when it never got in.
+async fn send_hints(
+    ip: &str,
+    to: SocketAddr,
+    rendezvous: [u8; 20],
+    hints: Vec<swarmsite::wire::Hint>,
+) -> bool {
+    use swarmsite::wire::{Connection, Event, Message, WireConfig};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ms = swarmsite::node::unix_ms;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+    let Ok(mut s) = socket.connect(to).await else {
+        return false;
+    };
+    let id = ip.parse::<std::net::Ipv4Addr>().unwrap().octets()[3];
+    let mut conn = Connection::new(WireConfig::new(rendezvous, [id; 20], None), ms(), true);
+    let mut buf = vec![0u8; 64 * 1024];
+    let start = std::time::Instant::now();
+    let mut sent: Option<std::time::Instant> = None;
+    while start.elapsed() < Duration::from_secs(15) && !conn.is_closed() {
+        let out = conn.take_transmit();
+        if !out.is_empty() && s.write_all(&out).await.is_err() {
+            return sent.is_some();
+        }
+        while let Some(ev) = conn.poll_event() {
+            if matches!(ev, Event::Ready { .. }) && sent.is_none() {
+                for h in &hints {
+                    conn.send(&Message::Hint(h.clone()), ms());
+                }
+                sent = Some(std::time::Instant::now());
+            }
+        }
+        if sent.is_some_and(|at| at.elapsed() > Duration::from_millis(1500)) {
+            return true;
+        }
+        match tokio::time::timeout(Duration::from_millis(200), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => conn.handle_eof(),
+            Ok(Ok(n)) => conn.handle_input(&buf[..n], ms()),
+            Err(_) => conn.handle_timeout(ms()),
+        }
+    }
+    sent.is_some()
+}
+
+/// True when the node in `data` has a blacklist in force listing `ip`.
+fn lists_ip(data: &Path, ip: &str) -> bool {
+    status(data).is_some_and(|s| {
+        s["blacklist"]["entries"].as_array().is_some_and(|e| {
+            e.iter()
+                .any(|e| e["addr"].as_str() == Some(&format!("{ip}/32")))
+        })
+    })
+}
+
+/// Three addresses accuse an honest node to an auto-blacklist node (issue 20, item 2):
+/// of DHT lies under the node rendezvous name (which no `have` lists), of a forgery its
+/// own answers refute, and of forgeries "seen" on its HTTP and BitTorrent ports, which
+/// answer as no swarmsite node. Nothing is listed and the honest node keeps its peers.
+/// Then the same three accuse a real forger, which answers the auditor's own `get` with
+/// its forgery: it is listed, by the auditor's own evidence, everywhere.
+#[test]
+fn false_hints_cannot_frame_an_honest_node_and_a_real_forger_is_still_listed() {
+    use swarmsite::name::{SystemName, kind};
+    use swarmsite::record::{Payload, Record, Signature};
+    use swarmsite::wire::{Hint, WireConfig};
+    const AUDITOR: &str = "127.0.0.230";
+    const HONEST: &str = "127.0.0.231";
+    const ACCUSERS: [&str; 3] = ["127.0.0.232", "127.0.0.233", "127.0.0.234"];
+    const FORGER: &str = "127.0.0.235";
+    let tmp = tempfile::tempdir().unwrap();
+    let net = common::small_network(
+        &tmp.path().join("net"),
+        "HOSTILE05",
+        "hostile",
+        PASS.as_bytes(),
+    );
+    let bundle = tmp.path().join("net/bundle.json");
+    let tag = net.bundle().network();
+    let rendezvous_name = SystemName::rendezvous(tag);
+    let rendezvous = *rendezvous_name.as_bytes();
+    let key = tmp.path().join("net/keys/blacklist/v1/key-1.pem");
+    let (adata, hdata) = (tmp.path().join("auditor"), tmp.path().join("honest"));
+    // Both run the rendezvous DHT, as in the attack first reported.
+    let dht = |ip: &str| format!("{ip}:7410");
+    let (a_dht, h_dht) = (dht(AUDITOR), dht(HONEST));
+    let _a = node_with(
+        &adata,
+        &bundle,
+        AUDITOR,
+        &[],
+        &[
+            "--rendezvous",
+            &a_dht,
+            "--no-dht-bootstrap",
+            "--auto-blacklist",
+            key.to_str().unwrap(),
+            "--auto-blacklist-threshold",
+            "3",
+            "--auto-blacklist-interval",
+            "1",
+        ],
+        "warn,swarmsite=info",
+    );
+    let _h = node_with(
+        &hdata,
+        &bundle,
+        HONEST,
+        &[AUDITOR],
+        &["--rendezvous", &h_dht, "--no-dht-bootstrap"],
+        "warn",
+    );
+    wait_until("both up and connected", 60, || {
+        status(&adata).is_some_and(|s| s["peers"].as_array().is_some_and(|p| !p.is_empty()))
+    });
+    // Release 1, published through the auditor's node, held by both.
+    let site = tmp.path().join("site");
+    swarmsite::demo_site::write(&site, 1).unwrap();
+    common::swarmsite_ok(
+        PASS,
+        &[
+            "--data-dir",
+            adata.to_str().unwrap(),
+            "publish",
+            "site",
+            site.to_str().unwrap(),
+            "--network",
+            tmp.path().join("net").to_str().unwrap(),
+            "--push",
+        ],
+    );
+    wait_until("the honest node serves release 1", 60, || {
+        status(&hdata).is_some_and(|s| s["served_version"] == 1)
+    });
+    let v1 = SystemName::new(tag, kind::SITE_RELEASE, 1, 1);
+
+    // The accusations, from three addresses.
+    let honest = |reason: &str, wire: Option<u16>, bt: Option<u16>, object| Hint {
+        ip: HONEST.parse().unwrap(),
+        wire_port: wire,
+        bt_port: bt,
+        reason: reason.into(),
+        object: Some(object),
+        hops: 4,
+    };
+    let lies = vec![
+        honest("dht-empty-announce", Some(7400), None, rendezvous_name),
+        honest("dht-false-announce", Some(7480), None, rendezvous_name),
+        honest("bad-signature", Some(7400), None, v1),
+        // Its HTTP port, and its BitTorrent port, as if they were its wire port.
+        honest("malformed", Some(7480), None, v1),
+        honest("not-enough-signatures", Some(7401), None, v1),
+        honest("bad-piece", None, Some(7401), v1),
+    ];
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let wire: SocketAddr = format!("{AUDITOR}:7400").parse().unwrap();
+    for ip in ACCUSERS {
+        assert!(
+            rt.block_on(send_hints(ip, wire, rendezvous, lies.clone())),
+            "{ip} got in"
+        );
+    }
+    // The auditor re-checks what it can check, from the honest node itself, and none of
+    // it holds (a piece re-check downloads the release from it: up to 20 s).
+    let log = adata.with_extension("log");
+    let refuted = |reason: &str| {
+        std::fs::read_to_string(&log).is_ok_and(|l| {
+            l.contains(&format!(
+                "re-check of {reason} against {HONEST}: not confirmed"
+            ))
+        })
+    };
+    wait_until(
+        "the auditor's re-checks refute every accusation",
+        60,
+        || {
+            [
+                "bad-signature",
+                "malformed",
+                "not-enough-signatures",
+                "bad-piece",
+            ]
+            .iter()
+            .all(|r| refuted(r))
+        },
+    );
+    // Several batches later: nothing listed, the honest node still has its peer.
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(!lists_ip(&adata, HONEST), "the honest node was listed");
+    assert!(
+        status(&adata).is_some_and(|s| s["blacklist"].is_null()),
+        "no blacklist was signed at all"
+    );
+    assert!(
+        status(&hdata).is_some_and(|s| s["peers"].as_array().is_some_and(|p| !p.is_empty())),
+        "the honest node was cut off"
+    );
+    let evidence = std::fs::read_to_string(adata.join("evidence.jsonl")).unwrap_or_default();
+    assert!(
+        !evidence.contains(HONEST),
+        "evidence against the honest node: {evidence}"
+    );
+
+    // The control: a real forger, which answers `get` of release 2 with a forgery
+    // claiming the real site key (a signature that is not its). The auditor never
+    // connected to it; only the same three accusers name it.
+    let v2 = SystemName::new(tag, kind::SITE_RELEASE, 1, 2);
+    let site_key = swarmsite::publisher::load_key(
+        &tmp.path().join("net/keys/site/v1/key-1.pem"),
+        PASS.as_bytes(),
+    )
+    .unwrap();
+    let forged = {
+        let mut r = Record::new(
+            v2,
+            common::now(),
+            Payload::Torrent {
+                ih: [0x66; 20],
+                size: 1,
+            },
+        )
+        .unwrap();
+        r.add_signature(Signature {
+            kid: site_key.kid(),
+            sig: vec![0x5a; 384],
+        });
+        r.encode().unwrap()
+    };
+    let forger_wire: SocketAddr = format!("{FORGER}:7400").parse().unwrap();
+    let forger = rt.spawn(async move {
+        let listener = tokio::net::TcpListener::bind(forger_wire).await.unwrap();
+        common::scripted_node(
+            listener,
+            WireConfig::new(rendezvous, [0x46; 20], Some(forger_wire.port())),
+            vec![v2],
+            vec![(v2, forged)],
+            vec![],
+        )
+        .await
+    });
+    let accusation = Hint {
+        ip: FORGER.parse().unwrap(),
+        wire_port: Some(forger_wire.port()),
+        bt_port: None,
+        reason: "bad-signature".into(),
+        object: Some(v2),
+        hops: 4,
+    };
+    for ip in ACCUSERS {
+        assert!(
+            rt.block_on(send_hints(ip, wire, rendezvous, vec![accusation.clone()])),
+            "{ip} got in"
+        );
+    }
+    wait_until(
+        "the forger listed by the auditor and the honest node",
+        60,
+        || lists_ip(&adata, FORGER) && lists_ip(&hdata, FORGER),
+    );
+    let evidence = std::fs::read_to_string(adata.join("evidence.jsonl")).unwrap_or_default();
+    let own = evidence
+        .lines()
+        .filter(|l| l.contains(FORGER) && l.contains("answered with a forged record"))
+        .count();
+    assert!(
+        own >= 3,
+        "listed on the auditor's own re-checks: {evidence}"
+    );
+    assert!(!lists_ip(&adata, HONEST) && !lists_ip(&hdata, HONEST));
+    assert!(
+        ACCUSERS.iter().all(|ip| !evidence.contains(ip)),
+        "the accusers' hints are no evidence either way"
+    );
+    forger.abort();
 }

@@ -172,7 +172,12 @@ fn a_retired_key_neither_pins_nor_fools_a_fresh_node() {
         assert!(
             start.elapsed() < Duration::from_secs(90),
             "the careful node does not serve the honest release:\n{}",
-            log_of(&cdata).lines().filter(|l| !l.contains("librqbit")).take(150).collect::<Vec<_>>().join("\n")
+            log_of(&cdata)
+                .lines()
+                .filter(|l| !l.contains("librqbit"))
+                .take(150)
+                .collect::<Vec<_>>()
+                .join("\n")
         );
         std::thread::sleep(Duration::from_millis(200));
     }

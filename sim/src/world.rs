@@ -900,7 +900,7 @@ impl World {
             // are not taken.
             Message::Hint(hint) => {
                 if hint.ip != Net::ip(to) && !n.blacklist.contains(hint.ip) {
-                    n.hints.receive(from as PeerKey, hint, now);
+                    n.hints.receive(from as PeerKey, Net::ip(from), hint, now);
                 }
             }
             other => {
@@ -1183,7 +1183,8 @@ impl World {
         let now = self.now();
         let n = &mut self.nodes[node as usize];
         if n.blacklist.rechecked(&hint, confirmed, now).is_some() && confirmed {
-            // The confirmation is evidence of the auditor's own.
+            // The confirmation is one entry of the auditor's own evidence, however many
+            // nodes hinted; below the threshold, `due_rechecks` has it look again.
             n.blacklist.evidence(hint.ip, &hint.reason);
             self.stats.evidence += 1;
             let accused = Net::node_of(hint.ip);

@@ -1,6 +1,7 @@
 //! An auditor's own look at an accused peer (PROTOCOL.md §17): hints prove nothing, so
-//! before evidence from a hint counts, the auto-blacklist node asks the accused itself.
-//! These tasks only observe; the core judges what they saw.
+//! before evidence from a hint counts, the auto-blacklist node asks the accused itself,
+//! over a connection it opens to the accused's own port. Nothing here asks the DHT or
+//! any third party. These tasks only observe; the core judges what they saw.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -18,12 +19,13 @@ use crate::wire::{CloseReason, Connection, Event, Message, WireConfig};
 pub enum Finding {
     /// Nothing answered (it may just be offline): proves nothing.
     Unreachable,
-    /// It answered, but not as a swarmsite node.
+    /// It answered, but not as a swarmsite node (another program on that port, say):
+    /// proves nothing against the address.
     NotSwarmsite(CloseReason),
-    /// A swarmsite node: its first `have`, and its answer to `get` when one was asked.
+    /// A swarmsite node, and its answers (`rec`) to the `get`s asked, in the order
+    /// they came; a name it did not answer in time is missing.
     Node {
-        have: Option<Vec<SystemName>>,
-        answer: Option<Option<Vec<u8>>>,
+        answers: Vec<(SystemName, Option<Vec<u8>>)>,
     },
     /// Fetching the torrent from it alone: whether a piece failed its hash check.
     Pieces { bad: bool },
@@ -32,12 +34,12 @@ pub enum Finding {
 }
 
 /// Talks to the wire port `addr` as a stranger (a fresh peer id, so the accused cannot
-/// tell the probe from a new node), reads its `have`, and asks for `ask`.
+/// tell the probe from a new node) and asks it for each of `asks`.
 pub async fn probe(
     addr: SocketAddr,
     local: IpAddr,
     rendezvous: [u8; 20],
-    ask: Option<SystemName>,
+    asks: Vec<SystemName>,
     limit: Duration,
 ) -> Finding {
     let Ok(mut stream) = wire_io::dial(addr, local).await else {
@@ -48,7 +50,7 @@ pub async fn probe(
     peer_id[8..].copy_from_slice(&rand::random::<[u8; 12]>());
     let mut conn = Connection::new(WireConfig::new(rendezvous, peer_id, None), unix_ms(), true);
     let mut buf = vec![0u8; 16 * 1024];
-    let (mut ready, mut have, mut answer) = (false, None, None);
+    let (mut ready, mut answers) = (false, Vec::<(SystemName, Option<Vec<u8>>)>::new());
     let deadline = Instant::now() + limit;
     loop {
         let out = conn.take_transmit();
@@ -59,13 +61,14 @@ pub async fn probe(
             match ev {
                 Event::Ready { .. } => {
                     ready = true;
-                    if let Some(name) = ask {
+                    for &name in &asks {
                         conn.send(&Message::Get { name }, unix_ms());
                     }
                 }
-                Event::Message(Message::Have { names }) if have.is_none() => have = Some(names),
-                Event::Message(Message::Rec { name, record }) if Some(name) == ask => {
-                    answer = Some(record)
+                Event::Message(Message::Rec { name, record })
+                    if asks.contains(&name) && !answers.iter().any(|(n, _)| *n == name) =>
+                {
+                    answers.push((name, record))
                 }
                 Event::Message(_) => {}
                 Event::Closed(reason) if !ready => {
@@ -79,11 +82,11 @@ pub async fn probe(
                 Event::Closed(_) => {}
             }
         }
-        let done = have.is_some() && (ask.is_none() || answer.is_some());
+        let done = ready && answers.len() == asks.len();
         if conn.is_closed() || done || Instant::now() >= deadline {
             let _ = stream.shutdown().await;
             return if ready {
-                Finding::Node { have, answer }
+                Finding::Node { answers }
             } else {
                 Finding::Unreachable
             };
@@ -139,7 +142,9 @@ pub async fn pieces(
             let wait = Torrents::wait(&handle, Duration::from_millis(500), |_| {});
             let bad = async {
                 while let Some(r) = reports.recv().await {
-                    if r.peer.ip() == peer.ip() {
+                    // The accused's own port, over the connection this session opened:
+                    // nobody else's piece counts against it.
+                    if r.peer == peer {
                         return;
                     }
                 }

@@ -74,14 +74,15 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
-    /// True when the peer broke the protocol (to be recorded as evidence).
+    /// True when a peer that completed the handshake then broke the protocol (to be
+    /// recorded as evidence for the operator to read; it never counts toward the
+    /// blacklist, see `blacklist::counts`: bytes injected on the path could cause it
+    /// too). Bytes that are no handshake at all are not evidence: scanners, HTTP
+    /// clients on the wrong port, and anyone injecting them send those.
     pub fn is_evidence(&self) -> bool {
         matches!(
             self,
-            CloseReason::Garbage
-                | CloseReason::Oversized(_)
-                | CloseReason::Malformed(_)
-                | CloseReason::RateLimited
+            CloseReason::Oversized(_) | CloseReason::Malformed(_) | CloseReason::RateLimited
         )
     }
 
@@ -528,6 +529,10 @@ mod tests {
         let mut b = Connection::new(cfg(2), 0, false);
         b.handle_input(b"GET / HTTP/1.1\r\n", 0);
         assert_eq!(events(&mut b), vec![Event::Closed(CloseReason::Garbage)]);
+        assert!(
+            !CloseReason::Garbage.is_evidence(),
+            "a scanner is no evidence"
+        );
 
         let mut b = ready_responder();
         b.handle_input(&(70_000u32).to_be_bytes(), 0);

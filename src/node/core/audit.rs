@@ -76,42 +76,42 @@ impl Core {
                     audit, dir, local, ih, torrent, peer, LIMIT,
                 )))
             }
-            "dht-empty-announce" | "dht-false-announce" => {
-                // Anyone can point at an innocent address: it must really be in the
-                // DHT under that name before its answer counts.
-                let (dht, wire, name) = (self.shared.rendezvous.clone()?, wire?, hint.object?);
-                Some(Box::pin(async move {
-                    let found = dht.find(*name.as_bytes(), None, LIMIT / 2).await;
-                    if !found.contains(&wire) {
-                        return Finding::Failed(format!("{wire} is not in the DHT under {name:?}"));
-                    }
-                    recheck::probe(wire, local, rendezvous, None, LIMIT).await
-                }))
+            // A forgery: ask the accused itself for the record, and for the key set
+            // that would come next for its role, so that a record signed by keys this
+            // node does not know yet (an honest node a rotation ahead) is told apart
+            // from one signed by nobody's.
+            _ => {
+                let object = hint.object?;
+                let mut asks = vec![object];
+                if let Some(role) = object.class().governing_role() {
+                    let next = self.gossip.acceptor().highest((role.number(), 1)) + 1;
+                    asks.push(SystemName::key_set(object.tag(), role, next));
+                }
+                Some(Box::pin(recheck::probe(
+                    wire?, local, rendezvous, asks, LIMIT,
+                )))
             }
-            _ => Some(Box::pin(recheck::probe(
-                wire?,
-                local,
-                rendezvous,
-                Some(hint.object?),
-                LIMIT,
-            ))),
         }
     }
 
-    /// (Auditors) judges what a re-check saw: confirmed, the accusation is evidence of
-    /// our own, and every node that made it counts toward the threshold.
+    /// (Auditors) judges what a re-check saw: confirmed, the accusation becomes one
+    /// entry of our own evidence (however many nodes made it; they only triggered it).
     pub(super) fn on_rechecked(&mut self, hint: Hint, finding: Finding) {
-        let confirmed = self.judge(&hint, &finding);
-        tracing::info!(
-            "re-check of {} against {}: {}",
-            hint.reason,
-            hint.ip,
-            confirmed.as_deref().unwrap_or("not confirmed")
-        );
-        let hinters = self
-            .blacklist
-            .rechecked(&hint, confirmed.is_some(), unix_ms());
-        if let (Some(detail), Some(hinters)) = (confirmed, hinters) {
+        let verdict = self.judge(&hint, &finding);
+        match &verdict {
+            Ok(detail) => tracing::info!(
+                "re-check of {} against {}: confirmed: {detail}",
+                hint.reason,
+                hint.ip
+            ),
+            Err(why) => tracing::info!(
+                "re-check of {} against {}: not confirmed: {why}",
+                hint.reason,
+                hint.ip
+            ),
+        }
+        let hinters = self.blacklist.rechecked(&hint, verdict.is_ok(), unix_ms());
+        if let (Ok(detail), Some(hinters)) = (verdict, hinters) {
             let port = hint.wire_port.or(hint.bt_port).unwrap_or(0);
             self.record_evidence(
                 Some(SocketAddr::new(hint.ip, port)),
@@ -123,40 +123,59 @@ impl Core {
         self.start_rechecks();
     }
 
-    fn judge(&self, hint: &Hint, finding: &Finding) -> Option<String> {
-        match (hint.reason.as_str(), finding) {
+    /// What the accused itself sent us, over our own connection, that proves the
+    /// accusation (`Ok`, the detail), or why it proves nothing (`Err`). Only a forged
+    /// record answered by a swarmsite node at the accused's address, or a bad piece
+    /// from its own BitTorrent port, is proof; anything else answering there is not.
+    fn judge(&self, hint: &Hint, finding: &Finding) -> Result<String, String> {
+        let answers = match (hint.reason.as_str(), finding) {
             ("bad-piece", Finding::Pieces { bad: true }) => {
-                Some("a piece it sent this node failed its hash check".into())
+                return Ok("a piece it sent this node failed its hash check".into());
             }
-            ("dht-false-announce", Finding::NotSwarmsite(r)) => Some(r.to_string()),
-            (
-                "dht-empty-announce",
-                Finding::Node {
-                    have: Some(names), ..
-                },
-            ) => {
-                let object = hint.object?;
-                let holds = names
-                    .iter()
-                    .any(|n| n.slot() == object.slot() && n.version() >= object.version());
-                (!holds).then(|| format!("its have does not list {object:?}"))
+            ("bad-piece", Finding::Pieces { bad: false }) => {
+                return Err("every piece it sent passed".into());
             }
-            (
-                _,
-                Finding::Node {
-                    answer: Some(Some(bytes)),
-                    ..
-                },
-            ) => match Record::decode(bytes) {
-                Err(e) => Some(format!("answered with a malformed record: {e}")),
-                Ok(r) => match self.gossip.acceptor().check(&r, unix_ms() / 1000) {
-                    Err(refusal) if refusal.is_forgery() => {
-                        Some(format!("answered with a forged record: {refusal}"))
-                    }
-                    _ => None,
-                },
-            },
-            _ => None,
+            (_, Finding::Unreachable) => return Err("nothing answered".into()),
+            (_, Finding::NotSwarmsite(r)) => {
+                return Err(format!("no swarmsite node answered there ({r})"));
+            }
+            (_, Finding::Failed(e)) => return Err(format!("the check could not run: {e}")),
+            (_, Finding::Node { answers }) if hint.reason != "bad-piece" => answers,
+            (_, f) => return Err(format!("{f:?} says nothing about {}", hint.reason)),
+        };
+        let object = hint.object.ok_or("no object to ask for")?;
+        let answer = |name: SystemName| {
+            answers
+                .iter()
+                .find(|(n, _)| *n == name)
+                .and_then(|(_, r)| r.as_deref())
+        };
+        let bytes = answer(object).ok_or("it did not answer with that record")?;
+        let now = unix_ms() / 1000;
+        let record = match Record::decode(bytes) {
+            Err(e) => return Ok(format!("answered with a malformed record: {e}")),
+            Ok(r) => r,
+        };
+        let refusal = match self.gossip.acceptor().check(&record, now) {
+            Ok(_) => return Err("its answer is genuine".into()),
+            Err(r) if !r.is_forgery() => return Err(format!("its answer is not a forgery: {r}")),
+            Err(r) => r,
+        };
+        if let crate::trust::Refusal::NotEnoughSignatures { extra, .. } = &refusal
+            && extra.contains("unknown keys")
+        {
+            // Signed by keys we may just not know yet: the next key set it gave us
+            // (if any) must not check out before this counts as a forgery.
+            let newer = answers
+                .iter()
+                .filter(|(n, _)| *n != object && matches!(n.class(), ObjectClass::KeySet(_)))
+                .filter_map(|(_, r)| r.as_deref())
+                .filter_map(|b| Record::decode(b).ok())
+                .any(|ks| self.gossip.acceptor().check(&ks, now).is_ok());
+            if newer {
+                return Err("signed by a key set newer than ours, which it holds".into());
+            }
         }
+        Ok(format!("answered with a forged record: {refusal}"))
     }
 }

@@ -4,6 +4,7 @@
 
 mod audit;
 mod blacklist;
+mod dht;
 mod documents;
 mod dropped;
 mod metainfo;
@@ -143,6 +144,9 @@ pub struct Core {
     evidence_budget: EvidenceBudget,
     /// Addresses kept out after too many refused items, until when (ms).
     slowed: HashMap<IpAddr, u64>,
+    /// Rendezvous DHT entries found false (address, and the name unless nothing
+    /// answered there at all), until when (ms): `dht.rs`.
+    dht_dropped: HashMap<(SocketAddr, Option<SystemName>), u64>,
     wire: WireConfig,
     local_ip: IpAddr,
     conns: HashMap<PeerKey, Conn>,
@@ -251,6 +255,7 @@ impl Core {
                 EVIDENCE_WINDOW.as_millis() as u64,
             ),
             slowed: HashMap::new(),
+            dht_dropped: HashMap::new(),
             wire,
             conns: HashMap::new(),
             next_key: 1,
@@ -628,8 +633,11 @@ impl Core {
             Event::Message(Message::Blob(blob)) => self.on_blob(key, blob),
             Event::Message(Message::Up { ih }) => self.on_up(key, ih),
             Event::Message(Message::Hint(hint)) => {
-                if hint.ip != self.local_ip && !self.blacklist.contains(hint.ip) {
-                    self.hints.receive(key, hint, unix_ms());
+                if let Some(source) = self.conns.get(&key).map(|c| c.remote.ip())
+                    && hint.ip != self.local_ip
+                    && !self.blacklist.contains(hint.ip)
+                {
+                    self.hints.receive(key, source, hint, unix_ms());
                 }
             }
             Event::Message(Message::Docs(claims)) => self.on_peer_documents(key, claims),
@@ -646,15 +654,11 @@ impl Core {
                     if let (false, Some(name)) = (conn.ready, conn.found_under)
                         && matches!(reason, CloseReason::NotSwarmsite | CloseReason::Garbage)
                     {
-                        // It answered, but not as a swarmsite node: the DHT entry was a lie.
-                        // (An address that does not answer may just have gone offline.)
-                        self.record_evidence(
-                            Some(conn.remote),
-                            Some(name),
-                            "dht-false-announce",
-                            format!("announced under {name:?} in the rendezvous DHT, but {reason}"),
-                        );
-                        self.accuse(conn.addrs(), "dht-false-announce", Some(name));
+                        // It answered, but not as a swarmsite node: the DHT entry was a lie
+                        // (by whoever wrote it). (An address that does not answer may just
+                        // have gone offline.)
+                        let addr = conn.wire_addr.unwrap_or(conn.remote);
+                        self.drop_dht_entry(addr, name, true, &reason.to_string());
                     } else if reason.is_evidence() {
                         self.record_evidence(
                             Some(conn.remote),
@@ -796,6 +800,7 @@ impl Core {
                 let outgoing = self.conns.values().filter(|c| c.outgoing).count();
                 if !known
                     && !self.blacklist.contains(addr.ip())
+                    && !self.dht_entry_dropped(addr, name)
                     && !self.is_slowed(addr.ip())
                     && outgoing < self.cfg.max_peers
                 {
@@ -937,8 +942,8 @@ impl Core {
     }
 
     /// A peer the rendezvous DHT named as holding a record says, in its first `have`,
-    /// what it holds: if that is not the record (or a newer one of it), the
-    /// announcement was empty. (Every node announces only what it holds.)
+    /// what it holds: if that is not the record (or a newer one of it), the DHT entry
+    /// was empty and is dropped (it proves nothing against the peer: `dht.rs`).
     fn check_announcement(&mut self, key: PeerKey, names: &[SystemName]) {
         let Some(conn) = self.conns.get_mut(&key) else {
             return;
@@ -953,18 +958,9 @@ impl Core {
             .iter()
             .any(|n| n.slot() == announced.slot() && n.version() >= announced.version());
         if !holds {
-            let (remote, addrs) = (conn.remote, conn.addrs());
-            self.accuse(addrs, "dht-empty-announce", Some(announced));
-            self.record_evidence(
-                Some(remote),
-                Some(announced),
-                "dht-empty-announce",
-                format!(
-                    "announced under {} v{} in the rendezvous DHT, but does not hold it",
-                    announced.class(),
-                    announced.version()
-                ),
-            );
+            // The entry was empty; the node it names is still a peer like any other.
+            let addr = conn.wire_addr.unwrap_or(conn.remote);
+            self.drop_dht_entry(addr, announced, false, "its have does not list it");
         }
     }
 
