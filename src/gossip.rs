@@ -657,10 +657,17 @@ impl<A: Acceptor> Gossip<A> {
         if let (Some(_), Some(role)) = (from, role)
             && !self.key_set_confirmed(role)
         {
-            // Not yet: a newer key set may retire whoever signed it. It waits (or, when
-            // it cannot, is let go unjudged: the pull brings it again).
+            // Not yet: a newer key set may retire whoever signed it. It waits, also when
+            // judged "for good" (its peer left, or has no newer key set): the wait is
+            // bounded. Beyond the peer's room it is let go unjudged (the pull brings it
+            // again).
             if may_hold {
                 self.hold_back(from, bytes, now);
+            } else if self.pending.iter().filter(|(p, _, _)| *p == from).count()
+                < MAX_PENDING_PER_PEER
+                && self.pending.len() < self.cfg.max_pending
+            {
+                self.pending.push_back((from, bytes, now));
             }
             return Err(Refusal::KeySetUnconfirmed { role });
         }

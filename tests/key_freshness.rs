@@ -32,7 +32,10 @@ fn node(data: &Path, bundle: &Path, ip: &str, peers: &[&str], short_wait: bool) 
     ChildGuard(
         Command::new(env!("CARGO_BIN_EXE_swarmsite"))
             .env("SWARMSITE_PASSPHRASE", PASS)
-            .env("RUST_LOG", "debug,librqbit=warn,librqbit_dht=warn,hyper=warn,h2=warn,librqbit_core=warn,tracing=warn")
+            .env(
+                "RUST_LOG",
+                "info,swarmsite=debug,librqbit=warn,librqbit_dht=warn",
+            )
             .args(&args)
             .stdout(Stdio::null())
             .stderr(log)
