@@ -316,8 +316,10 @@ impl<A: Acceptor> Gossip<A> {
         }
         let pending: Vec<_> = self.pending.drain(..).collect();
         for (peer, b, at) in pending {
-            // A chain gap may still have later links to come; anything else is final.
-            let _ = self.receive(peer, b, now.max(at), true);
+            // A chain gap may still have later links to come; anything else is final,
+            // and so is everything from a peer that left (it cannot send a key set).
+            let here = peer.is_some_and(|p| self.peers.binary_search(&p).is_ok());
+            let _ = self.receive(peer, b, now.max(at), here);
         }
     }
 
