@@ -106,14 +106,8 @@ impl Core {
         // The previous torrent-form list is no longer needed.
         if let Some(old) = std::mem::replace(&mut self.blacklist_ih, ih)
             && Some(old) != ih
-            && !self.local_payloads.contains_key(&old)
         {
-            let torrents = Arc::clone(&self.shared.torrents);
-            let dir = self.blacklists_dir().join(hex::encode(old));
-            tokio::spawn(async move {
-                let _ = torrents.remove(&old).await;
-                let _ = std::fs::remove_dir_all(dir);
-            });
+            self.remove_blacklist_torrent(old);
         }
         let list = self.blacklist.list();
         let listed: Vec<PeerKey> = self
@@ -187,19 +181,26 @@ impl Core {
         });
     }
 
+    /// Stops seeding a torrent-form list and removes its files (unless this node
+    /// published it: the publisher's folder is theirs).
+    fn remove_blacklist_torrent(&self, ih: [u8; 20]) {
+        if self.local_payloads.contains_key(&ih) {
+            return;
+        }
+        let torrents = Arc::clone(&self.shared.torrents);
+        let dir = self.blacklists_dir().join(hex::encode(ih));
+        tokio::spawn(async move {
+            let _ = torrents.remove(&ih).await;
+            let _ = std::fs::remove_dir_all(dir);
+        });
+    }
+
     /// The list in force was dropped (a rotation does not vouch for it): nothing is in
     /// force, in the wire layer and in BitTorrent, until the current list arrives.
     pub(super) fn withdraw_blacklist(&mut self) {
         self.blacklist.withdraw();
-        if let Some(old) = self.blacklist_ih.take()
-            && !self.local_payloads.contains_key(&old)
-        {
-            let torrents = Arc::clone(&self.shared.torrents);
-            let dir = self.blacklists_dir().join(hex::encode(old));
-            tokio::spawn(async move {
-                let _ = torrents.remove(&old).await;
-                let _ = std::fs::remove_dir_all(dir);
-            });
+        if let Some(old) = self.blacklist_ih.take() {
+            self.remove_blacklist_torrent(old);
         }
         if let Some((_, cancel)) = self.blacklist_fetch.take() {
             cancel.cancel();
