@@ -661,17 +661,13 @@ async fn ranged(
     mut h: HeaderMap,
     head: bool,
 ) -> Response {
-    let ranges = http_range_header::parse_range_header(range).and_then(|r| r.validate(entry.len));
-    let ranges = match ranges {
-        Ok(r) if !r.is_empty() => r,
-        _ => {
-            let mut r = plain(StatusCode::RANGE_NOT_SATISFIABLE, "");
-            r.headers_mut().insert(
-                header::CONTENT_RANGE,
-                HeaderValue::from_str(&format!("bytes */{}", entry.len)).expect("ascii"),
-            );
-            return r;
-        }
+    let Some(ranges) = satisfiable_ranges(range, entry.len) else {
+        let mut r = plain(StatusCode::RANGE_NOT_SATISFIABLE, "");
+        r.headers_mut().insert(
+            header::CONTENT_RANGE,
+            HeaderValue::from_str(&format!("bytes */{}", entry.len)).expect("ascii"),
+        );
+        return r;
     };
     if let [r] = ranges.as_slice() {
         let cr = format!("bytes {}-{}/{}", r.start(), r.end(), entry.len);
@@ -691,21 +687,8 @@ async fn ranged(
             Err(_) => plain(StatusCode::INTERNAL_SERVER_ERROR, "file unreadable\n"),
         };
     }
-    // multipart/byteranges (RFC 9110 §14.6). Overlapping ranges (`0-,0-`: the same
-    // bytes many times, a classic amplification) and more parts than any reader needs
-    // are refused; the rest is streamed part by part, so a request costs a buffer, not
-    // its body, and HEAD reads nothing.
-    let mut sorted = ranges.clone();
-    sorted.sort_by_key(|r| *r.start());
-    let overlap = sorted.windows(2).any(|w| w[1].start() <= w[0].end());
-    if overlap || ranges.len() > MAX_RANGES {
-        let mut r = plain(StatusCode::RANGE_NOT_SATISFIABLE, "");
-        r.headers_mut().insert(
-            header::CONTENT_RANGE,
-            HeaderValue::from_str(&format!("bytes */{}", entry.len)).expect("ascii"),
-        );
-        return r;
-    }
+    // multipart/byteranges (RFC 9110 §14.6), streamed part by part, so a request costs
+    // a buffer, not its body, and HEAD reads nothing.
     let boundary = format!("swarmsite-{:016x}", rand::random::<u64>());
     let mime = h
         .get(header::CONTENT_TYPE)
@@ -748,7 +731,27 @@ async fn ranged(
 }
 
 /// Parts of a multipart answer at most.
-const MAX_RANGES: usize = 32;
+pub const MAX_RANGES: usize = 32;
+
+/// The ranges of a `Range` header value that a file of `len` bytes answers, in the
+/// order asked; `None` for 416. Each lies within the file. Several must not overlap
+/// (`0-,0-`: the same bytes many times, a classic amplification) and be at most
+/// [`MAX_RANGES`], so a multipart answer is never longer than the file plus its part
+/// headers.
+pub fn satisfiable_ranges(range: &str, len: u64) -> Option<Vec<std::ops::RangeInclusive<u64>>> {
+    let ranges = http_range_header::parse_range_header(range)
+        .and_then(|r| r.validate(len))
+        .ok()
+        .filter(|r| !r.is_empty())?;
+    if ranges.len() > 1 {
+        let mut sorted = ranges.clone();
+        sorted.sort_by_key(|r| *r.start());
+        if ranges.len() > MAX_RANGES || sorted.windows(2).any(|w| w[1].start() <= w[0].end()) {
+            return None;
+        }
+    }
+    Some(ranges)
+}
 
 /// A piece of a streamed answer: bytes at hand, or a stretch of the file.
 enum Piece {
@@ -854,6 +857,30 @@ async fn not_found(release: &SiteRelease, headers: &HeaderMap, head: bool) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ranges_within_the_file_without_overlap_or_excess() {
+        assert_eq!(satisfiable_ranges("bytes=0-9", 100), Some(vec![0..=9]));
+        assert_eq!(satisfiable_ranges("bytes=-10", 100), Some(vec![90..=99]));
+        assert_eq!(satisfiable_ranges("bytes=90-200", 100), Some(vec![90..=99]));
+        assert_eq!(
+            satisfiable_ranges("bytes=50-59,0-9", 100),
+            Some(vec![50..=59, 0..=9])
+        );
+        for refused in [
+            "bytes=0-,0-",
+            "bytes=0-9,5-20",
+            "bytes=100-",
+            "items=0-1",
+            "",
+        ] {
+            assert_eq!(satisfiable_ranges(refused, 100), None, "{refused}");
+        }
+        let many: Vec<String> = (0..33).map(|i| format!("{}-{}", i * 2, i * 2)).collect();
+        let header = format!("bytes={}", many.join(","));
+        assert_eq!(satisfiable_ranges(&header, 100), None);
+        assert_eq!(satisfiable_ranges("bytes=0-0", 0), None);
+    }
 
     #[test]
     fn paths_are_cleaned() {

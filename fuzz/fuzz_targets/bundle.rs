@@ -5,7 +5,9 @@ use libfuzzer_sys::fuzz_target;
 use swarmsite::bundle::Bundle;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     if let Ok(bundle) = Bundle::parse(text) {
         let again = Bundle::parse(&bundle.to_json()).expect("a written bundle parses");
         assert_eq!(again.fingerprint(), bundle.fingerprint());

@@ -16,9 +16,16 @@ fn bundle() -> &'static Bundle {
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(record) = Record::decode(data) {
-        assert_eq!(record.encode().expect("decoded records fit"), data, "non-canonical record accepted");
+        assert_eq!(
+            record.encode().expect("decoded records fit"),
+            data,
+            "non-canonical record accepted"
+        );
         let mut trust = TrustStore::from_bundle(bundle());
         // Nobody holds the built-in network's keys, so no fuzzed record may pass.
-        assert!(trust.accept(&record, 1_800_000_000).is_err(), "fuzzer forged a record");
+        assert!(
+            trust.accept(&record, 1_800_000_000).is_err(),
+            "fuzzer forged a record"
+        );
     }
 });

@@ -3,8 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use swarmsite::wire::{Connection, Event, WireConfig};
 use swarmsite::wire::message::{EXT_HANDSHAKE, ExtHandshake, Handshake, frame_extended};
+use swarmsite::wire::{Connection, Event, WireConfig};
 
 fuzz_target!(|data: &[u8]| {
     let cfg = WireConfig::new([9; 20], [1; 20], Some(7000));
@@ -12,7 +12,10 @@ fuzz_target!(|data: &[u8]| {
     let (prefix, rest) = match data.split_first() {
         Some((b, rest)) if b & 1 == 1 => {
             let mut p = Handshake::new([9; 20], [2; 20]).encode().to_vec();
-            p.extend_from_slice(&frame_extended(EXT_HANDSHAKE, &ExtHandshake::ours(Some(1), Some(2), Some((3, [4; 20]))).encode()));
+            p.extend_from_slice(&frame_extended(
+                EXT_HANDSHAKE,
+                &ExtHandshake::ours(Some(1), Some(2), Some((3, [4; 20]))).encode(),
+            ));
             (p, rest)
         }
         Some((_, rest)) => (Vec::new(), rest),

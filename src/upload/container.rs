@@ -225,24 +225,7 @@ pub fn pack_with_progress(
     limits: &Limits,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Packed, ContainerError> {
-    let mut key = Zeroizing::new([0u8; 32]);
-    rand::thread_rng().fill_bytes(&mut key[..]);
-    let wrapped = intake
-        .rsa()
-        .encrypt(
-            &mut rand::thread_rng(),
-            rsa::Oaep::new::<Sha256>(),
-            &key[..],
-        )
-        .map_err(|_| ContainerError::Malformed("the intake key cannot wrap a key"))?;
-    let mut nonce = [0u8; NONCE];
-    rand::thread_rng().fill_bytes(&mut nonce);
-    let header = Header {
-        kid: intake.kid(),
-        wrapped,
-        nonce,
-    };
-    let mut sealer = Sealer::new(out, &header, &key, limits.max_size)?;
+    let mut sealer = Sealer::to(intake, out, limits.max_size)?;
     let input_bytes = {
         let zstd =
             zstd::stream::write::Encoder::new(&mut sealer, 3).map_err(ContainerError::Output)?;
@@ -263,6 +246,20 @@ pub fn pack_with_progress(
         input_bytes,
         compressed,
     })
+}
+
+/// Seals `payload` as it stands (it should be a zstd-compressed tar, but nothing checks):
+/// what any sender holding the intake's public key can do. For tests and fuzzing, which
+/// hand the opener archives [`pack`] would never make. Returns the container size.
+pub fn seal(
+    payload: &[u8],
+    intake: &PublicKey,
+    out: impl Write,
+    limits: &Limits,
+) -> Result<u64, ContainerError> {
+    let mut sealer = Sealer::to(intake, out, limits.max_size)?;
+    sealer.write_all(payload).map_err(map_out)?;
+    sealer.finish()
 }
 
 /// How the sealer tells the layers above it (zstd, tar) that the size limit is reached.
@@ -373,6 +370,28 @@ struct Sealer<W: Write> {
 }
 
 impl<W: Write> Sealer<W> {
+    /// A sealer to `intake` with a fresh random key and nonce, its header written.
+    fn to(intake: &PublicKey, out: W, max_size: u64) -> Result<Self, ContainerError> {
+        let mut key = Zeroizing::new([0u8; 32]);
+        rand::thread_rng().fill_bytes(&mut key[..]);
+        let wrapped = intake
+            .rsa()
+            .encrypt(
+                &mut rand::thread_rng(),
+                rsa::Oaep::new::<Sha256>(),
+                &key[..],
+            )
+            .map_err(|_| ContainerError::Malformed("the intake key cannot wrap a key"))?;
+        let mut nonce = [0u8; NONCE];
+        rand::thread_rng().fill_bytes(&mut nonce);
+        let header = Header {
+            kid: intake.kid(),
+            wrapped,
+            nonce,
+        };
+        Sealer::new(out, &header, &key, max_size)
+    }
+
     fn new(
         mut out: W,
         header: &Header,
@@ -848,5 +867,71 @@ mod tests {
         let e = open(&sealed[..], &[key], &tmp.path().join("o2"), &few).unwrap_err();
         assert!(matches!(e, ContainerError::Bomb(_)), "{e}");
         assert!(!tmp.path().join("o2").exists());
+    }
+
+    /// A zstd-compressed tar of `entries` (path bytes, type, content), written header by
+    /// header so that paths `tar::Builder` would refuse get in, as an attacker's would.
+    fn hostile_payload(entries: &[(&[u8], tar::EntryType, &[u8])]) -> Vec<u8> {
+        let mut raw = Vec::new();
+        for (path, kind, data) in entries {
+            let mut h = tar::Header::new_old();
+            h.as_old_mut().name[..path.len()].copy_from_slice(path);
+            h.set_entry_type(*kind);
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            if kind.is_symlink() {
+                h.set_link_name("/etc/passwd").unwrap();
+            }
+            h.set_cksum();
+            raw.extend_from_slice(h.as_bytes());
+            raw.extend_from_slice(data);
+            raw.resize(raw.len().div_ceil(512) * 512, 0);
+        }
+        raw.extend_from_slice(&[0u8; 1024]);
+        zstd::encode_all(&raw[..], 3).unwrap()
+    }
+
+    #[test]
+    fn hostile_archives_sealed_to_the_intake_are_refused_whole() {
+        let tmp = tempfile::tempdir().unwrap();
+        let key = testkeys::key(0);
+        let limits = Limits {
+            max_entries: 10,
+            ..Limits::default()
+        };
+        let open_payload = |payload: Vec<u8>, dest: &str| {
+            let mut out = Vec::new();
+            super::seal(&payload, key.public(), &mut out, &limits).unwrap();
+            open(&out[..], &[key], &tmp.path().join(dest), &limits)
+        };
+        let file = tar::EntryType::Regular;
+        let escape = hostile_payload(&[(b"ok.txt", file, b"fine"), (b"../evil", file, b"x")]);
+        assert!(matches!(
+            open_payload(escape, "a"),
+            Err(ContainerError::BadArchive(_))
+        ));
+        assert!(!tmp.path().join("evil").exists() && !tmp.path().join("a").exists());
+        let link = hostile_payload(&[(b"passwd", tar::EntryType::Symlink, b"")]);
+        assert!(matches!(
+            open_payload(link, "b"),
+            Err(ContainerError::BadArchive(_))
+        ));
+        let names: Vec<String> = (0..11).map(|i| format!("f{i}")).collect();
+        let many: Vec<(&[u8], tar::EntryType, &[u8])> = names
+            .iter()
+            .map(|n| (n.as_bytes(), file, &b"x"[..]))
+            .collect();
+        assert!(matches!(
+            open_payload(hostile_payload(&many), "c"),
+            Err(ContainerError::Bomb(_))
+        ));
+        assert!(matches!(
+            open_payload(b"not zstd at all".to_vec(), "d"),
+            Err(ContainerError::Read(_) | ContainerError::BadArchive(_))
+        ));
+        // The same made well opens.
+        let fine = hostile_payload(&[(b"ok.txt", file, b"fine")]);
+        assert_eq!(open_payload(fine, "e").unwrap().files, 1);
+        assert_eq!(std::fs::read(tmp.path().join("e/ok.txt")).unwrap(), b"fine");
     }
 }
