@@ -1,7 +1,8 @@
 //! Key freshness against real `swarmsite node` processes (issue 20, item 1; SPEC §3): a
-//! fresh node whose first peer holds a key the publisher already rotated out. It must
-//! not stay pinned by what that key signed, nor serve it once it knows the rotation;
-//! and a fresh node that meets honest peers too never takes it at all.
+//! fresh node whose first peer holds keys the publisher already rotated out (site,
+//! blacklist, software). It must not stay pinned by what those keys signed, nor serve,
+//! obey or offer it once it knows the rotations; and a fresh node that meets honest
+//! peers too never takes it at all.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -87,21 +88,19 @@ fn a_retired_key_neither_pins_nor_fools_a_fresh_node() {
             "--push",
         ],
     );
-    swarmsite_ok(
-        PASS,
-        &[
-            "--data-dir",
-            pd,
+    for role in ["site", "blacklist", "software"] {
+        let args = [
             "keys",
             "rotate",
-            "site",
+            role,
             "--network",
             n,
             "--new",
             "1",
             "--push",
-        ],
-    );
+        ];
+        swarmsite_ok(PASS, &[&["--data-dir", pd][..], &args].concat());
+    }
     wait_until("the publisher serving release 1", 60, || {
         serves(PUBLISHER, &page)
     });
@@ -122,7 +121,46 @@ fn a_retired_key_neither_pins_nor_fools_a_fresh_node() {
     )
     .unwrap();
     forged.sign(&retired);
-    let forged_bytes = forged.encode().unwrap();
+    // A blacklist and a "9.9.9 is out" manifest by the retired keys of those roles.
+    let retired_key = |role: &str| {
+        let path = net.join(format!("keys/{role}/v1/key-1.pem"));
+        swarmsite::publisher::load_key(&path, PASS.as_bytes()).unwrap()
+    };
+    let list = swarmsite::content::Blacklist {
+        entries: vec![swarmsite::content::BlacklistEntry {
+            addr: "127.0.0.250/32".parse().unwrap(),
+            reason: "framed".into(),
+            since: common::now(),
+        }],
+    };
+    let mut blacklist = Record::new(
+        SystemName::new(tag, kind::AUTHORIZED_FILE, 1, 50),
+        common::now(),
+        Payload::Body(list.encode()),
+    )
+    .unwrap();
+    blacklist.sign(&retired_key("blacklist"));
+    let manifest = swarmsite::update::Manifest {
+        version: "9.9.9".parse().unwrap(),
+        min_version: "0.0.1".parse().unwrap(),
+        notes: "update now".into(),
+        ih: [0xCD; 20],
+        files: vec![swarmsite::update::PackageFile {
+            platform: swarmsite::update::Platform::current(),
+            kind: swarmsite::update::PackageKind::Bin,
+            path: "swarmsite".into(),
+            size: 1000,
+            sha256: [7; 32],
+        }],
+    };
+    let mut update = Record::new(
+        SystemName::new(tag, kind::AUTHORIZED_FILE, 3, 9),
+        common::now(),
+        Payload::Body(manifest.encode()),
+    )
+    .unwrap();
+    update.sign(&retired_key("software"));
+    let forgeries = [&forged, &blacklist, &update];
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -135,17 +173,28 @@ fn a_retired_key_neither_pins_nor_fools_a_fresh_node() {
     let attacker = rt.spawn(common::scripted_node(
         listener,
         swarmsite::wire::WireConfig::new(rendezvous, [0x41; 20], Some(BASE)),
-        vec![forged.name],
-        vec![(forged.name, forged_bytes.clone())],
-        vec![forged_bytes],
+        forgeries.iter().map(|r| r.name).collect(),
+        forgeries
+            .iter()
+            .map(|r| (r.name, r.encode().unwrap()))
+            .collect(),
+        forgeries.iter().map(|r| r.encode().unwrap()).collect(),
     ));
 
     // 1. A fresh node whose only peer is the attacker (the publisher is down): after
     //    the wait it takes the forgery, as no peer tells it of the rotation.
     let fdata = tmp.path().join("fresh");
     let _f = node(&fdata, b, FRESH, &[ATTACKER, PUBLISHER], true);
-    wait_until("the fresh node to take the forgery", 60, || {
-        log_of(&fdata).contains("accepted site release v1000")
+    wait_until("the fresh node to take the forgeries", 60, || {
+        let log = log_of(&fdata);
+        log.contains("accepted site release v1000")
+            && log.contains("accepted blacklist v50")
+            && log.contains("accepted software manifest v9")
+    });
+    let status = || common::cli_json(&fdata, "status").unwrap();
+    wait_until("the forged blacklist and update in force", 30, || {
+        let s = status();
+        s["blacklist"]["version"] == 50 && s["update"]["newest"] == "9.9.9"
     });
 
     // 2. The publisher comes back: the fresh node learns key set v2, drops release
@@ -161,7 +210,12 @@ fn a_retired_key_neither_pins_nor_fools_a_fresh_node() {
         "{log}"
     );
     assert!(log.contains("accepted site release v1 from"), "{log}");
-    // Nobody holds the forgery against the fresh node: it was no forger.
+    // The blacklist and the update offer went with their key sets.
+    wait_until("the forged blacklist and update gone", 30, || {
+        let s = status();
+        s["blacklist"].is_null() && s["update"]["newest"].is_null()
+    });
+    // Nobody holds the forgeries against the fresh node: it was no forger.
     let evidence = std::fs::read_to_string(pdata.join("evidence.jsonl")).unwrap_or_default();
     assert!(!evidence.contains(FRESH), "{evidence}");
     eprintln!("the fresh node served the honest release {took:?} after the publisher came back");
@@ -186,6 +240,7 @@ fn a_retired_key_neither_pins_nor_fools_a_fresh_node() {
     }
     let log = log_of(&cdata);
     assert!(!log.contains("v1000 from"), "{log}");
+    assert!(!log.contains("blacklist v50 from") && !log.contains("manifest v9 from"));
     assert!(log.contains("accepted site release v1 from"), "{log}");
     let wire: SocketAddr = format!("{CAREFUL}:{BASE}").parse().unwrap();
     assert!(std::net::TcpStream::connect_timeout(&wire, Duration::from_secs(2)).is_ok());
