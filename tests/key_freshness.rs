@@ -228,13 +228,14 @@ fn a_retired_key_neither_pins_nor_fools_a_fresh_node() {
     while !serves(CAREFUL, &page) {
         assert!(
             start.elapsed() < Duration::from_secs(90),
-            "the careful node does not serve the honest release:\n{}",
+            "the careful node does not serve the honest release:\n{}\nits status: {}",
             log_of(&cdata)
                 .lines()
                 .filter(|l| !l.contains("librqbit"))
                 .take(150)
                 .collect::<Vec<_>>()
-                .join("\n")
+                .join("\n"),
+            common::cli_json(&cdata, "status").map_or("none".into(), |s| s.to_string())
         );
         std::thread::sleep(Duration::from_millis(200));
     }
