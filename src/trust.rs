@@ -376,6 +376,17 @@ impl TrustStore {
             set.sign()
         };
 
+        let verdict = |signers, vouched| Verdict {
+            name,
+            class,
+            role,
+            set_version: current,
+            signers,
+            required,
+            rotation,
+            vouched,
+            dropped: Vec::new(),
+        };
         let message = record.signed_message();
         let mut signers = Vec::new();
         let mut retired = Vec::new();
@@ -399,17 +410,7 @@ impl TrustStore {
             if !rotation
                 && listed.is_some_and(|v| v.version == got && v.digest == record_digest(record))
             {
-                return Ok(Verdict {
-                    name,
-                    class,
-                    role,
-                    set_version: current,
-                    signers,
-                    required,
-                    rotation,
-                    vouched: true,
-                    dropped: Vec::new(),
-                });
+                return Ok(verdict(signers, true));
             }
             if !rotation && signers.is_empty() && unknown == 0 && !retired.is_empty() {
                 return Err(Refusal::RetiredKeys { role, current });
@@ -436,17 +437,7 @@ impl TrustStore {
                 Payload::Torrent { .. } => return Err(Refusal::KeySetNotInline),
             }
         }
-        Ok(Verdict {
-            name,
-            class,
-            role,
-            set_version: current,
-            signers,
-            required,
-            rotation,
-            vouched: false,
-            dropped: Vec::new(),
-        })
+        Ok(verdict(signers, false))
     }
 
     /// Checks `record` and, when accepted, records its version (and its key set). A new

@@ -47,6 +47,26 @@ fn node_with(
     )
 }
 
+/// Publishes the demo site as release 1 of the network in `dir/net`, through the node
+/// whose data folder is `data`.
+fn publish_release_1(dir: &Path, data: &Path) {
+    let site = dir.join("site");
+    swarmsite::demo_site::write(&site, 1).unwrap();
+    common::swarmsite_ok(
+        PASS,
+        &[
+            "--data-dir",
+            data.to_str().unwrap(),
+            "publish",
+            "site",
+            site.to_str().unwrap(),
+            "--network",
+            dir.join("net").to_str().unwrap(),
+            "--push",
+        ],
+    );
+}
+
 fn status(data: &Path) -> Option<serde_json::Value> {
     common::cli_json(data, "status")
 }
@@ -335,21 +355,7 @@ fn a_have_flood_neither_burns_a_core_nor_delays_a_release() {
     let flood = rt.spawn(have_flood("127.0.0.132", wire, tag, 20, 40));
     // A release published in the middle of it.
     std::thread::sleep(Duration::from_secs(5));
-    let site = tmp.path().join("site");
-    swarmsite::demo_site::write(&site, 1).unwrap();
-    common::swarmsite_ok(
-        PASS,
-        &[
-            "--data-dir",
-            pdata.to_str().unwrap(),
-            "publish",
-            "site",
-            site.to_str().unwrap(),
-            "--network",
-            tmp.path().join("net").to_str().unwrap(),
-            "--push",
-        ],
-    );
+    publish_release_1(tmp.path(), &pdata);
     let took = wait_until("the volunteer serves the release", 15, || {
         status(&vdata).is_some_and(|s| s["served_version"] == 1)
     });
@@ -555,21 +561,7 @@ fn false_hints_cannot_frame_an_honest_node_and_a_real_forger_is_still_listed() {
         status(&adata).is_some_and(|s| s["peers"].as_array().is_some_and(|p| !p.is_empty()))
     });
     // Release 1, published through the auditor's node, held by both.
-    let site = tmp.path().join("site");
-    swarmsite::demo_site::write(&site, 1).unwrap();
-    common::swarmsite_ok(
-        PASS,
-        &[
-            "--data-dir",
-            adata.to_str().unwrap(),
-            "publish",
-            "site",
-            site.to_str().unwrap(),
-            "--network",
-            tmp.path().join("net").to_str().unwrap(),
-            "--push",
-        ],
-    );
+    publish_release_1(tmp.path(), &adata);
     wait_until("the honest node serves release 1", 60, || {
         status(&hdata).is_some_and(|s| s["served_version"] == 1)
     });
