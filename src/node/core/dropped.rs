@@ -27,7 +27,7 @@ impl Core {
             ObjectClass::Blacklist => self.withdraw_blacklist(),
             ObjectClass::SoftwareManifest => self.drop_manifest(name),
             ObjectClass::Notice => self.update_status(|s| s.notices.retain(|n| n.id != name.id())),
-            ObjectClass::Document => self.drop_document(name),
+            ObjectClass::Document => self.evict_document(name.id(), name.version()),
             // Receipts only ever let cached uploads go; the current list comes again.
             _ => {}
         }
@@ -59,9 +59,5 @@ impl Core {
                 Ok(Ok(())) => {}
             }
         });
-    }
-
-    fn drop_document(&mut self, name: SystemName) {
-        self.evict_document(name.id(), name.version());
     }
 }
