@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::bundle::{Bundle, BundleError};
+use crate::bundle::Bundle;
 use crate::evidence::{self, EvidenceLog};
 use crate::fsutil;
 use crate::name::NetworkTag;
@@ -33,8 +33,8 @@ pub enum DataDirError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path}: {error}")]
-    Bundle { path: PathBuf, error: BundleError },
+    #[error("{0}")]
+    Bundle(#[from] crate::stored::StoredError),
     #[error("network {0} is built in and cannot be removed")]
     Builtin(NetworkTag),
     #[error("no bundle for network {0}")]
@@ -98,10 +98,7 @@ impl DataDir {
         };
         paths.sort();
         for path in paths {
-            let bundle = Bundle::read(&path).map_err(|error| DataDirError::Bundle {
-                path: path.clone(),
-                error,
-            })?;
+            let bundle = crate::stored::read_bundle(&path)?;
             out.retain(|b| b.network() != bundle.network());
             out.push(bundle);
         }

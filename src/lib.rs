@@ -1,11 +1,15 @@
 //! swarmsite: serve a signed website from volunteers' computers over BitTorrent.
 //!
-//! See `docs/ARCHITECTURE.md` for the map of this crate.
+//! This crate is the node and the publisher's tools: the IO around the sans-IO protocol
+//! in `swarmsite_protocol`, whose modules are re-exported here under the same names. See
+//! `docs/ARCHITECTURE.md` for the map.
 
-pub mod bencode;
-pub mod blacklist;
-pub mod bundle;
-pub mod content;
+pub use swarmsite_protocol::{
+    bencode, blacklist, bundle, content, gossip, hints, keys, keyset, metainfo, name, policy,
+    record, trust, wire,
+};
+
+pub mod clock;
 pub mod control;
 pub mod datadir;
 pub mod demo_site;
@@ -13,28 +17,20 @@ pub mod dns;
 pub mod documents;
 pub mod evidence;
 pub mod fsutil;
-pub mod gossip;
-pub mod hints;
 pub mod http_server;
-pub mod keys;
-pub mod keyset;
 pub mod logging;
-pub mod metainfo;
-pub mod name;
 pub mod node;
 pub mod publisher;
 pub mod reach;
-pub mod record;
 pub mod rendezvous;
 pub mod serve;
 pub mod settings;
 pub mod store;
+pub mod stored;
 pub mod torrent;
 pub mod torrents;
-pub mod trust;
 pub mod update;
 pub mod upload;
-pub mod wire;
 
 #[cfg(test)]
-mod testkeys;
+use swarmsite_protocol::testkeys;

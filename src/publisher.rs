@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use crate::bundle::{Bundle, BundleError, Site};
 use crate::fsutil::{self, Staging};
-use crate::keys::{KeyError, PrivateKey, PublicKey};
+use crate::keys::{KeyError, PrivateKey, PublicKey, generate_keys};
 use crate::keyset::{KeySet, KeySetError, Vouched};
 use crate::name::{NetworkTag, ObjectClass, Role, Slot, SystemName};
 use crate::record::{Payload, Record, RecordError, Signature};
@@ -54,6 +54,8 @@ pub enum PublishError {
     Key { path: PathBuf, error: KeyError },
     #[error("{0}")]
     Bundle(#[from] BundleError),
+    #[error("{0}")]
+    BundleFile(#[from] crate::stored::StoredError),
     #[error("{0}")]
     KeySet(#[from] KeySetError),
     #[error("{0}")]
@@ -212,29 +214,6 @@ pub fn pem_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// Generates `n` keys using every core.
-pub fn generate_keys(n: usize, bits: usize) -> Result<Vec<PrivateKey>, KeyError> {
-    let threads = std::thread::available_parallelism()
-        .map_or(2, |p| p.get())
-        .min(n.max(1));
-    std::thread::scope(|s| {
-        let workers: Vec<_> = (0..threads)
-            .map(|w| {
-                s.spawn(move || {
-                    (w..n)
-                        .step_by(threads)
-                        .map(|_| PrivateKey::generate(bits))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().expect("keygen thread"))
-            .collect()
-    })
-}
-
 fn slot_dir_name(name: &SystemName) -> String {
     format!("{:04x}-{}-v{}", name.kind(), name.id(), name.version())
 }
@@ -361,7 +340,7 @@ impl NetworkDir {
         if !bundle_path.is_file() {
             return Err(PublishError::NotNetwork(root.to_path_buf()));
         }
-        let bundle = Bundle::read(&bundle_path)?;
+        let bundle = crate::stored::read_bundle(&bundle_path)?;
         for sub in ["published", "drafts"] {
             let dir = root.join(sub);
             fsutil::create_dir(&dir, 0o755).map_err(io(&dir))?;

@@ -273,7 +273,7 @@ async fn have_flood(
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.bind(format!("{ip}:0").parse().unwrap()).unwrap();
     let mut s = socket.connect(to).await.unwrap();
-    let ms = swarmsite::node::unix_ms;
+    let ms = swarmsite::clock::unix_ms;
     let mut conn = Connection::new(WireConfig::new(rendezvous, [0x77; 20], None), ms(), true);
     let mut buf = vec![0u8; 64 * 1024];
     let (mut ready, mut sent, mut next_id) = (false, 0u32, 0x100u32);
@@ -454,7 +454,7 @@ async fn send_hints(
 ) -> bool {
     use swarmsite::wire::{Connection, Event, Message, WireConfig};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let ms = swarmsite::node::unix_ms;
+    let ms = swarmsite::clock::unix_ms;
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.bind(format!("{ip}:0").parse().unwrap()).unwrap();
     let Ok(mut s) = socket.connect(to).await else {

@@ -668,7 +668,7 @@ async fn blob_send(
     use swarmsite::wire::message::Blob;
     use swarmsite::wire::{Connection, Event, Message, WireConfig};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let ms = swarmsite::node::unix_ms;
+    let ms = swarmsite::clock::unix_ms;
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.bind(format!("{ip}:0").parse().unwrap()).unwrap();
     let mut s = socket.connect(to).await.map_err(|e| e.to_string())?;

@@ -15,14 +15,14 @@ use std::sync::{Arc, OnceLock};
 use rand::Rng;
 use rand::rngs::StdRng;
 use rustc_hash::FxHashMap;
-use swarmsite::bundle::{Bundle, Site};
-use swarmsite::content::Blacklist;
-use swarmsite::gossip::Acceptor;
-use swarmsite::keys::{MIN_BITS, PrivateKey};
-use swarmsite::keyset::KeySet;
-use swarmsite::name::{NetworkTag, ObjectClass, Role, Slot, SystemName, file_id, kind};
-use swarmsite::record::{Payload, Record, RecordError, Signature};
-use swarmsite::trust::{Refusal, TrustStore, Verdict};
+use swarmsite_protocol::bundle::{Bundle, Site};
+use swarmsite_protocol::content::Blacklist;
+use swarmsite_protocol::gossip::Acceptor;
+use swarmsite_protocol::keys::{MIN_BITS, PrivateKey};
+use swarmsite_protocol::keyset::KeySet;
+use swarmsite_protocol::name::{NetworkTag, ObjectClass, Role, Slot, SystemName, file_id, kind};
+use swarmsite_protocol::record::{Payload, Record, RecordError, Signature};
+use swarmsite_protocol::trust::{Refusal, TrustStore, Verdict};
 
 /// The site every simulated node serves.
 pub const SITE: u32 = 1;

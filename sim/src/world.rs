@@ -17,15 +17,15 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rustc_hash::FxHashMap;
-use swarmsite::blacklist::{Enforcement, hintable};
-use swarmsite::content::Blacklist;
-use swarmsite::gossip::{Acceptor, Action, Gossip, GossipConfig, PeerKey};
-use swarmsite::hints::{HOPS, HintAction, Hints, HintsConfig};
-use swarmsite::name::{ObjectClass, SystemName, file_id, kind};
-use swarmsite::node::{AutoBlacklist, NodeConfig};
-use swarmsite::record::{Payload, Record};
-use swarmsite::trust::Refusal;
-use swarmsite::wire::{Hint, Message, WireConfig};
+use swarmsite_protocol::blacklist::{Enforcement, hintable};
+use swarmsite_protocol::content::Blacklist;
+use swarmsite_protocol::gossip::{Acceptor, Action, Gossip, GossipConfig, PeerKey};
+use swarmsite_protocol::hints::{HOPS, HintAction, Hints, HintsConfig};
+use swarmsite_protocol::name::{ObjectClass, SystemName, file_id, kind};
+use swarmsite_protocol::policy;
+use swarmsite_protocol::record::{Payload, Record};
+use swarmsite_protocol::trust::Refusal;
+use swarmsite_protocol::wire::{Hint, Message, WireConfig};
 
 use crate::dht::DhtConfig;
 use crate::engine::{Ms, Queue, T0, derive_seed};
@@ -66,10 +66,10 @@ pub struct WorldConfig {
 impl WorldConfig {
     /// A run of `nodes` nodes with the node's defaults for every protocol setting.
     pub fn node_defaults(nodes: usize, seed: u64, records: &Records) -> Self {
-        let node = NodeConfig::new(std::path::PathBuf::new(), records.bundle().clone());
-        let mut gossip = GossipConfig::new(records.tag(), &[node.site]);
-        gossip.accept_push = node.accept_push;
-        gossip.pull_interval_ms = node.pull_interval.as_millis() as u64;
+        let site = records.bundle().sites().first().map_or(1, |s| s.id);
+        let mut gossip = GossipConfig::new(records.tag(), &[site]);
+        gossip.accept_push = policy::ACCEPT_PUSH;
+        gossip.pull_interval_ms = policy::PULL_INTERVAL_MS;
         let wire = WireConfig::new([0; 20], [0; 20], None);
         WorldConfig {
             nodes,
@@ -78,12 +78,12 @@ impl WorldConfig {
             dht: DhtConfig::default(),
             gossip,
             hints: HintsConfig::default(),
-            max_peers: node.max_peers,
-            auto_threshold: AutoBlacklist::DEFAULT_THRESHOLD,
-            auto_interval: AutoBlacklist::DEFAULT_INTERVAL.as_millis() as Ms,
-            dial_timeout: 10_000,
+            max_peers: policy::MAX_PEERS,
+            auto_threshold: policy::AUTO_BLACKLIST_THRESHOLD,
+            auto_interval: policy::AUTO_BLACKLIST_INTERVAL_MS,
+            dial_timeout: policy::DIAL_TIMEOUT_MS,
             idle_timeout: wire.idle_timeout_ms,
-            recheck_limit: 20_000,
+            recheck_limit: policy::RECHECK_LIMIT_MS,
             rounds: true,
         }
     }

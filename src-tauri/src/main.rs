@@ -260,7 +260,7 @@ async fn follow(app: AppHandle, handle: NodeHandle) {
         };
         app.state::<AppState>().refresh();
         let status = handle.status();
-        let now = swarmsite::node::unix_ms();
+        let now = swarmsite::clock::unix_ms();
         let mut notes = vec![
             notifier.on_event(&ev, &status.site_name, now),
             notifier.on_health(&status.health, now),

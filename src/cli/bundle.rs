@@ -40,7 +40,8 @@ pub fn run(cmd: BundleCommand, data_dir: Option<&Path>) -> anyhow::Result<ExitCo
             }
         }
         BundleCommand::Add { file } => {
-            let b = Bundle::read(&file).with_context(|| format!("{}", file.display()))?;
+            let b = swarmsite::stored::read_bundle(&file)
+                .with_context(|| format!("{}", file.display()))?;
             let path = dd.add_bundle(&b)?;
             println!(
                 "trusting network {} (fingerprint {}) from {}",

@@ -30,7 +30,7 @@ pub struct DnsArgs {
 }
 
 pub fn run(args: DnsArgs, data_dir: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let zone = Zone::read(&args.zone)?;
+    let zone = swarmsite::stored::read_zone(&args.zone)?;
     if args.check {
         print_zone(&zone);
         return Ok(ExitCode::SUCCESS);

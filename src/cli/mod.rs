@@ -15,7 +15,7 @@ mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use clap::{Parser, Subcommand};
 
@@ -103,9 +103,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// Unix seconds now.
 fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    swarmsite::clock::unix_secs()
 }
 
 /// A unix time for people.

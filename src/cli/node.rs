@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use swarmsite::bundle::Bundle;
 use swarmsite::control;
 use swarmsite::datadir::DataDir;
 use swarmsite::name::NetworkTag;
@@ -130,7 +129,7 @@ pub(super) fn config(
         settings.network = Some(tag.to_string());
     }
     let bundle = match &args.bundle {
-        Some(p) => Bundle::read(p).with_context(|| format!("{}", p.display()))?,
+        Some(p) => swarmsite::stored::read_bundle(p).with_context(|| format!("{}", p.display()))?,
         None => dd.bundle(settings.network_tag())?,
     };
     let mut cfg = settings.node_config_for(dd.root(), bundle.clone())?;
@@ -179,7 +178,7 @@ pub(super) fn config(
         let key = swarmsite::publisher::load_key(path, pass.as_bytes())?;
         // The node's own trust store: it follows rotations past the bundle's version 1.
         let store = swarmsite::store::NodeStore::open(dd.root(), bundle.network())?;
-        let trust = swarmsite::trust::TrustStore::load(&store.trust_path(), &bundle)?;
+        let trust = swarmsite::stored::load_trust(&store.trust_path(), &bundle)?;
         let role = swarmsite::name::Role::BLACKLIST;
         anyhow::ensure!(
             trust

@@ -296,7 +296,7 @@ pub fn intake(args: IntakeArgs, data_dir: Option<&Path>) -> anyhow::Result<ExitC
     let (mut cfg, control) = super::node::config(args.node, data_dir)?;
     // The node's own trust store: it follows rotations past the bundle's version 1.
     let store = swarmsite::store::NodeStore::open(dd.root(), cfg.bundle.network())?;
-    let trust = swarmsite::trust::TrustStore::load(&store.trust_path(), &cfg.bundle)?;
+    let trust = swarmsite::stored::load_trust(&store.trust_path(), &cfg.bundle)?;
     let load = |path: &PathBuf| -> anyhow::Result<swarmsite::keys::PrivateKey> {
         let pass = passphrase.read(path)?;
         Ok(swarmsite::publisher::load_key(path, pass.as_bytes())?)

@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use swarmsite::bundle::Bundle;
 use swarmsite::content::{Blacklist, Notice};
 use swarmsite::datadir::DataDir;
 use swarmsite::name::ObjectClass;
@@ -50,7 +49,9 @@ pub fn run(args: VerifyArgs, data_dir: Option<&Path>) -> anyhow::Result<ExitCode
     describe(&record);
 
     let bundle = match &args.bundle {
-        Some(path) => Bundle::read(path).with_context(|| format!("{}", path.display()))?,
+        Some(path) => {
+            swarmsite::stored::read_bundle(path).with_context(|| format!("{}", path.display()))?
+        }
         None => DataDir::resolve(data_dir)?.bundle(record.name.tag())?,
     };
     println!(
@@ -61,7 +62,8 @@ pub fn run(args: VerifyArgs, data_dir: Option<&Path>) -> anyhow::Result<ExitCode
     let mut trust = TrustStore::from_bundle(&bundle);
     if args.bundle.is_none() {
         let dd = DataDir::resolve(data_dir)?;
-        if let Ok(stored) = TrustStore::load(&dd.trust_path(bundle.network()), &bundle) {
+        if let Ok(stored) = swarmsite::stored::load_trust(&dd.trust_path(bundle.network()), &bundle)
+        {
             let chain: Vec<Record> = swarmsite::name::Role::ALL
                 .iter()
                 .flat_map(|r| stored.chain_records(*r))

@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::Document;
-use super::choice::{Local, Why};
-use super::search::SearchIndex;
 use crate::serve::{FileEntry, Modified};
+use swarmsite_protocol::documents::Document;
+use swarmsite_protocol::documents::choice::{Local, Why};
+use swarmsite_protocol::documents::search::SearchIndex;
 
 impl DocumentStatus {
     /// The status of `document` as nothing more than its record says; the driver fills

@@ -31,6 +31,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::bundle::Bundle;
+pub(crate) use crate::clock::unix_ms;
 use crate::serve::Served;
 use crate::torrents::{Torrents, TorrentsConfig};
 
@@ -114,8 +115,9 @@ pub struct AutoBlacklist {
 
 impl AutoBlacklist {
     /// `swarmsite node`'s defaults (the simulator runs with them too).
-    pub const DEFAULT_THRESHOLD: u32 = 3;
-    pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+    pub const DEFAULT_THRESHOLD: u32 = crate::policy::AUTO_BLACKLIST_THRESHOLD;
+    pub const DEFAULT_INTERVAL: Duration =
+        Duration::from_millis(crate::policy::AUTO_BLACKLIST_INTERVAL_MS);
 }
 
 impl NodeConfig {
@@ -151,12 +153,12 @@ impl NodeConfig {
             peers: Vec::new(),
             bt_peers: Vec::new(),
             content_dht: Some(Vec::new()),
-            accept_push: true,
-            pull_interval: Duration::from_secs(60),
+            accept_push: crate::policy::ACCEPT_PUSH,
+            pull_interval: Duration::from_millis(crate::policy::PULL_INTERVAL_MS),
             key_confirm_wait: Duration::from_millis(crate::gossip::CONFIRM_WAIT_MS),
-            max_peers: 32,
-            max_inbound: 256,
-            max_inbound_per_ip: 8,
+            max_peers: crate::policy::MAX_PEERS,
+            max_inbound: crate::policy::MAX_INBOUND,
+            max_inbound_per_ip: crate::policy::MAX_INBOUND_PER_IP,
             documents_quota: None,
             rendezvous: Some("0.0.0.0:6880".parse().expect("addr")),
             rendezvous_bootstrap: crate::rendezvous::PUBLIC_ROUTERS
@@ -396,7 +398,7 @@ pub enum NodeError {
     #[error("{0}")]
     Store(#[from] std::io::Error),
     #[error("{0}")]
-    Trust(#[from] crate::trust::TrustFileError),
+    Trust(#[from] crate::stored::StoredError),
     #[error("{0}")]
     Torrents(#[from] crate::torrents::TorrentsError),
     #[error("{0}")]
@@ -409,7 +411,7 @@ impl Node {
         let cancel = CancellationToken::new();
         let tag = cfg.bundle.network();
         let store = crate::store::NodeStore::open(&cfg.data_dir, tag)?;
-        let trust = crate::trust::TrustStore::load(&store.trust_path(), &cfg.bundle)?;
+        let trust = crate::stored::load_trust(&store.trust_path(), &cfg.bundle)?;
 
         let wire = tokio::net::TcpListener::bind(cfg.wire_listen)
             .await
@@ -583,13 +585,6 @@ impl Node {
             r.stop().await;
         }
     }
-}
-
-/// Milliseconds since the Unix epoch: the clock of the sans-IO cores.
-pub fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Resolves on Ctrl-C (SIGINT) or SIGTERM: how every long-running program of the

@@ -94,7 +94,12 @@ pub async fn dial(addr: SocketAddr, local: std::net::IpAddr) -> std::io::Result<
     if !local.is_unspecified() && local.is_ipv4() == addr.is_ipv4() {
         socket.bind(SocketAddr::new(local, 0))?;
     }
-    match tokio::time::timeout(Duration::from_secs(10), socket.connect(addr)).await {
+    match tokio::time::timeout(
+        Duration::from_millis(crate::policy::DIAL_TIMEOUT_MS),
+        socket.connect(addr),
+    )
+    .await
+    {
         Ok(r) => r,
         Err(_) => Err(std::io::Error::new(
             std::io::ErrorKind::TimedOut,

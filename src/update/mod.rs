@@ -2,9 +2,8 @@
 //! software role `0x0004`): new versions of swarmsite reach volunteers the way the site
 //! does, with no download server.
 //!
-//! - [`manifest`]: the signed manifest (version, minimum version it updates from, notes,
-//!   the torrent of the packages, and each package's platform, kind, size and SHA-256);
-//! - [`plan`]: what a node does about a manifest (pure: fetch, offer, seed, or ignore);
+//! - [`manifest`] and [`plan`] (the protocol's, re-exported): the signed manifest, and
+//!   what a node does about one (pure: fetch, offer, seed, or ignore);
 //! - [`install`]: how this copy was installed, the installers (package manager for
 //!   `.deb`, atomic replacement of a plain binary) and the restart;
 //! - [`release`]: the publisher's side (`swarmsite publish software`).
@@ -13,9 +12,9 @@
 //! installing) is `node/core/update.rs`.
 
 pub mod install;
-pub mod manifest;
-pub mod plan;
 pub mod release;
+
+pub use swarmsite_protocol::update::{manifest, plan};
 
 use semver::Version;
 use serde::Serialize;

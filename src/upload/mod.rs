@@ -1,17 +1,13 @@
-//! Anonymous uploads (SPEC §7). `container`: the sealed, padded, encrypted container a
-//! source's files travel in. `stem`: the hop-by-hop phase, sans-IO. `fluff`: the
-//! announcing and fetching phase after it, sans-IO. `transfer`: the stem
-//! transfer of a container over a wire connection (`ss_blob`) and the per-peer limits,
-//! sans-IO. `queue`: what a node holds and where each upload stands, on disk, with the
-//! storage quota. `receipt`: the intake's signed list of what it holds. The node drives
-//! them in `node::core::uploads`.
+//! Anonymous uploads (SPEC §7), the node's side. `container`: the sealed, padded,
+//! encrypted container a source's files travel in. `queue`: what a node holds and where
+//! each upload stands, on disk, with the storage quota. The sans-IO machines (`stem`,
+//! `fluff`, `transfer`, `receipt`) are the protocol's (`swarmsite_protocol::upload`,
+//! re-exported here). The node drives them in `node::core::uploads`.
 
 pub mod container;
-pub mod fluff;
 pub mod queue;
-pub mod receipt;
-pub mod stem;
-pub mod transfer;
+
+pub use swarmsite_protocol::upload::{InfoHash, fluff, receipt, stem, transfer};
 
 use std::path::PathBuf;
 use std::sync::Arc;

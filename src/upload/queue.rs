@@ -15,7 +15,7 @@ use super::stem::StemState;
 use crate::fsutil;
 use crate::wire::message::BlobId;
 
-pub type InfoHash = [u8; 20];
+pub use swarmsite_protocol::upload::InfoHash;
 
 /// A fluff copy: fetched by BitTorrent (or switched to fluff here), seeded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

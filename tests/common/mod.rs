@@ -359,7 +359,7 @@ pub async fn wire_server(
     while let Ok((mut s, remote)) = listener.accept().await {
         let (cfg, answer) = (cfg.clone(), answer.clone());
         conns.spawn(async move {
-            let ms = swarmsite::node::unix_ms;
+            let ms = swarmsite::clock::unix_ms;
             let mut conn = Connection::new(cfg, ms(), false);
             let mut buf = vec![0u8; 64 * 1024];
             while !conn.is_closed() {

@@ -24,8 +24,8 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rustc_hash::FxHashMap;
-use swarmsite::gossip::PeerKey;
-use swarmsite::upload::stem::{Stem, StemAction, StemConfig};
+use swarmsite_protocol::gossip::PeerKey;
+use swarmsite_protocol::upload::stem::{Stem, StemAction, StemConfig};
 
 use super::Ctx;
 use crate::engine::{Ms, derive_seed};

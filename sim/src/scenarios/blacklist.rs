@@ -182,8 +182,8 @@ pub fn report(ctx: &Ctx) -> anyhow::Result<String> {
          every minute from the start. \"In all\" counts forged records delivered to \
          honest nodes during the 10 simulated minutes. Only the forger looks for new \
          peers when it loses some; the other nodes keep their connections.",
-        swarmsite::node::AutoBlacklist::DEFAULT_THRESHOLD,
-        fmt_ms(swarmsite::node::AutoBlacklist::DEFAULT_INTERVAL.as_millis() as Ms),
+        swarmsite_protocol::policy::AUTO_BLACKLIST_THRESHOLD,
+        fmt_ms(swarmsite_protocol::policy::AUTO_BLACKLIST_INTERVAL_MS),
     ));
     let mut md = t.markdown();
     if ctx.plots {

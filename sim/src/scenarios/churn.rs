@@ -16,7 +16,10 @@ pub const SHARES: [f64; 4] = [0.5, 0.9, 0.99, 1.0];
 
 /// Nothing but releases is published in these runs: only that slot is pulled.
 fn site_only(cfg: &mut crate::world::WorldConfig) {
-    cfg.gossip.tracked = vec![(swarmsite::name::kind::SITE_RELEASE, crate::records::SITE)];
+    cfg.gossip.tracked = vec![(
+        swarmsite_protocol::name::kind::SITE_RELEASE,
+        crate::records::SITE,
+    )];
 }
 
 /// A convergence measurement: times from publication to shares of the population.

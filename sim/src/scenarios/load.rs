@@ -9,9 +9,9 @@ use std::collections::BinaryHeap;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
-use swarmsite::dns::prober::{Outcome, Prober};
-use swarmsite::dns::zone::Zone;
-use swarmsite::gossip::GossipConfig;
+use swarmsite_protocol::dns::prober::{Outcome, Prober};
+use swarmsite_protocol::dns::zone::Zone;
+use swarmsite_protocol::gossip::GossipConfig;
 
 use super::{Ctx, warm_network};
 use crate::engine::{HOUR, MINUTE, Ms, T0, derive_seed};
@@ -62,7 +62,7 @@ pub fn steady(n: usize, seed: u64, window: Ms) -> Steady {
         .max_by_key(|(name, q)| (*q, *name.as_bytes()))
         .map(|(name, q)| (name, q as f64 / hours))
         .unwrap_or((
-            swarmsite::name::SystemName::rendezvous(w.cfg.gossip.tag),
+            swarmsite_protocol::name::SystemName::rendezvous(w.cfg.gossip.tag),
             0.0,
         ));
     Steady {
@@ -104,7 +104,7 @@ pub enum Discovery {
 }
 
 /// The zone file defaults of the prober (the DNS front's `[probe]` section).
-fn zone_defaults() -> anyhow::Result<swarmsite::dns::zone::ProbeConfig> {
+fn zone_defaults() -> anyhow::Result<swarmsite_protocol::dns::zone::ProbeConfig> {
     let zone = Zone::parse(
         "zone = \"site.example\"\nns = [\"ns1.site.example\"]\n\
          [soa]\nprimary = \"ns1.site.example\"\nhostmaster = \"hostmaster.site.example\"\n",

@@ -13,9 +13,9 @@
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use swarmsite::gossip::PeerKey;
-use swarmsite::upload::fluff::{Fluff, FluffAction, FluffConfig, Phase};
-use swarmsite::upload::queue::InfoHash;
+use swarmsite_protocol::gossip::PeerKey;
+use swarmsite_protocol::upload::InfoHash;
+use swarmsite_protocol::upload::fluff::{Fluff, FluffAction, FluffConfig, Phase};
 
 use super::Ctx;
 use crate::engine::{Ms, Queue, derive_seed};
@@ -220,9 +220,10 @@ impl<'a> Spread<'a> {
 /// The fluff settings a node runs with; `retell: false` keeps only the first telling
 /// (the rule before the further tellings).
 pub fn fluff_config(retell: bool) -> FluffConfig {
-    let mut cfg = swarmsite::upload::UploadConfig::default().fluff;
-    cfg.retell = retell;
-    cfg
+    FluffConfig {
+        retell,
+        ..FluffConfig::default()
+    }
 }
 
 /// What one run gives.

@@ -51,7 +51,7 @@ impl Core {
         &self,
         hint: &Hint,
     ) -> Option<std::pin::Pin<Box<dyn std::future::Future<Output = Finding> + Send>>> {
-        const LIMIT: Duration = Duration::from_secs(20);
+        const LIMIT: Duration = Duration::from_millis(crate::policy::RECHECK_LIMIT_MS);
         let (local, rendezvous) = (self.local_ip, self.wire.rendezvous);
         let wire = hint.wire_port.map(|p| SocketAddr::new(hint.ip, p));
         match hint.reason.as_str() {

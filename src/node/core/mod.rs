@@ -366,7 +366,8 @@ impl Core {
         if let Some(t) = self.sync.take() {
             t.cancel.cancel();
         }
-        if let Err(e) = self.gossip.acceptor().save(&self.store.trust_path()) {
+        if let Err(e) = crate::stored::save_trust(self.gossip.acceptor(), &self.store.trust_path())
+        {
             tracing::warn!("saving the trust store: {e}");
         }
     }
@@ -1027,7 +1028,8 @@ impl Core {
         if let Err(e) = self.store.save_record(&record, bytes) {
             tracing::error!("saving record {:?}: {e}", record.name);
         }
-        if let Err(e) = self.gossip.acceptor().save(&self.store.trust_path()) {
+        if let Err(e) = crate::stored::save_trust(self.gossip.acceptor(), &self.store.trust_path())
+        {
             tracing::error!("saving the trust store: {e}");
         }
         self.shared

@@ -24,7 +24,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
 use crate::gossip::PeerKey;
-use crate::upload::queue::InfoHash;
+use crate::upload::InfoHash;
 
 #[derive(Clone, Debug)]
 pub struct FluffConfig {

@@ -12,7 +12,7 @@ const POOL: usize = 12;
 
 fn pool() -> &'static [PrivateKey] {
     static KEYS: OnceLock<Vec<PrivateKey>> = OnceLock::new();
-    KEYS.get_or_init(|| crate::publisher::generate_keys(POOL, MIN_BITS).expect("keygen"))
+    KEYS.get_or_init(|| crate::keys::generate_keys(POOL, MIN_BITS).expect("keygen"))
 }
 
 /// The `i`-th key of the pool (`i < 12`).

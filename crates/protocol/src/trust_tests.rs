@@ -474,9 +474,7 @@ fn weak_keys_in_a_key_set_are_refused() {
 }
 
 #[test]
-fn persistence_round_trip_and_tamper_detection() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("trust.json");
+fn saved_form_round_trip_and_tamper_detection() {
     let bundle = bundle_with(1);
     let mut t = TrustStore::from_bundle(&bundle);
     t.accept(
@@ -485,9 +483,9 @@ fn persistence_round_trip_and_tamper_detection() {
     )
     .unwrap();
     t.accept(&release(5, &[key(6)]), NOW).unwrap();
-    t.save(&path).unwrap();
+    let saved = String::from_utf8(t.to_saved()).unwrap();
 
-    let back = TrustStore::load(&path, &bundle).unwrap();
+    let back = TrustStore::from_saved(&saved, &bundle).unwrap();
     assert_eq!(back.current_set(Role::SITE).unwrap().0, 2);
     assert_eq!(back.highest((0x1000, 1)), 5);
     assert_eq!(
@@ -500,32 +498,26 @@ fn persistence_round_trip_and_tamper_detection() {
     );
 
     // A file of an older build (no `vouched_by`): the digest comes from the held record.
-    let mut old: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let mut old: serde_json::Value = serde_json::from_str(&saved).unwrap();
     old.as_object_mut().unwrap().remove("vouched_by");
-    std::fs::write(&path, old.to_string()).unwrap();
-    let mut upgraded = TrustStore::load(&path, &bundle).unwrap();
+    let mut upgraded = TrustStore::from_saved(&old.to_string(), &bundle).unwrap();
     assert_ne!(upgraded.highest, t.highest);
     upgraded.note_held(&release(5, &[key(6)]));
     assert_eq!(upgraded.highest, t.highest);
-    t.save(&path).unwrap();
 
     // A key set slipped into the file without valid signatures is caught on load.
-    let text = std::fs::read_to_string(&path).unwrap();
     let forged = keyset_record(Role::SITE, 3, &[9, 10, 11], 2, 1, &[9, 10]);
-    let mut file: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut file: serde_json::Value = serde_json::from_str(&saved).unwrap();
     file["keysets"]["1"]
         .as_array_mut()
         .unwrap()
         .push(hex::encode(forged.encode().unwrap()).into());
-    std::fs::write(&path, file.to_string()).unwrap();
     assert!(matches!(
-        TrustStore::load(&path, &bundle),
-        Err(TrustFileError::Chain { .. })
+        TrustStore::from_saved(&file.to_string(), &bundle),
+        Err(SavedTrustError::Chain { .. })
     ));
 
     // A store made from another bundle is not silently mixed in.
-    std::fs::write(&path, text).unwrap();
     let records = Role::ALL
         .iter()
         .map(|&r| keyset_record(r, 1, &[9, 10, 11], 2, 1, &[9, 10]))
@@ -541,16 +533,11 @@ fn persistence_round_trip_and_tamper_detection() {
     )
     .unwrap();
     assert!(matches!(
-        TrustStore::load(&path, &other),
-        Err(TrustFileError::OtherBundle { .. })
+        TrustStore::from_saved(&saved, &other),
+        Err(SavedTrustError::OtherBundle { .. })
     ));
-    std::fs::write(&path, b"{not json").unwrap();
     assert!(matches!(
-        TrustStore::load(&path, &bundle),
-        Err(TrustFileError::Format { .. })
+        TrustStore::from_saved("{not json", &bundle),
+        Err(SavedTrustError::Format(_))
     ));
-    assert!(
-        TrustStore::load(&dir.path().join("none.json"), &bundle).is_ok(),
-        "missing file = fresh"
-    );
 }

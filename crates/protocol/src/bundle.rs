@@ -6,7 +6,6 @@
 //! theirs in `keys/` and show its fingerprint for out-of-band comparison.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -47,11 +46,6 @@ pub struct Bundle {
 
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
     #[error("not a bundle: {0}")]
     Json(String),
     #[error("unknown bundle format {0:?} (this build reads {BUNDLE_FORMAT})")]
@@ -168,14 +162,6 @@ impl Bundle {
             records.push(Record::decode(&bytes).map_err(|e| why(e.to_string()))?);
         }
         Bundle::new(network, file.sites, records, file.bootstrap)
-    }
-
-    pub fn read(path: &Path) -> Result<Self, BundleError> {
-        let text = std::fs::read_to_string(path).map_err(|source| BundleError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Self::parse(&text)
     }
 
     pub fn to_json(&self) -> String {

@@ -4,7 +4,6 @@
 //! answer with something it cannot stand behind.
 
 use std::net::IpAddr;
-use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -13,13 +12,8 @@ use super::prober::ProbeSettings;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ZoneError {
-    #[error("{path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("{path}: {why}")]
-    Parse { path: String, why: String },
+    #[error("{0}")]
+    Parse(String),
     #[error("{0}")]
     Invalid(String),
 }
@@ -254,27 +248,10 @@ pub fn absolute(name: &str) -> Result<String, ZoneError> {
 }
 
 impl Zone {
-    pub fn read(path: &Path) -> Result<Zone, ZoneError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ZoneError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Zone::parse(&text, now_secs()).map_err(|e| match e {
-            ZoneError::Parse { why, .. } | ZoneError::Invalid(why) => ZoneError::Parse {
-                path: path.display().to_string(),
-                why,
-            },
-            other => other,
-        })
-    }
-
     /// Parses and checks a zone file; `now` (unix seconds) is the serial when the file
     /// gives none.
     pub fn parse(text: &str, now: u64) -> Result<Zone, ZoneError> {
-        let f: ZoneFile = toml::from_str(text).map_err(|e| ZoneError::Parse {
-            path: String::new(),
-            why: e.to_string(),
-        })?;
+        let f: ZoneFile = toml::from_str(text).map_err(|e| ZoneError::Parse(e.to_string()))?;
         let invalid = |s: String| Err(ZoneError::Invalid(s));
         let apex = absolute(&f.zone)?;
         let inside = |n: &str| n == apex || n.ends_with(&format!(".{apex}"));
@@ -415,12 +392,6 @@ impl Zone {
     pub fn contains(&self, name: &str) -> bool {
         name == self.apex || name.ends_with(&format!(".{}", self.apex))
     }
-}
-
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]

@@ -246,6 +246,29 @@ impl fmt::Debug for PrivateKey {
     }
 }
 
+/// Generates `n` keys using every core.
+pub fn generate_keys(n: usize, bits: usize) -> Result<Vec<PrivateKey>, KeyError> {
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |p| p.get())
+        .min(n.max(1));
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|w| {
+                s.spawn(move || {
+                    (w..n)
+                        .step_by(threads)
+                        .map(|_| PrivateKey::generate(bits))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("keygen thread"))
+            .collect()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,18 +3,16 @@
 //! accepted per (kind, id).
 //!
 //! [`TrustStore::check`] is a pure function of the store, the record and the clock;
-//! [`TrustStore::accept`] applies it. Persistence ([`TrustStore::load`],
-//! [`TrustStore::save`]) re-verifies the stored chain on load, so a damaged or edited
-//! file cannot smuggle in a key.
+//! [`TrustStore::accept`] applies it. Its saved form ([`TrustStore::to_saved`],
+//! [`TrustStore::from_saved`]; the node keeps it in `trust.json`) is verified again when
+//! restored, so a damaged or edited file cannot smuggle in a key.
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use crate::bundle::Bundle;
-use crate::fsutil;
 use crate::keys::Kid;
 use crate::keyset::{KeySet, KeySetError};
 use crate::name::{NetworkTag, ObjectClass, Role, Slot, SystemName};
@@ -201,26 +199,13 @@ fn role_of(slot: Slot) -> Option<Role> {
 
 /// Why a trust file cannot be used.
 #[derive(Debug, thiserror::Error)]
-pub enum TrustFileError {
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("{path}: not a trust store file: {why}")]
-    Format { path: String, why: String },
-    #[error("{path}: made from another bundle of network {tag} (version 1 of role {role} differs)")]
-    OtherBundle {
-        path: String,
-        tag: NetworkTag,
-        role: Role,
-    },
-    #[error("{path}: stored key set of role {role} no longer verifies: {refusal}")]
-    Chain {
-        path: String,
-        role: Role,
-        refusal: Refusal,
-    },
+pub enum SavedTrustError {
+    #[error("not a trust store file: {0}")]
+    Format(String),
+    #[error("made from another bundle of network {tag} (version 1 of role {role} differs)")]
+    OtherBundle { tag: NetworkTag, role: Role },
+    #[error("stored key set of role {role} no longer verifies: {refusal}")]
+    Chain { role: Role, refusal: Refusal },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -519,22 +504,11 @@ impl TrustStore {
         Ok(accepted)
     }
 
-    /// Loads the store saved at `path`, or starts from `bundle` if there is none.
-    /// Every stored key set is verified again from the bundle's version 1.
-    pub fn load(path: &Path, bundle: &Bundle) -> Result<Self, TrustFileError> {
-        let p = path.display().to_string();
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(Self::from_bundle(bundle));
-            }
-            Err(source) => return Err(TrustFileError::Io { path: p, source }),
-        };
-        let format = |why: String| TrustFileError::Format {
-            path: p.clone(),
-            why,
-        };
-        let file: TrustFile = serde_json::from_str(&text).map_err(|e| format(e.to_string()))?;
+    /// Restores a store from its saved form ([`TrustStore::to_saved`]). Every stored key
+    /// set is verified again from the bundle's version 1.
+    pub fn from_saved(text: &str, bundle: &Bundle) -> Result<Self, SavedTrustError> {
+        let format = SavedTrustError::Format;
+        let file: TrustFile = serde_json::from_str(text).map_err(|e| format(e.to_string()))?;
         if file.format != TRUST_FORMAT {
             return Err(format(format!("unknown format {:?}", file.format)));
         }
@@ -549,8 +523,7 @@ impl TrustStore {
                 let bytes = hex::decode(hex_record).map_err(|e| format(e.to_string()))?;
                 if i == 0 {
                     if store.chain_records(role).first() != Some(&bytes.as_slice()) {
-                        return Err(TrustFileError::OtherBundle {
-                            path: p,
+                        return Err(SavedTrustError::OtherBundle {
                             tag: store.tag,
                             role,
                         });
@@ -562,11 +535,7 @@ impl TrustStore {
             // The clock does not matter for records accepted before; only signatures do.
             store
                 .accept_chain(&decoded, u64::MAX - MAX_CLOCK_SKEW_SECS)
-                .map_err(|refusal| TrustFileError::Chain {
-                    path: p.clone(),
-                    role,
-                    refusal,
-                })?;
+                .map_err(|refusal| SavedTrustError::Chain { role, refusal })?;
         }
         for (kind, id, version) in file.highest {
             // Files of older builds: vouched for by the newest set, digest filled in
@@ -592,8 +561,8 @@ impl TrustStore {
         Ok(store)
     }
 
-    /// Saves the store atomically.
-    pub fn save(&self, path: &Path) -> Result<(), TrustFileError> {
+    /// The store's saved form: JSON, restored by [`TrustStore::from_saved`].
+    pub fn to_saved(&self) -> Vec<u8> {
         let file = TrustFile {
             format: TRUST_FORMAT.into(),
             network: self.tag.to_string(),
@@ -618,11 +587,7 @@ impl TrustStore {
                 .map(|((k, i), a)| (*k, *i, a.set, a.digest.map(hex::encode).unwrap_or_default()))
                 .collect(),
         };
-        let json = serde_json::to_vec_pretty(&file).expect("serialisable");
-        fsutil::write_atomic(path, &json, fsutil::PUBLIC).map_err(|source| TrustFileError::Io {
-            path: path.display().to_string(),
-            source,
-        })
+        serde_json::to_vec_pretty(&file).expect("serialisable")
     }
 }
 
