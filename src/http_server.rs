@@ -18,8 +18,6 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use crate::serve::HttpConn;
-
 /// Limits of one HTTP listener.
 #[derive(Clone, Copy, Debug)]
 pub struct HttpLimits {
@@ -134,6 +132,26 @@ pub async fn serve(
                 }
             }
         });
+    }
+}
+
+/// Both ends of an HTTP connection.
+#[derive(Clone, Copy, Debug)]
+pub struct HttpConn {
+    pub local: std::net::SocketAddr,
+    pub remote: std::net::SocketAddr,
+}
+
+impl
+    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>>
+    for HttpConn
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+        let remote = *stream.remote_addr();
+        HttpConn {
+            local: stream.io().local_addr().unwrap_or(remote),
+            remote,
+        }
     }
 }
 

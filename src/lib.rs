@@ -17,6 +17,7 @@ pub mod dns;
 pub mod documents;
 pub mod evidence;
 pub mod fsutil;
+pub mod http_file;
 pub mod http_server;
 pub mod logging;
 pub mod node;

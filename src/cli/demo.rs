@@ -22,7 +22,7 @@ use swarmsite::publisher::{self, InitOptions, NetworkDir};
 use swarmsite::record::{Payload, Record};
 use swarmsite::torrents::PieceAudit;
 
-use super::now;
+use super::shared::now;
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {

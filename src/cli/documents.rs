@@ -88,7 +88,7 @@ pub fn documents(args: DocumentsArgs, data_dir: Option<&Path>) -> anyhow::Result
             e["id"],
             e["version"],
             size(e["size"].as_u64().unwrap_or(0)),
-            super::show_time(e["at"].as_u64().unwrap_or(0)),
+            super::shared::show_time(e["at"].as_u64().unwrap_or(0)),
             e["reason"].as_str().unwrap_or("")
         );
     }
@@ -118,7 +118,7 @@ pub fn notices(args: NoticesArgs, data_dir: Option<&Path>) -> anyhow::Result<Exi
     for n in &list {
         println!(
             "{} [{}] (channel {}, v{}) {}",
-            super::show_time(n["time"].as_u64().unwrap_or(0)),
+            super::shared::show_time(n["time"].as_u64().unwrap_or(0)),
             n["severity"].as_str().unwrap_or("?"),
             n["id"],
             n["version"],

@@ -13,7 +13,7 @@ use swarmsite::publisher::{self, InitOptions, NetworkDir, Outcome};
 use swarmsite::record::{Record, Signature};
 
 use super::passphrase::PassphraseArgs;
-use super::{NetworkArg, now};
+use super::shared::{NetworkArg, now};
 
 #[derive(Subcommand, Debug)]
 pub enum KeysCommand {
@@ -416,7 +416,7 @@ fn read_signature(path: &Path) -> anyhow::Result<([u8; 20], Signature)> {
 /// `--push`: hands a published record to the local node; a draft waits for signatures.
 pub fn push_outcome(data_dir: Option<&Path>, outcome: &Outcome) -> anyhow::Result<()> {
     match outcome {
-        Outcome::Published { dir, .. } => super::node::push(data_dir, dir),
+        Outcome::Published { dir, .. } => super::shared::push(data_dir, dir),
         Outcome::Draft { .. } => {
             println!("not pushed: it needs more signatures first");
             Ok(())

@@ -9,13 +9,13 @@ mod node;
 mod passphrase;
 mod publish;
 mod reach;
+mod shared;
 mod update;
 mod upload;
 mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::UNIX_EPOCH;
 
 use clap::{Parser, Subcommand};
 
@@ -99,24 +99,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Intake(args) => upload::intake(*args, data_dir.as_deref()),
         Command::Demo(args) => demo::run(args),
     }
-}
-
-/// Unix seconds now.
-fn now() -> u64 {
-    swarmsite::clock::unix_secs()
-}
-
-/// A unix time for people.
-fn show_time(secs: u64) -> String {
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + std::time::Duration::from_secs(secs)).to_string()
-}
-
-/// Where the publisher's network folder is: `--network`, `$SWARMSITE_NETWORK`.
-#[derive(clap::Args, Debug, Clone)]
-struct NetworkArg {
-    /// The publisher's network folder (made by `keys init-network`).
-    #[arg(long = "network", env = "SWARMSITE_NETWORK", value_name = "DIR")]
-    network_dir: PathBuf,
 }
 
 #[cfg(test)]

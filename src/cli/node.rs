@@ -5,14 +5,17 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use clap::Args;
 use swarmsite::control;
 use swarmsite::datadir::DataDir;
 use swarmsite::name::NetworkTag;
 use swarmsite::node::{Node, NodeConfig, NodeHandle};
 use swarmsite::settings::Settings;
+use swarmsite::upload::UploadConfig;
 use tokio_util::sync::CancellationToken;
+
+use super::shared::duration;
 
 #[derive(Args, Debug)]
 pub struct NodeArgs {
@@ -104,7 +107,7 @@ pub struct NodeArgs {
     #[arg(long)]
     auto_update: bool,
     #[command(flatten)]
-    uploads: super::upload::UploadFlags,
+    uploads: UploadFlags,
 }
 
 pub fn run(args: NodeArgs, data_dir: Option<&Path>) -> anyhow::Result<ExitCode> {
@@ -342,7 +345,7 @@ fn print_status(s: &serde_json::Value) {
             "serving release v{v} (published {})",
             get("served_time")
                 .as_u64()
-                .map(super::show_time)
+                .map(super::shared::show_time)
                 .unwrap_or_default()
         ),
         None => println!("no verified release yet"),
@@ -465,7 +468,7 @@ pub fn evidence(args: EvidenceArgs, data_dir: Option<&Path>) -> anyhow::Result<E
         } else {
             println!(
                 "{} {} {}: {}{}",
-                super::show_time(e.time),
+                super::shared::show_time(e.time),
                 e.peer.as_deref().unwrap_or("this node"),
                 e.reason,
                 e.detail,
@@ -479,19 +482,81 @@ pub fn evidence(args: EvidenceArgs, data_dir: Option<&Path>) -> anyhow::Result<E
     Ok(ExitCode::SUCCESS)
 }
 
-/// Hands a published folder to the local node (`publish … --push`).
-pub fn push(data_dir: Option<&Path>, dir: &Path) -> anyhow::Result<()> {
-    let dd = DataDir::resolve(data_dir)?;
-    let info = control::client::info(dd.root())?;
-    let dir = dir
-        .canonicalize()
-        .with_context(|| format!("{}", dir.display()))?;
-    let body = serde_json::json!({ "dir": dir }).to_string();
-    let reply = control::client::request(&info, "POST", "/api/publish", Some(&body))?;
-    let v: serde_json::Value = serde_json::from_str(&reply).unwrap_or_default();
-    println!(
-        "pushed to the local node: {}",
-        v["accepted"].as_str().unwrap_or(&reply)
-    );
-    Ok(())
+/// A range of durations, `MIN..MAX` (e.g. `0s..4days`, `100ms..500ms`).
+#[derive(Clone, Copy, Debug)]
+pub struct Span(u64, u64);
+
+impl std::str::FromStr for Span {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (a, b) = s
+            .split_once("..")
+            .ok_or_else(|| format!("{s:?}: write MIN..MAX, e.g. 0s..4days"))?;
+        let ms = |t: &str| {
+            humantime::parse_duration(t.trim())
+                .map(|d| d.as_millis() as u64)
+                .map_err(|e| format!("{t:?}: {e}"))
+        };
+        let (lo, hi) = (ms(a)?, ms(b)?);
+        if lo > hi {
+            return Err(format!("{s:?}: the minimum is above the maximum"));
+        }
+        Ok(Span(lo, hi))
+    }
+}
+
+/// Upload settings of a node (`swarmsite node`, `swarmsite intake`).
+#[derive(Args, Debug, Clone)]
+pub struct UploadFlags {
+    /// Bytes of upload containers this node keeps at most (stem copies and caches).
+    #[arg(long, value_name = "BYTES", default_value_t = UploadConfig::default().quota)]
+    upload_quota: u64,
+    /// Largest upload container this node makes or takes, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = UploadConfig::default().max_size)]
+    upload_max: u64,
+    /// Each stem hop waits a random time in this range.
+    #[arg(long, value_name = "MIN..MAX", default_value = "0s..4days")]
+    stem_delay: Span,
+    /// Chance that a node receiving an upload on the stem passes it on (else fluffs).
+    #[arg(long, value_name = "P", default_value_t = 0.8)]
+    relay_probability: f64,
+    /// A stem hop that failed is tried again after this long.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration)]
+    stem_retry: Duration,
+    /// An upload handed on and not seen in fluff within this range is fluffed here.
+    #[arg(long, value_name = "MIN..MAX", default_value = "60days..90days")]
+    stem_failsafe: Span,
+    /// Container bytes per second taken from one peer on the stem (bursts of eight
+    /// seconds' worth, at most 8 MiB).
+    #[arg(long, value_name = "BYTES_PER_SEC", default_value_t = 1 << 20)]
+    upload_rate: u64,
+    /// Keep a copy this long after the intake receipted it (first to go when full).
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = duration)]
+    keep_receipted: Duration,
+}
+
+impl UploadFlags {
+    pub fn apply(&self, cfg: &mut UploadConfig) -> anyhow::Result<()> {
+        if !(0.0..=1.0).contains(&self.relay_probability) {
+            bail!("--relay-probability must be between 0 and 1");
+        }
+        let max = swarmsite::upload::container::DEFAULT_MAX_SIZE;
+        if self.upload_max > max {
+            bail!("--upload-max cannot exceed the protocol's {max} bytes");
+        }
+        cfg.quota = self.upload_quota;
+        cfg.max_size = self.upload_max;
+        cfg.stem.delay_ms = (self.stem_delay.0, self.stem_delay.1);
+        cfg.stem.relay_probability = self.relay_probability;
+        cfg.stem.retry_ms = self.stem_retry.as_millis() as u64;
+        cfg.stem.failsafe_ms = (self.stem_failsafe.0, self.stem_failsafe.1);
+        cfg.transfer.bytes_per_sec = self.upload_rate.max(1);
+        // A burst of eight seconds' worth, at most the default.
+        cfg.transfer.burst_bytes = self
+            .upload_rate
+            .saturating_mul(8)
+            .min(cfg.transfer.burst_bytes);
+        cfg.keep_receipted = self.keep_receipted;
+        Ok(())
+    }
 }

@@ -5,15 +5,18 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
+use semver::Version;
 use swarmsite::content::{Blacklist, Notice, Severity};
 use swarmsite::name::{Role, SystemName, file_id, kind};
 use swarmsite::publisher::{NetworkDir, TORRENT_FILE};
 use swarmsite::record::{MAX_BODY_LEN, Payload, Record};
 use swarmsite::torrent;
+use swarmsite::update::manifest::parse_version;
+use swarmsite::update::release::{self, PackageSpec};
 
 use super::keys::{current_key_files, load_keys, print_outcome, push_outcome};
 use super::passphrase::PassphraseArgs;
-use super::{NetworkArg, now};
+use super::shared::{NetworkArg, now};
 
 #[derive(Subcommand, Debug)]
 pub enum PublishCommand {
@@ -79,7 +82,7 @@ pub enum PublishCommand {
     },
     /// Publish a new version of swarmsite: a torrent of its packages and a signed
     /// manifest (kind 0x8080, id 3) that every node follows.
-    Software(super::update::SoftwareArgs),
+    Software(SoftwareArgs),
 }
 
 #[derive(Args, Debug)]
@@ -251,7 +254,7 @@ pub fn run(cmd: PublishCommand, data_dir: Option<&Path>) -> anyhow::Result<ExitC
                 &common,
             )
         }
-        PublishCommand::Software(args) => super::update::publish_software(args, data_dir),
+        PublishCommand::Software(args) => publish_software(args, data_dir),
         PublishCommand::Blacklist { entries, common } => {
             let net = NetworkDir::open(&common.network.network_dir)?;
             let text = std::fs::read_to_string(&entries)
@@ -355,4 +358,91 @@ pub(super) fn publish(
         push_outcome(data_dir, &outcome)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args, Debug)]
+pub struct SoftwareArgs {
+    /// Packages: `PLATFORM:KIND=FILE` (`linux-x86_64:bin=target/release/swarmsite`), or a
+    /// FILE whose name tells both (`swarmsite_0.2.0_amd64.deb`). Kinds: deb, bin, rpm,
+    /// msi, dmg, appimage for the command line; app_deb, app_bin… for the tray app
+    /// (inferred from names holding `swarmsite-app`); platforms: os-arch as Rust names
+    /// them.
+    #[arg(required = true, value_name = "PACKAGE")]
+    packages: Vec<PackageSpec>,
+    /// The version released (X.Y.Z): above every version published before.
+    #[arg(long, value_parser = parse_version, value_name = "X.Y.Z")]
+    version: Version,
+    /// The oldest running version this release can update in place (default: any).
+    #[arg(long, value_parser = parse_version, value_name = "X.Y.Z")]
+    min_from: Option<Version>,
+    /// Release notes shown to volunteers (at most 4096 bytes).
+    #[arg(long, conflicts_with = "notes_file")]
+    notes: Option<String>,
+    /// Read the release notes from this file.
+    #[arg(long, value_name = "FILE")]
+    notes_file: Option<PathBuf>,
+    #[command(flatten)]
+    network: NetworkArg,
+    /// Key file of the software role to sign with (repeatable; default: the network
+    /// folder's key files of the role's current set, as many as it requires).
+    #[arg(long = "key", value_name = "KEY.pem")]
+    keys: Vec<PathBuf>,
+    /// Manifest record version (default: one past the newest published).
+    #[arg(long, value_name = "N")]
+    record_version: Option<u32>,
+    /// Hand the manifest and the packages to the node running with this data folder,
+    /// which seeds them and sends the manifest to the network.
+    #[arg(long)]
+    push: bool,
+    #[command(flatten)]
+    passphrase: PassphraseArgs,
+}
+
+pub fn publish_software(args: SoftwareArgs, data_dir: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let net = NetworkDir::open(&args.network.network_dir)?;
+    let newest = release::newest_published(&net.published()?);
+    let notes = match &args.notes_file {
+        Some(f) => std::fs::read_to_string(f).with_context(|| format!("{}", f.display()))?,
+        None => args.notes.clone().unwrap_or_default(),
+    };
+    let min = args.min_from.clone().unwrap_or(Version::new(0, 0, 0));
+    let rel = release::prepare(
+        &args.packages,
+        args.version.clone(),
+        min,
+        notes,
+        newest.as_ref(),
+    )?;
+    println!(
+        "swarmsite {} (updates {} and later): torrent {}",
+        rel.manifest.version,
+        rel.manifest.min_version,
+        hex::encode(rel.manifest.ih)
+    );
+    for f in &rel.manifest.files {
+        println!(
+            "  {} {:<8} {} ({} bytes, sha256 {})",
+            f.platform,
+            f.kind,
+            f.path,
+            f.size,
+            hex::encode(f.sha256)
+        );
+    }
+    let common = Common {
+        network: args.network,
+        keys: args.keys,
+        version: args.record_version,
+        push: args.push,
+        passphrase: args.passphrase,
+    };
+    let files = [(TORRENT_FILE.to_string(), rel.torrent.bytes.clone())];
+    let p = Publication {
+        kind: kind::AUTHORIZED_FILE,
+        id: file_id::SOFTWARE_MANIFEST,
+        payload: Payload::Body(rel.manifest.encode()),
+        files: &files,
+        payload_dir: Some(rel.dir.path()),
+    };
+    publish(data_dir, &net, p, &common)
 }

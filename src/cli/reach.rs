@@ -35,7 +35,7 @@ pub fn print(r: &Value) {
     let text = |v: &Value| v.as_str().unwrap_or("?").to_string();
     let time = |v: &Value| {
         v.as_u64()
-            .map(super::show_time)
+            .map(super::shared::show_time)
             .unwrap_or_else(|| "-".into())
     };
     let u = &r["upnp"];

@@ -1,9 +1,11 @@
-//! `swarmsite upload`, `swarmsite uploads` and `swarmsite intake`, and the upload
-//! settings of `swarmsite node`.
+//! `swarmsite upload`, `swarmsite uploads` and `swarmsite intake` (a node, with
+//! `swarmsite node`'s options, that opens every upload).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
+
+use super::shared::duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
@@ -11,90 +13,7 @@ use serde_json::Value;
 use swarmsite::control;
 use swarmsite::datadir::DataDir;
 use swarmsite::name::Role;
-use swarmsite::upload::{IntakeConfig, UploadConfig};
-
-/// A range of durations, `MIN..MAX` (e.g. `0s..4days`, `100ms..500ms`).
-#[derive(Clone, Copy, Debug)]
-pub struct Span(u64, u64);
-
-impl std::str::FromStr for Span {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (a, b) = s
-            .split_once("..")
-            .ok_or_else(|| format!("{s:?}: write MIN..MAX, e.g. 0s..4days"))?;
-        let ms = |t: &str| {
-            humantime::parse_duration(t.trim())
-                .map(|d| d.as_millis() as u64)
-                .map_err(|e| format!("{t:?}: {e}"))
-        };
-        let (lo, hi) = (ms(a)?, ms(b)?);
-        if lo > hi {
-            return Err(format!("{s:?}: the minimum is above the maximum"));
-        }
-        Ok(Span(lo, hi))
-    }
-}
-
-fn duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}"))
-}
-
-/// Upload settings of a node (`swarmsite node`, `swarmsite intake`).
-#[derive(Args, Debug, Clone)]
-pub struct UploadFlags {
-    /// Bytes of upload containers this node keeps at most (stem copies and caches).
-    #[arg(long, value_name = "BYTES", default_value_t = UploadConfig::default().quota)]
-    upload_quota: u64,
-    /// Largest upload container this node makes or takes, in bytes.
-    #[arg(long, value_name = "BYTES", default_value_t = UploadConfig::default().max_size)]
-    upload_max: u64,
-    /// Each stem hop waits a random time in this range.
-    #[arg(long, value_name = "MIN..MAX", default_value = "0s..4days")]
-    stem_delay: Span,
-    /// Chance that a node receiving an upload on the stem passes it on (else fluffs).
-    #[arg(long, value_name = "P", default_value_t = 0.8)]
-    relay_probability: f64,
-    /// A stem hop that failed is tried again after this long.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration)]
-    stem_retry: Duration,
-    /// An upload handed on and not seen in fluff within this range is fluffed here.
-    #[arg(long, value_name = "MIN..MAX", default_value = "60days..90days")]
-    stem_failsafe: Span,
-    /// Container bytes per second taken from one peer on the stem (bursts of eight
-    /// seconds' worth, at most 8 MiB).
-    #[arg(long, value_name = "BYTES_PER_SEC", default_value_t = 1 << 20)]
-    upload_rate: u64,
-    /// Keep a copy this long after the intake receipted it (first to go when full).
-    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = duration)]
-    keep_receipted: Duration,
-}
-
-impl UploadFlags {
-    pub fn apply(&self, cfg: &mut UploadConfig) -> anyhow::Result<()> {
-        if !(0.0..=1.0).contains(&self.relay_probability) {
-            bail!("--relay-probability must be between 0 and 1");
-        }
-        let max = swarmsite::upload::container::DEFAULT_MAX_SIZE;
-        if self.upload_max > max {
-            bail!("--upload-max cannot exceed the protocol's {max} bytes");
-        }
-        cfg.quota = self.upload_quota;
-        cfg.max_size = self.upload_max;
-        cfg.stem.delay_ms = (self.stem_delay.0, self.stem_delay.1);
-        cfg.stem.relay_probability = self.relay_probability;
-        cfg.stem.retry_ms = self.stem_retry.as_millis() as u64;
-        cfg.stem.failsafe_ms = (self.stem_failsafe.0, self.stem_failsafe.1);
-        cfg.transfer.bytes_per_sec = self.upload_rate.max(1);
-        // A burst of eight seconds' worth, at most the default.
-        cfg.transfer.burst_bytes = self
-            .upload_rate
-            .saturating_mul(8)
-            .min(cfg.transfer.burst_bytes);
-        cfg.keep_receipted = self.keep_receipted;
-        Ok(())
-    }
-}
+use swarmsite::upload::IntakeConfig;
 
 #[derive(Args, Debug)]
 pub struct UploadArgs {
@@ -123,7 +42,7 @@ fn find_entry<'a>(list: &'a Value, token: &str) -> Option<&'a Value> {
 
 fn describe(e: &Value) -> String {
     let state = e["state"].as_str().unwrap_or("?");
-    let when = |k: &str| e[k].as_u64().map(|ms| super::show_time(ms / 1000));
+    let when = |k: &str| e[k].as_u64().map(|ms| super::shared::show_time(ms / 1000));
     match state {
         "waiting" => format!(
             "waiting; next hop at {}",

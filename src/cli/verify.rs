@@ -13,7 +13,7 @@ use swarmsite::record::{Payload, Record};
 use swarmsite::torrent;
 use swarmsite::trust::{Refusal, TrustStore};
 
-use super::{now, show_time};
+use super::shared::{now, show_time};
 
 #[derive(Args, Debug)]
 pub struct VerifyArgs {

@@ -13,6 +13,7 @@
 //! name. Every text of a record is HTML-escaped; the pages forbid scripts (CSP), and a
 //! document is served sandboxed, since a leaked file is not the publisher's code.
 
+use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -20,7 +21,8 @@ use axum::response::Response;
 use bytesize::ByteSize;
 
 use super::view::{DocumentStatus, DocumentsView, nearest};
-use crate::serve::{HttpConn, PATH_SET, SiteRelease, html_escape, html_page, serve_file};
+use crate::http_file::{PATH_SET, html_escape, html_page, serve_file};
+use crate::http_server::HttpConn;
 
 /// Results shown for one search.
 const MAX_RESULTS: usize = 200;
@@ -31,7 +33,7 @@ const MAX_HOLDERS_SHOWN: usize = 10;
 
 /// What the archive needs from a request.
 pub struct Request<'a> {
-    /// Cleaned path without the leading `/` (see `serve::clean_path`).
+    /// Cleaned path without the leading `/` (see `http_file::clean_path`).
     pub path: &'a str,
     pub query: Option<&'a str>,
     pub headers: &'a HeaderMap,
@@ -39,10 +41,19 @@ pub struct Request<'a> {
     pub head: bool,
 }
 
+/// What the archive needs to know of the site served beside it: the site's own files
+/// under `documents/` win over the archive's (the router passes the served release).
+pub trait SiteFiles: Sync {
+    /// True when `path` (no leading `/`) names a file or folder of the site.
+    fn has(&self, path: &str) -> bool;
+    /// The names in folder `dir` of the site: files, and folders with a trailing `/`.
+    fn children(&self, dir: &str) -> BTreeSet<String>;
+}
+
 /// Answers `req` from the archive, or `None` when the site should answer it.
 pub async fn respond(
     view: &DocumentsView,
-    release: Option<&SiteRelease>,
+    release: Option<&dyn SiteFiles>,
     req: Request<'_>,
 ) -> Option<Response> {
     if req.path == "documents" {
@@ -245,7 +256,7 @@ fn row(view: &DocumentsView, doc: &DocumentStatus, req: &Request<'_>) -> String 
     )
 }
 
-fn index(view: &DocumentsView, release: Option<&SiteRelease>, req: &Request<'_>) -> Response {
+fn index(view: &DocumentsView, release: Option<&dyn SiteFiles>, req: &Request<'_>) -> Response {
     let q = query_words(req.query).filter(|q| !q.trim().is_empty());
     let (docs, heading): (Vec<&DocumentStatus>, String) = match &q {
         Some(q) => {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::serve::{FileEntry, Modified};
+use crate::http_file::{FileEntry, Modified};
 use swarmsite_protocol::documents::Document;
 use swarmsite_protocol::documents::choice::{Local, Why};
 use swarmsite_protocol::documents::search::SearchIndex;

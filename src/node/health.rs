@@ -1,37 +1,8 @@
 //! One word for how a node is doing, for the tray icon and the dashboard's header: the
-//! same rules in both, computed here once from the status.
+//! same rules in both, computed here once from the status (`Health::of`; the types are
+//! the status's).
 
-use serde::Serialize;
-
-use super::status::Status;
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum TrayState {
-    /// No verified release yet, or no peer to share with.
-    #[default]
-    Offline,
-    /// Downloading a new release.
-    Syncing,
-    /// Serving a release, with peers.
-    Serving,
-    /// The user paused sharing.
-    Paused,
-    /// Something needs the user: see `problems`.
-    Attention,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Health {
-    pub state: TrayState,
-    /// One line, e.g. "Syncing v3: 45%" or "Serving v2 · 5 peers".
-    pub summary: String,
-    /// What needs the user, one sentence each.
-    pub problems: Vec<String>,
-    /// The site on this computer (the first bound HTTP address; a wildcard address is
-    /// shown as `localhost`), for "Open site".
-    pub local_url: Option<String>,
-}
+use super::status::{Health, Status, TrayState};
 
 fn local_url(s: &Status) -> Option<String> {
     let addr: std::net::SocketAddr = s.http.iter().find(|h| h.bound)?.addr.parse().ok()?;

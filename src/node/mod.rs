@@ -36,7 +36,7 @@ use crate::serve::Served;
 use crate::torrents::{Torrents, TorrentsConfig};
 
 pub use core::uploads::{EntryView, PackingView, UploadCommand, UploadList};
-pub use health::{Health, TrayState};
+pub use status::{Health, TrayState};
 pub use status::{
     BlacklistEntryStatus, BlacklistStatus, DocumentsSummary, HttpPortStatus, NodeEvent,
     NoticeStatus, PeerStatus, Status, SyncStatus, UploadsStatus,

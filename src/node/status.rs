@@ -41,7 +41,7 @@ pub struct Status {
     /// Sharing paused by the user (tray menu, control API).
     pub paused: bool,
     /// The tray's word for all of the above (filled in by `NodeHandle::status`).
-    pub health: super::health::Health,
+    pub health: Health,
     /// Anonymous uploads held (counts only: which ones this node made is never here).
     pub uploads: UploadsStatus,
 }
@@ -232,4 +232,34 @@ pub enum NodeEvent {
         ih: String,
         outcome: String,
     },
+}
+
+/// One word for how a node is doing ([`Health::of`] in `health.rs`): the tray icon's
+/// state and the dashboard's header.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TrayState {
+    /// No verified release yet, or no peer to share with.
+    #[default]
+    Offline,
+    /// Downloading a new release.
+    Syncing,
+    /// Serving a release, with peers.
+    Serving,
+    /// The user paused sharing.
+    Paused,
+    /// Something needs the user: see `problems`.
+    Attention,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Health {
+    pub state: TrayState,
+    /// One line, e.g. "Syncing v3: 45%" or "Serving v2 · 5 peers".
+    pub summary: String,
+    /// What needs the user, one sentence each.
+    pub problems: Vec<String>,
+    /// The site on this computer (the first bound HTTP address; a wildcard address is
+    /// shown as `localhost`), for "Open site".
+    pub local_url: Option<String>,
 }
