@@ -17,10 +17,10 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rustc_hash::FxHashMap;
-use swarmsite_protocol::blacklist::{Enforcement, hintable};
+use swarmsite_protocol::blacklist::Enforcement;
 use swarmsite_protocol::content::Blacklist;
 use swarmsite_protocol::gossip::{Acceptor, Action, Gossip, GossipConfig, PeerKey};
-use swarmsite_protocol::hints::{HOPS, HintAction, Hints, HintsConfig};
+use swarmsite_protocol::hints::{HintAction, Hints, HintsConfig};
 use swarmsite_protocol::name::{ObjectClass, SystemName, file_id, kind};
 use swarmsite_protocol::policy;
 use swarmsite_protocol::record::{Payload, Record};
@@ -31,10 +31,6 @@ use crate::dht::DhtConfig;
 use crate::engine::{Ms, Queue, T0, derive_seed};
 use crate::net::{Net, NetConfig};
 use crate::records::{RecId, Records, SITE, SharedRecords, SimAcceptor};
-
-/// Wire ports every simulated node announces (they only name the accused in hints).
-const WIRE_PORT: u16 = 6880;
-const BT_PORT: u16 = 6881;
 
 /// How a run is set up. [`WorldConfig::node_defaults`] takes every protocol setting
 /// from the node's own defaults.
@@ -465,12 +461,10 @@ impl World {
 
     /// Makes `node` an auto-blacklist node (it holds the blacklist key).
     pub fn make_auditor(&mut self, node: u32) {
-        self.nodes[node as usize].blacklist = Enforcement::new(Some(self.cfg.auto_threshold));
-        // `node::core::Core::new`: an auto-blacklist node hears every hint.
-        self.nodes[node as usize].hints = Hints::new(HintsConfig {
-            auditor: true,
-            ..self.cfg.hints.clone()
-        });
+        let (blacklist, hints) =
+            policy::evidence_machines(Some(self.cfg.auto_threshold), self.cfg.hints.clone());
+        self.nodes[node as usize].blacklist = blacklist;
+        self.nodes[node as usize].hints = hints;
         let every = self.cfg.auto_interval;
         self.q.after(every, Ev::AutoTick { node });
     }
@@ -581,7 +575,7 @@ impl World {
                 let b = self.links[a as usize][l] & !OUT;
                 self.nodes[a as usize]
                     .gossip
-                    .peer_up(b as PeerKey, b.into(), now);
+                    .peer_up(b as PeerKey, Net::ip(b), now);
                 match self.nodes[a as usize].gossip.poll_action() {
                     Some(Action::Send {
                         peer,
@@ -741,10 +735,9 @@ impl World {
                 match action {
                     HintAction::Relay { hint, except } => {
                         let id = self.hint_id(&hint);
-                        let accused = Net::node_of(hint.ip);
                         for l in 0..self.links[node as usize].len() {
                             let p = self.links[node as usize][l] & !OUT;
-                            if Some(p as PeerKey) != except && Some(p) != accused {
+                            if policy::relay_hint_to(&hint, except, p as PeerKey, Net::ip(p)) {
                                 self.transmit(node, p, Msg::Hint(id), 0);
                                 self.stats.hint += 1;
                             }
@@ -899,7 +892,7 @@ impl World {
             // `node::core::Core::on_report`: hints about itself or a listed address
             // are not taken.
             Message::Hint(hint) => {
-                if hint.ip != Net::ip(to) && !n.blacklist.contains(hint.ip) {
+                if policy::take_hint(&hint, Net::ip(to), &n.blacklist) {
                     n.hints.receive(from as PeerKey, Net::ip(from), hint, now);
                 }
             }
@@ -979,18 +972,11 @@ impl World {
         let now = self.now();
         let n = &mut self.nodes[node as usize];
         n.blacklist.evidence(Net::ip(p), refusal.code());
-        if hintable(refusal.code()) {
-            n.hints.local(
-                Hint {
-                    ip: Net::ip(p),
-                    wire_port: Some(WIRE_PORT),
-                    bt_port: Some(BT_PORT),
-                    reason: refusal.code().into(),
-                    object,
-                    hops: HOPS,
-                },
-                now,
-            );
+        let ports = (Some(policy::WIRE_PORT), Some(policy::BT_PORT));
+        if let Some(hint) =
+            policy::refusal_hint(Net::ip(p), ports.0, ports.1, refusal.code(), object)
+        {
+            n.hints.local(hint, now);
         }
     }
 
@@ -1042,7 +1028,7 @@ impl World {
         if !self.online[node as usize] {
             return;
         }
-        let every = self.cfg.gossip.pull_interval_ms;
+        let every = policy::rendezvous_period_ms(self.cfg.gossip.pull_interval_ms);
         self.q.after(every, Ev::Round { node });
         let cost = self
             .cfg
@@ -1121,7 +1107,7 @@ impl World {
                 let now = self.now();
                 self.nodes[a as usize]
                     .gossip
-                    .peer_up(b as PeerKey, b.into(), now);
+                    .peer_up(b as PeerKey, Net::ip(b), now);
             }
         }
         self.drain(from);

@@ -36,11 +36,11 @@ use crate::serve::Served;
 use crate::torrents::{Torrents, TorrentsConfig};
 
 pub use core::uploads::{EntryView, PackingView, UploadCommand, UploadList};
-pub use status::{Health, TrayState};
 pub use status::{
     BlacklistEntryStatus, BlacklistStatus, DocumentsSummary, HttpPortStatus, NodeEvent,
     NoticeStatus, PeerStatus, Status, SyncStatus, UploadsStatus,
 };
+pub use status::{Health, TrayState};
 
 /// Everything a node needs to know to run.
 #[derive(Clone, Debug)]
@@ -143,8 +143,8 @@ impl NodeConfig {
             data_dir,
             bundle,
             site,
-            wire_listen: "0.0.0.0:6880".parse().expect("addr"),
-            bt_listen: "0.0.0.0:6881".parse().expect("addr"),
+            wire_listen: SocketAddr::from(([0, 0, 0, 0], crate::policy::WIRE_PORT)),
+            bt_listen: SocketAddr::from(([0, 0, 0, 0], crate::policy::BT_PORT)),
             http: vec![
                 "0.0.0.0:80".parse().expect("addr"),
                 "0.0.0.0:18880".parse().expect("addr"),
@@ -160,7 +160,7 @@ impl NodeConfig {
             max_inbound: crate::policy::MAX_INBOUND,
             max_inbound_per_ip: crate::policy::MAX_INBOUND_PER_IP,
             documents_quota: None,
-            rendezvous: Some("0.0.0.0:6880".parse().expect("addr")),
+            rendezvous: Some(SocketAddr::from(([0, 0, 0, 0], crate::policy::WIRE_PORT))),
             rendezvous_bootstrap: crate::rendezvous::PUBLIC_ROUTERS
                 .iter()
                 .map(|s| s.to_string())

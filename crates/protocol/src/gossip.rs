@@ -15,6 +15,7 @@
 //! current record again.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use rand::SeedableRng;
@@ -175,7 +176,7 @@ pub struct Gossip<A: Acceptor> {
     freshness: Freshness,
 }
 
-/// Distinct peer sources (addresses, for the node) whose `have` must name no newer key
+/// Distinct peer addresses whose `have` must name no newer key
 /// set of a role before its content is taken.
 pub const CONFIRM_SOURCES: usize = 3;
 /// How long after the first peer the node takes content with fewer sources confirming.
@@ -189,7 +190,7 @@ struct Freshness {
     /// Connected peers (until every role is confirmed): their source, and the newest
     /// key set version per role (index: role number - 1) their last `have` named (0:
     /// none named, that is version 1).
-    peers: HashMap<PeerKey, (u64, [u32; 6])>,
+    peers: HashMap<PeerKey, (IpAddr, [u32; 6])>,
     /// Roles confirmed since start (for good: a newer set learned later is taken as
     /// it comes, and what it does not vouch for is dropped).
     confirmed: BTreeSet<Role>,
@@ -287,7 +288,7 @@ impl<A: Acceptor> Gossip<A> {
             }
             let ours = self.acceptor.highest((role.number(), 1)).max(1);
             let at = usize::from(role.number() - 1);
-            let mut sources: Vec<u64> = self
+            let mut sources: Vec<IpAddr> = self
                 .freshness
                 .peers
                 .values()
@@ -343,9 +344,9 @@ impl<A: Acceptor> Gossip<A> {
         self.get_held(slot).map(|h| (&*h.record, &h.bytes))
     }
 
-    /// A connection is up. `source` groups connections that may be one party (the
-    /// node: its address): key-set freshness counts sources, not connections.
-    pub fn peer_up(&mut self, peer: PeerKey, source: u64, now: u64) {
+    /// A connection is up, from address `source`: key-set freshness counts addresses,
+    /// not connections (many connections from one address may be one party).
+    pub fn peer_up(&mut self, peer: PeerKey, source: IpAddr, now: u64) {
         self.forget_peer(peer);
         self.freshness.first_peer.get_or_insert(now);
         if self.freshness.confirmed.len() < Role::ALL.len() {

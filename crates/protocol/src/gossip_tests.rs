@@ -82,8 +82,8 @@ impl Net {
             pushes: 0,
         };
         for (a, b) in net.links.clone() {
-            net.nodes[a].peer_up(b as PeerKey, b as u64, T0);
-            net.nodes[b].peer_up(a as PeerKey, a as u64, T0);
+            net.nodes[a].peer_up(b as PeerKey, src(b as u64), T0);
+            net.nodes[b].peer_up(a as PeerKey, src(a as u64), T0);
         }
         net.run(T0);
         net
@@ -212,8 +212,8 @@ fn a_late_node_catches_up_by_pull_alone() {
     net.run(T0 + 2_000);
     net.nodes[2].peer_down(1, T0 + 3_000);
     net.nodes[1].peer_down(2, T0 + 3_000);
-    net.nodes[2].peer_up(1, 1, T0);
-    net.nodes[1].peer_up(2, 2, T0);
+    net.nodes[2].peer_up(1, src(1), T0);
+    net.nodes[1].peer_up(2, src(2), T0);
     net.run(T0 + 3_000);
     assert_eq!(net.version(2), 2);
 }
@@ -230,7 +230,7 @@ fn content_signed_by_new_keys_waits_for_the_rotation() {
     t.accept(&Record::decode(&rotation).unwrap(), T0 / 1000)
         .unwrap();
     let mut node0 = Gossip::new(t, gcfg(), vec![], 0, T0);
-    node0.peer_up(1, 1, T0);
+    node0.peer_up(1, src(1), T0);
     net.nodes[0] = node0;
     // Node 1 gets the release before the rotation: it asks for key set v2, gets it,
     // then accepts the release.
@@ -266,7 +266,7 @@ fn a_have_costs_one_answer_per_slot_however_it_is_repeated() {
     let b = bundle();
     let mut g = Gossip::new(TrustStore::from_bundle(&b), gcfg(), vec![], 1, T0);
     g.submit(release(3, key(0)), T0).unwrap();
-    g.peer_up(7, 7, T0);
+    g.peer_up(7, src(7), T0);
     while g.poll_action().is_some() {}
     // One old name, listed 3000 times: one push.
     let stale = SystemName::new(TAG, 0x1000, 1, 1);
@@ -295,7 +295,7 @@ fn a_have_costs_one_answer_per_slot_however_it_is_repeated() {
 fn a_have_full_of_fresh_names_grows_no_state_beyond_bounds() {
     let b = bundle();
     let mut g = Gossip::new(TrustStore::from_bundle(&b), gcfg(), vec![], 1, T0);
-    g.peer_up(7, 7, T0);
+    g.peer_up(7, src(7), T0);
     while g.poll_action().is_some() {}
     let other: NetworkTag = "OTHERNETS".parse().unwrap();
     let mut asks = 0;
@@ -342,7 +342,7 @@ fn records_waiting_for_a_key_set_are_bounded_per_peer_and_never_evicted_as_forge
     // key(5) is in no key set this node knows: each such record waits for one.
     let unknown = |v: u32| release(v, key(5)).to_vec();
     for p in 0..70u64 {
-        g.peer_up(p, p, T0);
+        g.peer_up(p, src(p), T0);
     }
     // The key sets this node knows are confirmed current (by one peer, in `gcfg`).
     g.handle_message(0, Message::Have { names: vec![] }, T0);
@@ -413,7 +413,7 @@ fn key_sets_wait_for_three_sources_or_the_wait() {
     let mut g = fresh();
     // Three connections from one address, then a push: it waits, and is no evidence.
     for p in 1..=3 {
-        g.peer_up(p, 100, T0);
+        g.peer_up(p, src(100), T0);
         g.handle_message(p, Message::Have { names: vec![] }, T0);
     }
     g.handle_message(
@@ -429,7 +429,7 @@ fn key_sets_wait_for_three_sources_or_the_wait() {
     assert!(!g.key_set_confirmed(Role::SITE));
     // Two more addresses whose `have` names no newer site key set: taken.
     for (p, source) in [(4, 200), (5, 300)] {
-        g.peer_up(p, source, T0 + 10);
+        g.peer_up(p, src(source as u64), T0 + 10);
         g.handle_message(p, Message::Have { names: vec![] }, T0 + 10);
     }
     assert!(g.key_set_confirmed(Role::SITE));
@@ -437,7 +437,7 @@ fn key_sets_wait_for_three_sources_or_the_wait() {
 
     // One address alone: taken once the wait after the first peer is over.
     let mut g = fresh();
-    g.peer_up(1, 100, T0);
+    g.peer_up(1, src(100), T0);
     g.handle_message(1, Message::Have { names: vec![] }, T0);
     let push = Message::Push {
         record: release(1, key(0)).to_vec(),
@@ -457,7 +457,7 @@ fn a_rotation_learned_later_drops_what_a_retired_key_pinned() {
     // Issue 20: a fresh node whose only peer held the retired site key 1.
     let t = TrustStore::from_bundle(&bundle());
     let mut g = Gossip::new(t, GossipConfig::new(TAG, &[1]), vec![], 1, T0);
-    g.peer_up(1, 100, T0);
+    g.peer_up(1, src(100), T0);
     let forged = release(1000, key(1));
     g.handle_message(
         1,
@@ -485,7 +485,7 @@ fn a_rotation_learned_later_drops_what_a_retired_key_pinned() {
         &[0, 2],
     );
     // An honest peer comes: its `have` names key set v2 and release 5.
-    g.peer_up(2, 200, T0 + 30_000);
+    g.peer_up(2, src(200), T0 + 30_000);
     let have = vec![rotation.name, honest.name];
     let sent = answers(&mut g, 2, Message::Have { names: have }, T0 + 30_000);
     assert!(sent.contains(&Message::Get {
@@ -536,4 +536,9 @@ fn a_rotation_learned_later_drops_what_a_retired_key_pinned() {
     let actions = drain(&mut g);
     assert!(accepted_versions(&actions).is_empty());
     assert!(!actions.iter().any(|a| matches!(a, Action::Evidence { .. })));
+}
+
+/// A peer's address in these tests: distinct numbers, distinct addresses.
+fn src(n: u64) -> std::net::IpAddr {
+    std::net::IpAddr::from([10, 0, (n >> 8) as u8, n as u8])
 }

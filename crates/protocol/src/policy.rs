@@ -1,7 +1,22 @@
-//! The node's defaults that the simulator must share to say anything about the node: how
-//! many peers it dials, how often it pulls, when it blacklists, how long it waits. The
-//! node's configuration starts from these (`NodeConfig::new`), and the simulator's
-//! `WorldConfig::node_defaults` takes them from here, so the two cannot drift apart.
+//! What the node's driver does around the protocol's machines, where the simulator must
+//! do the same to say anything about the node: the defaults (how many peers it dials,
+//! how often it pulls, when it blacklists, how long it waits) and the rules between the
+//! machines (which hints are taken and to whom they are relayed, what a refusal becomes,
+//! which node audits). The node (`node::core`, `NodeConfig::new`) and the simulator
+//! (`sim/src/world.rs`) both call these, so a rule changes in one place.
+
+use std::net::IpAddr;
+
+use crate::blacklist::{Enforcement, hintable};
+use crate::gossip::PeerKey;
+use crate::hints::{Hints, HintsConfig};
+use crate::name::SystemName;
+use crate::wire::Hint;
+
+/// The wire port a node listens on by default (`--wire-listen`).
+pub const WIRE_PORT: u16 = 6880;
+/// The BitTorrent port a node listens on by default (`--bt-listen`).
+pub const BT_PORT: u16 = 6881;
 
 /// Outgoing wire connections a node keeps (`--max-peers`).
 pub const MAX_PEERS: usize = 32;
@@ -22,3 +37,87 @@ pub const AUTO_BLACKLIST_INTERVAL_MS: u64 = 60_000;
 pub const DIAL_TIMEOUT_MS: u64 = 10_000;
 /// How long an auditor's re-check waits for an accused peer that does not answer, ms.
 pub const RECHECK_LIMIT_MS: u64 = 20_000;
+/// The first rendezvous round, ms after start.
+pub const RENDEZVOUS_FIRST_MS: u64 = 1_000;
+
+/// How often the rendezvous round runs (DHT refresh, finding and dialling peers): with
+/// the pull rounds, never more than once a second.
+pub fn rendezvous_period_ms(pull_interval_ms: u64) -> u64 {
+    pull_interval_ms.max(1_000)
+}
+
+/// Whether a hint a peer sent is taken (handed to [`Hints::receive`]): never one about
+/// this node itself (`own`), nor about an address whose blacklisting is in force.
+pub fn take_hint(hint: &Hint, own: IpAddr, enforcement: &Enforcement) -> bool {
+    hint.ip != own && !enforcement.contains(hint.ip)
+}
+
+/// Whether a hint the [`Hints`] machine relays goes to `peer` (at `peer_ip`): never
+/// back to the peer it came from (`except`), never to the accused.
+pub fn relay_hint_to(hint: &Hint, except: Option<PeerKey>, peer: PeerKey, peer_ip: IpAddr) -> bool {
+    Some(peer) != except && peer_ip != hint.ip
+}
+
+/// The hint a refusal of what the peer at `ip` sent becomes, when an auditor can check
+/// it again by itself ([`hintable`]); the ports say where to look.
+pub fn refusal_hint(
+    ip: IpAddr,
+    wire_port: Option<u16>,
+    bt_port: Option<u16>,
+    reason: &str,
+    object: Option<SystemName>,
+) -> Option<Hint> {
+    hintable(reason).then(|| Hint {
+        ip,
+        wire_port,
+        bt_port,
+        reason: reason.into(),
+        object,
+        hops: crate::hints::HOPS,
+    })
+}
+
+/// A node's evidence machines: one that runs auto-blacklisting (`auto_threshold`)
+/// counts evidence and audits every hint it hears; any other only relays.
+pub fn evidence_machines(auto_threshold: Option<u32>, hints: HintsConfig) -> (Enforcement, Hints) {
+    let hints = HintsConfig {
+        auditor: auto_threshold.is_some(),
+        ..hints
+    };
+    (Enforcement::new(auto_threshold), Hints::new(hints))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hint(ip: [u8; 4]) -> Hint {
+        refusal_hint(
+            IpAddr::from(ip),
+            Some(WIRE_PORT),
+            None,
+            "bad-signature",
+            None,
+        )
+        .expect("a forged signature can be checked again")
+    }
+
+    #[test]
+    fn hints_are_not_about_ourselves_nor_relayed_back_or_to_the_accused() {
+        let (enforcement, _) = evidence_machines(None, HintsConfig::default());
+        let h = hint([10, 0, 0, 9]);
+        assert!(take_hint(&h, IpAddr::from([10, 0, 0, 1]), &enforcement));
+        assert!(!take_hint(&h, IpAddr::from([10, 0, 0, 9]), &enforcement));
+        assert!(relay_hint_to(&h, Some(3), 4, IpAddr::from([10, 0, 0, 4])));
+        assert!(!relay_hint_to(&h, Some(3), 3, IpAddr::from([10, 0, 0, 3])));
+        assert!(!relay_hint_to(&h, Some(3), 9, IpAddr::from([10, 0, 0, 9])));
+    }
+
+    #[test]
+    fn only_what_an_auditor_can_check_becomes_a_hint() {
+        assert!(refusal_hint(IpAddr::from([10, 0, 0, 9]), None, None, "not-newer", None).is_none());
+        assert_eq!(hint([10, 0, 0, 9]).hops, crate::hints::HOPS);
+        assert_eq!(rendezvous_period_ms(0), 1_000);
+        assert_eq!(rendezvous_period_ms(PULL_INTERVAL_MS), PULL_INTERVAL_MS);
+    }
+}

@@ -7,18 +7,15 @@ impl Core {
     /// Tells the wire peers (as a hint) that `addrs` did `reason`, when an auditor can
     /// check that again by itself.
     pub(super) fn accuse(&mut self, addrs: PeerAddrs, reason: &str, object: Option<SystemName>) {
-        if !crate::blacklist::hintable(reason) {
-            return;
-        }
-        let hint = Hint {
-            ip: addrs.remote.ip(),
-            wire_port: addrs.wire.map(|a| a.port()),
-            bt_port: addrs.bt.map(|a| a.port()),
-            reason: reason.into(),
+        if let Some(hint) = crate::policy::refusal_hint(
+            addrs.remote.ip(),
+            addrs.wire.map(|a| a.port()),
+            addrs.bt.map(|a| a.port()),
+            reason,
             object,
-            hops: crate::hints::HOPS,
-        };
-        self.hints.local(hint, unix_ms());
+        ) {
+            self.hints.local(hint, unix_ms());
+        }
     }
 
     /// (Auditors) `from` accuses `hint.ip`: counts once confirmed by our own re-check.

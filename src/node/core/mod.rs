@@ -234,8 +234,9 @@ impl Core {
             crate::evidence::DEFAULT_MAX_BYTES,
         )
         .spawn_writer();
-        let auditor_flag = cfg.auto_blacklist.is_some();
         let auto_threshold = cfg.auto_blacklist.as_ref().map(|a| a.threshold);
+        let (blacklist, hints) =
+            crate::policy::evidence_machines(auto_threshold, HintsConfig::default());
         let archive = documents::Archive::new(store.root(), cfg.documents_quota);
         let update = update::Updater::new(cfg.update.clone(), &store);
         let uploads = uploads::Uploads::new(&cfg);
@@ -268,12 +269,9 @@ impl Core {
             serving: None,
             restoring_served: None,
             local_payloads,
-            blacklist: Enforcement::new(auto_threshold),
+            blacklist,
             closed: std::collections::VecDeque::new(),
-            hints: Hints::new(HintsConfig {
-                auditor: auditor_flag,
-                ..Default::default()
-            }),
+            hints,
             blacklist_fetch: None,
             blacklist_ih: None,
             archive,
@@ -306,8 +304,10 @@ impl Core {
         let mut auto_tick =
             tokio::time::interval_at(tokio::time::Instant::now() + auto_every, auto_every);
         let mut dht_tick = tokio::time::interval_at(
-            tokio::time::Instant::now() + Duration::from_secs(1),
-            self.cfg.pull_interval.max(Duration::from_secs(1)),
+            tokio::time::Instant::now() + Duration::from_millis(crate::policy::RENDEZVOUS_FIRST_MS),
+            Duration::from_millis(crate::policy::rendezvous_period_ms(
+                self.cfg.pull_interval.as_millis() as u64,
+            )),
         );
         let mut docs_tick = tokio::time::interval(Duration::from_millis(250));
         let mut uploads_tick = tokio::time::interval(self.uploads.tick_interval());
@@ -618,13 +618,7 @@ impl Core {
                     conn.wire_addr = listen_port.map(|p| SocketAddr::new(conn.remote.ip(), p));
                 }
                 let addr = conn.remote.to_string();
-                // Connections from one address count as one source of key-set news.
-                let source = {
-                    use std::hash::{Hash, Hasher};
-                    let mut h = std::collections::hash_map::DefaultHasher::new();
-                    conn.remote.ip().hash(&mut h);
-                    h.finish()
-                };
+                let source = conn.remote.ip();
                 self.gossip.peer_up(key, source, unix_ms());
                 self.send_documents_to(key);
                 self.uploads_peer_up(key);
@@ -635,8 +629,7 @@ impl Core {
             Event::Message(Message::Up { ih }) => self.on_up(key, ih),
             Event::Message(Message::Hint(hint)) => {
                 if let Some(source) = self.conns.get(&key).map(|c| c.remote.ip())
-                    && hint.ip != self.local_ip
-                    && !self.blacklist.contains(hint.ip)
+                    && crate::policy::take_hint(&hint, self.local_ip, &self.blacklist)
                 {
                     self.hints.receive(key, source, hint, unix_ms());
                 }
@@ -883,7 +876,8 @@ impl Core {
             match action {
                 HintAction::Relay { hint, except } => {
                     for (k, c) in &self.conns {
-                        if c.ready && Some(*k) != except && c.remote.ip() != hint.ip {
+                        if c.ready && crate::policy::relay_hint_to(&hint, except, *k, c.remote.ip())
+                        {
                             let _ = c.tx.try_send(Message::Hint(hint.clone()));
                         }
                     }
