@@ -561,11 +561,27 @@ pub fn open(
     Ok(Opened { size, ..opened })
 }
 
-fn unpack<R: Read>(
-    opener: Opener<R>,
-    dir: &Path,
+/// Unpacks a decrypted payload (one zstd frame holding a tar archive) into `dest`,
+/// which must not exist yet, with the checks [`open`] makes after decryption: only files
+/// and folders, nothing outside `dest`, within `limits`; `dest` appears whole or not at
+/// all. For the fuzzer, which reaches zstd and tar here without an RSA decryption per
+/// input (`fuzz/fuzz_targets/container_plain.rs`).
+pub fn unpack_plain(
+    plain: impl Read,
+    dest: &Path,
     limits: &Limits,
-) -> Result<(Opened, Opener<R>), ContainerError> {
+) -> Result<Opened, ContainerError> {
+    let unpack_err = |source| ContainerError::Unpack {
+        path: dest.to_path_buf(),
+        source,
+    };
+    let staging = crate::fsutil::Staging::new(dest, 0o700).map_err(unpack_err)?;
+    let (opened, _) = unpack(plain, staging.path(), limits)?;
+    staging.commit().map_err(unpack_err)?;
+    Ok(opened)
+}
+
+fn unpack<R: Read>(opener: R, dir: &Path, limits: &Limits) -> Result<(Opened, R), ContainerError> {
     let mut zstd = zstd::stream::read::Decoder::new(opener)
         .map_err(ContainerError::Read)?
         .single_frame();
@@ -933,5 +949,23 @@ mod tests {
         let fine = hostile_payload(&[(b"ok.txt", file, b"fine")]);
         assert_eq!(open_payload(fine, "e").unwrap().files, 1);
         assert_eq!(std::fs::read(tmp.path().join("e/ok.txt")).unwrap(), b"fine");
+    }
+
+    #[test]
+    fn the_decrypted_inside_unpacks_with_the_same_checks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let limits = Limits::default();
+        let file = tar::EntryType::Regular;
+        let escape = hostile_payload(&[(b"ok.txt", file, b"fine"), (b"../evil", file, b"x")]);
+        let dest = tmp.path().join("a");
+        assert!(matches!(
+            unpack_plain(&escape[..], &dest, &limits),
+            Err(ContainerError::BadArchive(_))
+        ));
+        assert!(!dest.exists() && !tmp.path().join("evil").exists());
+        let fine = hostile_payload(&[(b"ok.txt", file, b"fine")]);
+        let dest = tmp.path().join("b");
+        assert_eq!(unpack_plain(&fine[..], &dest, &limits).unwrap().files, 1);
+        assert_eq!(std::fs::read(dest.join("ok.txt")).unwrap(), b"fine");
     }
 }
