@@ -22,13 +22,20 @@ pub enum Payload {
     /// Inline payload, at most 8 KiB.
     Body(Vec<u8>),
     /// A torrent whose info hash is `ih` carries the payload of `size` bytes.
-    Torrent { ih: [u8; 20], size: u64 },
+    Torrent {
+        /// BitTorrent v1 info hash of the torrent.
+        ih: [u8; 20],
+        /// Size of the payload, in bytes.
+        size: u64,
+    },
 }
 
 /// One signature: who (`kid`) and the PSS signature bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Signature {
+    /// Id of the key that made the signature.
     pub kid: Kid,
+    /// The RSASSA-PSS-SHA-256 signature over [`Record::signed_message`], 1 to 512 bytes.
     pub sig: Vec<u8>,
 }
 
@@ -36,39 +43,62 @@ pub struct Signature {
 /// [`Record::new`] and [`Record::sign`] so the limits hold.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record {
+    /// The system name the record publishes: which object, and which version of it.
     pub name: SystemName,
     /// Unix seconds at which the publisher made the record.
     pub time: u64,
+    /// The inline body, or the torrent that carries the payload.
     pub payload: Payload,
+    /// Signatures, sorted by kid with at most one per kid; may be empty in drafts.
     pub sigs: Vec<Signature>,
 }
 
 /// Why bytes are not a well-formed record.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RecordError {
+    /// The bytes are not canonical bencode within [`Limits::RECORD`].
     #[error("bencode: {0}")]
     Bencode(#[from] DecodeError),
+    /// The dictionary lacks a field, has an unknown one, or one of the wrong type or value.
     #[error("record: {0}")]
     Shape(#[from] ShapeError),
+    /// The `name` field is not a valid system name.
     #[error("name: {0}")]
     Name(#[from] NameError),
+    /// Both `body` and `ih` are present; a record carries exactly one payload.
     #[error("record has both `body` and `ih`")]
     BothPayloads,
+    /// Neither `body` nor `ih` is present.
     #[error("record has neither `body` nor `ih`")]
     NoPayload,
+    /// The inline body is longer than [`MAX_BODY_LEN`] (its length is carried).
     #[error("body of {0} bytes exceeds {MAX_BODY_LEN}")]
     BodyTooLarge(usize),
+    /// The encoding is longer than [`MAX_RECORD_LEN`] (its length is carried).
     #[error("encoded record of {0} bytes exceeds {MAX_RECORD_LEN}")]
     TooLarge(usize),
+    /// `time` or `size` is above the largest bencode integer the decoder takes
+    /// (`i64::MAX`): such a record would be encoded as a negative number and refused.
+    #[error("{0} is above {max}", max = i64::MAX)]
+    OutOfRange(&'static str),
 }
 
 impl Record {
-    /// An unsigned record; fails if the body is too large.
+    /// An unsigned record; fails if the body is too large, or `time` or the torrent's
+    /// `size` cannot be encoded.
     pub fn new(name: SystemName, time: u64, payload: Payload) -> Result<Self, RecordError> {
         if let Payload::Body(b) = &payload
             && b.len() > MAX_BODY_LEN
         {
             return Err(RecordError::BodyTooLarge(b.len()));
+        }
+        if i64::try_from(time).is_err() {
+            return Err(RecordError::OutOfRange("time"));
+        }
+        if let Payload::Torrent { size, .. } = &payload
+            && i64::try_from(*size).is_err()
+        {
+            return Err(RecordError::OutOfRange("size"));
         }
         Ok(Record {
             name,
@@ -247,6 +277,16 @@ mod tests {
         assert_eq!(
             body.unwrap_err(),
             RecordError::BodyTooLarge(MAX_BODY_LEN + 1)
+        );
+        let late = Record::new(name(), u64::MAX, Payload::Body(vec![]));
+        assert_eq!(late.unwrap_err(), RecordError::OutOfRange("time"));
+        let huge = Payload::Torrent {
+            ih: [1; 20],
+            size: 1 << 63,
+        };
+        assert_eq!(
+            Record::new(name(), 1, huge).unwrap_err(),
+            RecordError::OutOfRange("size")
         );
         let enc = |v: Value| Record::decode(&bencode::encode(&v));
         let n = Value::Bytes(name().as_bytes().to_vec());
