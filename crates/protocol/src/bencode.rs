@@ -15,9 +15,13 @@ use bendy::decoding::{Decoder, Object};
 /// construction.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Value {
+    /// An integer (`i…e`); canonical form has no leading zeros and no `-0`.
     Int(i64),
+    /// A byte string (`<len>:<bytes>`), not necessarily UTF-8.
     Bytes(Vec<u8>),
+    /// A list (`l…e`).
     List(Vec<Value>),
+    /// A dictionary (`d…e`) keyed by byte strings, in ascending key order.
     Dict(BTreeMap<Vec<u8>, Value>),
 }
 
@@ -46,20 +50,37 @@ impl Limits {
 /// Why an input is not canonical bencode within the limits.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
+    /// The input is longer than [`Limits::max_len`].
     #[error("input is {len} bytes, more than the limit of {max}")]
-    TooLong { len: usize, max: usize },
+    TooLong {
+        /// Length of the input, in bytes.
+        len: usize,
+        /// The limit it exceeded, in bytes.
+        max: usize,
+    },
+    /// The input has no bytes, so holds no value.
     #[error("input is empty")]
     Empty,
+    /// The input ends before the value is complete.
     #[error("input ends in the middle of a value")]
     Truncated,
+    /// A dictionary's keys are out of order or repeated, which canonical form forbids.
     #[error("dictionary keys are not strictly ascending (unsorted or duplicate)")]
     UnsortedOrDuplicateKeys,
+    /// Lists and dictionaries nest deeper than [`Limits::max_depth`].
     #[error("nesting deeper than {max} levels")]
-    TooDeep { max: usize },
+    TooDeep {
+        /// The depth limit that was exceeded.
+        max: usize,
+    },
+    /// An integer is outside the range of `i64`.
     #[error("integer does not fit in 64 bits")]
     IntegerOverflow,
+    /// Bytes remain after the one complete value.
     #[error("trailing bytes after the value")]
     TrailingBytes,
+    /// Any other malformed or non-canonical input (such as `i03e` or `i-0e`), with the
+    /// decoder's message.
     #[error("syntax: {0}")]
     Syntax(String),
 }
@@ -192,14 +213,24 @@ fn encode_bytes(bytes: &[u8], out: &mut Vec<u8>) {
 /// Why a decoded value does not have the expected shape.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ShapeError {
+    /// The value is not a dictionary.
     #[error("expected a dictionary")]
     NotDict,
+    /// A required field is absent.
     #[error("missing field `{0}`")]
     Missing(&'static str),
+    /// A field holds a different bencode type than expected.
     #[error("field `{0}` has the wrong type")]
     WrongType(&'static str),
+    /// A field has the right type but a value the protocol does not allow.
     #[error("field `{field}` is invalid: {why}")]
-    Invalid { field: &'static str, why: String },
+    Invalid {
+        /// Name of the offending field.
+        field: &'static str,
+        /// What is wrong with its value.
+        why: String,
+    },
+    /// A field no accessor consumed was left at [`Fields::finish`].
     #[error("unknown field `{0}`")]
     Unknown(String),
 }
@@ -211,6 +242,8 @@ pub enum ShapeError {
 pub struct Fields(BTreeMap<Vec<u8>, Value>);
 
 impl Fields {
+    /// Wraps a dictionary for field access; fails with [`ShapeError::NotDict`] on any other
+    /// value.
     pub fn new(value: Value) -> Result<Self, ShapeError> {
         match value {
             Value::Dict(d) => Ok(Fields(d)),
@@ -218,14 +251,17 @@ impl Fields {
         }
     }
 
+    /// Removes and returns the raw value of `key`, if present, without checking its type.
     pub fn take(&mut self, key: &'static str) -> Option<Value> {
         self.0.remove(key.as_bytes())
     }
 
+    /// Takes the required byte-string field `key`.
     pub fn bytes(&mut self, key: &'static str) -> Result<Vec<u8>, ShapeError> {
         self.opt_bytes(key)?.ok_or(ShapeError::Missing(key))
     }
 
+    /// Takes the optional byte-string field `key`; `None` when absent.
     pub fn opt_bytes(&mut self, key: &'static str) -> Result<Option<Vec<u8>>, ShapeError> {
         match self.take(key) {
             None => Ok(None),
@@ -234,6 +270,7 @@ impl Fields {
         }
     }
 
+    /// Takes the required byte-string field `key` and checks that it is UTF-8.
     pub fn string(&mut self, key: &'static str) -> Result<String, ShapeError> {
         String::from_utf8(self.bytes(key)?).map_err(|_| ShapeError::Invalid {
             field: key,
@@ -241,10 +278,12 @@ impl Fields {
         })
     }
 
+    /// Takes the required integer field `key`.
     pub fn int(&mut self, key: &'static str) -> Result<i64, ShapeError> {
         self.opt_int(key)?.ok_or(ShapeError::Missing(key))
     }
 
+    /// Takes the optional integer field `key`; `None` when absent.
     pub fn opt_int(&mut self, key: &'static str) -> Result<Option<i64>, ShapeError> {
         match self.take(key) {
             None => Ok(None),
@@ -253,6 +292,7 @@ impl Fields {
         }
     }
 
+    /// Takes the required list field `key`.
     pub fn list(&mut self, key: &'static str) -> Result<Vec<Value>, ShapeError> {
         match self.take(key) {
             None => Err(ShapeError::Missing(key)),
@@ -261,6 +301,8 @@ impl Fields {
         }
     }
 
+    /// Succeeds only if every field has been taken; otherwise names a leftover field as
+    /// [`ShapeError::Unknown`].
     pub fn finish(self) -> Result<(), ShapeError> {
         match self.0.into_keys().next() {
             None => Ok(()),

@@ -67,11 +67,16 @@ pub fn hintable(reason: &str) -> bool {
 /// Where the re-check of an accusation stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AuditState {
+    /// Heard, waiting for a re-check to start ([`Enforcement::due_rechecks`]).
     Waiting,
+    /// Handed to the driver to re-check, until [`Enforcement::rechecked`] reports it.
     Running,
     /// The last re-check obtained a forgery from the accused itself.
     Confirmed,
+    /// The last re-check did not confirm it: it rests [`REFUTED_REST_MS`] before a new hint
+    /// may re-check it.
     Refuted {
+        /// When it was refuted, in ms.
         at: u64,
     },
 }
@@ -179,10 +184,12 @@ impl Enforcement {
         self.version
     }
 
+    /// The blacklist in force (empty when none is).
     pub fn list(&self) -> &Blacklist {
         &self.list
     }
 
+    /// True when this node runs auto-blacklisting (it was made with a threshold).
     pub fn is_auditor(&self) -> bool {
         self.auditor.is_some()
     }

@@ -14,6 +14,7 @@ use crate::keyset::KeySet;
 use crate::name::{NetworkTag, Role, SystemName};
 use crate::record::Record;
 
+/// The `format` of the bundle files this build reads and writes.
 pub const BUNDLE_FORMAT: &str = "swarmsite-bundle/1";
 
 /// One site a network carries.
@@ -44,22 +45,38 @@ pub struct Bundle {
     bootstrap: Vec<String>,
 }
 
+/// Why a bundle is refused.
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
+    /// The text is not JSON of a bundle's shape (serde's message is carried).
     #[error("not a bundle: {0}")]
     Json(String),
+    /// The `format` is not [`BUNDLE_FORMAT`] (the one found is carried).
     #[error("unknown bundle format {0:?} (this build reads {BUNDLE_FORMAT})")]
     Format(String),
+    /// The `network` is not a valid network tag.
     #[error("network tag: {0}")]
     Tag(#[from] crate::name::NameError),
+    /// A key-set record is unusable: not hex, not a record, not version 1 of a role on this
+    /// network, not inline, or short of the threshold of valid self-signatures.
     #[error("key set {index}: {why}")]
-    KeySet { index: usize, why: String },
+    KeySet {
+        /// Position of the record in `keysets`, from 0.
+        index: usize,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// A role has no key set in the bundle; every role needs one.
     #[error("role {0} has no version-1 key set")]
     MissingRole(Role),
+    /// A role has more than one key set in the bundle.
     #[error("role {0} has more than one key set")]
     DuplicateRole(Role),
+    /// A site is unusable, or there is none: its name (empty when none) and why. Ids start at
+    /// 1 and are unique; names are DNS labels.
     #[error("site {0:?}: {1}")]
     Site(String, String),
+    /// A bootstrap hint is not `host:port` with a port from 1 to 65535 (the hint is carried).
     #[error("bootstrap hint {0:?} is not host:port")]
     Bootstrap(String),
 }
@@ -148,6 +165,7 @@ impl Bundle {
         })
     }
 
+    /// Reads and validates a bundle file (key sets as hex record bytes); see [`Bundle::new`].
     pub fn parse(json: &str) -> Result<Self, BundleError> {
         let file: BundleFile =
             serde_json::from_str(json).map_err(|e| BundleError::Json(e.to_string()))?;
@@ -164,6 +182,7 @@ impl Bundle {
         Bundle::new(network, file.sites, records, file.bootstrap)
     }
 
+    /// The bundle as a pretty-printed JSON file ending in a newline, as [`Bundle::parse`] reads.
     pub fn to_json(&self) -> String {
         let file = BundleFile {
             format: BUNDLE_FORMAT.into(),
@@ -179,22 +198,27 @@ impl Bundle {
         serde_json::to_string_pretty(&file).expect("serialisable") + "\n"
     }
 
+    /// The network this bundle joins.
     pub fn network(&self) -> NetworkTag {
         self.network
     }
 
+    /// The sites the network carries, in the bundle's order.
     pub fn sites(&self) -> &[Site] {
         &self.sites
     }
 
+    /// The site numbered `id`, if the network carries it.
     pub fn site(&self, id: u32) -> Option<&Site> {
         self.sites.iter().find(|s| s.id == id)
     }
 
+    /// Bootstrap nodes for the content (BitTorrent) DHT, each `host:port`.
     pub fn bootstrap(&self) -> &[String] {
         &self.bootstrap
     }
 
+    /// The version-1 key set of every role, with the record carrying it: the root of trust.
     pub fn keysets(&self) -> &BTreeMap<Role, (Record, KeySet)> {
         &self.keysets
     }

@@ -12,16 +12,22 @@ use crate::bencode::{self, Fields, Limits, ShapeError, Value};
 /// Largest notice text, in bytes.
 pub const MAX_NOTICE_TEXT: usize = 4096;
 
+/// Why a notice or blacklist payload is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ContentError {
+    /// The payload is not the expected fields and types.
     #[error("{0}")]
     Shape(#[from] ShapeError),
+    /// The payload is not canonical bencode within the limits.
     #[error("{0}")]
     Bencode(#[from] bencode::DecodeError),
+    /// A notice's `severity` is not one of the three words (the word is carried).
     #[error("severity must be info, warning or critical, not {0:?}")]
     Severity(String),
+    /// A notice's text is empty or longer than [`MAX_NOTICE_TEXT`] bytes.
     #[error("notice text must be 1 to {MAX_NOTICE_TEXT} bytes")]
     NoticeText,
+    /// A blacklist `addr` is neither an IP address nor a CIDR block (the text is carried).
     #[error("{0:?} is not an IP address or CIDR block")]
     Addr(String),
 }
@@ -29,8 +35,11 @@ pub enum ContentError {
 /// How loudly a notice asks to be shown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Severity {
+    /// `info`: for information.
     Info,
+    /// `warning`: something the reader should heed.
     Warning,
+    /// `critical`: the most urgent level.
     Critical,
 }
 
@@ -47,6 +56,7 @@ impl std::str::FromStr for Severity {
 }
 
 impl Severity {
+    /// The word the payload carries: `info`, `warning` or `critical`.
     pub fn as_str(self) -> &'static str {
         match self {
             Severity::Info => "info",
@@ -59,11 +69,14 @@ impl Severity {
 /// A signed broadcast notice (kind 0x1111, id ≥ 2).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Notice {
+    /// How loudly it asks to be shown.
     pub severity: Severity,
+    /// The message, 1 to [`MAX_NOTICE_TEXT`] bytes of UTF-8.
     pub text: String,
 }
 
 impl Notice {
+    /// A notice, if `text` is 1 to [`MAX_NOTICE_TEXT`] bytes long.
     pub fn new(severity: Severity, text: String) -> Result<Self, ContentError> {
         if text.is_empty() || text.len() > MAX_NOTICE_TEXT {
             return Err(ContentError::NoticeText);
@@ -71,6 +84,7 @@ impl Notice {
         Ok(Notice { severity, text })
     }
 
+    /// The canonical bencode payload `{severity, text}` for the record's `body`.
     pub fn to_body(&self) -> Vec<u8> {
         bencode::encode(&bencode::dict([
             ("severity", Value::Bytes(self.severity.as_str().into())),
@@ -78,6 +92,7 @@ impl Notice {
         ]))
     }
 
+    /// Strictly decodes a record's `body` and checks it like [`Notice::new`].
     pub fn from_body(body: &[u8]) -> Result<Self, ContentError> {
         let mut f = Fields::new(bencode::decode(body, Limits::RECORD)?)?;
         let severity = f.string("severity")?.parse()?;
@@ -90,13 +105,16 @@ impl Notice {
 /// One blacklisted address or block.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BlacklistEntry {
+    /// The address or block listed; a bare address is a /32 or /128.
     pub addr: IpNet,
+    /// Why it is listed, as the publisher wrote it (may be empty).
     pub reason: String,
     /// Unix seconds since which it is listed.
     pub since: u64,
 }
 
 impl BlacklistEntry {
+    /// True when `ip` is this address or inside this block.
     pub fn contains(&self, ip: IpAddr) -> bool {
         self.addr.contains(&ip)
     }
@@ -115,10 +133,12 @@ pub fn parse_addr(s: &str) -> Result<IpNet, ContentError> {
 /// The blacklist payload (kind 0x8080, id 1): `[{addr, reason, since}, …]`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Blacklist {
+    /// The listed addresses and blocks, in the publisher's order.
     pub entries: Vec<BlacklistEntry>,
 }
 
 impl Blacklist {
+    /// The canonical bencode payload: a list of `{addr, reason, since}` dictionaries.
     pub fn encode(&self) -> Vec<u8> {
         bencode::encode(&Value::List(
             self.entries
@@ -134,6 +154,8 @@ impl Blacklist {
         ))
     }
 
+    /// Strictly decodes a payload (a record's `body`, or the file its torrent carries) of at
+    /// most `max_len` bytes.
     pub fn decode(bytes: &[u8], max_len: usize) -> Result<Self, ContentError> {
         let limits = Limits {
             max_len,
@@ -180,6 +202,7 @@ impl Blacklist {
         Ok(Blacklist { entries })
     }
 
+    /// True when any entry lists `ip`.
     pub fn contains(&self, ip: IpAddr) -> bool {
         self.entries.iter().any(|e| e.contains(ip))
     }

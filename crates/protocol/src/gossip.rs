@@ -67,6 +67,8 @@ impl Acceptor for TrustStore {
     }
 }
 
+/// How a [`Gossip`] propagates: which network and slots it follows, how far it pushes,
+/// how often it pulls, and the key-set freshness rule (module docs).
 #[derive(Clone, Debug)]
 pub struct GossipConfig {
     /// The network whose names are followed.
@@ -112,33 +114,45 @@ impl GossipConfig {
 /// What the driver must do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
+    /// Send `msg` to `peer` over the wire.
     Send {
+        /// The connection to send on.
         peer: PeerKey,
+        /// The wire message to send.
         msg: Message,
     },
     /// A record was accepted: persist it and act on it (download, apply…).
     Accepted {
+        /// The record, decoded.
         record: Record,
+        /// Its encoding as it arrived: what is stored and passed on.
         bytes: Arc<[u8]>,
+        /// The peer it came from; `None` when the local user submitted it.
         from: Option<PeerKey>,
     },
     /// A refusal worth recording (SPEC §8).
     Evidence {
+        /// The peer that sent it; `None` for a record the local user submitted.
         peer: Option<PeerKey>,
+        /// The refused record's name; `None` when it did not even decode.
         object: Option<SystemName>,
+        /// Why it was refused.
         refusal: Refusal,
     },
     /// Find peers holding `name` in the rendezvous DHT and connect to them.
     Lookup {
+        /// The name wanted, usually the next version of a followed slot.
         name: SystemName,
     },
     /// Announce our wire port under `name` in the rendezvous DHT.
     Announce {
+        /// A name this node now holds.
         name: SystemName,
     },
     /// A new key set does not vouch for `name`, accepted earlier: forget it and its
     /// content (no longer served, offered, applied or installed).
     Dropped {
+        /// The name no longer vouched for.
         name: SystemName,
     },
 }
@@ -148,6 +162,8 @@ struct Held {
     bytes: Arc<[u8]>,
 }
 
+/// The propagation machine of one node (module docs): the newest record of every slot it
+/// follows or holds, what its peers hold, and what waits for a key set.
 pub struct Gossip<A: Acceptor> {
     acceptor: A,
     cfg: GossipConfig,
@@ -240,10 +256,12 @@ impl<A: Acceptor> Gossip<A> {
         g
     }
 
+    /// The acceptor judging records (in the node, its trust store).
     pub fn acceptor(&self) -> &A {
         &self.acceptor
     }
 
+    /// The next action for the driver, if any: drain after every input.
     pub fn poll_action(&mut self) -> Option<Action> {
         let action = self.actions.pop_front();
         if action.is_none() && self.actions.capacity() > 0 {
@@ -254,6 +272,8 @@ impl<A: Acceptor> Gossip<A> {
         action
     }
 
+    /// When [`Gossip::handle_timeout`] is next needed, in ms: the next pull round, or sooner
+    /// when a held-back record's wait or the key-set confirmation wait runs out.
     pub fn next_timeout(&self) -> u64 {
         let pending = self
             .pending
@@ -373,6 +393,8 @@ impl<A: Acceptor> Gossip<A> {
         self.receive(None, bytes, now, false)
     }
 
+    /// A wire message from `peer`: `have`, `get`, `rec` and `push` are propagation's; other
+    /// modules' messages are ignored.
     pub fn handle_message(&mut self, peer: PeerKey, msg: Message, now: u64) {
         match msg {
             // Evidence hints, document claims, uploads and metainfo are other modules',

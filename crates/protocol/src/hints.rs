@@ -15,6 +15,7 @@ use crate::wire::Hint;
 /// Hops a hint travels from the node that saw the misbehaviour.
 pub const HOPS: u8 = 4;
 
+/// Limits on relaying hints, and whether this node re-checks them (PROTOCOL.md §17).
 #[derive(Clone, Debug)]
 pub struct HintsConfig {
     /// This node re-checks hints (it runs auto-blacklisting).
@@ -44,14 +45,27 @@ impl Default for HintsConfig {
     }
 }
 
+/// What the driver must do with a hint.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HintAction {
     /// Send `hint` to every wire peer except `except`.
-    Relay { hint: Hint, except: Option<PeerKey> },
+    Relay {
+        /// The hint to send, with the hops it has left.
+        hint: Hint,
+        /// The peer it came from; `None` for this node's own.
+        except: Option<PeerKey>,
+    },
     /// (Auditors) `from` accuses `hint.ip`: re-check before believing it.
-    Audit { hint: Hint, from: PeerKey },
+    Audit {
+        /// The accusation as it arrived.
+        hint: Hint,
+        /// The peer that sent it.
+        from: PeerKey,
+    },
 }
 
+/// Which hints a node passes on (module docs): the (address, reason) pairs hinted
+/// recently, and this minute's relay budgets.
 pub struct Hints {
     cfg: HintsConfig,
     seen: HashMap<(IpAddr, String), u64>,
@@ -66,6 +80,7 @@ pub struct Hints {
 }
 
 impl Hints {
+    /// Nothing remembered yet, and the full budgets.
     pub fn new(cfg: HintsConfig) -> Self {
         Hints {
             cfg,
@@ -113,6 +128,7 @@ impl Hints {
         });
     }
 
+    /// The next action for the driver, if any: drain after every input.
     pub fn poll_action(&mut self) -> Option<HintAction> {
         let action = self.actions.pop_front();
         if action.is_none() && self.actions.capacity() > 0 {

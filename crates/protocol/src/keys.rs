@@ -31,10 +31,12 @@ pub const PUBLIC_EXPONENT: u32 = 65537;
 pub struct Kid(pub [u8; 32]);
 
 impl Kid {
+    /// The key id of a public key given as DER SubjectPublicKeyInfo bytes.
     pub fn of_der(der: &[u8]) -> Kid {
         Kid(Sha256::digest(der).into())
     }
 
+    /// Reads a key id from raw bytes; `None` unless exactly 32 bytes long.
     pub fn from_slice(bytes: &[u8]) -> Option<Kid> {
         bytes.try_into().ok().map(Kid)
     }
@@ -60,22 +62,31 @@ impl fmt::Debug for Kid {
 /// Why a key is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
+    /// The bytes do not parse as a DER SubjectPublicKeyInfo holding an RSA key.
     #[error("not a DER RSA SubjectPublicKeyInfo")]
     BadPublicDer,
+    /// The key parses but re-encodes to different bytes, which would give it a second kid.
     #[error("public key DER is not in canonical form")]
     NonCanonicalDer,
+    /// The modulus has fewer than [`MIN_BITS`] bits (the size is carried).
     #[error("RSA key of {0} bits is too small (at least {MIN_BITS})")]
     TooSmall(usize),
+    /// The modulus has more than [`MAX_BITS`] bits (the size is carried).
     #[error("RSA key of {0} bits is too large (at most {MAX_BITS})")]
     TooLarge(usize),
+    /// The public exponent is not [`PUBLIC_EXPONENT`].
     #[error("RSA public exponent must be {PUBLIC_EXPONENT}")]
     BadExponent,
+    /// The text has no `BEGIN ENCRYPTED PRIVATE KEY` PEM block.
     #[error("not an encrypted PKCS#8 PEM private key")]
     NotEncryptedPem,
+    /// Decrypting or parsing the encrypted PEM failed: wrong passphrase or damaged file.
     #[error("wrong passphrase, or the key file is damaged")]
     Decrypt,
+    /// The private key's components fail RSA consistency checks.
     #[error("private key is inconsistent")]
     Inconsistent,
+    /// Encoding a key failed, or so did key generation; carries the `rsa` crate's message.
     #[error("key encoding failed: {0}")]
     Encode(String),
 }
@@ -91,6 +102,7 @@ pub struct PublicKey {
 }
 
 impl PublicKey {
+    /// Parses and checks a DER SubjectPublicKeyInfo; only the canonical encoding is accepted.
     pub fn from_der(der: &[u8]) -> Result<Self, KeyError> {
         let key = RsaPublicKey::from_public_key_der(der).map_err(|_| KeyError::BadPublicDer)?;
         let this = Self::from_rsa(key)?;
@@ -131,18 +143,22 @@ impl PublicKey {
         })
     }
 
+    /// The canonical DER SubjectPublicKeyInfo, the bytes the kid hashes.
     pub fn der(&self) -> &[u8] {
         &self.der
     }
 
+    /// This key's id.
     pub fn kid(&self) -> Kid {
         self.kid
     }
 
+    /// Size of the modulus, in bits.
     pub fn bits(&self) -> usize {
         self.key.n().bits()
     }
 
+    /// The underlying `rsa` crate key, e.g. for OAEP encryption.
     pub fn rsa(&self) -> &RsaPublicKey {
         &self.key
     }
@@ -200,10 +216,12 @@ impl PrivateKey {
         Ok(PrivateKey { key, public })
     }
 
+    /// The matching public key.
     pub fn public(&self) -> &PublicKey {
         &self.public
     }
 
+    /// The id of the matching public key.
     pub fn kid(&self) -> Kid {
         self.public.kid
     }
@@ -230,6 +248,7 @@ impl PrivateKey {
             .map_err(|e| KeyError::Encode(e.to_string()))
     }
 
+    /// Decrypts and validates a key written by [`PrivateKey::to_encrypted_pem`].
     pub fn from_encrypted_pem(pem: &str, passphrase: &[u8]) -> Result<Self, KeyError> {
         if !pem.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") {
             return Err(KeyError::NotEncryptedPem);

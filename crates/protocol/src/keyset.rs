@@ -21,8 +21,11 @@ pub const VOUCHED_LEN: usize = 42;
 /// its signed message (the record without `sigs`, so a re-signed copy matches too).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Vouched {
+    /// Kind and id of the vouched-for record's name.
     pub slot: Slot,
+    /// The version of that name the set vouches for.
     pub version: u32,
+    /// SHA-256 of that record's signed message.
     pub digest: [u8; 32],
 }
 
@@ -46,6 +49,8 @@ impl Vouched {
     }
 }
 
+/// A role's key-set certificate, decoded and checked: its keys, how many of them must sign
+/// the next version (`threshold`) and the role's content (`sign`), and what it vouches for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeySet {
     keys: Vec<PublicKey>,
@@ -55,27 +60,55 @@ pub struct KeySet {
     current: Vec<Vouched>,
 }
 
+/// Why a key-set payload, or the parts of a new key set, are refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeySetError {
+    /// The payload is not a dictionary of the expected fields and types.
     #[error("key-set payload: {0}")]
     Shape(#[from] ShapeError),
+    /// The payload is not canonical bencode within the record limits.
     #[error("key-set payload: {0}")]
     Bencode(#[from] bencode::DecodeError),
+    /// A key of `keys` is not an acceptable public key.
     #[error("key {index} of the set: {error}")]
-    Key { index: usize, error: KeyError },
+    Key {
+        /// Position of the key in `keys`, from 0.
+        index: usize,
+        /// Why the key was refused.
+        error: KeyError,
+    },
+    /// The set has no keys, or more than [`MAX_KEYS`] (the count is carried).
     #[error("a key set needs 1 to {MAX_KEYS} keys, got {0}")]
     KeyCount(usize),
+    /// Two keys of the set have the same kid.
     #[error("the same key appears twice in the set")]
     DuplicateKey,
+    /// `threshold` is 0, or more than the set has keys.
     #[error("threshold {threshold} must be between 1 and the number of keys ({keys})")]
-    Threshold { threshold: i64, keys: usize },
+    Threshold {
+        /// The threshold given (`i64`, so a decoded value beyond `u32` is shown as sent).
+        threshold: i64,
+        /// How many keys the set has.
+        keys: usize,
+    },
+    /// `sign` is 0, or more than the set has keys.
     #[error("sign count {sign} must be between 1 and the number of keys ({keys})")]
-    Sign { sign: i64, keys: usize },
+    Sign {
+        /// The sign count given (`i64`, so a decoded value beyond `u32` is shown as sent).
+        sign: i64,
+        /// How many keys the set has.
+        keys: usize,
+    },
+    /// `current` is not whole [`VOUCHED_LEN`]-byte entries, or names a slot twice (or, when
+    /// decoded, out of slot order).
     #[error("`current` must be whole {VOUCHED_LEN}-byte entries, one per slot, in slot order")]
     Current,
 }
 
 impl KeySet {
+    /// A set of `keys` (1 to [`MAX_KEYS`], all distinct), `threshold` of which must sign the
+    /// next version and `sign` of which the role's content (each 1 to the number of keys).
+    /// It vouches for nothing until [`KeySet::with_current`].
     pub fn new(keys: Vec<PublicKey>, threshold: u32, sign: u32) -> Result<Self, KeySetError> {
         let n = keys.len();
         if n == 0 || n > MAX_KEYS {
@@ -130,22 +163,27 @@ impl KeySet {
             .map(|i| &self.current[i])
     }
 
+    /// The role's keys, in the order the certificate lists them.
     pub fn keys(&self) -> &[PublicKey] {
         &self.keys
     }
 
+    /// How many of these keys must sign the set's next version (SPEC §3).
     pub fn threshold(&self) -> u32 {
         self.threshold
     }
 
+    /// How many of these keys must sign the role's content (SPEC §3).
     pub fn sign(&self) -> u32 {
         self.sign
     }
 
+    /// The key of the set whose kid is `kid`, if any.
     pub fn get(&self, kid: &Kid) -> Option<&PublicKey> {
         self.keys.iter().find(|k| k.kid() == *kid)
     }
 
+    /// The canonical bencode payload for the record's `body` (no `current` when it is empty).
     pub fn to_body(&self) -> Vec<u8> {
         let mut fields = vec![
             (
@@ -175,6 +213,8 @@ impl KeySet {
         ))
     }
 
+    /// Strictly decodes a record's `body` and checks it like [`KeySet::new`] and
+    /// [`KeySet::with_current`]; `current` must be in strictly increasing slot order.
     pub fn from_body(body: &[u8]) -> Result<Self, KeySetError> {
         let mut f = Fields::new(bencode::decode(body, Limits::RECORD)?)?;
         let current = f.opt_bytes("current")?.unwrap_or_default();

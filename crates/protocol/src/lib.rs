@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! swarmsite's protocol, sans-IO: everything two nodes must agree on, and every rule a
 //! node applies to what its peers send, as plain data and state machines. Machines take
 //! (state, event, time) and return actions; the node (`swarmsite`, tokio and librqbit)

@@ -47,14 +47,34 @@ impl Default for MetainfoConfig {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MetainfoAction<P> {
     /// Send `msg` to `peer`.
-    Send { peer: P, msg: Message },
+    Send {
+        /// The peer asked.
+        peer: P,
+        /// The ask, an `ss_mget`.
+        msg: Message,
+    },
     /// The metainfo of `ih`, checked with `verify`.
-    Found { ih: [u8; 20], bytes: Vec<u8> },
+    Found {
+        /// The info hash the fetch was for.
+        ih: [u8; 20],
+        /// The assembled metainfo.
+        bytes: Vec<u8>,
+    },
     /// No peer asked had it (or none could be asked).
-    NotFound { ih: [u8; 20] },
+    NotFound {
+        /// The info hash given up on.
+        ih: [u8; 20],
+    },
     /// `peer` sent metainfo that is not that of `ih`, or parts that do not fit: it
     /// sent it itself, so it is evidence against it.
-    Bad { peer: P, ih: [u8; 20], why: String },
+    Bad {
+        /// The peer that sent it.
+        peer: P,
+        /// The info hash it was asked for.
+        ih: [u8; 20],
+        /// What was wrong, for the evidence log.
+        why: String,
+    },
 }
 
 struct Ask<P> {
@@ -83,6 +103,8 @@ pub struct Metainfo<P> {
 }
 
 impl<P: Copy + Eq + Hash> Metainfo<P> {
+    /// No fetch under way yet; `verify` tells whether assembled bytes are the metainfo of an
+    /// info hash.
     pub fn new(cfg: MetainfoConfig, verify: fn(&[u8; 20], &[u8]) -> bool) -> Self {
         Metainfo {
             cfg,
@@ -267,6 +289,7 @@ impl<P: Copy + Eq + Hash> Metainfo<P> {
         }
     }
 
+    /// The next action for the driver, if any: drain after every input.
     pub fn poll_action(&mut self) -> Option<MetainfoAction<P>> {
         self.actions.pop_front()
     }

@@ -16,6 +16,7 @@ impl NetworkTag {
     /// The default network.
     pub const DEFAULT: NetworkTag = NetworkTag(*b"WIKILEAKS");
 
+    /// Accepts 9 bytes of printable ASCII (0x21–0x7E); anything else is [`NameError::BadTag`].
     pub fn from_bytes(bytes: [u8; 9]) -> Result<Self, NameError> {
         if bytes.iter().all(|b| b.is_ascii_graphic()) {
             Ok(NetworkTag(bytes))
@@ -26,10 +27,12 @@ impl NetworkTag {
         }
     }
 
+    /// The 9 tag bytes, as they appear at the start of every name.
     pub fn as_bytes(&self) -> &[u8; 9] {
         &self.0
     }
 
+    /// The tag as text; always ASCII, checked at construction.
     pub fn as_str(&self) -> &str {
         // Validated ASCII at construction.
         std::str::from_utf8(&self.0).unwrap_or("?")
@@ -64,11 +67,17 @@ impl fmt::Debug for NetworkTag {
 pub struct Role(u16);
 
 impl Role {
+    /// `0x0001`: signs site releases.
     pub const SITE: Role = Role(1);
+    /// `0x0002`: signs the blacklist.
     pub const BLACKLIST: Role = Role(2);
+    /// `0x0003`: signs published documents and intake receipts.
     pub const DOCUMENTS: Role = Role(3);
+    /// `0x0004`: signs software manifests.
     pub const SOFTWARE: Role = Role(4);
+    /// `0x0005`: the encryption key anonymous uploads are sealed to.
     pub const INTAKE: Role = Role(5);
+    /// `0x0006`: signs broadcast notices.
     pub const NOTICES: Role = Role(6);
     /// The roles a network defines today; `0x0007..=0x000F` are reserved.
     pub const ALL: [Role; 6] = [
@@ -80,6 +89,7 @@ impl Role {
         Role::NOTICES,
     ];
 
+    /// A role by number; `1..=0x000F` are accepted, reserved ones included.
     pub fn new(number: u16) -> Result<Self, NameError> {
         if (1..=0x000F).contains(&number) {
             Ok(Role(number))
@@ -88,6 +98,7 @@ impl Role {
         }
     }
 
+    /// The role number, which is also the kind of its key-set names.
     pub fn number(self) -> u16 {
         self.0
     }
@@ -152,21 +163,32 @@ pub enum ObjectClass {
     Unknown,
 }
 
+/// Kinds of names (the 16-bit field at offset 10) beyond the key-set kinds `0x0001..=0x000F`.
 pub mod kind {
+    /// Site releases; the id is the site number.
     pub const SITE_RELEASE: u16 = 0x1000;
+    /// Anonymous uploads; never name-addressed.
     pub const UPLOAD: u16 = 0x1010;
+    /// The node rendezvous (id 1, version 0) and signed notices (id ≥ 2).
     pub const NOTICE: u16 = 0x1111;
+    /// Authorized files: the ids in [`super::file_id`].
     pub const AUTHORIZED_FILE: u16 = 0x8080;
 }
 
+/// Ids under [`kind::AUTHORIZED_FILE`].
 pub mod file_id {
+    /// The blacklist, signed by the blacklist role.
     pub const BLACKLIST: u32 = 1;
+    /// Intake receipts, signed by the documents role.
     pub const INTAKE_RECEIPTS: u32 = 2;
+    /// The software manifest, signed by the software role.
     pub const SOFTWARE_MANIFEST: u32 = 3;
+    /// Lowest id of a published document; ids 4–255 are undefined.
     pub const FIRST_DOCUMENT: u32 = 0x100;
 }
 
 impl ObjectClass {
+    /// Classifies a name's kind, id and version per the SPEC §1 table.
     pub fn of(kind: u16, id: u32, version: u32) -> ObjectClass {
         match (kind, id) {
             (1..=0x000F, 1) => ObjectClass::KeySet(Role(kind)),
@@ -222,6 +244,7 @@ pub struct SystemName([u8; 20]);
 pub type Slot = (u16, u32);
 
 impl SystemName {
+    /// Lays out a name from its parts, with [`PROTOCOL_VERSION`]; does not check the tag.
     pub fn new(tag: NetworkTag, kind: u16, id: u32, version: u32) -> Self {
         let mut b = [0u8; 20];
         b[..9].copy_from_slice(tag.as_bytes());
@@ -256,36 +279,44 @@ impl SystemName {
         Ok(SystemName(b))
     }
 
+    /// The 20 raw bytes.
     pub fn as_bytes(&self) -> &[u8; 20] {
         &self.0
     }
 
+    /// The network tag (bytes 0–8).
     pub fn tag(&self) -> NetworkTag {
         let mut tag = [0u8; 9];
         tag.copy_from_slice(&self.0[..9]);
         NetworkTag(tag)
     }
 
+    /// The kind (bytes 10–11, big-endian).
     pub fn kind(&self) -> u16 {
         u16::from_be_bytes([self.0[10], self.0[11]])
     }
 
+    /// The id (bytes 12–15, big-endian).
     pub fn id(&self) -> u32 {
         u32::from_be_bytes(self.0[12..16].try_into().expect("4 bytes"))
     }
 
+    /// The version (bytes 16–19, big-endian).
     pub fn version(&self) -> u32 {
         u32::from_be_bytes(self.0[16..20].try_into().expect("4 bytes"))
     }
 
+    /// The (kind, id) slot this name is a version of.
     pub fn slot(&self) -> Slot {
         (self.kind(), self.id())
     }
 
+    /// What this name addresses; see [`ObjectClass::of`].
     pub fn class(&self) -> ObjectClass {
         ObjectClass::of(self.kind(), self.id(), self.version())
     }
 
+    /// The same slot at version `version`.
     pub fn with_version(&self, version: u32) -> Self {
         SystemName::new(self.tag(), self.kind(), self.id(), version)
     }
@@ -295,6 +326,7 @@ impl SystemName {
         self.version().checked_add(1).map(|v| self.with_version(v))
     }
 
+    /// The text form: 40 lowercase hex digits.
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
     }
@@ -334,16 +366,22 @@ impl fmt::Debug for SystemName {
 /// Why bytes or text are not a valid name, tag or role.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {
+    /// Raw bytes of a name are not 20 long (the length is carried).
     #[error("a system name is 20 bytes, got {0}")]
     Length(usize),
+    /// Text of a name is not 40 characters long (the length is carried).
     #[error("a system name is 40 hex digits, got {0} characters")]
     HexLength(usize),
+    /// Text of a name has a character that is not a hex digit.
     #[error("a system name must be hexadecimal")]
     NotHex,
+    /// A network tag is not exactly 9 printable ASCII characters.
     #[error("network tag {0:?} is not 9 printable ASCII characters")]
     BadTag(String),
+    /// A name's protocol version byte is not [`PROTOCOL_VERSION`].
     #[error("unsupported protocol version {0} (this build speaks 0)")]
     ProtocolVersion(u8),
+    /// Text names no role, or a number outside `1..=0x000F`.
     #[error("{0:?} is not a role (site, blacklist, documents, software, intake, notices or 1..15)")]
     BadRole(String),
 }

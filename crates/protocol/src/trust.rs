@@ -37,44 +37,105 @@ pub fn record_digest(record: &Record) -> [u8; 32] {
 /// [`Refusal::is_forgery`] says which ones prove bad intent rather than staleness.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
+    /// The bytes are not a well-formed record.
     #[error("malformed record: {0}")]
     Malformed(#[from] RecordError),
+    /// The record's name carries another network's tag.
     #[error("record belongs to network {got}, this store trusts {expected}")]
     WrongNetwork {
+        /// This store's network.
         expected: NetworkTag,
+        /// The network in the record's name.
         got: NetworkTag,
     },
+    /// The name's class has no governing role (or the store has no key set of it): such
+    /// records are never accepted.
     #[error("no role may sign a {class} (kind 0x{kind:04x}, id {id})")]
-    NoGoverningRole { class: String, kind: u16, id: u32 },
+    NoGoverningRole {
+        /// The class of the name, as text.
+        class: String,
+        /// The name's kind.
+        kind: u16,
+        /// The name's id.
+        id: u32,
+    },
+    /// The version is not above the highest accepted for the slot (rollback or replay); for
+    /// a key set, not above the chain's length.
     #[error("version {got} is not newer than the accepted version {have} (rollback or replay)")]
-    NotNewer { have: u32, got: u32 },
+    NotNewer {
+        /// The highest accepted version (for key sets, the chain's newest).
+        have: u32,
+        /// The record's version.
+        got: u32,
+    },
+    /// A key set more than one version ahead of the chain: the versions between are missing.
     #[error("key set version {got} cannot be checked before version {next} is known")]
-    ChainGap { next: u32, got: u32 },
+    ChainGap {
+        /// The key-set version that must be accepted first.
+        next: u32,
+        /// The record's version.
+        got: u32,
+    },
+    /// The record's `time` is more than [`MAX_CLOCK_SKEW_SECS`] ahead of the clock.
     #[error("record time {time} is more than {MAX_CLOCK_SKEW_SECS} s ahead of the clock ({now})")]
-    FromTheFuture { time: u64, now: u64 },
+    FromTheFuture {
+        /// The record's `time`, in unix seconds.
+        time: u64,
+        /// The clock it was judged against, in unix seconds.
+        now: u64,
+    },
+    /// Two signatures carry the same kid.
     #[error("key {0} signed more than once")]
     DuplicateSigner(Kid),
+    /// A key of the governing (newest) key set made a signature that does not verify.
     #[error("signature by key {0} does not verify (tampered record or forged signature)")]
     BadSignature(Kid),
+    /// Fewer valid signatures by the newest key set than its rule requires, and the set does
+    /// not list the record as current.
     #[error("{valid} valid signatures by {signers}, {required} required{extra}")]
     NotEnoughSignatures {
+        /// How many signatures by the newest key set verified.
         valid: u32,
+        /// How many the rule requires (`threshold` for key sets, `sign` for content).
         required: u32,
+        /// Which key set counted, e.g. `key set v2 of role …`, for the message.
         signers: String,
+        /// Notes on ignored signatures by retired or unknown keys, each starting with `; `; empty
+        /// when there are none.
         extra: String,
     },
+    /// A key-set record is signed well enough but its body is not a valid key set.
     #[error("key set payload invalid: {0}")]
     BadKeySet(#[from] KeySetError),
+    /// A key-set record carries its payload in a torrent (`ih`) instead of an inline body.
     #[error("a key set must be an inline body record")]
     KeySetNotInline,
+    /// Content signed only by keys of older key sets of its role, which the newest set does
+    /// not list as current: what a node that missed a rotation still holds.
     #[error(
         "signed only by keys that role {role} retired (key set v{current} is current, and does not list this record)"
     )]
-    RetiredKeys { role: Role, current: u32 },
+    RetiredKeys {
+        /// The governing role.
+        role: Role,
+        /// Version of the role's newest key set.
+        current: u32,
+    },
+    /// The version is more than [`MAX_VERSION_STEP`] past the highest one known for the slot.
     #[error("version {got} jumps more than {MAX_VERSION_STEP} past version {floor}")]
-    VersionJump { floor: u32, got: u32 },
+    VersionJump {
+        /// The highest version known: accepted, or listed by the newest key set.
+        floor: u32,
+        /// The record's version.
+        got: u32,
+    },
+    /// Raised by the node layer ([`crate::gossip`]), not the store: content from a peer
+    /// waits until its role's newest key set is confirmed (SPEC §3).
     #[error("role {role}'s newest key set is not confirmed yet: the record waits (SPEC §3)")]
-    KeySetUnconfirmed { role: Role },
+    KeySetUnconfirmed {
+        /// The role whose newest key set awaits confirmation.
+        role: Role,
+    },
 }
 
 impl Refusal {
@@ -118,12 +179,17 @@ impl Refusal {
 /// Why a record was accepted: the rule and the signers, for `swarmsite verify`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
+    /// The accepted record's name.
     pub name: SystemName,
+    /// What the record addresses.
     pub class: ObjectClass,
+    /// The governing role whose key set counted.
     pub role: Role,
     /// Version of the key set whose keys counted.
     pub set_version: u32,
+    /// Kids of the valid signatures by that key set, in the record's order.
     pub signers: Vec<Kid>,
+    /// How many valid signatures the rule required (`threshold` or `sign` of the set).
     pub required: u32,
     /// True when the record is a key-set rotation (threshold rule), false for content
     /// (sign rule).
@@ -200,12 +266,26 @@ fn role_of(slot: Slot) -> Option<Role> {
 /// Why a trust file cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum SavedTrustError {
+    /// The file is not a trust file for this network: bad JSON, unknown format, another
+    /// network, or an undecodable role, hex string or record (the detail says which).
     #[error("not a trust store file: {0}")]
     Format(String),
+    /// The file's version-1 key set of a role differs from the bundle's.
     #[error("made from another bundle of network {tag} (version 1 of role {role} differs)")]
-    OtherBundle { tag: NetworkTag, role: Role },
+    OtherBundle {
+        /// The network of the bundle.
+        tag: NetworkTag,
+        /// The role whose version 1 differs.
+        role: Role,
+    },
+    /// A stored key set after version 1 no longer verifies along the chain.
     #[error("stored key set of role {role} no longer verifies: {refusal}")]
-    Chain { role: Role, refusal: Refusal },
+    Chain {
+        /// The role whose chain fails.
+        role: Role,
+        /// Why the key set was refused.
+        refusal: Refusal,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -249,6 +329,7 @@ impl TrustStore {
         }
     }
 
+    /// The network this store trusts records of.
     pub fn network(&self) -> NetworkTag {
         self.tag
     }

@@ -48,17 +48,23 @@ impl Default for UpnpConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Service {
+    /// The site's HTTP server (TCP), mapped to external port 80 or 18880.
     Http,
+    /// The BitTorrent listener (TCP).
     Bittorrent,
+    /// The wire listener (TCP): connections between nodes.
     Wire,
     /// The rendezvous DHT (UDP, same port number as the wire port by default).
     Dht,
 }
 
+/// The transport of a mapping, named as UPnP names it (`TCP`, `UDP`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Protocol {
+    /// TCP: HTTP, BitTorrent and the wire.
     Tcp,
+    /// UDP: the rendezvous DHT.
     Udp,
 }
 
@@ -74,9 +80,14 @@ impl std::fmt::Display for Protocol {
 /// The node's sockets as bound: what there is to map.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Listeners {
+    /// The HTTP listeners; the one on port 80 is mapped if there is one, else the first
+    /// reachable.
     pub http: Vec<SocketAddr>,
+    /// The BitTorrent listener (TCP), if any.
     pub bittorrent: Option<SocketAddr>,
+    /// The wire listener (TCP), if any.
     pub wire: Option<SocketAddr>,
+    /// The rendezvous DHT socket (UDP), if any.
     pub dht: Option<SocketAddr>,
 }
 
@@ -96,8 +107,11 @@ impl Listeners {
 /// One mapping the node wants.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Want {
+    /// What the mapping is for.
     pub service: Service,
+    /// Its transport.
     pub protocol: Protocol,
+    /// Where the router forwards to: this host's LAN address and the listener's port.
     pub internal: SocketAddrV4,
     /// External ports to try, in order.
     pub candidates: Vec<u16>,
@@ -160,17 +174,29 @@ pub enum Failure {
 /// The next request, or how long to wait for the next one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
+    /// Look for the router on the LAN; report with [`Mapper::on_search`].
     Search,
+    /// Ask the router its external address; call [`Mapper::relocate`] with this host's
+    /// address towards it first, then report with [`Mapper::on_external_ip`].
     ExternalIp,
+    /// Add (or renew) a port mapping; report with [`Mapper::on_add`].
     Add {
+        /// The mapping's transport.
         protocol: Protocol,
+        /// The external port asked for.
         external: u16,
+        /// Where the router is to forward to.
         internal: SocketAddrV4,
+        /// The lease asked for, in seconds; 0 asks for a permanent mapping.
         lease_secs: u32,
+        /// The mapping's name on the router (`swarmsite <site> <service>`).
         description: String,
     },
+    /// Remove a held mapping; report with [`Mapper::on_remove`].
     Remove {
+        /// The mapping's transport.
         protocol: Protocol,
+        /// Its external port.
         external: u16,
     },
     /// Until this time (unix ms); `None`: nothing more to do until shutdown.
@@ -179,6 +205,7 @@ pub enum Action {
     Done,
 }
 
+/// Where UPnP mapping stands as a whole, for the status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum UpnpState {
@@ -204,6 +231,7 @@ pub enum UpnpState {
 /// What UPnP did, for the status API and `swarmsite status`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct UpnpStatus {
+    /// Where mapping stands as a whole.
     pub state: UpnpState,
     /// The router's control address.
     pub gateway: Option<String>,
@@ -211,6 +239,7 @@ pub struct UpnpStatus {
     pub local_ip: Option<String>,
     /// The router's external address.
     pub external_ip: Option<String>,
+    /// Each wanted mapping and how it stands.
     pub mappings: Vec<MappingStatus>,
     /// Lease asked for (seconds; 0 = permanent, where the router insists).
     pub lease_secs: u32,
@@ -222,9 +251,12 @@ pub struct UpnpStatus {
     pub next_attempt: Option<u64>,
 }
 
+/// One wanted mapping in [`UpnpStatus`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct MappingStatus {
+    /// What the mapping is for.
     pub service: Service,
+    /// Its transport.
     pub protocol: Protocol,
     /// Where the router forwards to.
     pub internal: String,
@@ -233,6 +265,7 @@ pub struct MappingStatus {
     /// When the lease runs out unless renewed (unix seconds; `None` when permanent or
     /// not held).
     pub expires: Option<u64>,
+    /// This mapping's last failure, for people (`None` once it is held).
     pub error: Option<String>,
 }
 
@@ -607,6 +640,7 @@ impl Mapper {
         };
     }
 
+    /// What UPnP did and holds now, for the status API.
     pub fn status(&self) -> UpnpStatus {
         let held = self.slots.iter().filter(|s| s.held_since.is_some()).count();
         let state = match self.phase {

@@ -25,6 +25,7 @@ const DOMAIN_ID: u64 = 1;
 /// The addresses the backend answers with right now.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct View {
+    /// The addresses steered names are answered from: each client gets the nearest few.
     pub addrs: Sorted,
     /// True when these are not live-verified now (the last known good set, or the
     /// zone's fixed fallback): answered with the shorter `fallback_ttl`.
@@ -34,7 +35,9 @@ pub struct View {
 /// One answer of the backend: HTTP status and JSON body.
 #[derive(Debug, PartialEq)]
 pub struct Reply {
+    /// HTTP status code (200 also for the protocol's "no" to an unknown method).
     pub status: u16,
+    /// The JSON answer: `{"result": …}`, with a `"log"` of why when the answer is no.
     pub body: Value,
 }
 

@@ -22,6 +22,7 @@ use std::net::IpAddr;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+/// How the prober schedules probes (from the zone file's `[probe]` table).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ProbeSettings {
     /// A healthy node is probed again within this many milliseconds.
@@ -42,18 +43,39 @@ pub struct ProbeSettings {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
     /// The node serves this version of the release, authentic (verified).
-    Serves { version: u32 },
+    Serves {
+        /// The release's version number.
+        version: u32,
+    },
     /// It serves a record that fails verification (forged, another site or network).
-    Refused { why: String },
+    Refused {
+        /// What failed, for logs.
+        why: String,
+    },
     /// No answer, no release, or not a record.
-    Unreachable { why: String },
+    Unreachable {
+        /// What went wrong, for logs.
+        why: String,
+    },
 }
 
 /// A change of the healthy set, for logs and the event stream.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Change {
-    Up { ip: IpAddr, version: u32 },
-    Down { ip: IpAddr, why: String },
+    /// A node joined the healthy set.
+    Up {
+        /// The node's address.
+        ip: IpAddr,
+        /// The release version it serves.
+        version: u32,
+    },
+    /// A node left the healthy set.
+    Down {
+        /// The node's address.
+        ip: IpAddr,
+        /// Why: a failed probe, an older release, a blacklisting, …
+        why: String,
+    },
 }
 
 #[derive(Debug)]
@@ -71,15 +93,22 @@ struct Candidate {
 /// Counters for the status page and the benchmark.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ProberStats {
+    /// Candidates remembered.
     pub candidates: usize,
+    /// Probes under way.
     pub in_flight: usize,
+    /// Nodes in the healthy set.
     pub healthy: usize,
+    /// The newest authentic release version known (0: none yet).
     pub newest: u32,
+    /// Probes finished since the start.
     pub probes: u64,
     /// Candidates not taken because `max_candidates` was reached.
     pub refused_full: u64,
 }
 
+/// The prober's state: the candidates, when each is due, and the healthy set (see the
+/// module doc).
 pub struct Prober {
     s: ProbeSettings,
     rng: StdRng,
@@ -95,6 +124,7 @@ pub struct Prober {
 }
 
 impl Prober {
+    /// A prober with no candidates yet; `seed` seeds the random jitter.
     pub fn new(settings: ProbeSettings, seed: u64) -> Self {
         Prober {
             s: settings,
@@ -279,18 +309,22 @@ impl Prober {
         }
     }
 
+    /// The healthy nodes: answering, and serving the newest authentic release.
     pub fn healthy(&self) -> impl Iterator<Item = IpAddr> + '_ {
         self.healthy.iter().copied()
     }
 
+    /// The newest authentic release version known (0 before any).
     pub fn newest(&self) -> u32 {
         self.newest
     }
 
+    /// The next change of the healthy set, oldest first.
     pub fn poll_change(&mut self) -> Option<Change> {
         self.changes.pop_front()
     }
 
+    /// The counters, for the status page and the benchmark.
     pub fn stats(&self) -> ProberStats {
         ProberStats {
             candidates: self.cands.len(),

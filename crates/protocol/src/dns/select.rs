@@ -10,7 +10,9 @@ use std::net::IpAddr;
 /// source prefix; the full width for a resolver address).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Client {
+    /// The client's address, or the ECS subnet's.
     pub addr: IpAddr,
+    /// Leading bits of `addr` that are meaningful (up to 32 for IPv4, 128 for IPv6).
     pub prefix: u8,
 }
 
@@ -42,11 +44,14 @@ fn width(a: IpAddr) -> u8 {
 /// Healthy addresses by family, sorted and without duplicates.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Sorted {
+    /// IPv4 addresses as numbers, ascending.
     pub v4: Vec<u32>,
+    /// IPv6 addresses as numbers, ascending.
     pub v6: Vec<u128>,
 }
 
 impl Sorted {
+    /// Splits `addrs` by family, sorted and deduplicated.
     pub fn new(addrs: impl IntoIterator<Item = IpAddr>) -> Sorted {
         let mut s = Sorted::default();
         for a in addrs {
@@ -62,14 +67,17 @@ impl Sorted {
         s
     }
 
+    /// How many addresses, both families together.
     pub fn len(&self) -> usize {
         self.v4.len() + self.v6.len()
     }
 
+    /// True when there are no addresses at all.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// Every address: IPv4 first, then IPv6, each ascending.
     pub fn iter(&self) -> impl Iterator<Item = IpAddr> + '_ {
         self.v4
             .iter()

@@ -10,10 +10,15 @@ use serde::Deserialize;
 
 use super::prober::ProbeSettings;
 
+/// Why a zone file is refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ZoneError {
+    /// Not TOML of the zone file's shape: bad syntax, an unknown key, a missing or
+    /// mistyped value.
     #[error("{0}")]
     Parse(String),
+    /// Well-formed but against a rule: a bad name, a name outside the zone, a value out
+    /// of range.
     #[error("{0}")]
     Invalid(String),
 }
@@ -163,13 +168,22 @@ mod defaults {
 /// The SOA fields, names absolute (trailing dot).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Soa {
+    /// The primary name server (MNAME).
     pub primary: String,
+    /// The hostmaster's mailbox as a name (RNAME: `hostmaster.site.example.`).
     pub hostmaster: String,
+    /// The zone's serial; when the file gives none, the time the zone was read (unix
+    /// seconds).
     pub serial: u32,
+    /// Seconds before secondaries check the serial again.
     pub refresh: u32,
+    /// Seconds before secondaries retry a failed refresh.
     pub retry: u32,
+    /// Seconds after which secondaries that cannot refresh stop answering.
     pub expire: u32,
+    /// Negative-answer TTL in seconds: how long resolvers remember NXDOMAIN or NODATA.
     pub minimum: u32,
+    /// TTL of the SOA record itself, in seconds.
     pub ttl: u32,
 }
 
@@ -192,38 +206,59 @@ impl Soa {
 /// A record served as written (glue for the name servers, TXT, MX...).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StaticRecord {
+    /// Owner name, absolute and lowercase, inside the zone.
     pub name: String,
+    /// Record type, uppercase: one of A, AAAA, CAA, CNAME, MX, TXT, NS.
     pub qtype: String,
+    /// Record data as PowerDNS reads it (trimmed, one line).
     pub content: String,
+    /// TTL in seconds.
     pub ttl: u32,
 }
 
 /// Where the prober looks and how.
 #[derive(Clone, Debug)]
 pub struct ProbeConfig {
+    /// The prober's schedule: interval, jitter, back-off, concurrency, memory.
     pub settings: ProbeSettings,
+    /// How long one probe waits, per port.
     pub timeout: Duration,
+    /// Ports tried in order; the first that serves the release record counts.
     pub ports: Vec<u16>,
+    /// Addresses probed whatever the DHT says (the publisher's own mirrors).
     pub seeds: Vec<IpAddr>,
     /// Probe and answer loopback/private/link-local addresses too (test networks).
     pub allow_private: bool,
+    /// How often candidates are gathered anew (seeds, wire peers, the DHT).
     pub discover_interval: Duration,
 }
 
 /// A checked zone: every name lowercase and absolute (`site.example.`).
 #[derive(Clone, Debug)]
 pub struct Zone {
+    /// The zone's apex (`site.example.`).
     pub apex: String,
     /// Names answered with the nearest healthy volunteers.
     pub steer: Vec<String>,
+    /// Addresses per steered answer and family, nearest first (1 to 16).
     pub answers: usize,
+    /// TTL of steered answers from live-verified volunteers, in seconds.
     pub ttl: u32,
+    /// TTL of steered answers when nothing is verified live right now (never longer
+    /// than `ttl`), so resolvers come back soon.
     pub fallback_ttl: u32,
+    /// Addresses answered when no volunteer was ever seen healthy (the publisher's own
+    /// mirror).
     pub fallback: Vec<IpAddr>,
+    /// The apex's SOA.
     pub soa: Soa,
+    /// The apex's name servers (at least one).
     pub ns: Vec<String>,
+    /// TTL of the NS records, in seconds.
     pub ns_ttl: u32,
+    /// Records served as written, besides the steered ones.
     pub records: Vec<StaticRecord>,
+    /// Where and how the prober looks for healthy volunteers.
     pub probe: ProbeConfig,
 }
 

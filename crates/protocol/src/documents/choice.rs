@@ -39,12 +39,15 @@ pub enum Local {
 /// One document, as the choice sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Candidate {
+    /// Which document: its record's id.
     pub id: u32,
+    /// The file's size, in bytes: what keeping it costs of the quota.
     pub size: u64,
     /// Publish time.
     pub time: u64,
     /// Other nodes seen holding or fetching it.
     pub seen: u32,
+    /// Where this node stands with it.
     pub local: Local,
     /// Its torrent did not match its record: never fetched again.
     pub unusable: bool,
@@ -55,16 +58,24 @@ pub struct Candidate {
 #[serde(tag = "why", rename_all = "kebab-case")]
 pub enum Why {
     /// The quota is smaller than what is held.
-    OverQuota { quota: u64 },
+    OverQuota {
+        /// The quota, in bytes.
+        quota: u64,
+    },
     /// Room for a rarer document.
     Rarer {
+        /// The rarer document fetched instead.
         for_id: u32,
         /// Other copies of the evicted one, and of the one fetched instead.
         seen: u32,
+        /// Other nodes seen holding or fetching the one fetched instead.
         for_seen: u32,
     },
     /// A newer version of the same document replaced it.
-    Replaced { version: u32 },
+    Replaced {
+        /// The version that replaced it.
+        version: u32,
+    },
     /// The newest key set of the documents role does not vouch for it (signed by keys
     /// since retired, and not listed as current).
     Withdrawn,
@@ -91,7 +102,9 @@ impl std::fmt::Display for Why {
 /// What to do now.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Plan {
+    /// Documents to give up first, each with why (the driver shows them).
     pub evict: Vec<(u32, Why)>,
+    /// The document to fetch once they are gone, if any.
     pub fetch: Option<u32>,
 }
 

@@ -27,26 +27,35 @@ pub const MAX_NAME: usize = 255;
 /// Longest media type, in bytes (RFC 6838 allows 127 per part).
 pub const MAX_TYPE: usize = 127;
 
+/// Why a document record or body is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DocumentError {
+    /// The body is not the expected fields and types.
     #[error("{0}")]
     Shape(#[from] ShapeError),
+    /// The body is not canonical bencode within the record limits.
     #[error("{0}")]
     Bencode(#[from] bencode::DecodeError),
+    /// The title is blank, longer than [`MAX_TITLE`] bytes, or holds control characters.
     #[error("title must be 1 to {MAX_TITLE} bytes of text")]
     Title,
+    /// The description is longer than [`MAX_DESCRIPTION`] bytes.
     #[error("description must be at most {MAX_DESCRIPTION} bytes")]
     Description,
+    /// The file name is not one safe path segment ([`check_name`]; the name is carried).
     #[error(
         "{0:?} is not a usable file name (1 to 255 bytes, no '/', '\\', control characters, '.' or '..')"
     )]
     Name(String),
+    /// The media type is not lowercase `type/subtype` ([`check_media_type`]; it is carried).
     #[error("{0:?} is not a media type (type/subtype, lowercase)")]
     MediaType(String),
+    /// The record is a bare torrent (`ih`) rather than an inline body.
     #[error(
         "a document record must carry its description inline (`publish document`), not a bare torrent"
     )]
     NotInline,
+    /// The record's name is not a document's (the name is carried).
     #[error("{0} is not a published document")]
     NotDocument(String),
 }
@@ -54,13 +63,17 @@ pub enum DocumentError {
 /// What a document record says about its file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DocumentMeta {
+    /// Shown and searched: 1 to [`MAX_TITLE`] bytes, not blank, no control characters.
     pub title: String,
+    /// Free text, searched too: at most [`MAX_DESCRIPTION`] bytes.
     pub description: String,
     /// The file's name: its URL is `/documents/<name>`, and the torrent's `name`.
     pub name: String,
     /// Media type, e.g. `application/pdf`.
     pub media_type: String,
+    /// Info hash of the single-file torrent that carries the file.
     pub ih: [u8; 20],
+    /// The file's size, in bytes.
     pub size: u64,
 }
 
@@ -81,6 +94,7 @@ impl DocumentMeta {
         Ok(())
     }
 
+    /// The canonical bencode body `{desc, ih, name, size, title, type}` (not validated).
     pub fn to_body(&self) -> Vec<u8> {
         bencode::encode(&bencode::dict([
             ("desc", Value::Bytes(self.description.clone().into_bytes())),
@@ -171,10 +185,13 @@ pub fn content_ih(record: &Record) -> Option<[u8; 20]> {
 /// A document as the network knows it: a verified record and what it says.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Document {
+    /// The document's id (≥ `0x100`), the same across its versions.
     pub id: u32,
+    /// The record's version: a newer one replaces the document.
     pub version: u32,
     /// Publish time (the record's `time`), unix seconds.
     pub time: u64,
+    /// What the record says about the file.
     pub meta: DocumentMeta,
 }
 

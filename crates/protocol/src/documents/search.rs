@@ -17,6 +17,8 @@ const MAX_WORD: usize = 64;
 /// Words of a query considered.
 const MAX_QUERY_WORDS: usize = 16;
 
+/// Documents by the words of their titles, file names and descriptions, with their
+/// publish times for ranking (module docs).
 #[derive(Clone, Debug, Default)]
 pub struct SearchIndex {
     words: BTreeMap<String, HashMap<u32, u8>>,

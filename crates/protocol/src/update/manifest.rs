@@ -33,7 +33,9 @@ pub const MAX_PACKAGE_BYTES: u64 = 4 << 30;
 /// (`std::env::consts::OS`, `ARCH`): `linux-x86_64`, `windows-x86_64`, `macos-aarch64`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Platform {
+    /// Operating system, as `std::env::consts::OS` names it (`linux`, `windows`, `macos`).
     pub os: String,
+    /// CPU architecture, as `std::env::consts::ARCH` names it (`x86_64`, `aarch64`).
     pub arch: String,
 }
 
@@ -85,15 +87,20 @@ pub enum PackageKind {
     AppDeb,
     /// The tray app as a plain executable.
     AppBin,
+    /// An RPM package of the command-line program.
     Rpm,
+    /// A Windows installer (MSI) of the command-line program.
     Msi,
+    /// A macOS disk image of the command-line program.
     Dmg,
+    /// An AppImage (self-contained Linux executable) of the command-line program.
     AppImage,
     /// A kind this build does not know (a newer publisher's); never chosen.
     Other(String),
 }
 
 impl PackageKind {
+    /// The kind's name in the manifest (`deb`, `app_bin`, or an unknown kind's own).
     pub fn as_str(&self) -> &str {
         match self {
             PackageKind::Deb => "deb",
@@ -153,55 +160,90 @@ impl fmt::Display for PackageKind {
 /// One package of a release.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PackageFile {
+    /// Where the package runs.
     pub platform: Platform,
+    /// What the package is, which decides how it is installed.
     pub kind: PackageKind,
     /// Its file name in the release torrent (one path component).
     pub path: String,
+    /// Its length in bytes (1 to [`MAX_PACKAGE_BYTES`]).
     pub size: u64,
+    /// SHA-256 of the package, signed with the manifest and checked after download.
     pub sha256: [u8; 32],
 }
 
 /// A release of swarmsite.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Manifest {
+    /// The release's version (semantic versioning, no build metadata).
     pub version: Version,
     /// The oldest running version this release can update in place.
     pub min_version: Version,
+    /// Release notes for people, at most [`MAX_NOTES`] bytes.
     pub notes: String,
     /// Info hash of the torrent holding every package, each at its `path`.
     pub ih: [u8; 20],
+    /// The packages: 1 to [`MAX_FILES`], at most one per platform and kind.
     pub files: Vec<PackageFile>,
 }
 
+/// Why a manifest, or one of its parts, is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ManifestError {
+    /// The body is not canonical bencode within the record limits.
     #[error("{0}")]
     Bencode(#[from] bencode::DecodeError),
+    /// A field is missing, unknown, of the wrong type, or of the wrong length.
     #[error("{0}")]
     Shape(#[from] ShapeError),
+    /// A version is not semantic versioning, or carries build metadata.
     #[error("{0:?} is not a version (semantic versioning, X.Y.Z, no build metadata)")]
     Version(String),
+    /// `min_version` is above `version`.
     #[error("minimum version {min} is above the release version {version}")]
-    MinAbove { min: Version, version: Version },
+    MinAbove {
+        /// The manifest's `min_version`.
+        min: Version,
+        /// The manifest's `version`.
+        version: Version,
+    },
+    /// The release notes are longer than [`MAX_NOTES`] (their length in bytes is carried).
     #[error("release notes of {0} bytes exceed {MAX_NOTES}")]
     Notes(usize),
+    /// No packages, or more than [`MAX_FILES`] (the count is carried).
     #[error("a release lists 1 to {MAX_FILES} packages, not {0}")]
     FileCount(usize),
+    /// A package file name is empty, over [`MAX_PATH`], `.` or `..`, or holds `/`, `\`
+    /// or NUL.
     #[error("package file name {0:?} must be one path component of 1 to {MAX_PATH} bytes")]
     Path(String),
+    /// Two packages have the same file name.
     #[error("two packages are named {0:?}")]
     DuplicatePath(String),
+    /// Two packages have the same platform and kind.
     #[error("two {kind} packages for {platform}")]
     DuplicatePackage {
+        /// The platform listed twice.
         platform: Platform,
+        /// The kind listed twice for it.
         kind: PackageKind,
     },
+    /// A package is empty or larger than [`MAX_PACKAGE_BYTES`].
     #[error("package {path:?} of {size} bytes is empty or over {MAX_PACKAGE_BYTES}")]
-    Size { path: String, size: u64 },
+    Size {
+        /// The package's file name.
+        path: String,
+        /// Its size in bytes, as listed.
+        size: u64,
+    },
+    /// A platform is not `os-arch`, each a token of 1 to 16 bytes of `a-z`, `0-9`, `_`.
     #[error("{0:?} is not a platform (os-arch, lowercase, e.g. linux-x86_64)")]
     Platform(String),
+    /// A package kind is not a token of 1 to 16 bytes of `a-z`, `0-9`, `_`.
     #[error("{0:?} is not a package kind (deb, bin, rpm, msi, dmg, appimage, …)")]
     Kind(String),
+    /// The record is not a software manifest, or names a torrent instead of carrying
+    /// the manifest inline.
     #[error("not a software manifest: {0}")]
     NotManifest(String),
 }

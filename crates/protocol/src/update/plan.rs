@@ -9,13 +9,21 @@ use super::manifest::{Manifest, PackageFile, PackageKind, Platform};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Plan<'a> {
     /// Below a release this node accepted before: a signed downgrade, refused (evidence).
-    Downgrade { newest_seen: Version },
+    Downgrade {
+        /// The newest release this node accepted before.
+        newest_seen: Version,
+    },
     /// Older than the running version: nothing to fetch, nothing to offer.
     Older,
     /// The release has no package for this platform and installation kind.
     NoPackage,
     /// Fetch `file`, check it, and seed it; `offer` says what to offer the user.
-    Fetch { file: &'a PackageFile, offer: Offer },
+    Fetch {
+        /// The release's package for this platform and installation kind.
+        file: &'a PackageFile,
+        /// What to offer the user once it is fetched and checked.
+        offer: Offer,
+    },
 }
 
 /// Whether a fetched package is offered for installation.
@@ -27,7 +35,10 @@ pub enum Offer {
     SeedOnly,
     /// Newer, but it cannot update the running version in place (below `min`): it is
     /// installed by hand.
-    TooOld { min: Version },
+    TooOld {
+        /// The release's `min_version`, above the running version.
+        min: Version,
+    },
 }
 
 /// Decides about `m` on a node running `running` on `platform`, installed as `kind`,

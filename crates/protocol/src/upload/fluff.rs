@@ -26,6 +26,7 @@ use rand::{Rng, SeedableRng};
 use crate::gossip::PeerKey;
 use crate::upload::InfoHash;
 
+/// Fan-out, timing and memory bounds of the fluff phase.
 #[derive(Clone, Debug)]
 pub struct FluffConfig {
     /// Peers told at each telling (SPEC §7: up to 8).
@@ -72,30 +73,51 @@ pub enum Phase {
     /// Not held in fluff: only heard of, or its fetch failed.
     Heard,
     /// Being fetched; `from`: the peer whose `up` started it.
-    Fetching { from: Option<PeerKey> },
+    Fetching {
+        /// The announcer, named in the evidence if the upload turns out bad.
+        from: Option<PeerKey>,
+    },
     /// Held whole and seeded.
     Seeding,
 }
 
+/// What the driver must do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FluffAction {
     /// Send `up {ih}` to wire peer `to`.
-    Tell { ih: InfoHash, to: PeerKey },
+    Tell {
+        /// The upload's info hash.
+        ih: InfoHash,
+        /// The wire peer to tell.
+        to: PeerKey,
+    },
     /// Fetch `ih` by BitTorrent: its metadata first (then [`Fluff::metadata`]) unless
     /// `resume` (a fetch under way before a restart).
     Fetch {
+        /// The upload's info hash.
         ih: InfoHash,
+        /// The peer whose `up` started the fetch, if any.
         from: Option<PeerKey>,
+        /// The fetch was under way before a restart.
         resume: bool,
     },
     /// The upload is in fluff: the stem duty of the stem copy held here ends.
-    StemOver { ih: InfoHash },
+    StemOver {
+        /// The upload's info hash.
+        ih: InfoHash,
+    },
     /// The fetch failed: drop the fluff copy (a stem copy stays).
-    Drop { ih: InfoHash },
+    Drop {
+        /// The upload's info hash.
+        ih: InfoHash,
+    },
     /// What `announcer` announced is no upload: evidence against it.
     Bad {
+        /// The info hash announced.
         ih: InfoHash,
+        /// The peer whose `up` started the fetch, if known.
         announcer: Option<PeerKey>,
+        /// What is wrong with it, for the evidence log.
         why: String,
     },
 }
@@ -136,6 +158,8 @@ impl Item {
     }
 }
 
+/// The fluff phase on one node (module docs): every upload it holds, fetches or has heard
+/// of, who announced each and whom it told.
 pub struct Fluff {
     cfg: FluffConfig,
     rng: StdRng,
@@ -149,6 +173,7 @@ pub struct Fluff {
 }
 
 impl Fluff {
+    /// Nothing known yet; `seed` drives the random choices (whom to tell, when to tell again).
     pub fn new(cfg: FluffConfig, seed: u64) -> Self {
         Fluff {
             cfg,
@@ -428,10 +453,12 @@ impl Fluff {
         self.items.values().filter_map(|i| i.retell).min()
     }
 
+    /// The next action for the driver, if any: drain after every input.
     pub fn poll_action(&mut self) -> Option<FluffAction> {
         self.actions.pop_front()
     }
 
+    /// Where `ih` stands here; `None` when it is not known here at all.
     pub fn phase(&self, ih: &InfoHash) -> Option<Phase> {
         self.items.get(ih).map(|i| i.phase)
     }

@@ -13,28 +13,38 @@ pub const MAX_RECEIPTS: usize = 800_000;
 /// Largest torrent-form receipt list read.
 pub const MAX_RECEIPTS_BYTES: u64 = 16 * 1024 * 1024;
 
+/// Why a receipt list is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReceiptError {
+    /// Not canonical bencode, or longer than [`MAX_RECEIPTS_BYTES`].
     #[error("{0}")]
     Bencode(#[from] bencode::DecodeError),
+    /// Not a dictionary holding exactly the byte string `ihs`.
     #[error("{0}")]
     Shape(#[from] bencode::ShapeError),
+    /// `ihs` is not a multiple of 20 bytes long.
     #[error("`ihs` is not a whole number of 20-byte info hashes")]
     Length,
+    /// `ihs` lists more than [`MAX_RECEIPTS`] info hashes.
     #[error("more than {MAX_RECEIPTS} info hashes")]
     TooMany,
 }
 
+/// The payload of an intake receipt: the uploads the intake holds.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Receipts {
+    /// Info hashes of the uploads held, the newest receipt last.
     pub ihs: Vec<[u8; 20]>,
 }
 
 impl Receipts {
+    /// The canonical bencoding: the record body, or the torrent's one file.
     pub fn encode(&self) -> Vec<u8> {
         bencode::encode(&bencode::dict([("ihs", Value::Bytes(self.ihs.concat()))]))
     }
 
+    /// Strictly decodes a receipt list, inline body or torrent file (at most
+    /// [`MAX_RECEIPTS_BYTES`]).
     pub fn decode(bytes: &[u8]) -> Result<Self, ReceiptError> {
         let limits = Limits {
             max_len: MAX_RECEIPTS_BYTES as usize,

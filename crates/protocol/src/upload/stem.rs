@@ -23,6 +23,7 @@ pub type UploadId = [u8; 32];
 
 const DAY_MS: u64 = 24 * 3600 * 1000;
 
+/// Delays, relay chance and fail-safe of the stem phase (SPEC §7).
 #[derive(Clone, Debug)]
 pub struct StemConfig {
     /// Each hop waits uniformly within this range, in ms (the design's default: 0 to 4
@@ -55,24 +56,42 @@ impl Default for StemConfig {
 #[serde(tag = "state", rename_all = "kebab-case")]
 pub enum StemState {
     /// Waiting for its delay to run out before the next hop.
-    Waiting { until: u64 },
+    Waiting {
+        /// When the next hop is due, in ms (after its delay, or a retry wait).
+        until: u64,
+    },
     /// Being handed to `to`.
-    Sending { to: PeerKey },
+    Sending {
+        /// The next hop.
+        to: PeerKey,
+    },
     /// Handed on: the next hop holds it. Fluffed here at `failsafe` unless the driver
     /// reports the fluff first ([`Stem::fluff_seen`]).
-    Passed { failsafe: u64 },
+    Passed {
+        /// When the fail-safe runs out, in ms.
+        failsafe: u64,
+    },
     /// Its fluff was seen (or it was fluffed elsewhere): the stem is over here.
     Over,
     /// This node switched it to fluff.
     Fluffed,
 }
 
+/// What the driver must do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StemAction {
     /// Hand the container to wire peer `to`.
-    Send { id: UploadId, to: PeerKey },
+    Send {
+        /// Which upload: its container's SHA-256.
+        id: UploadId,
+        /// The next hop.
+        to: PeerKey,
+    },
     /// Make it a torrent, seed it and announce it.
-    Fluff { id: UploadId },
+    Fluff {
+        /// Which upload: its container's SHA-256.
+        id: UploadId,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -87,6 +106,8 @@ struct Item {
     own: bool,
 }
 
+/// The stem phase on one node (module docs): each upload it holds before fluff, and where
+/// it stands.
 pub struct Stem {
     cfg: StemConfig,
     rng: StdRng,
@@ -95,6 +116,7 @@ pub struct Stem {
 }
 
 impl Stem {
+    /// Nothing held yet; `seed` drives delays, relay choices and next hops, so runs repeat.
     pub fn new(cfg: StemConfig, seed: u64) -> Self {
         Stem {
             cfg,
@@ -279,10 +301,12 @@ impl Stem {
             .min()
     }
 
+    /// The next action for the driver, if any: drain after every input.
     pub fn poll_action(&mut self) -> Option<StemAction> {
         self.actions.pop_front()
     }
 
+    /// Where upload `id` stands here; `None` when it is not (or no longer) known.
     pub fn state(&self, id: &UploadId) -> Option<StemState> {
         self.items.get(id).map(|i| i.state)
     }

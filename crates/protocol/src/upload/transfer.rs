@@ -16,6 +16,8 @@ use std::net::IpAddr;
 use crate::gossip::PeerKey;
 use crate::wire::message::{BLOB_CHUNK, Blob, BlobId};
 
+/// Settings of the stem transfer: the grant window, the per-address budgets, how many
+/// containers arrive at once, and the stall timeout.
 #[derive(Clone, Debug)]
 pub struct TransferConfig {
     /// Bytes granted ahead of what the receiver holds.
@@ -24,15 +26,20 @@ pub struct TransferConfig {
     /// under the wire connection's message limit (50 messages/s, burst 400) so that
     /// an honest sender never trips it.
     pub bytes_per_sec: u64,
+    /// The burst of that byte budget (raised to at least `window`; both are capped so
+    /// that grants stay under the message limit).
     pub burst_bytes: u64,
     /// Offers taken from one address: burst, and refill per hour.
     pub offers_burst: u32,
+    /// Offers per hour that budget refills by.
     pub offers_per_hour: u32,
     /// `up` announcements heeded from one address: burst, and refill per hour.
     pub ups_burst: u32,
+    /// `up` announcements per hour that budget refills by.
     pub ups_per_hour: u32,
     /// Containers received at once from one peer, and in all.
     pub incoming_per_peer: usize,
+    /// Containers received at once from all peers together.
     pub incoming_total: usize,
     /// A transfer that makes no progress for this long fails, on both sides.
     pub stall_ms: u64,
@@ -142,41 +149,75 @@ struct Outgoing {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TransferAction {
     /// Send `msg` to `peer`.
-    Send { peer: PeerKey, msg: Blob },
+    Send {
+        /// The wire peer to send to.
+        peer: PeerKey,
+        /// The `ss_blob` message.
+        msg: Blob,
+    },
     /// Read bytes `at .. at + len` of container `id` and send them to `peer` as `Data`.
     SendData {
+        /// The wire peer to send to.
         peer: PeerKey,
+        /// The container to read from.
         id: BlobId,
+        /// Offset of the first byte.
         at: u64,
+        /// How many bytes, at most [`BLOB_CHUNK`].
         len: u64,
     },
     /// Write `data` at offset `at` of the partial file of `id` (from `peer`), then call
     /// [`Transfers::stored`] (or [`Transfers::abort`] when it cannot be kept).
     Store {
+        /// The peer that sent the bytes.
         peer: PeerKey,
+        /// The container they belong to.
         id: BlobId,
+        /// Offset of `data` in the container.
         at: u64,
+        /// The bytes to write.
         data: Vec<u8>,
     },
     /// All of `id` arrived from `peer`: hash it and call [`Transfers::verified`].
     /// `from_start`: every byte came from this peer.
     Verify {
+        /// The peer that sent the container.
         peer: PeerKey,
+        /// The container, whose SHA-256 must equal this id.
         id: BlobId,
+        /// True when every byte came from `peer` (a mismatch is then its fault).
         from_start: bool,
     },
     /// `peer` holds our container `id` whole.
-    Delivered { peer: PeerKey, id: BlobId },
+    Delivered {
+        /// The peer that now holds it.
+        peer: PeerKey,
+        /// Our container.
+        id: BlobId,
+    },
     /// Handing `id` to `peer` failed.
     SendFailed {
+        /// The peer it was being sent to.
         peer: PeerKey,
+        /// Our container.
         id: BlobId,
+        /// Why: the peer's refusal, a stall, the connection closing, …
         why: String,
     },
     /// A transfer from `peer` ended unfinished; what arrived stays for a resume.
-    Abandoned { peer: PeerKey, id: BlobId },
+    Abandoned {
+        /// The peer that was sending it.
+        peer: PeerKey,
+        /// The unfinished container.
+        id: BlobId,
+    },
     /// `peer` broke the transfer protocol: record it and close the connection.
-    Violation { peer: PeerKey, why: String },
+    Violation {
+        /// The offending peer.
+        peer: PeerKey,
+        /// What it did, for the record.
+        why: String,
+    },
 }
 
 /// What the driver knows of an offered container before the transfer starts.
@@ -190,6 +231,8 @@ pub enum Local {
     Refuse(String),
 }
 
+/// Every stem transfer with every wire peer, both ways, and the per-address limits
+/// (see the module doc).
 pub struct Transfers {
     cfg: TransferConfig,
     sources: HashMap<PeerKey, IpAddr>,
@@ -203,6 +246,7 @@ pub struct Transfers {
 const MAX_SOURCES: usize = 4096;
 
 impl Transfers {
+    /// No peers and no transfers yet.
     pub fn new(cfg: TransferConfig) -> Self {
         Transfers {
             cfg,
@@ -214,6 +258,7 @@ impl Transfers {
         }
     }
 
+    /// The next thing the driver must do, oldest first.
     pub fn poll_action(&mut self) -> Option<TransferAction> {
         self.actions.pop_front()
     }
@@ -625,7 +670,7 @@ impl Transfers {
         }
     }
 
-    /// Transfers under way: incoming (peer, id, have, size), then outgoing.
+    /// Incoming transfers under way: (peer, id, bytes held, size).
     pub fn incoming(&self) -> impl Iterator<Item = (PeerKey, &BlobId, u64, u64)> {
         self.incoming
             .iter()

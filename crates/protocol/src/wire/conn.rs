@@ -18,6 +18,7 @@ use super::message::{
 pub struct WireConfig {
     /// The info hash both sides must present: the node rendezvous name.
     pub rendezvous: [u8; 20],
+    /// Our peer id, sent in the BitTorrent handshake.
     pub peer_id: [u8; 20],
     /// Our wire port, told to the peer so it can dial us back.
     pub listen_port: Option<u16>,
@@ -33,10 +34,14 @@ pub struct WireConfig {
     pub keepalive_ms: u64,
     /// Token bucket on incoming messages: sustained rate and burst.
     pub max_messages_per_sec: u32,
+    /// Messages the bucket holds: how many may arrive at once.
     pub message_burst: u32,
 }
 
 impl WireConfig {
+    /// Our identity with the defaults of PROTOCOL.md §9 (10 s to handshake, dropped after
+    /// 180 s of silence, keep-alive after 60 s, 50 messages/s with bursts of 400), telling
+    /// the peer no BitTorrent port and no DHT node.
     pub fn new(rendezvous: [u8; 20], peer_id: [u8; 20], listen_port: Option<u16>) -> Self {
         WireConfig {
             rendezvous,
@@ -69,7 +74,7 @@ pub enum CloseReason {
     RateLimited,
     /// The handshake did not finish in time, or the peer went silent.
     Timeout,
-    /// We closed it.
+    /// We closed it, or the peer closed its side cleanly (between messages).
     Local,
 }
 
@@ -86,6 +91,8 @@ impl CloseReason {
         )
     }
 
+    /// A short machine-readable code, e.g. `wire-malformed`: the evidence code when
+    /// [`CloseReason::is_evidence`].
     pub fn code(&self) -> &'static str {
         match self {
             CloseReason::NotSwarmsite => "not-swarmsite",
@@ -120,16 +127,22 @@ impl std::fmt::Display for CloseReason {
 pub enum Event {
     /// Both handshakes done: the peer is a swarmsite node.
     Ready {
+        /// The peer's id, from its BitTorrent handshake.
         peer_id: [u8; 20],
+        /// The peer's wire listening port (`p`), to dial it back on.
         listen_port: Option<u16>,
+        /// The peer's BitTorrent port (`ss_bt`), handed to librqbit as a peer.
         bt_port: Option<u16>,
+        /// The peer's rendezvous DHT node: UDP port and node id (`ss_dht`, `ss_nid`).
         dht: Option<(u16, [u8; 20])>,
+        /// The peer's client name and version (`v`), e.g. `swarmsite/<version>`.
         client: Option<String>,
         /// The peer takes uploads (named `ss_blob` and `ss_up`).
         uploads: bool,
         /// The peer asks for and answers metainfo (named `ss_mget` and `ss_meta`).
         metainfo: bool,
     },
+    /// A swarmsite message from the peer, decoded.
     Message(Message),
     /// The connection is over; the driver drops the socket after sending what is left.
     Closed(CloseReason),
@@ -143,6 +156,8 @@ enum Phase {
     Closed,
 }
 
+/// One wire connection (module docs): both handshakes, framing, the incoming rate limit,
+/// keep-alives and timeouts.
 pub struct Connection {
     cfg: WireConfig,
     initiator: bool,
@@ -194,14 +209,17 @@ impl Connection {
         self.last_send = now;
     }
 
+    /// True once both handshakes are done, until the connection closes.
     pub fn is_ready(&self) -> bool {
         self.phase == Phase::Ready
     }
 
+    /// True once the connection is over ([`Event::Closed`] is queued).
     pub fn is_closed(&self) -> bool {
         self.phase == Phase::Closed
     }
 
+    /// The peer's id from its handshake; zeros until that arrives.
     pub fn peer_id(&self) -> [u8; 20] {
         self.peer_id
     }
@@ -236,6 +254,7 @@ impl Connection {
         std::mem::take(&mut self.out)
     }
 
+    /// The next event for the driver, if any: drain after every input.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }
@@ -252,6 +271,8 @@ impl Connection {
         }
     }
 
+    /// Advances the clock: closes the connection when the handshakes are late or the peer
+    /// went silent, and queues a keep-alive after our own silence.
     pub fn handle_timeout(&mut self, now: u64) {
         match self.phase {
             Phase::Closed => {}

@@ -9,7 +9,9 @@
 use crate::bencode::{self, DecodeError, Fields, Limits, ShapeError, Value};
 use crate::name::{NameError, SystemName};
 
+/// The protocol name a BitTorrent handshake opens with (after its length byte, 19).
 pub const PROTOCOL_STRING: &[u8; 19] = b"BitTorrent protocol";
+/// Length of a handshake in bytes: 1 + 19 + 8 reserved + 20 info hash + 20 peer id.
 pub const HANDSHAKE_LEN: usize = 68;
 /// Largest accepted message body (length prefix), SPEC §5.
 pub const MAX_MESSAGE_LEN: usize = 64 * 1024;
@@ -49,12 +51,16 @@ pub const REQUIRED_EXTENSIONS: usize = 4;
 /// A BitTorrent handshake.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Handshake {
+    /// Reserved bytes; bit `0x10` of byte 5 advertises BEP 10 extended messages.
     pub reserved: [u8; 8],
+    /// The info hash asked for; between swarmsite nodes, the node rendezvous name.
     pub info_hash: [u8; 20],
+    /// The sender's 20-byte peer id.
     pub peer_id: [u8; 20],
 }
 
 impl Handshake {
+    /// A handshake that advertises BEP 10 extended messages.
     pub fn new(info_hash: [u8; 20], peer_id: [u8; 20]) -> Self {
         let mut reserved = [0u8; 8];
         reserved[5] = 0x10;
@@ -65,10 +71,12 @@ impl Handshake {
         }
     }
 
+    /// True when the sender advertised BEP 10 extended messages.
     pub fn supports_extensions(&self) -> bool {
         self.reserved[5] & 0x10 != 0
     }
 
+    /// The 68 bytes on the wire.
     pub fn encode(&self) -> [u8; HANDSHAKE_LEN] {
         let mut b = [0u8; HANDSHAKE_LEN];
         b[0] = 19;
@@ -108,6 +116,8 @@ pub struct ExtHandshake {
 }
 
 impl ExtHandshake {
+    /// Our own extended handshake: every swarmsite extension on our ids, our ports and DHT
+    /// node, and `swarmsite/<version>` as the client.
     pub fn ours(port: Option<u16>, bt_port: Option<u16>, dht: Option<(u16, [u8; 20])>) -> Self {
         ExtHandshake {
             ids: EXTENSIONS.map(|(_, id)| Some(id)),
@@ -134,6 +144,7 @@ impl ExtHandshake {
         self.ids[MGET].is_some() && self.ids[META].is_some()
     }
 
+    /// The bencoded payload; fields that are `None` are left out.
     pub fn encode(&self) -> Vec<u8> {
         let m = EXTENSIONS
             .iter()
@@ -161,7 +172,8 @@ impl ExtHandshake {
     }
 
     /// Reads an extended handshake leniently: other clients add keys of their own, and
-    /// only `m`, `p` and `v` matter here. `None` when it is not a dictionary at all.
+    /// only `m`, `p`, `v`, `ss_bt`, `ss_dht` and `ss_nid` matter here. `None` when it is
+    /// not a dictionary at all.
     pub fn decode(payload: &[u8]) -> Option<Self> {
         let Ok(Value::Dict(d)) = bencode::decode(payload, Limits::MESSAGE) else {
             return None;
@@ -198,16 +210,27 @@ impl ExtHandshake {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Message {
     /// Ask for the record named `name`.
-    Get { name: SystemName },
+    Get {
+        /// The name of the record wanted, version included.
+        name: SystemName,
+    },
     /// Answer to `Get`: the record's bytes, or `None` when not held.
     Rec {
+        /// The name asked for.
         name: SystemName,
+        /// The encoded record, or `None` when the sender does not hold it.
         record: Option<Vec<u8>>,
     },
     /// The newest name held per (kind, id).
-    Have { names: Vec<SystemName> },
+    Have {
+        /// One name per slot held, at its newest version.
+        names: Vec<SystemName>,
+    },
     /// A verified record, pushed on.
-    Push { record: Vec<u8> },
+    Push {
+        /// The encoded record.
+        record: Vec<u8>,
+    },
     /// Unsigned evidence against a peer, for an auto-blacklist node to re-check.
     Hint(Hint),
     /// Which documents the sender keeps: what the quota choice counts and the
@@ -216,9 +239,17 @@ pub enum Message {
     /// A step of a stem transfer of an upload container (PROTOCOL.md §19).
     Blob(Blob),
     /// Fluff: the upload with this info hash can be fetched by BitTorrent.
-    Up { ih: [u8; 20] },
+    Up {
+        /// Info hash of the upload's torrent.
+        ih: [u8; 20],
+    },
     /// Ask for part `part` (of [`METAINFO_CHUNK`] bytes) of the metainfo of `ih`.
-    MetaGet { ih: [u8; 20], part: u32 },
+    MetaGet {
+        /// Info hash of the torrent.
+        ih: [u8; 20],
+        /// Index of the part, below what [`MAX_METAINFO_LEN`] allows.
+        part: u32,
+    },
     /// Answer to `MetaGet`.
     Meta(MetaPart),
 }
@@ -226,7 +257,9 @@ pub enum Message {
 /// Part of a torrent's metainfo, or word that the sender does not have it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MetaPart {
+    /// Info hash of the torrent the metainfo belongs to.
     pub ih: [u8; 20],
+    /// Index of the part, counted in [`METAINFO_CHUNK`]s.
     pub part: u32,
     /// `None`: the sender has no metainfo for `ih`. Otherwise the metainfo's length
     /// (at most [`MAX_METAINFO_LEN`]) and this part's bytes: exactly
@@ -265,15 +298,42 @@ pub const MAX_BLOB_REASON: usize = 160;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Blob {
     /// "I have container `id` of `size` bytes for you."
-    Offer { id: BlobId, size: u64 },
+    Offer {
+        /// The container's id.
+        id: BlobId,
+        /// Size of the container, in bytes.
+        size: u64,
+    },
     /// "I hold its first `have` bytes; send on up to byte `until`."
-    Want { id: BlobId, have: u64, until: u64 },
+    Want {
+        /// The container's id.
+        id: BlobId,
+        /// How many leading bytes the receiver holds: where sending resumes.
+        have: u64,
+        /// End of the grant (exclusive byte offset), above `have`.
+        until: u64,
+    },
     /// Container bytes from offset `at`.
-    Data { id: BlobId, at: u64, data: Vec<u8> },
+    Data {
+        /// The container's id.
+        id: BlobId,
+        /// Offset of the first byte in the container.
+        at: u64,
+        /// The bytes: 1 to [`BLOB_CHUNK`] of them.
+        data: Vec<u8>,
+    },
     /// "I hold it whole and it hashes to `id`."
-    Done { id: BlobId },
+    Done {
+        /// The container's id.
+        id: BlobId,
+    },
     /// "I will not take it": quota full, too large, busy, bad.
-    No { id: BlobId, why: String },
+    No {
+        /// The container's id.
+        id: BlobId,
+        /// Why, in printable ASCII, at most [`MAX_BLOB_REASON`] bytes.
+        why: String,
+    },
 }
 
 impl Blob {
@@ -288,6 +348,7 @@ impl Blob {
         Blob::No { id, why }
     }
 
+    /// The container id every step carries.
     pub fn id(&self) -> &BlobId {
         match self {
             Blob::Offer { id, .. }
@@ -303,8 +364,11 @@ impl Blob {
 /// port. Unsigned: a claim, counted as such (docs/SECURITY.md).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DocClaims {
+    /// Info hashes of the documents the sender holds completely.
     pub held: Vec<[u8; 20]>,
+    /// Info hashes of the documents the sender is still fetching.
     pub fetching: Vec<[u8; 20]>,
+    /// The sender's HTTP port, if it serves pages.
     pub http: Option<u16>,
 }
 
@@ -315,10 +379,15 @@ pub const MAX_DOC_CLAIMS: usize = 3000;
 /// `object`; the ports say where to re-check it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Hint {
+    /// The accused address.
     pub ip: std::net::IpAddr,
+    /// Its wire port, to re-check it on, if known.
     pub wire_port: Option<u16>,
+    /// Its BitTorrent port, to re-check it on, if known.
     pub bt_port: Option<u16>,
+    /// The evidence code: `a-z`, `0-9` and `-`, at most [`MAX_REASON_LEN`] bytes.
     pub reason: String,
+    /// The object the misbehaviour concerned, if any.
     pub object: Option<SystemName>,
     /// Hops left (at least 1).
     pub hops: u8,
@@ -327,16 +396,23 @@ pub struct Hint {
 /// Longest evidence code a hint carries.
 pub const MAX_REASON_LEN: usize = 32;
 
+/// Why a message payload is refused (the connection closes as `wire-malformed`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MessageError {
+    /// The payload is not canonical bencode within [`Limits::MESSAGE`].
     #[error("{0}")]
     Bencode(#[from] DecodeError),
+    /// A field is missing, unknown, of the wrong type or out of range.
     #[error("{0}")]
     Shape(#[from] ShapeError),
+    /// A field that carries a system name is not a valid one.
     #[error("{0}")]
     Name(#[from] NameError),
+    /// `ss_have`'s `names` is not a multiple of 20 bytes long.
     #[error("`names` is not a whole number of 20-byte names")]
     NamesLength,
+    /// `ss_docs`' lists are not multiples of 20 bytes, or hold more than [`MAX_DOC_CLAIMS`]
+    /// hashes together.
     #[error("document claims are not a whole number of 20-byte info hashes, or too many")]
     ClaimsLength,
 }
@@ -358,6 +434,8 @@ impl Message {
         }
     }
 
+    /// The bencoded payload, to send with [`frame_extended`] under the peer's id for
+    /// [`Message::extension`].
     pub fn encode_payload(&self) -> Vec<u8> {
         let name = |n: &SystemName| Value::Bytes(n.as_bytes().to_vec());
         bencode::encode(&match self {
