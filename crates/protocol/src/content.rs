@@ -167,7 +167,13 @@ impl Blacklist {
         let mut entries = Vec::with_capacity(items.len());
         for item in items {
             let mut f = Fields::new(item)?;
-            let addr = parse_addr(&f.string("addr")?)?;
+            let raw = f.string("addr")?;
+            let addr = parse_addr(&raw)?;
+            // Strict: the block as `encode` writes it (`1.2.3.0/24`, never `1.2.3.5/24`
+            // or a bare address), so a signed list has one encoding.
+            if addr.to_string() != raw {
+                return Err(ContentError::Addr(raw));
+            }
             let reason = f.string("reason")?;
             let since = u64::try_from(f.int("since")?).map_err(|_| ShapeError::Invalid {
                 field: "since",
@@ -225,5 +231,17 @@ mod tests {
         assert!(!b.contains("10.1.2.4".parse().unwrap()));
         assert_eq!(Blacklist::decode(&b.encode(), 1 << 20).unwrap(), b);
         assert_eq!(Blacklist::from_text("x.y forged", 0).unwrap_err().0, 1);
+        // One encoding per list: a block with host bits, or a bare address, is refused.
+        for addr in ["10.1.2.5/24", "10.1.2.3"] {
+            let odd = bencode::encode(&Value::List(vec![bencode::dict([
+                ("addr", Value::Bytes(addr.into())),
+                ("reason", Value::Bytes(b"x".to_vec())),
+                ("since", Value::Int(1)),
+            ])]));
+            assert!(
+                matches!(Blacklist::decode(&odd, 1 << 20), Err(ContentError::Addr(_))),
+                "{addr}"
+            );
+        }
     }
 }

@@ -9,8 +9,9 @@
 //!
 //! Key-set freshness (SPEC §3): a role's content from peers is taken only once the
 //! newest key set the node knows of that role is confirmed, by [`CONFIRM_SOURCES`]
-//! distinct peer sources whose `have` names no newer one, or [`CONFIRM_WAIT_MS`] after
-//! the first peer came (both set in [`GossipConfig`]); until then it waits with the records held back for a key set.
+//! distinct peer addresses whose `have` names no newer one, or [`CONFIRM_WAIT_MS`] after
+//! the first peer came (both set in [`GossipConfig`]); until then it waits with the
+//! records held back for a key set.
 //! A rotation drops what it does not vouch for ([`Action::Dropped`]) and asks for the
 //! current record again.
 

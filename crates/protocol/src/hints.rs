@@ -70,11 +70,12 @@ pub struct Hints {
     cfg: HintsConfig,
     seen: HashMap<(IpAddr, String), u64>,
     order: VecDeque<((IpAddr, String), u64)>,
-    /// This node's own hints: the minute's start (ms) and how many left.
+    /// This node's own hints: the minute's start (ms) and how many were sent in it.
     own: (u64, u32),
-    /// Relayed hints: the minute's start, how many left in all, and per relaying
-    /// address (at most `per_minute` entries: one is made only for a hint relayed).
+    /// Relayed hints: the minute's start and how many were relayed in it, in all.
     relayed: (u64, u32),
+    /// Relayed hints this minute per relaying address (at most `per_minute` entries:
+    /// one is made only for a hint relayed).
     sources: HashMap<IpAddr, u32>,
     actions: VecDeque<HintAction>,
 }
@@ -147,7 +148,8 @@ impl Hints {
 
     fn remember(&mut self, hint: &Hint, now: u64) {
         let key = (hint.ip, hint.reason.clone());
-        while self.order.len() >= self.cfg.capacity {
+        // At least one pair is remembered, whatever the configuration says.
+        while self.order.len() >= self.cfg.capacity.max(1) {
             if let Some((old, at)) = self.order.pop_front()
                 && self.seen.get(&old) == Some(&at)
             {
@@ -241,6 +243,17 @@ mod tests {
         // After the memory runs out it may travel again.
         h.receive(2, src(2), hint("10.0.0.9", "bad-piece"), 3_600_001);
         assert_eq!(drain(&mut h).len(), 1);
+    }
+
+    #[test]
+    fn a_memory_of_no_pairs_still_remembers_one() {
+        let mut h = Hints::new(HintsConfig {
+            capacity: 0,
+            ..HintsConfig::default()
+        });
+        h.receive(1, src(1), hint("10.0.0.9", "bad-piece"), 0);
+        h.receive(1, src(1), hint("10.0.0.8", "bad-piece"), 0);
+        assert_eq!(drain(&mut h).len(), 2);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Signed records (SPEC §2): the one envelope every published object travels in.
 //!
-//! A record is a canonical bencoded dictionary `{body | ih+size, name, sigs, size?, time}`
+//! A record is a canonical bencoded dictionary `{body | ih+size, name, sigs, time}`
 //! of at most 16 KiB; each signature is RSASSA-PSS-SHA-256 over the encoding of the
 //! same dictionary without `sigs`. Decoding checks form only; whether a record is
 //! *trusted* is the trust store's decision ([`crate::trust`]).

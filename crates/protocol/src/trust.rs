@@ -33,8 +33,9 @@ pub fn record_digest(record: &Record) -> [u8; 32] {
     Sha256::digest(record.signed_message()).into()
 }
 
-/// Why a record was refused. Every variant can be recorded as evidence (SPEC §8);
-/// [`Refusal::is_forgery`] says which ones prove bad intent rather than staleness.
+/// Why a record was refused. Every variant but [`Refusal::KeySetUnconfirmed`] (the record
+/// waits) can be recorded as evidence (SPEC §8); [`Refusal::is_forgery`] says which ones
+/// prove bad intent rather than staleness.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
     /// The bytes are not a well-formed record.

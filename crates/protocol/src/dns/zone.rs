@@ -364,6 +364,9 @@ impl Zone {
         if !(0.0..1.0).contains(&p.jitter) {
             return invalid(format!("probe.jitter = {}: from 0 up to 1", p.jitter));
         }
+        if p.drop_after == 0 {
+            return invalid("probe.drop_after = 0: at least 1 failed probe".into());
+        }
         if !(1..=4096).contains(&p.concurrency) {
             return invalid(format!(
                 "probe.concurrency = {}: between 1 and 4096",
@@ -409,7 +412,7 @@ impl Zone {
                 settings: ProbeSettings {
                     interval_ms: interval.as_millis() as u64,
                     jitter: p.jitter,
-                    drop_after: p.drop_after.max(1),
+                    drop_after: p.drop_after,
                     retry_max_ms: retry_max.as_millis() as u64,
                     concurrency: p.concurrency,
                     max_candidates: p.max_candidates,
@@ -492,6 +495,11 @@ hostmaster = "hostmaster.site.example"
                 "probe.concurrency",
             ),
             ("zone = \"s.example\"", "[probe]\nports = []", "probe.ports"),
+            (
+                "zone = \"s.example\"",
+                "[probe]\ndrop_after = 0",
+                "probe.drop_after",
+            ),
             (
                 "zone = \"s.example\"",
                 "[[record]]\nname = \"s.example\"\ntype = \"A\"\ncontent = \"192.0.2.1\"",

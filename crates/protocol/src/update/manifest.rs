@@ -95,7 +95,9 @@ pub enum PackageKind {
     Dmg,
     /// An AppImage (self-contained Linux executable) of the command-line program.
     AppImage,
-    /// A kind this build does not know (a newer publisher's); never chosen.
+    /// A kind this build has no name for: a newer publisher's, or one built here for the
+    /// tray app (`app_msi`…, see [`PackageKind::for_app`]); chosen only when it equals the
+    /// kind asked for.
     Other(String),
 }
 
