@@ -687,14 +687,7 @@ impl<A: Acceptor> Gossip<A> {
             // judged "for good" (its peer left, or has no newer key set): the wait is
             // bounded. Beyond the peer's room it is let go unjudged (the pull brings it
             // again).
-            if may_hold {
-                self.hold_back(from, bytes, now);
-            } else if self.pending.iter().filter(|(p, _, _)| *p == from).count()
-                < MAX_PENDING_PER_PEER
-                && self.pending.len() < self.cfg.max_pending
-            {
-                self.pending.push_back((from, bytes, now));
-            }
+            self.hold_back(from, bytes, now, may_hold);
             return Err(Refusal::KeySetUnconfirmed { role });
         }
         match self.acceptor.accept(&record, &bytes, now / 1000) {
@@ -810,7 +803,7 @@ impl<A: Acceptor> Gossip<A> {
                 }
             }
             Refusal::ChainGap { next, .. } if may_hold => {
-                self.hold_back(from, bytes, now);
+                self.hold_back(from, bytes, now, true);
                 if let Some(peer) = from {
                     self.ask(peer, name.with_version(*next), now);
                 }
@@ -820,7 +813,7 @@ impl<A: Acceptor> Gossip<A> {
             {
                 // Possibly signed by a key set we have not received yet: ask for it and
                 // judge again when it arrives, or when the peer says it has none.
-                self.hold_back(from, bytes, now);
+                self.hold_back(from, bytes, now, true);
                 if let (Some(peer), Some(role)) = (from, name.class().governing_role()) {
                     let v = self.acceptor.highest((role.number(), 1)) + 1;
                     self.ask(peer, SystemName::key_set(name.tag(), role, v), now);
@@ -840,9 +833,20 @@ impl<A: Acceptor> Gossip<A> {
         }
     }
 
-    fn hold_back(&mut self, from: Option<PeerKey>, bytes: Arc<[u8]>, now: u64) {
+    /// Keeps a record that cannot be judged yet, within the queue's bounds (at most
+    /// [`MAX_PENDING_PER_PEER`] of one peer's, `max_pending` in all). `make_room`: a full
+    /// queue makes room; otherwise (a record judged for good that must still wait) it is
+    /// kept only if there is room, and let go unjudged if not.
+    fn hold_back(&mut self, from: Option<PeerKey>, bytes: Arc<[u8]>, now: u64, make_room: bool) {
         let mine = self.pending.iter().filter(|(p, _, _)| *p == from).count();
-        if from.is_some() && mine >= MAX_PENDING_PER_PEER {
+        let peer_full = from.is_some() && mine >= MAX_PENDING_PER_PEER;
+        if !make_room {
+            if !peer_full && self.pending.len() < self.cfg.max_pending {
+                self.pending.push_back((from, bytes, now));
+            }
+            return;
+        }
+        if peer_full {
             // One peer sending records no key set we know explains, again and again: its
             // own oldest is judged now (evidence against it, if it still fails).
             if let Some(i) = self.pending.iter().position(|(p, _, _)| *p == from)
