@@ -18,12 +18,11 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rustc_hash::FxHashMap;
 use swarmsite_protocol::blacklist::Enforcement;
-use swarmsite_protocol::content::Blacklist;
 use swarmsite_protocol::gossip::{Acceptor, Action, Gossip, GossipConfig, PeerKey};
 use swarmsite_protocol::hints::{HintAction, Hints, HintsConfig};
 use swarmsite_protocol::name::{ObjectClass, SystemName, file_id, kind};
 use swarmsite_protocol::policy;
-use swarmsite_protocol::record::{Payload, Record};
+use swarmsite_protocol::record::Record;
 use swarmsite_protocol::trust::Refusal;
 use swarmsite_protocol::wire::{Hint, Message, WireConfig};
 
@@ -925,10 +924,9 @@ impl World {
     /// listed addresses close.
     fn apply_blacklist(&mut self, node: u32, record: &Record) {
         let version = record.name.version();
-        let Payload::Body(body) = &record.payload else {
-            return; // simulated lists are short enough to travel inline
-        };
-        let Ok(list) = Blacklist::decode(body, body.len()) else {
+        let in_force = self.nodes[node as usize].blacklist.version();
+        // Simulated lists are short enough to travel inline: never `Fetch`.
+        let policy::BlacklistIn::InForce(list) = policy::blacklist_in(record, in_force) else {
             return;
         };
         if !self.nodes[node as usize]

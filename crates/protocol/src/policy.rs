@@ -8,9 +8,11 @@
 use std::net::IpAddr;
 
 use crate::blacklist::{Enforcement, hintable};
+use crate::content::Blacklist;
 use crate::gossip::PeerKey;
 use crate::hints::{Hints, HintsConfig};
 use crate::name::SystemName;
+use crate::record::{Payload, Record};
 use crate::wire::Hint;
 
 /// The wire port a node listens on by default (`--wire-listen`).
@@ -87,6 +89,51 @@ pub fn evidence_machines(auto_threshold: Option<u32>, hints: HintsConfig) -> (En
     (Enforcement::new(auto_threshold), Hints::new(hints))
 }
 
+/// Largest torrent-form blacklist a node fetches (about 100,000 entries).
+pub const MAX_BLACKLIST_BYTES: u64 = 16 * 1024 * 1024;
+
+/// What a node does with an accepted blacklist record.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BlacklistIn {
+    /// Not newer than the list in force: nothing.
+    Stale,
+    /// An inline list, decoded: put it in force.
+    InForce(Blacklist),
+    /// A list too long for a record travels as a torrent of one file: fetch it (within
+    /// [`MAX_BLACKLIST_BYTES`]), decode it, then put it in force.
+    Fetch {
+        /// The torrent's info hash.
+        ih: [u8; 20],
+        /// The file's size, bytes.
+        size: u64,
+    },
+    /// Signed but unusable (does not decode, or too large): evidence `bad-blacklist`
+    /// against nobody, with the reason.
+    Refused(String),
+}
+
+/// What to do with the accepted blacklist `record` while version `in_force` is in force.
+pub fn blacklist_in(record: &Record, in_force: u32) -> BlacklistIn {
+    if record.name.version() <= in_force {
+        return BlacklistIn::Stale;
+    }
+    match &record.payload {
+        Payload::Body(body) => match Blacklist::decode(body, body.len()) {
+            Ok(list) => BlacklistIn::InForce(list),
+            Err(e) => BlacklistIn::Refused(format!("signed blacklist does not parse: {e}")),
+        },
+        Payload::Torrent { size, .. } if *size > MAX_BLACKLIST_BYTES => {
+            BlacklistIn::Refused(format!(
+                "signed blacklist of {size} bytes is over the {MAX_BLACKLIST_BYTES}-byte limit"
+            ))
+        }
+        Payload::Torrent { ih, size } => BlacklistIn::Fetch {
+            ih: *ih,
+            size: *size,
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,6 +158,29 @@ mod tests {
         assert!(relay_hint_to(&h, Some(3), 4, IpAddr::from([10, 0, 0, 4])));
         assert!(!relay_hint_to(&h, Some(3), 3, IpAddr::from([10, 0, 0, 3])));
         assert!(!relay_hint_to(&h, Some(3), 9, IpAddr::from([10, 0, 0, 9])));
+    }
+
+    #[test]
+    fn a_blacklist_record_is_put_in_force_fetched_or_refused() {
+        use crate::name::{NetworkTag, file_id, kind};
+        let tag: NetworkTag = "TESTNETS1".parse().unwrap();
+        let name = |v| SystemName::new(tag, kind::AUTHORIZED_FILE, file_id::BLACKLIST, v);
+        let list = Blacklist::from_text("10.0.0.9 forged", 1).unwrap();
+        let inline = Record::new(name(2), 1, Payload::Body(list.encode())).unwrap();
+        assert_eq!(blacklist_in(&inline, 1), BlacklistIn::InForce(list));
+        assert_eq!(blacklist_in(&inline, 2), BlacklistIn::Stale);
+        let garbage = Record::new(name(3), 1, Payload::Body(b"x".to_vec())).unwrap();
+        assert!(matches!(blacklist_in(&garbage, 2), BlacklistIn::Refused(_)));
+        let torrent = |size| Record::new(name(3), 1, Payload::Torrent { ih: [7; 20], size });
+        assert_eq!(
+            blacklist_in(&torrent(1 << 20).unwrap(), 2),
+            BlacklistIn::Fetch {
+                ih: [7; 20],
+                size: 1 << 20
+            }
+        );
+        let huge = torrent(MAX_BLACKLIST_BYTES + 1).unwrap();
+        assert!(matches!(blacklist_in(&huge, 2), BlacklistIn::Refused(_)));
     }
 
     #[test]

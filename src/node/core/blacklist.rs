@@ -2,46 +2,25 @@
 //! into librqbit, and (with `--auto-blacklist`) turning evidence into new versions.
 
 use super::*;
-
-/// Largest torrent-form blacklist fetched (about 100,000 entries).
-const MAX_BLACKLIST_BYTES: u64 = 16 * 1024 * 1024;
+use crate::policy::BlacklistIn;
 
 impl Core {
     /// Puts the blacklist of `record` in force, fetching it first when it travels as a
     /// torrent; an older version than the one in force changes nothing.
     pub(super) fn apply_blacklist(&mut self, record: &Record) {
-        let version = record.name.version();
-        if version <= self.blacklist.version() {
-            return;
-        }
-        match &record.payload {
-            Payload::Body(body) => match crate::content::Blacklist::decode(body, body.len()) {
-                Ok(list) => self.put_in_force(version, list, None),
-                Err(e) => self.record_evidence(
-                    None,
-                    Some(record.name),
-                    "bad-blacklist",
-                    format!("signed blacklist does not parse: {e}"),
-                ),
-            },
-            Payload::Torrent { ih, size } => self.fetch_blacklist(record.name, *ih, *size),
+        match crate::policy::blacklist_in(record, self.blacklist.version()) {
+            BlacklistIn::Stale => {}
+            BlacklistIn::InForce(list) => self.put_in_force(record.name.version(), list, None),
+            BlacklistIn::Fetch { ih, size } => self.fetch_blacklist(record.name, ih, size),
+            BlacklistIn::Refused(why) => {
+                self.record_evidence(None, Some(record.name), "bad-blacklist", why)
+            }
         }
     }
 
     /// A blacklist too long for a record travels as a torrent of one file: fetch it
     /// (and seed it, so it spreads), then put it in force.
     fn fetch_blacklist(&mut self, name: SystemName, ih: [u8; 20], size: u64) {
-        if size > MAX_BLACKLIST_BYTES {
-            self.record_evidence(
-                None,
-                Some(name),
-                "bad-blacklist",
-                format!(
-                    "signed blacklist of {size} bytes is over the {MAX_BLACKLIST_BYTES}-byte limit"
-                ),
-            );
-            return;
-        }
         if let Some((_, old)) = self.blacklist_fetch.take() {
             old.cancel();
         }
