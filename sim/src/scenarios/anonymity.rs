@@ -39,8 +39,10 @@ pub const STEM_PROBABILITIES: [f64; 4] = [0.0, 0.5, 0.8, 0.9];
 /// Container size assumed for transfer times (the fetch after `up`).
 const CONTAINER: f64 = 4.0 * 1024.0 * 1024.0;
 
-/// Peers `up` goes to (like a record's push).
-const FLUFF_FANOUT: usize = 8;
+/// Peers `up` goes to (like a record's push): the fluff machine's own default.
+fn fluff_fanout() -> usize {
+    swarmsite_protocol::upload::fluff::FluffConfig::default().fanout
+}
 
 /// A network to run uploads on: nodes, their peers, who spies.
 pub struct Graph {
@@ -55,7 +57,7 @@ impl Graph {
     pub fn new(n: usize, p: f64, seed: u64) -> Graph {
         let mut rng = StdRng::seed_from_u64(derive_seed(seed, 20, 0));
         let net = Net::new(n, NetConfig::default(), &mut rng);
-        let peers = random_overlay(&net, 32, &mut rng)
+        let peers = random_overlay(&net, swarmsite_protocol::policy::MAX_PEERS, &mut rng)
             .into_iter()
             .map(|l| l.into_iter().map(|x| x & !OUT).collect())
             .collect();
@@ -178,7 +180,7 @@ fn first_spy_in_fluff(g: &Graph, w: u32, rng: &mut StdRng) -> Option<u32> {
     has.insert(w, ());
     let tell = |x: u32, t: Ms, heap: &mut BinaryHeap<Reverse<(Ms, u32, u32)>>, rng: &mut StdRng| {
         let peers = &g.peers[x as usize];
-        for &y in peers.choose_multiple(rng, FLUFF_FANOUT) {
+        for &y in peers.choose_multiple(rng, fluff_fanout()) {
             heap.push(Reverse((t + g.net.base_delay(x, y), y, x)));
         }
     };

@@ -289,8 +289,8 @@ pub fn report(ctx: &Ctx, cases: &[usize]) -> anyhow::Result<String> {
          nodes counted: those online at the end (for partitions: the east side). Nodes \
          keep {} outgoing connections and refill free slots from the rendezvous DHT \
          every minute; a connection across a cut closes after {} of silence.",
-        32,
-        fmt_ms(180_000)
+        swarmsite_protocol::policy::MAX_PEERS,
+        fmt_ms(swarmsite_protocol::wire::WireConfig::new([0; 20], [0; 20], None).idle_timeout_ms)
     ));
     let mut md = t.markdown();
     if ctx.plots && runs.iter().any(|r| !r.curve.is_empty()) {

@@ -79,7 +79,7 @@ pub fn run(n: usize, seed: u64, limit: Ms, adjust: impl FnOnce(&mut WorldConfig)
 pub fn seed_scheme(n: usize, seed: u64) -> Vec<Ms> {
     let mut rng = StdRng::seed_from_u64(derive_seed(seed, 9, 0));
     let net = Net::new(n, Default::default(), &mut rng);
-    let links = random_overlay(&net, 32, &mut rng);
+    let links = random_overlay(&net, swarmsite_protocol::policy::MAX_PEERS, &mut rng);
     let mut at = vec![Ms::MAX; n];
     let mut heap = BinaryHeap::new();
     let origin = rng.gen_range(0..n as u32);

@@ -238,7 +238,7 @@ pub struct Outcome {
 pub fn spread(n: usize, size: u64, seed: u64, retell: bool) -> Outcome {
     let mut rng = StdRng::seed_from_u64(derive_seed(seed, 30, 0));
     let net = Net::new(n, NetConfig::default(), &mut rng);
-    let links = random_overlay(&net, 32, &mut rng);
+    let links = random_overlay(&net, swarmsite_protocol::policy::MAX_PEERS, &mut rng);
     let w = StdRng::seed_from_u64(derive_seed(seed, 31, size)).gen_range(0..n as u32);
     let mut s = Spread::new(
         &net,
