@@ -22,6 +22,9 @@ mod app_api;
 mod dashboard;
 mod uploads;
 
+#[cfg(test)]
+mod ui_types;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
