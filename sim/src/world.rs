@@ -43,6 +43,9 @@ pub struct WorldConfig {
     pub hints: HintsConfig,
     /// Outgoing wire connections a node keeps (`NodeConfig::max_peers`).
     pub max_peers: usize,
+    /// Incoming wire connections a node takes, in all and from one address.
+    pub max_inbound: usize,
+    pub max_inbound_per_ip: usize,
     /// Auto-blacklisting: evidence entries before listing, batch period.
     pub auto_threshold: u32,
     pub auto_interval: Ms,
@@ -74,6 +77,8 @@ impl WorldConfig {
             gossip,
             hints: HintsConfig::default(),
             max_peers: policy::MAX_PEERS,
+            max_inbound: policy::MAX_INBOUND,
+            max_inbound_per_ip: policy::MAX_INBOUND_PER_IP,
             auto_threshold: policy::AUTO_BLACKLIST_THRESHOLD,
             auto_interval: policy::AUTO_BLACKLIST_INTERVAL_MS,
             dial_timeout: policy::DIAL_TIMEOUT_MS,
@@ -1083,6 +1088,18 @@ impl World {
         );
     }
 
+    /// Whether `to` takes an incoming connection from `from` (`policy::admit_inbound`).
+    fn admits(&self, to: u32, from: u32) -> bool {
+        let inbound = self.links[to as usize]
+            .iter()
+            .filter(|l| *l & OUT == 0)
+            .count();
+        let caps = (self.cfg.max_inbound, self.cfg.max_inbound_per_ip);
+        let blacklist = &self.nodes[to as usize].blacklist;
+        policy::admit_inbound(Net::ip(from), blacklist, (inbound, 0), caps, false)
+            == policy::Admit::Yes
+    }
+
     fn dialled(&mut self, from: u32, to: u32, ok: bool) {
         let d = &mut self.dialling[from as usize];
         *d = d.saturating_sub(1);
@@ -1090,8 +1107,9 @@ impl World {
             && self.online[from as usize]
             && self.online[to as usize]
             && !self.linked(from, to)
-            // A listed address is refused at accept (`Core::run`).
-            && !self.nodes[to as usize].blacklist.contains(Net::ip(from))
+            // `Core::run`: a listed address is refused at accept, and so is one past the
+            // inbound caps (nodes have one address each here, and no address is slowed).
+            && self.admits(to, from)
             && !self.nodes[from as usize].blacklist.contains(Net::ip(to));
         if !accepted {
             self.stats.failed_dials += 1;

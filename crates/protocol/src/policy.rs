@@ -89,6 +89,37 @@ pub fn evidence_machines(auto_threshold: Option<u32>, hints: HintsConfig) -> (En
     (Enforcement::new(auto_threshold), Hints::new(hints))
 }
 
+/// Whether a node takes an incoming wire connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admit {
+    /// Taken.
+    Yes,
+    /// The address is listed by the blacklist in force (counted as a refusal).
+    Listed,
+    /// No room: [`MAX_INBOUND`] in all or [`MAX_INBOUND_PER_IP`] from this address
+    /// (the node's settings), or the address is kept out for a while after sending too
+    /// many refused items.
+    NoRoom,
+}
+
+/// Whether a node with `inbound` incoming connections, `from_ip` of them from `ip`, takes
+/// one more from `ip` (`slowed`: the address is kept out for now).
+pub fn admit_inbound(
+    ip: IpAddr,
+    enforcement: &Enforcement,
+    (inbound, from_ip): (usize, usize),
+    (max_inbound, max_per_ip): (usize, usize),
+    slowed: bool,
+) -> Admit {
+    if enforcement.contains(ip) {
+        Admit::Listed
+    } else if inbound >= max_inbound || from_ip >= max_per_ip || slowed {
+        Admit::NoRoom
+    } else {
+        Admit::Yes
+    }
+}
+
 /// Largest torrent-form blacklist a node fetches (about 100,000 entries).
 pub const MAX_BLACKLIST_BYTES: u64 = 16 * 1024 * 1024;
 
@@ -158,6 +189,37 @@ mod tests {
         assert!(relay_hint_to(&h, Some(3), 4, IpAddr::from([10, 0, 0, 4])));
         assert!(!relay_hint_to(&h, Some(3), 3, IpAddr::from([10, 0, 0, 3])));
         assert!(!relay_hint_to(&h, Some(3), 9, IpAddr::from([10, 0, 0, 9])));
+    }
+
+    #[test]
+    fn inbound_connections_within_the_caps_from_addresses_not_listed() {
+        let mut enforcement = Enforcement::new(None);
+        let list = Blacklist::from_text("10.0.0.9 forged", 1).unwrap();
+        assert!(enforcement.put_in_force(1, list));
+        let caps = (MAX_INBOUND, MAX_INBOUND_PER_IP);
+        let ip = |last| IpAddr::from([10, 0, 0, last]);
+        assert_eq!(
+            admit_inbound(ip(1), &enforcement, (0, 0), caps, false),
+            Admit::Yes
+        );
+        assert_eq!(
+            admit_inbound(ip(9), &enforcement, (0, 0), caps, false),
+            Admit::Listed
+        );
+        let full = (MAX_INBOUND, 0);
+        assert_eq!(
+            admit_inbound(ip(1), &enforcement, full, caps, false),
+            Admit::NoRoom
+        );
+        let one_ip = (3, MAX_INBOUND_PER_IP);
+        assert_eq!(
+            admit_inbound(ip(1), &enforcement, one_ip, caps, false),
+            Admit::NoRoom
+        );
+        assert_eq!(
+            admit_inbound(ip(1), &enforcement, (0, 0), caps, true),
+            Admit::NoRoom
+        );
     }
 
     #[test]

@@ -34,6 +34,7 @@ use crate::evidence::{Evidence, EvidenceBudget, EvidenceLog};
 use crate::gossip::{Action, Gossip, GossipConfig, PeerKey};
 use crate::hints::{HintAction, Hints, HintsConfig};
 use crate::name::{ObjectClass, SystemName, kind};
+use crate::policy::Admit;
 use crate::record::{Payload, Record};
 use crate::rendezvous::Rendezvous;
 use crate::serve::{Served, SiteRelease};
@@ -328,14 +329,16 @@ impl Core {
             tokio::select! {
                 accepted = listener.accept() => {
                     if let Ok((stream, remote)) = accepted {
-                        if self.blacklist.contains(remote.ip()) {
-                            drop(stream);
-                            self.count_refused(remote);
-                        } else if !self.inbound_allowed(remote.ip()) {
-                            tracing::debug!("{remote}: too many incoming connections; closed");
-                            drop(stream);
-                        } else {
-                            self.spawn_conn(stream, remote);
+                        match self.admit(remote.ip()) {
+                            Admit::Yes => self.spawn_conn(stream, remote),
+                            Admit::Listed => {
+                                drop(stream);
+                                self.count_refused(remote);
+                            }
+                            Admit::NoRoom => {
+                                tracing::debug!("{remote}: too many incoming connections; closed");
+                                drop(stream);
+                            }
                         }
                     }
                 }
@@ -510,14 +513,22 @@ impl Core {
         (key, rx)
     }
 
-    /// Room for one more incoming connection from `ip` (see `NodeConfig::max_inbound`).
-    fn inbound_allowed(&self, ip: IpAddr) -> bool {
+    /// Whether an incoming connection from `ip` is taken (`policy::admit_inbound`, with
+    /// `NodeConfig::max_inbound` and `max_inbound_per_ip`).
+    fn admit(&self, ip: IpAddr) -> Admit {
         let (mut all, mut from_ip) = (0, 0);
         for c in self.conns.values().filter(|c| !c.outgoing) {
             all += 1;
             from_ip += usize::from(c.remote.ip() == ip);
         }
-        all < self.cfg.max_inbound && from_ip < self.cfg.max_inbound_per_ip && !self.is_slowed(ip)
+        let caps = (self.cfg.max_inbound, self.cfg.max_inbound_per_ip);
+        crate::policy::admit_inbound(
+            ip,
+            &self.blacklist,
+            (all, from_ip),
+            caps,
+            self.is_slowed(ip),
+        )
     }
 
     fn spawn_conn(&mut self, stream: tokio::net::TcpStream, remote: SocketAddr) {
