@@ -400,16 +400,7 @@ impl Enforcement {
 mod tests {
     use super::*;
 
-    fn hint(ip: &str, reason: &str) -> Hint {
-        Hint {
-            ip: ip.parse().unwrap(),
-            wire_port: Some(7000),
-            bt_port: None,
-            reason: reason.into(),
-            object: None,
-            hops: crate::hints::HOPS,
-        }
-    }
+    use crate::hints::tests::hint;
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()

@@ -188,10 +188,11 @@ impl Hints {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn hint(ip: &str, reason: &str) -> Hint {
+    /// A hint accusing `ip` of `reason`, as the blacklist's tests use too.
+    pub(crate) fn hint(ip: &str, reason: &str) -> Hint {
         Hint {
             ip: ip.parse().unwrap(),
             wire_port: Some(7000),
