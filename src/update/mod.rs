@@ -9,7 +9,7 @@
 //! - [`release`]: the publisher's side (`swarmsite publish software`).
 //!
 //! The node side (learning, fetching only this platform's package, checking, seeding,
-//! installing) is `node/core/update.rs`.
+//! installing) is `node/core/update/`.
 
 pub mod install;
 pub mod release;

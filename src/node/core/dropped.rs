@@ -23,41 +23,18 @@ impl Core {
         });
         self.refresh_records();
         match name.class() {
-            ObjectClass::SiteRelease if name.id() == self.cfg.site => self.drop_release(name),
+            ObjectClass::SiteRelease if name.id() == self.cfg.site => {
+                self.site.drop_release(&mut ctx!(self), name)
+            }
             ObjectClass::Blacklist => self.withdraw_blacklist(),
-            ObjectClass::SoftwareManifest => self.drop_manifest(name),
+            ObjectClass::SoftwareManifest => self.update.drop_manifest(&mut ctx!(self), name),
             ObjectClass::Notice => self.update_status(|s| s.notices.retain(|n| n.id != name.id())),
-            ObjectClass::Document => self.evict_document(name.id(), name.version()),
+            ObjectClass::Document => {
+                self.archive
+                    .evict_version(&mut ctx!(self), name.id(), name.version())
+            }
             // Receipts only ever let cached uploads go; the current list comes again.
             _ => {}
         }
-    }
-
-    fn drop_release(&mut self, name: SystemName) {
-        let version = name.version();
-        if let Some(t) = self.sync.take_if(|t| t.version == version) {
-            t.cancel.cancel();
-        }
-        let Some((_, ih)) = self.serving.take_if(|(v, _)| *v == version) else {
-            return;
-        };
-        if let Some(c) = self.restoring_served.take() {
-            c.cancel();
-        }
-        self.shared.served.clear();
-        self.update_status(|s| {
-            s.served_version = None;
-            s.served_time = None;
-        });
-        let torrents = Arc::clone(&self.shared.torrents);
-        let (store, site) = (self.store.clone(), self.cfg.site);
-        tokio::spawn(async move {
-            let _ = torrents.remove(&ih).await;
-            match tokio::task::spawn_blocking(move || store.drop_release(site, version)).await {
-                Ok(Err(e)) => tracing::error!("removing release v{version}: {e}"),
-                Err(e) => tracing::error!("removing release v{version}: {e}"),
-                Ok(Ok(())) => {}
-            }
-        });
     }
 }

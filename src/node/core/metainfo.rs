@@ -109,7 +109,7 @@ impl Core {
                     }
                 }
                 MetainfoAction::Bad { peer, ih, why } => {
-                    let remote = self.peer_addrs(peer).map(|a| a.remote);
+                    let remote = self.conns.addrs(peer).map(|a| a.remote);
                     self.record_evidence(
                         remote,
                         None,
