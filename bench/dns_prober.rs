@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use swarmsite::dns::{DnsFront, Zone};
-use swarmsite::node::{Node, NodeConfig};
-use swarmsite::publisher::{InitOptions, NetworkDir};
+use swarmsite_node::dns::{DnsFront, Zone};
+use swarmsite_node::node::{Node, NodeConfig};
+use swarmsite_node::publisher::{InitOptions, NetworkDir};
 
 /// Not 18880: bench/dns.sh has its volunteers there.
 const PORT: u16 = 28880;
@@ -61,9 +61,10 @@ async fn run(n: usize, concurrency: usize) {
         .as_secs();
     let net = NetworkDir::init(&tmp.path().join("net"), &opts, b"bench", now).unwrap();
     let site = tmp.path().join("site");
-    swarmsite::demo_site::write(&site, 1).unwrap();
-    let key = swarmsite::publisher::load_key(&net.root().join("keys/site/v1/key-1.pem"), b"bench")
-        .unwrap();
+    swarmsite_node::demo_site::write(&site, 1).unwrap();
+    let key =
+        swarmsite_node::publisher::load_key(&net.root().join("keys/site/v1/key-1.pem"), b"bench")
+            .unwrap();
     let (_, record) = net
         .publish_site(&site, 1, Some(1), &[key], now)
         .unwrap()
@@ -73,7 +74,7 @@ async fn run(n: usize, concurrency: usize) {
     let served = Arc::new(AtomicU64::new(0));
     let counter = Arc::clone(&served);
     let app = axum::Router::new().route(
-        &format!("/{}", swarmsite::serve::RELEASE_PATH),
+        &format!("/{}", swarmsite_node::serve::RELEASE_PATH),
         axum::routing::get(move || {
             counter.fetch_add(1, Ordering::Relaxed);
             let r = record.clone();
@@ -104,7 +105,7 @@ async fn run(n: usize, concurrency: usize) {
             let url = format!(
                 "http://{}/{}",
                 SocketAddr::new(candidate(i), PORT),
-                swarmsite::serve::RELEASE_PATH
+                swarmsite_node::serve::RELEASE_PATH
             );
             let ok = match c.get(&url).send().await {
                 Ok(r) => r.bytes().await.is_ok(),

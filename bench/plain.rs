@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use swarmsite::torrent::Torrent;
-use swarmsite::torrents::{Torrents, TorrentsConfig};
+use swarmsite_node::torrent::Torrent;
+use swarmsite_node::torrents::{Torrents, TorrentsConfig};
 
 /// Seeds `t` from `content` on `seeder`, then times sessions on `leechers` (one each)
 /// fetching it (only the files of `only_files`, when given) until all are complete.

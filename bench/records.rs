@@ -6,12 +6,12 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use swarmsite::bundle::{Bundle, Site};
-use swarmsite::keys::{MIN_BITS, PrivateKey};
-use swarmsite::keyset::KeySet;
-use swarmsite::name::{NetworkTag, Role, SystemName};
-use swarmsite::record::{Payload, Record};
-use swarmsite::trust::TrustStore;
+use swarmsite_node::bundle::{Bundle, Site};
+use swarmsite_node::keys::{MIN_BITS, PrivateKey};
+use swarmsite_node::keyset::KeySet;
+use swarmsite_node::name::{NetworkTag, Role, SystemName};
+use swarmsite_node::record::{Payload, Record};
+use swarmsite_node::trust::TrustStore;
 
 const NOW: u64 = 1_800_000_000;
 

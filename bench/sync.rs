@@ -10,9 +10,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
-use swarmsite::node::{Node, NodeConfig, NodeHandle};
-use swarmsite::publisher::{self, InitOptions, NetworkDir};
-use swarmsite::torrent;
+use swarmsite_node::node::{Node, NodeConfig, NodeHandle};
+use swarmsite_node::publisher::{self, InitOptions, NetworkDir};
+use swarmsite_node::torrent;
 
 #[path = "plain.rs"]
 mod plain;

@@ -12,13 +12,13 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
-use swarmsite::name::{SystemName, file_id, kind};
-use swarmsite::node::{Node, NodeConfig, NodeHandle};
-use swarmsite::publisher::{self, InitOptions, NetworkDir, TORRENT_FILE};
-use swarmsite::record::{Payload, Record};
-use swarmsite::update::manifest::parse_version;
-use swarmsite::update::release::{self, PackageSpec};
-use swarmsite::update::{PackageKind, Platform, UpdatePhase, install};
+use swarmsite_node::name::{SystemName, file_id, kind};
+use swarmsite_node::node::{Node, NodeConfig, NodeHandle};
+use swarmsite_node::publisher::{self, InitOptions, NetworkDir, TORRENT_FILE};
+use swarmsite_node::record::{Payload, Record};
+use swarmsite_node::update::manifest::parse_version;
+use swarmsite_node::update::release::{self, PackageSpec};
+use swarmsite_node::update::{PackageKind, Platform, UpdatePhase, install};
 
 #[path = "plain.rs"]
 mod plain;
@@ -99,7 +99,7 @@ fn main() {
         .collect();
         let v = |s| parse_version(s).unwrap();
         let rel = release::prepare(&specs, v("9.0.0"), v("0.0.0"), String::new(), None).unwrap();
-        let paths = swarmsite::torrent::file_paths(&rel.torrent.bytes).unwrap();
+        let paths = swarmsite_node::torrent::file_paths(&rel.torrent.bytes).unwrap();
         let index = paths
             .iter()
             .position(|p| *p == ["swarmsite-bench-bin"])

@@ -10,8 +10,8 @@ use std::process::Command;
 use std::time::Instant;
 
 use rand::{RngCore, SeedableRng};
-use swarmsite::keys::{MIN_BITS, PrivateKey};
-use swarmsite::upload::container::{self, Limits};
+use swarmsite_node::keys::{MIN_BITS, PrivateKey};
+use swarmsite_node::upload::container::{self, Limits};
 
 const MIB: u64 = 1 << 20;
 

@@ -9,7 +9,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     quiet_on_closed_stdout();
-    swarmsite::node::raise_open_files_limit();
+    swarmsite_node::node::raise_open_files_limit();
     let args = cli::Cli::parse();
     match cli::run(args) {
         Ok(code) => code,

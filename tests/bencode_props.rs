@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
-use swarmsite::bencode::{DecodeError, Limits, Value, decode, encode};
+use swarmsite_node::bencode::{DecodeError, Limits, Value, decode, encode};
 
 const LIMITS: Limits = Limits {
     max_len: 1 << 20,

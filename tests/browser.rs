@@ -5,8 +5,8 @@
 mod common;
 
 use common::{browser_script, demo_release, now, wait_for};
-use swarmsite::node::{Node, NodeConfig};
-use swarmsite::publisher::{InitOptions, NetworkDir};
+use swarmsite_node::node::{Node, NodeConfig};
+use swarmsite_node::publisher::{InitOptions, NetworkDir};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_reads_the_site_from_a_node() {

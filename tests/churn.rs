@@ -133,9 +133,10 @@ fn half_written(dir: &Path) -> Vec<PathBuf> {
 fn twenty_nodes_under_churn_end_in_the_same_state() {
     let tmp = tempfile::tempdir().unwrap();
     let net = tmp.path().join("net");
-    let mut opts = swarmsite::publisher::InitOptions::one_site(TAG.parse().unwrap(), "churn");
+    let mut opts = swarmsite_node::publisher::InitOptions::one_site(TAG.parse().unwrap(), "churn");
     (opts.keys_per_role, opts.threshold, opts.software_sign) = (1, 1, 1);
-    swarmsite::publisher::NetworkDir::init(&net, &opts, PASS.as_bytes(), common::now()).unwrap();
+    swarmsite_node::publisher::NetworkDir::init(&net, &opts, PASS.as_bytes(), common::now())
+        .unwrap();
     let bundle = net.join("bundle.json");
     let out = tmp.path().join("intake-out");
     let (key, signer, out_s) = (

@@ -10,13 +10,13 @@ mod common;
 use common::{
     browser_script, demo_release, node_config, now, publish_release, stand_in, wait_for, write_exe,
 };
-use swarmsite::content::Blacklist;
-use swarmsite::name::{SystemName, kind};
-use swarmsite::node::Node;
-use swarmsite::publisher::{self, InitOptions, NetworkDir};
-use swarmsite::record::{Payload, Record};
-use swarmsite::update::manifest::parse_version;
-use swarmsite::update::{Installation, Platform, UpdatePhase, release};
+use swarmsite_node::content::Blacklist;
+use swarmsite_node::name::{SystemName, kind};
+use swarmsite_node::node::Node;
+use swarmsite_node::publisher::{self, InitOptions, NetworkDir};
+use swarmsite_node::record::{Payload, Record};
+use swarmsite_node::update::manifest::parse_version;
+use swarmsite_node::update::{Installation, Platform, UpdatePhase, release};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -38,7 +38,7 @@ async fn the_dashboard_shows_a_live_node() {
     // A volunteer's node (its data folder trusts the network, as after `bundle add`) and
     // one peer, so the pages show a connected swarm.
     let data = tmp.path().join("node");
-    swarmsite::datadir::DataDir::resolve(Some(data.as_path()))
+    swarmsite_node::datadir::DataDir::resolve(Some(data.as_path()))
         .unwrap()
         .add_bundle(net.bundle())
         .unwrap();
@@ -61,10 +61,10 @@ async fn the_dashboard_shows_a_live_node() {
     .await
     .unwrap();
     let cancel = CancellationToken::new();
-    swarmsite::control::serve(h.clone(), "127.0.0.1:0".parse().unwrap(), cancel.clone())
+    swarmsite_node::control::serve(h.clone(), "127.0.0.1:0".parse().unwrap(), cancel.clone())
         .await
         .unwrap();
-    let info = swarmsite::control::client::info(h.data_dir()).unwrap();
+    let info = swarmsite_node::control::client::info(h.data_dir()).unwrap();
     h.submit(v1, Some(v1_dir)).await.unwrap();
     wait_for("v1 served, one peer", 60, || {
         let s = h.status();

@@ -11,12 +11,12 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use swarmsite::content::Blacklist;
-use swarmsite::demo_site;
-use swarmsite::name::{SystemName, kind};
-use swarmsite::node::NodeConfig;
-use swarmsite::publisher::{self, InitOptions, NetworkDir};
-use swarmsite::record::{Payload, Record};
+use swarmsite_node::content::Blacklist;
+use swarmsite_node::demo_site;
+use swarmsite_node::name::{SystemName, kind};
+use swarmsite_node::node::NodeConfig;
+use swarmsite_node::publisher::{self, InitOptions, NetworkDir};
+use swarmsite_node::record::{Payload, Record};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 mod common;
@@ -154,7 +154,7 @@ loglevel=4
 async fn fake_release_server(addr: SocketAddr, record: Vec<u8>) -> tokio::task::JoinHandle<()> {
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
     let app = axum::Router::new().route(
-        &format!("/{}", swarmsite::serve::RELEASE_PATH),
+        &format!("/{}", swarmsite_node::serve::RELEASE_PATH),
         axum::routing::get(move || {
             let r = record.clone();
             async move { r }

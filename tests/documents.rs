@@ -8,11 +8,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use swarmsite::keys::{MIN_BITS, PrivateKey};
-use swarmsite::name::{NetworkTag, SystemName, kind};
-use swarmsite::node::{Node, NodeHandle};
-use swarmsite::publisher::{self, InitOptions, NetworkDir};
-use swarmsite::record::{Payload, Record};
+use swarmsite_node::keys::{MIN_BITS, PrivateKey};
+use swarmsite_node::name::{NetworkTag, SystemName, kind};
+use swarmsite_node::node::{Node, NodeHandle};
+use swarmsite_node::publisher::{self, InitOptions, NetworkDir};
+use swarmsite_node::record::{Payload, Record};
 
 mod common;
 use common::*;
@@ -54,7 +54,7 @@ fn random_file(path: &Path, len: u64) {
 /// Reads the control API's event stream of the node in `data` until `needle` shows up.
 async fn event_stream_shows(data: &Path, needle: String, secs: u64) -> bool {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let info = swarmsite::control::client::info(data).unwrap();
+    let info = swarmsite_node::control::client::info(data).unwrap();
     let host = info.url.trim_start_matches("http://").to_string();
     let mut s = tokio::net::TcpStream::connect(&host).await.unwrap();
     s.write_all(
@@ -134,7 +134,7 @@ async fn six_volunteers_keep_the_archive_alive_within_their_quotas() {
         let mut cfg = node_config(&data, &net, &format!("127.0.0.{}", 41 + i), peers.clone());
         cfg.documents_quota = Some(QUOTA);
         let node = OwnRuntime::spawn(cfg).await;
-        swarmsite::control::serve(
+        swarmsite_node::control::serve(
             node.handle.clone(),
             "127.0.0.1:0".parse().unwrap(),
             cancel.clone(),
@@ -226,7 +226,7 @@ async fn six_volunteers_keep_the_archive_alive_within_their_quotas() {
             v.documents.len() == 4
                 && v.documents
                     .iter()
-                    .all(|d| d.state != swarmsite::documents::choice::Local::Fetching)
+                    .all(|d| d.state != swarmsite_node::documents::choice::Local::Fetching)
         }) && ids[..3].iter().all(|id| holders(&handles, *id) >= 2)
             && holders(&handles, ids[3]) == 6;
         if settled {
@@ -336,16 +336,21 @@ async fn six_volunteers_keep_the_archive_alive_within_their_quotas() {
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let notice =
-        swarmsite::content::Notice::new(swarmsite::content::Severity::Warning, text.clone())
-            .unwrap();
+    let notice = swarmsite_node::content::Notice::new(
+        swarmsite_node::content::Severity::Warning,
+        text.clone(),
+    )
+    .unwrap();
     let mut forged_notice = Record::new(
         SystemName::new(tag, kind::NOTICE, 3, 1),
         now(),
         Payload::Body(
-            swarmsite::content::Notice::new(swarmsite::content::Severity::Critical, "fake".into())
-                .unwrap()
-                .to_body(),
+            swarmsite_node::content::Notice::new(
+                swarmsite_node::content::Severity::Critical,
+                "fake".into(),
+            )
+            .unwrap()
+            .to_body(),
         ),
     )
     .unwrap();

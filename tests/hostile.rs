@@ -51,7 +51,7 @@ fn node_with(
 /// whose data folder is `data`.
 fn publish_release_1(dir: &Path, data: &Path) {
     let site = dir.join("site");
-    swarmsite::demo_site::write(&site, 1).unwrap();
+    swarmsite_node::demo_site::write(&site, 1).unwrap();
     common::swarmsite_ok(
         PASS,
         &[
@@ -86,7 +86,7 @@ fn idle_connection(
     })?;
     let mut s = stream.into_std().ok()?;
     s.set_nonblocking(false).ok()?;
-    let hs = swarmsite::wire::message::Handshake::new(info_hash, [0x66; 20]).encode();
+    let hs = swarmsite_node::wire::message::Handshake::new(info_hash, [0x66; 20]).encode();
     s.write_all(&hs).ok()?;
     Some(s)
 }
@@ -123,7 +123,8 @@ fn a_crowd_of_connections_from_one_address_is_capped_and_honest_peers_still_get_
         PASS.as_bytes(),
     );
     let bundle = tmp.path().join("net/bundle.json");
-    let rendezvous = *swarmsite::name::SystemName::rendezvous(net.bundle().network()).as_bytes();
+    let rendezvous =
+        *swarmsite_node::name::SystemName::rendezvous(net.bundle().network()).as_bytes();
     let adata = tmp.path().join("a");
     let a = node(&adata, &bundle, "127.0.0.120", &[]);
     wait_until("the node's control API", 60, || status(&adata).is_some());
@@ -185,8 +186,8 @@ fn a_crowd_of_connections_from_one_address_is_capped_and_honest_peers_still_get_
 /// another peer's forgery is still there.
 #[test]
 fn a_peer_pushing_garbage_is_cut_off_and_cannot_wash_out_evidence() {
-    use swarmsite::name::{SystemName, kind};
-    use swarmsite::record::{Payload, Record};
+    use swarmsite_node::name::{SystemName, kind};
+    use swarmsite_node::record::{Payload, Record};
     let tmp = tempfile::tempdir().unwrap();
     let net = common::small_network(
         &tmp.path().join("net"),
@@ -213,7 +214,8 @@ fn a_peer_pushing_garbage_is_cut_off_and_cannot_wash_out_evidence() {
         Payload::Body(b"forged".to_vec()),
     )
     .unwrap();
-    forged.sign(&swarmsite::keys::PrivateKey::generate(swarmsite::keys::MIN_BITS).unwrap());
+    forged
+        .sign(&swarmsite_node::keys::PrivateKey::generate(swarmsite_node::keys::MIN_BITS).unwrap());
     rt.block_on(common::hostile_push(
         "127.0.0.127",
         wire,
@@ -262,18 +264,18 @@ fn a_peer_pushing_garbage_is_cut_off_and_cannot_wash_out_evidence() {
 async fn have_flood(
     ip: &str,
     to: SocketAddr,
-    tag: swarmsite::name::NetworkTag,
+    tag: swarmsite_node::name::NetworkTag,
     secs: u64,
     per_sec: u32,
 ) -> u32 {
-    use swarmsite::name::{SystemName, kind};
-    use swarmsite::wire::{Connection, Event, Message, WireConfig};
+    use swarmsite_node::name::{SystemName, kind};
+    use swarmsite_node::wire::{Connection, Event, Message, WireConfig};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rendezvous = *SystemName::rendezvous(tag).as_bytes();
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.bind(format!("{ip}:0").parse().unwrap()).unwrap();
     let mut s = socket.connect(to).await.unwrap();
-    let ms = swarmsite::clock::unix_ms;
+    let ms = swarmsite_node::clock::unix_ms;
     let mut conn = Connection::new(WireConfig::new(rendezvous, [0x77; 20], None), ms(), true);
     let mut buf = vec![0u8; 64 * 1024];
     let (mut ready, mut sent, mut next_id) = (false, 0u32, 0x100u32);
@@ -450,11 +452,11 @@ async fn send_hints(
     ip: &str,
     to: SocketAddr,
     rendezvous: [u8; 20],
-    hints: Vec<swarmsite::wire::Hint>,
+    hints: Vec<swarmsite_node::wire::Hint>,
 ) -> bool {
-    use swarmsite::wire::{Connection, Event, Message, WireConfig};
+    use swarmsite_node::wire::{Connection, Event, Message, WireConfig};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let ms = swarmsite::clock::unix_ms;
+    let ms = swarmsite_node::clock::unix_ms;
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.bind(format!("{ip}:0").parse().unwrap()).unwrap();
     let Ok(mut s) = socket.connect(to).await else {
@@ -508,9 +510,9 @@ fn lists_ip(data: &Path, ip: &str) -> bool {
 /// its forgery: it is listed, by the auditor's own evidence, everywhere.
 #[test]
 fn false_hints_cannot_frame_an_honest_node_and_a_real_forger_is_still_listed() {
-    use swarmsite::name::{SystemName, kind};
-    use swarmsite::record::{Payload, Record, Signature};
-    use swarmsite::wire::{Hint, WireConfig};
+    use swarmsite_node::name::{SystemName, kind};
+    use swarmsite_node::record::{Payload, Record, Signature};
+    use swarmsite_node::wire::{Hint, WireConfig};
     const AUDITOR: &str = "127.0.0.230";
     const HONEST: &str = "127.0.0.231";
     const ACCUSERS: [&str; 3] = ["127.0.0.232", "127.0.0.233", "127.0.0.234"];
@@ -642,7 +644,7 @@ fn false_hints_cannot_frame_an_honest_node_and_a_real_forger_is_still_listed() {
     // claiming the real site key (a signature that is not its). The auditor never
     // connected to it; only the same three accusers name it.
     let v2 = SystemName::new(tag, kind::SITE_RELEASE, 1, 2);
-    let site_key = swarmsite::publisher::load_key(
+    let site_key = swarmsite_node::publisher::load_key(
         &tmp.path().join("net/keys/site/v1/key-1.pem"),
         PASS.as_bytes(),
     )

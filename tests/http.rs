@@ -5,7 +5,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
-use swarmsite::serve::{Served, SiteRelease, router};
+use swarmsite_node::serve::{Served, SiteRelease, router};
 
 struct Reply {
     status: u16,
@@ -89,7 +89,7 @@ struct Site {
 
 fn start() -> Site {
     let dir = tempfile::tempdir().unwrap();
-    swarmsite::demo_site::write(dir.path(), 1).unwrap();
+    swarmsite_node::demo_site::write(dir.path(), 1).unwrap();
     std::fs::write(
         dir.path().join("big.bin"),
         (0..3_000_000u32)
@@ -366,9 +366,9 @@ fn switching_releases_is_atomic_and_before_any_release_the_node_says_so() {
     let (addr, _rt) = serve(&served);
     assert_eq!(request(addr, "GET", "/", &[]).status, 503);
     let d1 = tempfile::tempdir().unwrap();
-    swarmsite::demo_site::write(d1.path(), 1).unwrap();
+    swarmsite_node::demo_site::write(d1.path(), 1).unwrap();
     let d2 = tempfile::tempdir().unwrap();
-    swarmsite::demo_site::write(d2.path(), 2).unwrap();
+    swarmsite_node::demo_site::write(d2.path(), 2).unwrap();
     served.switch(SiteRelease::index(d1.path(), 1, 1, b"v1").unwrap());
     assert!(String::from_utf8_lossy(&request(addr, "GET", "/", &[]).body).contains("Release 1"));
     served.switch(SiteRelease::index(d2.path(), 2, 2, b"v2").unwrap());

@@ -15,14 +15,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use swarmsite::keys::MIN_BITS;
-use swarmsite::name::{SystemName, kind};
-use swarmsite::node::{AutoBlacklist, Node, NodeConfig, NodeHandle};
-use swarmsite::publisher::{self, NetworkDir};
-use swarmsite::record::{Payload, Record};
-use swarmsite::rendezvous::Rendezvous;
-use swarmsite::torrents::{Torrents, TorrentsConfig};
-use swarmsite::wire::WireConfig;
+use swarmsite_node::keys::MIN_BITS;
+use swarmsite_node::name::{SystemName, kind};
+use swarmsite_node::node::{AutoBlacklist, Node, NodeConfig, NodeHandle};
+use swarmsite_node::publisher::{self, NetworkDir};
+use swarmsite_node::record::{Payload, Record};
+use swarmsite_node::rendezvous::Rendezvous;
+use swarmsite_node::torrents::{Torrents, TorrentsConfig};
+use swarmsite_node::wire::WireConfig;
 
 const PASS: &[u8] = b"isolation test";
 const FORGER: &str = "127.0.0.147";
@@ -39,7 +39,7 @@ fn dht_node_config(data: &Path, net: &NetworkDir, ip: &str, peers: Vec<SocketAdd
 
 /// A site with a file of many pieces, so a corrupt seeder is asked for some.
 fn write_site(dir: &Path, version: u32) {
-    swarmsite::demo_site::write(dir, version).unwrap();
+    swarmsite_node::demo_site::write(dir, version).unwrap();
     std::fs::write(
         dir.join("archive.bin"),
         (0..4_000_000u32)
@@ -53,9 +53,10 @@ fn write_site(dir: &Path, version: u32) {
 /// place: it goes on announcing every piece, and sends wrong bytes.
 async fn corrupt_seeder(dir: &Path, ip: &str, published: &Path) -> (Torrents, SocketAddr) {
     let payload = dir.join("payload");
-    swarmsite::fsutil::copy_missing(&published.join(publisher::PAYLOAD_DIR), &payload).unwrap();
+    swarmsite_node::fsutil::copy_missing(&published.join(publisher::PAYLOAD_DIR), &payload)
+        .unwrap();
     let torrent = std::fs::read(published.join(publisher::TORRENT_FILE)).unwrap();
-    let ih = swarmsite::torrent::info_hash_of(&torrent).unwrap();
+    let ih = swarmsite_node::torrent::info_hash_of(&torrent).unwrap();
     let t = Torrents::start(TorrentsConfig::loopback(
         dir.join("state"),
         ip.parse().unwrap(),
@@ -117,7 +118,7 @@ async fn forgers_are_isolated_while_the_site_stays_up() {
     let rendezvous = *SystemName::new(tag, kind::NOTICE, 1, 0).as_bytes();
     let v2 = SystemName::new(tag, kind::SITE_RELEASE, 1, 2);
     let forged = {
-        let attacker = swarmsite::keys::PrivateKey::generate(MIN_BITS).unwrap();
+        let attacker = swarmsite_node::keys::PrivateKey::generate(MIN_BITS).unwrap();
         let mut r = Record::new(
             v2,
             now(),

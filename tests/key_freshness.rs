@@ -11,8 +11,8 @@ use std::time::Duration;
 
 mod common;
 use common::{ChildGuard, swarmsite_ok, wait_until};
-use swarmsite::name::{SystemName, kind};
-use swarmsite::record::{Payload, Record};
+use swarmsite_node::name::{SystemName, kind};
+use swarmsite_node::record::{Payload, Record};
 
 const PASS: &str = "key freshness test";
 const PUBLISHER: &str = "127.0.0.200";
@@ -109,7 +109,7 @@ fn a_retired_key_neither_pins_nor_fools_a_fresh_node() {
     // The attacker kept the retired key: a release near the top of the version space
     // is out of reach (bounded jumps), so it signs version 1000.
     let retired =
-        swarmsite::publisher::load_key(&net.join("keys/site/v1/key-1.pem"), PASS.as_bytes())
+        swarmsite_node::publisher::load_key(&net.join("keys/site/v1/key-1.pem"), PASS.as_bytes())
             .unwrap();
     let mut forged = Record::new(
         SystemName::new(tag, kind::SITE_RELEASE, 1, 1000),
@@ -124,10 +124,10 @@ fn a_retired_key_neither_pins_nor_fools_a_fresh_node() {
     // A blacklist and a "9.9.9 is out" manifest by the retired keys of those roles.
     let retired_key = |role: &str| {
         let path = net.join(format!("keys/{role}/v1/key-1.pem"));
-        swarmsite::publisher::load_key(&path, PASS.as_bytes()).unwrap()
+        swarmsite_node::publisher::load_key(&path, PASS.as_bytes()).unwrap()
     };
-    let list = swarmsite::content::Blacklist {
-        entries: vec![swarmsite::content::BlacklistEntry {
+    let list = swarmsite_node::content::Blacklist {
+        entries: vec![swarmsite_node::content::BlacklistEntry {
             addr: "127.0.0.250/32".parse().unwrap(),
             reason: "framed".into(),
             since: common::now(),
@@ -140,14 +140,14 @@ fn a_retired_key_neither_pins_nor_fools_a_fresh_node() {
     )
     .unwrap();
     blacklist.sign(&retired_key("blacklist"));
-    let manifest = swarmsite::update::Manifest {
+    let manifest = swarmsite_node::update::Manifest {
         version: "9.9.9".parse().unwrap(),
         min_version: "0.0.1".parse().unwrap(),
         notes: "update now".into(),
         ih: [0xCD; 20],
-        files: vec![swarmsite::update::PackageFile {
-            platform: swarmsite::update::Platform::current(),
-            kind: swarmsite::update::PackageKind::Bin,
+        files: vec![swarmsite_node::update::PackageFile {
+            platform: swarmsite_node::update::Platform::current(),
+            kind: swarmsite_node::update::PackageKind::Bin,
             path: "swarmsite".into(),
             size: 1000,
             sha256: [7; 32],
@@ -172,7 +172,7 @@ fn a_retired_key_neither_pins_nor_fools_a_fresh_node() {
         .unwrap();
     let attacker = rt.spawn(common::scripted_node(
         listener,
-        swarmsite::wire::WireConfig::new(rendezvous, [0x41; 20], Some(BASE)),
+        swarmsite_node::wire::WireConfig::new(rendezvous, [0x41; 20], Some(BASE)),
         forgeries.iter().map(|r| r.name).collect(),
         forgeries
             .iter()

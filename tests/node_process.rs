@@ -49,7 +49,7 @@ impl NodeProc {
         args[2] = command.into();
         let log = std::fs::File::create(data.with_extension("log")).unwrap();
         let child = bin()
-            .env("RUST_LOG", "warn,swarmsite::node::core::uploads=info")
+            .env("RUST_LOG", "warn,swarmsite_node::node::core::uploads=info")
             .args(&args)
             .stdout(Stdio::null())
             .stderr(log)
@@ -123,7 +123,7 @@ fn kill_9_during_a_download_then_restart() {
     });
 
     let site = tmp.path().join("site");
-    swarmsite::demo_site::write(&site, 1).unwrap();
+    swarmsite_node::demo_site::write(&site, 1).unwrap();
     publish_and_push(&pdata, &site, &net);
     wait_for("publisher serves v1", 60, || serves("127.0.0.40", 1));
 
@@ -132,7 +132,7 @@ fn kill_9_during_a_download_then_restart() {
     wait_for("node serves v1", 60, || serves("127.0.0.41", 1));
 
     // Release 2 adds 12 MB; the node fetches it at 1 MB/s.
-    swarmsite::demo_site::write(&site, 2).unwrap();
+    swarmsite_node::demo_site::write(&site, 2).unwrap();
     let big: Vec<u8> = (0..12_000_000u32)
         .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
         .collect();
@@ -187,10 +187,12 @@ fn file_len(dir: &Path, ext: &str) -> u64 {
 fn uploads_survive_kill_9_of_the_originator_and_of_a_relay() {
     let tmp = tempfile::tempdir().unwrap();
     // One key per role: a quick network.
-    let mut opts = swarmsite::publisher::InitOptions::one_site("UPLEAKS00".parse().unwrap(), "u");
+    let mut opts =
+        swarmsite_node::publisher::InitOptions::one_site("UPLEAKS00".parse().unwrap(), "u");
     (opts.keys_per_role, opts.threshold, opts.software_sign) = (1, 1, 1);
     let net = tmp.path().join("net");
-    swarmsite::publisher::NetworkDir::init(&net, &opts, PASS.as_bytes(), 1_700_000_000).unwrap();
+    swarmsite_node::publisher::NetworkDir::init(&net, &opts, PASS.as_bytes(), 1_700_000_000)
+        .unwrap();
     let bundle = net.join("bundle.json");
     let (idata, rdata, odata) = (
         tmp.path().join("i"),
@@ -340,9 +342,11 @@ fn uploads_survive_kill_9_of_the_originator_and_of_a_relay() {
 fn a_relative_data_dir_still_applies_the_blacklist_in_bittorrent() {
     let tmp = tempfile::tempdir().unwrap();
     let net = tmp.path().join("net");
-    let mut opts = swarmsite::publisher::InitOptions::one_site("RELATIVE1".parse().unwrap(), "r");
+    let mut opts =
+        swarmsite_node::publisher::InitOptions::one_site("RELATIVE1".parse().unwrap(), "r");
     (opts.keys_per_role, opts.threshold, opts.software_sign) = (1, 1, 1);
-    swarmsite::publisher::NetworkDir::init(&net, &opts, PASS.as_bytes(), common::now()).unwrap();
+    swarmsite_node::publisher::NetworkDir::init(&net, &opts, PASS.as_bytes(), common::now())
+        .unwrap();
     let bundle = net.join("bundle.json");
     let args = common::node_process_args(
         Path::new("data"),

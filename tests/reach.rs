@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use swarmsite::publisher::{InitOptions, NetworkDir};
+use swarmsite_node::publisher::{InitOptions, NetworkDir};
 
 const PASS: &str = "reach test";
 const SITE: &str = "reachsite";
@@ -376,7 +376,7 @@ fn upnp_and_mdns_against_miniupnpd_and_a_real_resolver() {
     let net = tmp.path().join("net");
     NetworkDir::init(&net, &opts, PASS.as_bytes(), common::now()).unwrap();
     let site = tmp.path().join("site");
-    swarmsite::demo_site::write(&site, 1).unwrap();
+    swarmsite_node::demo_site::write(&site, 1).unwrap();
 
     // The neighbour already holds external port 7101 (the node's BitTorrent port).
     let held = lab

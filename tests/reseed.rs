@@ -9,12 +9,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::*;
-use swarmsite::keys::PrivateKey;
-use swarmsite::name::{SystemName, kind};
-use swarmsite::publisher::{self, NetworkDir};
-use swarmsite::record::Record;
-use swarmsite::torrents::{Torrents, TorrentsConfig};
-use swarmsite::upload::queue::UploadState;
+use swarmsite_node::keys::PrivateKey;
+use swarmsite_node::name::{SystemName, kind};
+use swarmsite_node::publisher::{self, NetworkDir};
+use swarmsite_node::record::Record;
+use swarmsite_node::torrents::{Torrents, TorrentsConfig};
+use swarmsite_node::upload::queue::UploadState;
 
 const PASS: &[u8] = b"reseed test";
 
@@ -57,7 +57,7 @@ async fn fetch_alone(ih: [u8; 20], peer: SocketAddr, out: &Path, ip: &str, what:
 }
 
 fn files_under(dir: &Path) -> Vec<Vec<u8>> {
-    let mut out: Vec<Vec<u8>> = swarmsite::torrent::list_files(dir)
+    let mut out: Vec<Vec<u8>> = swarmsite_node::torrent::list_files(dir)
         .unwrap()
         .into_iter()
         .map(|f| std::fs::read(dir.join(f.path.iter().collect::<std::path::PathBuf>())).unwrap())
@@ -100,7 +100,7 @@ async fn a_document_copy_and_an_upload_in_fluff_are_seeded_again_after_a_restart
     std::fs::write(&doc, &bytes).unwrap();
     let (dir, record, doc_ih) = publish_document(&net, &doc);
     p.submit(record, Some(dir)).await.unwrap();
-    let doc_held = |h: &swarmsite::node::NodeHandle| {
+    let doc_held = |h: &swarmsite_node::node::NodeHandle| {
         h.documents()
             .documents
             .iter()

@@ -274,16 +274,21 @@ impl Fixture {
             .unwrap()
             .flatten()
             .map(|e| e.path())
-            .find(|p| p.join(swarmsite::publisher::TORRENT_FILE).exists())
+            .find(|p| p.join(swarmsite_node::publisher::TORRENT_FILE).exists())
             .expect("a published release with its torrent")
     }
 
     fn torrent_path(&self) -> PathBuf {
-        self.release_dir().join(swarmsite::publisher::TORRENT_FILE)
+        self.release_dir()
+            .join(swarmsite_node::publisher::TORRENT_FILE)
     }
 
     fn record(&self) -> Vec<u8> {
-        std::fs::read(self.release_dir().join(swarmsite::publisher::RECORD_FILE)).unwrap()
+        std::fs::read(
+            self.release_dir()
+                .join(swarmsite_node::publisher::RECORD_FILE),
+        )
+        .unwrap()
     }
 
     fn index(&self) -> Vec<u8> {
@@ -315,7 +320,7 @@ fn plain_clients_fetch(
 ) {
     let torrent = f.torrent_path();
     let bytes = std::fs::read(&torrent).unwrap();
-    let ih = swarmsite::torrent::info_hash_of(&bytes).unwrap();
+    let ih = swarmsite_node::torrent::info_hash_of(&bytes).unwrap();
     let out = f.root.join(format!("lt-{when}-{}", n.ip));
     let got = plain_bt::libtorrent_fetch(&torrent, &[n.bt()], &out, lt_ip, 60)
         .unwrap_or_else(|e| panic!("{when}: libtorrent from {} alone: {e}", n.ip));
@@ -496,8 +501,8 @@ fn publisher_restarts_right_after_push() {
 /// fetches the metainfo and the files from the plain client and serves the release.
 #[test]
 fn a_plain_client_is_the_only_content_holder() {
-    use swarmsite::name::SystemName;
-    use swarmsite::wire::WireConfig;
+    use swarmsite_node::name::SystemName;
+    use swarmsite_node::wire::WireConfig;
     const HOLDER: &str = "127.0.0.176";
     let f = fixture("RESTART04");
     // Published, never pushed to any node.
@@ -514,7 +519,9 @@ fn a_plain_client_is_the_only_content_holder() {
     let seed = LibtorrentSeed::start(&f.torrent_path(), &f.content, HOLDER, &[], 30)
         .unwrap_or_else(|e| panic!("the plain seeder: {e}"));
     let record = f.record();
-    let name = swarmsite::record::Record::decode(&record).unwrap().name;
+    let name = swarmsite_node::record::Record::decode(&record)
+        .unwrap()
+        .name;
     let tag = "RESTART04".parse().unwrap();
     let rt = runtime();
     let wire = rt
@@ -585,7 +592,7 @@ fn metainfo_over_the_wire_and_pieces_from_a_plain_client() {
         "127.0.0.193",
         &["127.0.0.192"],
         &["--bt-peer", &bt_peer],
-        "warn,swarmsite::torrents=debug",
+        "warn,swarmsite_node::torrents=debug",
     );
     let took = wait_for("the new node serves the release", 120, || {
         f.serves_index(&new)

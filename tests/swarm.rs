@@ -5,12 +5,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use swarmsite::demo_site;
-use swarmsite::keys::MIN_BITS;
-use swarmsite::name::{NetworkTag, SystemName, kind};
-use swarmsite::node::{Node, NodeHandle};
-use swarmsite::publisher::{self, InitOptions, NetworkDir};
-use swarmsite::record::{Payload, Record};
+use swarmsite_node::demo_site;
+use swarmsite_node::keys::MIN_BITS;
+use swarmsite_node::name::{NetworkTag, SystemName, kind};
+use swarmsite_node::node::{Node, NodeHandle};
+use swarmsite_node::publisher::{self, InitOptions, NetworkDir};
+use swarmsite_node::record::{Payload, Record};
 
 mod common;
 use common::*;
@@ -122,7 +122,7 @@ async fn six_nodes_serve_every_release_and_refuse_forgeries() {
 
     // A v3 signed by a key that is not the publisher's: refused everywhere it arrives,
     // never served, recorded as evidence. A replayed v1: refused.
-    let attacker = swarmsite::keys::PrivateKey::generate(MIN_BITS).unwrap();
+    let attacker = swarmsite_node::keys::PrivateKey::generate(MIN_BITS).unwrap();
     let mut forged = Record::new(
         SystemName::new(tag, kind::SITE_RELEASE, 1, 3),
         now(),
@@ -216,7 +216,7 @@ async fn poke(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_wire_port_closes_strangers_politely_and_records_bad_input() {
-    use swarmsite::wire::message::{EXT_HANDSHAKE, Handshake, frame_extended};
+    use swarmsite_node::wire::message::{EXT_HANDSHAKE, Handshake, frame_extended};
     let tmp = tempfile::tempdir().unwrap();
     let f = fixture();
     let node = start_node(&tmp.path().join("n"), &f.net, "127.0.0.30", vec![]).await;
@@ -243,7 +243,7 @@ async fn the_wire_port_closes_strangers_politely_and_records_bad_input() {
     let mut ours = Handshake::new(rendezvous, [1; 20]).encode().to_vec();
     ours.extend_from_slice(&frame_extended(
         EXT_HANDSHAKE,
-        &swarmsite::wire::message::ExtHandshake::ours(None, None, None).encode(),
+        &swarmsite_node::wire::message::ExtHandshake::ours(None, None, None).encode(),
     ));
     let mut oversized = ours.clone();
     oversized.extend_from_slice(&(1u32 << 20).to_be_bytes());
@@ -316,14 +316,14 @@ async fn the_control_api_needs_its_token_and_streams_events() {
     let data = tmp.path().join("n");
     let node = start_node(&data, &f.net, "127.0.0.80", vec![]).await;
     let cancel = tokio_util::sync::CancellationToken::new();
-    let addr = swarmsite::control::serve(
+    let addr = swarmsite_node::control::serve(
         node.handle(),
         "127.0.0.1:0".parse().unwrap(),
         cancel.clone(),
     )
     .await
     .unwrap();
-    let info = swarmsite::control::client::info(&data).unwrap();
+    let info = swarmsite_node::control::client::info(&data).unwrap();
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -334,7 +334,7 @@ async fn the_control_api_needs_its_token_and_streams_events() {
         assert_eq!(mode & 0o777, 0o600);
     }
     assert!(
-        swarmsite::control::serve(node.handle(), "0.0.0.0:0".parse().unwrap(), cancel.clone())
+        swarmsite_node::control::serve(node.handle(), "0.0.0.0:0".parse().unwrap(), cancel.clone())
             .await
             .is_err()
     );
@@ -401,7 +401,7 @@ async fn the_control_api_needs_its_token_and_streams_events() {
     );
     let status = tokio::task::spawn_blocking({
         let info = info.clone();
-        move || swarmsite::control::client::request(&info, "GET", "/api/status", None).unwrap()
+        move || swarmsite_node::control::client::request(&info, "GET", "/api/status", None).unwrap()
     })
     .await
     .unwrap();
@@ -427,7 +427,7 @@ async fn the_control_api_needs_its_token_and_streams_events() {
     let reply = tokio::task::spawn_blocking({
         let info = info.clone();
         move || {
-            swarmsite::control::client::request(&info, "POST", "/api/publish", Some(&publish))
+            swarmsite_node::control::client::request(&info, "POST", "/api/publish", Some(&publish))
                 .unwrap()
         }
     })
@@ -453,7 +453,7 @@ async fn the_control_api_needs_its_token_and_streams_events() {
         "{seen:?}"
     );
     let evidence = tokio::task::spawn_blocking(move || {
-        swarmsite::control::client::request(&info, "GET", "/api/evidence", None).unwrap()
+        swarmsite_node::control::client::request(&info, "GET", "/api/evidence", None).unwrap()
     })
     .await
     .unwrap();
@@ -464,7 +464,7 @@ async fn the_control_api_needs_its_token_and_streams_events() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blacklisted_node_is_cut_off() {
-    use swarmsite::content::Blacklist;
+    use swarmsite_node::content::Blacklist;
     let tmp = tempfile::tempdir().unwrap();
     let f = fixture();
     let p = start_node(&tmp.path().join("p"), &f.net, "127.0.0.100", vec![]).await;
@@ -544,7 +544,7 @@ async fn forgers_are_blacklisted_automatically() {
     let tmp = tempfile::tempdir().unwrap();
     let f = fixture();
     let mut cfg = node_config(&tmp.path().join("auto"), &f.net, "127.0.0.110", vec![]);
-    cfg.auto_blacklist = Some(std::sync::Arc::new(swarmsite::node::AutoBlacklist {
+    cfg.auto_blacklist = Some(std::sync::Arc::new(swarmsite_node::node::AutoBlacklist {
         key: publisher::load_key(&f.net.root().join("keys/blacklist/v1/key-1.pem"), PASS).unwrap(),
         threshold: 2,
         interval: Duration::from_secs(1),
@@ -560,7 +560,7 @@ async fn forgers_are_blacklisted_automatically() {
 
     let tag = f.net.bundle().network();
     let rendezvous = *SystemName::new(tag, kind::NOTICE, 1, 0).as_bytes();
-    let attacker = swarmsite::keys::PrivateKey::generate(MIN_BITS).unwrap();
+    let attacker = swarmsite_node::keys::PrivateKey::generate(MIN_BITS).unwrap();
     let forged: Vec<Vec<u8>> = (3..5)
         .map(|v| {
             let mut r = Record::new(
@@ -614,7 +614,7 @@ async fn forgers_are_blacklisted_automatically() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_false_announcement_in_the_dht_is_dropped_and_held_against_nobody() {
-    use swarmsite::rendezvous::Rendezvous;
+    use swarmsite_node::rendezvous::Rendezvous;
     use tokio::io::AsyncWriteExt;
     let tmp = tempfile::tempdir().unwrap();
     let f = fixture();
@@ -695,8 +695,8 @@ async fn a_false_announcement_in_the_dht_is_dropped_and_held_against_nobody() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_blacklist_travels_as_a_torrent_and_grows_automatically() {
-    use swarmsite::content::Blacklist;
-    use swarmsite::publisher::{PAYLOAD_DIR, TORRENT_FILE};
+    use swarmsite_node::content::Blacklist;
+    use swarmsite_node::publisher::{PAYLOAD_DIR, TORRENT_FILE};
     let tmp = tempfile::tempdir().unwrap();
     let f = fixture();
     let tag = f.net.bundle().network();
@@ -709,12 +709,12 @@ async fn a_long_blacklist_travels_as_a_torrent_and_grows_automatically() {
         .collect();
     let list = Blacklist::from_text(&text, now()).unwrap();
     let body = list.encode();
-    assert!(body.len() > swarmsite::record::MAX_BODY_LEN);
+    assert!(body.len() > swarmsite_node::record::MAX_BODY_LEN);
     let published = tmp.path().join("bl-v1");
     std::fs::create_dir_all(published.join(PAYLOAD_DIR)).unwrap();
     let file = published.join(PAYLOAD_DIR).join("blacklist.bencode");
     std::fs::write(&file, &body).unwrap();
-    let t = swarmsite::torrent::make(&file, "blacklist.bencode").unwrap();
+    let t = swarmsite_node::torrent::make(&file, "blacklist.bencode").unwrap();
     std::fs::write(published.join(TORRENT_FILE), &t.bytes).unwrap();
     let mut r = Record::new(
         SystemName::new(tag, kind::AUTHORIZED_FILE, 1, 1),
@@ -728,7 +728,7 @@ async fn a_long_blacklist_travels_as_a_torrent_and_grows_automatically() {
     r.sign(&key);
 
     let mut cfg = node_config(&tmp.path().join("auto"), &f.net, "127.0.0.150", vec![]);
-    cfg.auto_blacklist = Some(std::sync::Arc::new(swarmsite::node::AutoBlacklist {
+    cfg.auto_blacklist = Some(std::sync::Arc::new(swarmsite_node::node::AutoBlacklist {
         key,
         threshold: 1,
         interval: Duration::from_secs(1),
@@ -749,7 +749,7 @@ async fn a_long_blacklist_travels_as_a_torrent_and_grows_automatically() {
 
     // One forgery (threshold 1 here) and the auto node's next version, 301 entries,
     // goes out as a torrent too.
-    let attacker = swarmsite::keys::PrivateKey::generate(MIN_BITS).unwrap();
+    let attacker = swarmsite_node::keys::PrivateKey::generate(MIN_BITS).unwrap();
     let mut forged = Record::new(
         SystemName::new(tag, kind::SITE_RELEASE, 1, 9),
         now(),

@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::{complete, corrupt_in_place, piece_audit};
-use swarmsite::torrent;
-use swarmsite::torrents::{Torrents, TorrentsConfig};
+use swarmsite_node::torrent;
+use swarmsite_node::torrents::{Torrents, TorrentsConfig};
 
 fn config(dir: &std::path::Path, ip: &str) -> TorrentsConfig {
     TorrentsConfig::loopback(dir.join("state"), ip.parse().unwrap())
@@ -17,7 +17,7 @@ fn config(dir: &std::path::Path, ip: &str) -> TorrentsConfig {
 async fn a_site_folder_moves_between_two_sessions() {
     let tmp = tempfile::tempdir().unwrap();
     let site = tmp.path().join("site");
-    swarmsite::demo_site::write(&site, 1).unwrap();
+    swarmsite_node::demo_site::write(&site, 1).unwrap();
     std::fs::write(
         site.join("blob.bin"),
         (0..400_000u32).map(|i| (i % 253) as u8).collect::<Vec<_>>(),
@@ -83,7 +83,7 @@ async fn add(
     t: &torrent::Torrent,
     folder: &std::path::Path,
     peers: Vec<SocketAddr>,
-) -> swarmsite::torrents::TorrentHandle {
+) -> swarmsite_node::torrents::TorrentHandle {
     session
         .add(&t.info_hash, Some(t.bytes.clone().into()), folder, peers)
         .await

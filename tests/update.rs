@@ -11,13 +11,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use common::*;
-use swarmsite::name::{SystemName, kind};
-use swarmsite::node::{NodeEvent, NodeHandle};
-use swarmsite::publisher::{InitOptions, NetworkDir};
-use swarmsite::update::install::{self, InstallError, Installation};
-use swarmsite::update::manifest::parse_version;
-use swarmsite::update::release::{self, PackageSpec};
-use swarmsite::update::{PackageKind, Platform, UpdatePhase};
+use swarmsite_node::name::{SystemName, kind};
+use swarmsite_node::node::{NodeEvent, NodeHandle};
+use swarmsite_node::publisher::{InitOptions, NetworkDir};
+use swarmsite_node::update::install::{self, InstallError, Installation};
+use swarmsite_node::update::manifest::parse_version;
+use swarmsite_node::update::release::{self, PackageSpec};
+use swarmsite_node::update::{PackageKind, Platform, UpdatePhase};
 
 const PASS: &str = "update test";
 

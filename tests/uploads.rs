@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use swarmsite::node::{NodeConfig, NodeEvent, NodeHandle};
-use swarmsite::publisher::{self, InitOptions, NetworkDir};
-use swarmsite::upload::{IntakeConfig, UploadConfig};
+use swarmsite_node::node::{NodeConfig, NodeEvent, NodeHandle};
+use swarmsite_node::publisher::{self, InitOptions, NetworkDir};
+use swarmsite_node::upload::{IntakeConfig, UploadConfig};
 
 const PASS: &[u8] = b"upload test";
 
@@ -30,7 +30,7 @@ fn network() -> &'static (tempfile::TempDir, NetworkDir) {
     })
 }
 
-fn key(net: &NetworkDir, role: &str, version: u32, n: u32) -> swarmsite::keys::PrivateKey {
+fn key(net: &NetworkDir, role: &str, version: u32, n: u32) -> swarmsite_node::keys::PrivateKey {
     publisher::load_key(
         &net.root()
             .join(format!("keys/{role}/v{version}/key-{n}.pem")),
@@ -78,7 +78,7 @@ fn wire(h: &NodeHandle) -> SocketAddr {
 
 /// Files under `dir`, relative, with their bytes.
 fn tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut out: Vec<(PathBuf, Vec<u8>)> = swarmsite::torrent::list_files(dir)
+    let mut out: Vec<(PathBuf, Vec<u8>)> = swarmsite_node::torrent::list_files(dir)
         .unwrap()
         .into_iter()
         .map(|f| {
@@ -486,8 +486,8 @@ async fn dht_spy(
 /// The spy's wire face: records every `up` with the sender's address, and turns down
 /// every stem transfer.
 async fn wire_spy(listener: tokio::net::TcpListener, rendezvous: [u8; 20], log: Sightings) {
-    use swarmsite::wire::message::Blob;
-    use swarmsite::wire::{Event, Message, WireConfig};
+    use swarmsite_node::wire::message::Blob;
+    use swarmsite_node::wire::{Event, Message, WireConfig};
     let port = listener.local_addr().unwrap().port();
     let cfg = WireConfig::new(rendezvous, [0x55; 20], Some(port));
     wire_server(listener, cfg, move |remote, ev| match ev {
@@ -518,9 +518,9 @@ async fn a_spy_never_sees_the_originator_or_a_stem_relay_announce_before_the_flu
     let (dht, _dht_tasks) = dht_spy("127.0.0.60", Arc::clone(&log), Arc::clone(&ports)).await;
     let spy_listener = tokio::net::TcpListener::bind("127.0.0.60:0").await.unwrap();
     let spy_wire = spy_listener.local_addr().unwrap();
-    let rendezvous = *swarmsite::name::SystemName::new(
+    let rendezvous = *swarmsite_node::name::SystemName::new(
         net.bundle().network(),
-        swarmsite::name::kind::NOTICE,
+        swarmsite_node::name::kind::NOTICE,
         1,
         0,
     )
@@ -664,11 +664,11 @@ async fn blob_send(
     container: Vec<u8>,
 ) -> Result<(), String> {
     use sha2::Digest;
-    use swarmsite::upload::transfer::{Local, TransferAction, TransferConfig, Transfers};
-    use swarmsite::wire::message::Blob;
-    use swarmsite::wire::{Connection, Event, Message, WireConfig};
+    use swarmsite_node::upload::transfer::{Local, TransferAction, TransferConfig, Transfers};
+    use swarmsite_node::wire::message::Blob;
+    use swarmsite_node::wire::{Connection, Event, Message, WireConfig};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let ms = swarmsite::clock::unix_ms;
+    let ms = swarmsite_node::clock::unix_ms;
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.bind(format!("{ip}:0").parse().unwrap()).unwrap();
     let mut s = socket.connect(to).await.map_err(|e| e.to_string())?;
@@ -723,15 +723,20 @@ async fn blob_send(
     Err("no answer".into())
 }
 
-fn evidence(data: &Path) -> Vec<swarmsite::evidence::Evidence> {
-    swarmsite::evidence::EvidenceLog::new(data.join("evidence.jsonl"), 1 << 22)
+fn evidence(data: &Path) -> Vec<swarmsite_node::evidence::Evidence> {
+    swarmsite_node::evidence::EvidenceLog::new(data.join("evidence.jsonl"), 1 << 22)
         .read_all()
         .unwrap()
 }
 
 fn rendezvous(net: &NetworkDir) -> [u8; 20] {
-    *swarmsite::name::SystemName::new(net.bundle().network(), swarmsite::name::kind::NOTICE, 1, 0)
-        .as_bytes()
+    *swarmsite_node::name::SystemName::new(
+        net.bundle().network(),
+        swarmsite_node::name::kind::NOTICE,
+        1,
+        0,
+    )
+    .as_bytes()
 }
 
 /// A real container for the intake key, of `input` bytes.
@@ -741,11 +746,11 @@ fn sealed(net: &NetworkDir, dir: &Path, input: &[u8]) -> Vec<u8> {
     std::fs::write(&file, input).unwrap();
     let mut out = Vec::new();
     let key = key(net, "intake", 1, 1);
-    swarmsite::upload::container::pack(
+    swarmsite_node::upload::container::pack(
         &[file],
         key.public(),
         &mut out,
-        &swarmsite::upload::container::Limits::default(),
+        &swarmsite_node::upload::container::Limits::default(),
     )
     .unwrap();
     out
@@ -782,7 +787,7 @@ async fn tampered_containers_are_refused_and_recorded_and_nothing_crashes() {
     // Not a container at all (a container's size, no header): the first node refuses it
     // and records the sender.
     let junk = random_bytes(
-        swarmsite::upload::container::container_size(1 << 16) as usize,
+        swarmsite_node::upload::container::container_size(1 << 16) as usize,
         9,
     );
     let answer = blob_send(HOSTILE, aw, rv, junk).await;
@@ -810,7 +815,11 @@ async fn tampered_containers_are_refused_and_recorded_and_nothing_crashes() {
         let f = tmp.path().join("ih-probe").join("upload");
         std::fs::create_dir_all(f.parent().unwrap()).unwrap();
         std::fs::write(&f, c).unwrap();
-        hex::encode(swarmsite::torrent::make(&f, "upload").unwrap().info_hash)
+        hex::encode(
+            swarmsite_node::torrent::make(&f, "upload")
+                .unwrap()
+                .info_hash,
+        )
     };
     let (ih_good, ih_key, ih_body) = (ih_of(&good), ih_of(&bad_key), ih_of(&bad_body));
     let handled = || {
@@ -865,13 +874,13 @@ async fn tampered_containers_are_refused_and_recorded_and_nothing_crashes() {
 }
 
 /// The header of the one stem copy the node in `data` holds of the upload `ih`.
-fn sealed_to(data: &Path) -> Vec<swarmsite::keys::Kid> {
+fn sealed_to(data: &Path) -> Vec<swarmsite_node::keys::Kid> {
     std::fs::read_dir(data.join("uploads/stem"))
         .unwrap()
         .flatten()
         .map(|e| {
             let mut f = std::fs::File::open(e.path().join("upload")).unwrap();
-            swarmsite::upload::container::read_header(&mut f)
+            swarmsite_node::upload::container::read_header(&mut f)
                 .unwrap()
                 .kid
         })
@@ -896,12 +905,12 @@ async fn after_an_intake_key_rotation_new_uploads_use_the_new_key() {
     // The intake holders rotate their key; the node hears of it like of any record.
     let rotated = net
         .rotate(
-            swarmsite::name::Role::INTAKE,
+            swarmsite_node::name::Role::INTAKE,
             1,
             vec![],
             1,
             1,
-            swarmsite::keys::MIN_BITS,
+            swarmsite_node::keys::MIN_BITS,
             &[old],
             PASS,
             now(),
@@ -927,7 +936,7 @@ async fn a_full_quota_refuses_new_uploads_with_a_reason_and_keeps_what_it_has() 
     let _ = piece_audit();
     let tmp = tempfile::tempdir().unwrap();
     let (_, net) = network();
-    let smallest = swarmsite::upload::container::container_size(1 << 16);
+    let smallest = swarmsite_node::upload::container::container_size(1 << 16);
     // Room for two of the smallest containers.
     let mut cfg = upload_node(&tmp.path().join("a"), net, "127.0.0.95", vec![]);
     cfg.uploads.quota = 2 * smallest + 1000;

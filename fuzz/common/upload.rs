@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use swarmsite::upload::container::Limits;
+use swarmsite_node::upload::container::Limits;
 
 pub const LIMITS: Limits = Limits {
     max_size: 1 << 20,
@@ -29,7 +29,7 @@ pub fn walk(dir: &Path, files: &mut u64, bytes: &mut u64) {
 
 /// After opening into `tmp/upload`: an accepted upload holds what `opened` says, within
 /// the limits; a refused one left nothing; nothing was written beside it.
-pub fn check_outcome<E>(tmp: &Path, outcome: Result<swarmsite::upload::container::Opened, E>) {
+pub fn check_outcome<E>(tmp: &Path, outcome: Result<swarmsite_node::upload::container::Opened, E>) {
     let dest = tmp.join("upload");
     match outcome {
         Ok(opened) => {

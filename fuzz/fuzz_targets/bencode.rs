@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use swarmsite::bencode::{Limits, decode, encode};
+use swarmsite_node::bencode::{Limits, decode, encode};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(value) = decode(data, Limits::MESSAGE) {

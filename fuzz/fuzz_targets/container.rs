@@ -12,13 +12,13 @@ mod upload;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use swarmsite::keys::PrivateKey;
-use swarmsite::upload::container::{open, seal};
+use swarmsite_node::keys::PrivateKey;
+use swarmsite_node::upload::container::{open, seal};
 use upload::LIMITS;
 
 fn key() -> &'static PrivateKey {
     static KEY: OnceLock<PrivateKey> = OnceLock::new();
-    KEY.get_or_init(|| PrivateKey::generate(swarmsite::keys::MIN_BITS).expect("keygen"))
+    KEY.get_or_init(|| PrivateKey::generate(swarmsite_node::keys::MIN_BITS).expect("keygen"))
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -9,7 +9,7 @@
 mod upload;
 
 use libfuzzer_sys::fuzz_target;
-use swarmsite::upload::container::unpack_plain;
+use swarmsite_node::upload::container::unpack_plain;
 use upload::LIMITS;
 
 fuzz_target!(|data: &[u8]| {

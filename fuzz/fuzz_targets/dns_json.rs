@@ -6,9 +6,9 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use swarmsite::dns::backend::{View, answer};
-use swarmsite::dns::select::Sorted;
-use swarmsite::dns::zone::Zone;
+use swarmsite_node::dns::backend::{View, answer};
+use swarmsite_node::dns::select::Sorted;
+use swarmsite_node::dns::zone::Zone;
 
 fn zone() -> &'static Zone {
     static ZONE: OnceLock<Zone> = OnceLock::new();

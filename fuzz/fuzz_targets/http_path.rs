@@ -9,7 +9,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(raw) = std::str::from_utf8(data) else {
         return;
     };
-    if let Some(clean) = swarmsite::http_file::clean_path(raw) {
+    if let Some(clean) = swarmsite_node::http_file::clean_path(raw) {
         assert!(!clean.contains('\0') && !clean.contains('\\'));
         assert!(clean.split('/').all(|s| s != ".." && s != "."), "{clean:?}");
     }

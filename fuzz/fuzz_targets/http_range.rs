@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use swarmsite::http_file::{MAX_RANGES, satisfiable_ranges};
+use swarmsite_node::http_file::{MAX_RANGES, satisfiable_ranges};
 
 fuzz_target!(|data: &[u8]| {
     let Some((len, rest)) = data.split_first_chunk::<8>() else {

@@ -6,9 +6,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use swarmsite::metainfo::{Metainfo, MetainfoAction, MetainfoConfig};
-use swarmsite::torrents::metainfo::check;
-use swarmsite::wire::Message;
+use swarmsite_node::metainfo::{Metainfo, MetainfoAction, MetainfoConfig};
+use swarmsite_node::torrents::metainfo::check;
+use swarmsite_node::wire::Message;
 
 /// `ss_meta`'s index in `wire::message::EXTENSIONS`.
 const META: usize = 9;

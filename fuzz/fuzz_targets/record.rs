@@ -5,13 +5,13 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use swarmsite::bundle::Bundle;
-use swarmsite::record::Record;
-use swarmsite::trust::TrustStore;
+use swarmsite_node::bundle::Bundle;
+use swarmsite_node::record::Record;
+use swarmsite_node::trust::TrustStore;
 
 fn bundle() -> &'static Bundle {
     static B: OnceLock<Bundle> = OnceLock::new();
-    B.get_or_init(|| swarmsite::datadir::builtin_bundles().remove(0))
+    B.get_or_init(|| swarmsite_node::datadir::builtin_bundles().remove(0))
 }
 
 fuzz_target!(|data: &[u8]| {

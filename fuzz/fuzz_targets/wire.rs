@@ -3,8 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use swarmsite::wire::message::{EXT_HANDSHAKE, ExtHandshake, Handshake, frame_extended};
-use swarmsite::wire::{Connection, Event, WireConfig};
+use swarmsite_node::wire::message::{EXT_HANDSHAKE, ExtHandshake, Handshake, frame_extended};
+use swarmsite_node::wire::{Connection, Event, WireConfig};
 
 fuzz_target!(|data: &[u8]| {
     let cfg = WireConfig::new([9; 20], [1; 20], Some(7000));

@@ -1,7 +1,7 @@
 //! Source anonymity on small networks, against closed forms and the bounds any scheme
 //! has (Dandelion++: recall ≥ p, precision ≥ p²).
 
-use swarmsite::upload::stem::StemConfig;
+use swarmsite_node::upload::stem::StemConfig;
 use swarmsite_sim::scenarios::anonymity::{Graph, cell, upload};
 
 /// With q = 0 the first hop always fluffs, so the first spy names the originator

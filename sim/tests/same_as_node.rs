@@ -20,11 +20,11 @@ use std::time::Duration;
 
 use common::*;
 use rand::RngCore;
-use swarmsite::name::{SystemName, kind};
-use swarmsite::node::{AutoBlacklist, NodeConfig, NodeHandle};
-use swarmsite::publisher;
-use swarmsite::record::{Payload, Record, Signature};
-use swarmsite::wire::WireConfig;
+use swarmsite_node::name::{SystemName, kind};
+use swarmsite_node::node::{AutoBlacklist, NodeConfig, NodeHandle};
+use swarmsite_node::publisher;
+use swarmsite_node::record::{Payload, Record, Signature};
+use swarmsite_node::wire::WireConfig;
 use swarmsite_sim::engine::{MINUTE, SECOND, T0};
 use swarmsite_sim::records::Records;
 use swarmsite_sim::world::{World, WorldConfig};
@@ -93,7 +93,7 @@ async fn real() -> Vec<End> {
     let tag = net.bundle().network();
     let site = |v: u32| {
         let dir = tmp.path().join(format!("site{v}"));
-        swarmsite::demo_site::write(&dir, v).unwrap();
+        swarmsite_node::demo_site::write(&dir, v).unwrap();
         publish_site(&net, PASS, &dir, v)
     };
     let (pub1, rec1) = site(1);

@@ -13,8 +13,8 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use clap::Parser;
-use swarmsite::node::{NodeEvent, NodeHandle, Status, TrayState};
-use swarmsite::upload::queue::UploadState;
+use swarmsite_node::node::{NodeEvent, NodeHandle, Status, TrayState};
+use swarmsite_node::upload::queue::UploadState;
 use tauri::image::Image;
 use tauri::menu::{Menu, MenuItem, PredefinedMenuItem};
 use tauri::tray::{TrayIcon, TrayIconBuilder};
@@ -243,7 +243,7 @@ async fn restart_when_asked(app: AppHandle, handle: NodeHandle) {
     if let Some(node) = node {
         let data = node.data_dir();
         node.stop().await;
-        swarmsite::control::wait_stopped(&data, std::time::Duration::from_secs(5)).await;
+        swarmsite_node::control::wait_stopped(&data, std::time::Duration::from_secs(5)).await;
     }
     app.request_restart();
 }
@@ -260,7 +260,7 @@ async fn follow(app: AppHandle, handle: NodeHandle) {
         };
         app.state::<AppState>().refresh();
         let status = handle.status();
-        let now = swarmsite::clock::unix_ms();
+        let now = swarmsite_node::clock::unix_ms();
         let mut notes = vec![
             notifier.on_event(&ev, &status.site_name, now),
             notifier.on_health(&status.health, now),
@@ -282,7 +282,7 @@ async fn follow(app: AppHandle, handle: NodeHandle) {
             }
         }
         for note in notes.into_iter().flatten() {
-            let on = swarmsite::settings::Settings::load(handle.data_dir())
+            let on = swarmsite_node::settings::Settings::load(handle.data_dir())
                 .map(|s| s.notifications())
                 .unwrap_or(true);
             if on {
@@ -363,7 +363,7 @@ fn setup(app: &mut tauri::App, args: &Args) -> Result<(), Box<dyn std::error::Er
     // the node stops cleanly (UPnP leases removed, mDNS goodbye, state saved).
     let on_signal = app.handle().clone();
     state.rt.spawn(async move {
-        swarmsite::node::shutdown_signal().await;
+        swarmsite_node::node::shutdown_signal().await;
         tracing::info!("stopping on a signal");
         let app = on_signal.clone();
         // Quit blocks on the runtime, so it runs on the main thread, not in a task.
@@ -382,7 +382,7 @@ fn setup(app: &mut tauri::App, args: &Args) -> Result<(), Box<dyn std::error::Er
 }
 
 fn main() {
-    swarmsite::node::raise_open_files_limit();
+    swarmsite_node::node::raise_open_files_limit();
     let args = Args::parse();
     let app = tauri::Builder::default()
         // First: a second start only brings the running app's window forward.

@@ -4,11 +4,11 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use swarmsite::control::{self, ControlInfo};
-use swarmsite::datadir::DataDir;
-use swarmsite::node::{Node, NodeHandle};
-use swarmsite::settings::Settings;
-use swarmsite::update::{Installation, Program};
+use swarmsite_node::control::{self, ControlInfo};
+use swarmsite_node::datadir::DataDir;
+use swarmsite_node::node::{Node, NodeHandle};
+use swarmsite_node::settings::Settings;
+use swarmsite_node::update::{Installation, Program};
 use tokio_util::sync::CancellationToken;
 
 pub struct RunningNode {
@@ -30,7 +30,7 @@ impl RunningNode {
         // to the user, never installed without them.
         cfg.update.program = Program::App;
         cfg.update.installation = Some(Installation::detect(&exe));
-        cfg.piece_audit = Some(swarmsite::logging::init(
+        cfg.piece_audit = Some(swarmsite_node::logging::init(
             "info,librqbit=warn,librqbit_dht=warn",
         ));
         let node = Node::start(cfg).await.context("starting the node")?;

@@ -4,8 +4,8 @@
 
 use std::collections::HashMap;
 
-use swarmsite::node::{Health, NodeEvent, TrayState};
-use swarmsite::update::UpdatePhase;
+use swarmsite_node::node::{Health, NodeEvent, TrayState};
+use swarmsite_node::update::UpdatePhase;
 
 /// One notification to show.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -244,14 +244,14 @@ mod tests {
     #[test]
     fn a_ready_release_is_told_once() {
         let mut n = Notifier::new();
-        let mut u = swarmsite::update::UpdateStatus {
+        let mut u = swarmsite_node::update::UpdateStatus {
             running: "0.1.0".into(),
             newest: Some("0.2.0".into()),
             notes: Some("Faster sync.\nMore.".into()),
             phase: UpdatePhase::Downloading,
             ..Default::default()
         };
-        let ev = |u: &swarmsite::update::UpdateStatus| NodeEvent::Update(Box::new(u.clone()));
+        let ev = |u: &swarmsite_node::update::UpdateStatus| NodeEvent::Update(Box::new(u.clone()));
         assert!(
             n.on_event(&ev(&u), "site", 0).is_none(),
             "still downloading"

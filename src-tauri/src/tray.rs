@@ -3,8 +3,8 @@
 //! the state is told by the icon and by the menu's first, disabled line, the menu is
 //! built once, and every item stays in place with its text and enabled flag updated.
 
-use swarmsite::node::{Status, TrayState};
-use swarmsite::update::{UpdatePhase, UpdateStatus};
+use swarmsite_node::node::{Status, TrayState};
+use swarmsite_node::update::{UpdatePhase, UpdateStatus};
 
 /// The page that opens the file chooser at once ("Upload files…"), then shows the queue.
 pub const PICK_UPLOADS: &str = "uploads/pick";
@@ -138,7 +138,7 @@ impl TrayView {
                 line: format!("Not running: {e}"),
                 pause_label: "Pause sharing",
                 open_enabled: false,
-                update_line: format!("swarmsite {}", swarmsite::update::running_version()),
+                update_line: format!("swarmsite {}", swarmsite_node::update::running_version()),
                 update_enabled: false,
             },
             (None, None) => TrayView {
@@ -146,7 +146,7 @@ impl TrayView {
                 line: "Starting…".into(),
                 pause_label: "Pause sharing",
                 open_enabled: false,
-                update_line: format!("swarmsite {}", swarmsite::update::running_version()),
+                update_line: format!("swarmsite {}", swarmsite_node::update::running_version()),
                 update_enabled: false,
             },
             (Some(s), None) => {
@@ -183,7 +183,7 @@ pub fn icon_png(state: TrayState) -> &'static [u8] {
 mod tests {
     use std::cell::RefCell;
 
-    use swarmsite::node::{Health, HttpPortStatus};
+    use swarmsite_node::node::{Health, HttpPortStatus};
 
     use super::*;
 
@@ -306,7 +306,7 @@ mod tests {
         );
         u.newest = Some("0.2.0".into());
         u.phase = UpdatePhase::Downloading;
-        u.progress = Some(swarmsite::update::UpdateProgress {
+        u.progress = Some(swarmsite_node::update::UpdateProgress {
             have_bytes: 40,
             total_bytes: 100,
             ..Default::default()

@@ -23,11 +23,11 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use common::{browser_script, demo_release, now, publish_release, stand_in, write_exe};
-use swarmsite::node::{Node, NodeConfig};
-use swarmsite::publisher::{InitOptions, NetworkDir};
-use swarmsite::settings::Settings;
-use swarmsite::update::manifest::parse_version;
-use swarmsite::update::{Platform, release};
+use swarmsite_node::node::{Node, NodeConfig};
+use swarmsite_node::publisher::{InitOptions, NetworkDir};
+use swarmsite_node::settings::Settings;
+use swarmsite_node::update::manifest::parse_version;
+use swarmsite_node::update::{Platform, release};
 use tokio_util::sync::CancellationToken;
 
 /// Stops the driver's process group (Xvfb, D-Bus, dunst, tauri-driver, the app) on drop;
@@ -93,10 +93,10 @@ async fn the_app_window_shows_its_node() {
     sh.submit(record, Some(dir)).await.unwrap();
     // The publisher's side: the script hands releases to the seed through its API.
     let cancel = CancellationToken::new();
-    swarmsite::control::serve(sh.clone(), "127.0.0.1:0".parse().unwrap(), cancel.clone())
+    swarmsite_node::control::serve(sh.clone(), "127.0.0.1:0".parse().unwrap(), cancel.clone())
         .await
         .unwrap();
-    let seed_api = swarmsite::control::client::info(sh.data_dir()).unwrap();
+    let seed_api = swarmsite_node::control::client::info(sh.data_dir()).unwrap();
 
     // swarmsite 0.2.0: the app's own package (a stand-in that answers `--version` and
     // notes how it was started) and the command line's, which the app must not take.
@@ -175,7 +175,7 @@ async fn the_app_window_shows_its_node() {
 
     // The app's data folder: the network's bundle and settings that keep it on loopback.
     let data = tmp.path().join("app");
-    let dd = swarmsite::datadir::DataDir::resolve(Some(data.as_path())).unwrap();
+    let dd = swarmsite_node::datadir::DataDir::resolve(Some(data.as_path())).unwrap();
     dd.add_bundle(net.bundle()).unwrap();
     let any = "127.0.0.61:0".parse().unwrap();
     Settings {

@@ -5,9 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Subcommand;
-use swarmsite::bundle::Bundle;
-use swarmsite::datadir::{DataDir, builtin_bundles};
-use swarmsite::name::NetworkTag;
+use swarmsite_node::bundle::Bundle;
+use swarmsite_node::datadir::{DataDir, builtin_bundles};
+use swarmsite_node::name::NetworkTag;
 
 #[derive(Subcommand, Debug)]
 pub enum BundleCommand {
@@ -40,7 +40,7 @@ pub fn run(cmd: BundleCommand, data_dir: Option<&Path>) -> anyhow::Result<ExitCo
             }
         }
         BundleCommand::Add { file } => {
-            let b = swarmsite::stored::read_bundle(&file)
+            let b = swarmsite_node::stored::read_bundle(&file)
                 .with_context(|| format!("{}", file.display()))?;
             let path = dd.add_bundle(&b)?;
             println!(

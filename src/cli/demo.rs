@@ -14,13 +14,13 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use swarmsite::demo_site;
-use swarmsite::keys::{MIN_BITS, PrivateKey};
-use swarmsite::name::{NetworkTag, SystemName, kind};
-use swarmsite::node::{Node, NodeConfig, NodeHandle};
-use swarmsite::publisher::{self, InitOptions, NetworkDir};
-use swarmsite::record::{Payload, Record};
-use swarmsite::torrents::PieceAudit;
+use swarmsite_node::demo_site;
+use swarmsite_node::keys::{MIN_BITS, PrivateKey};
+use swarmsite_node::name::{NetworkTag, SystemName, kind};
+use swarmsite_node::node::{Node, NodeConfig, NodeHandle};
+use swarmsite_node::publisher::{self, InitOptions, NetworkDir};
+use swarmsite_node::record::{Payload, Record};
+use swarmsite_node::torrents::PieceAudit;
 
 use super::shared::now;
 
@@ -54,7 +54,7 @@ fn spinner(msg: &str) -> ProgressBar {
 
 pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     // Errors only, so the progress display stays readable.
-    let audit = swarmsite::logging::init("error");
+    let audit = swarmsite_node::logging::init("error");
     let tmp = tempfile::Builder::new()
         .prefix("swarmsite-demo-")
         .tempdir()?;
@@ -68,7 +68,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let result = rt.block_on(async {
         tokio::select! {
             r = demo(&root, &args, &audit) => r,
-            _ = swarmsite::node::shutdown_signal() => Ok(()),
+            _ = swarmsite_node::node::shutdown_signal() => Ok(()),
         }
     });
     rt.shutdown_timeout(Duration::from_secs(5));
@@ -150,7 +150,7 @@ async fn watch(handles: &[(String, NodeHandle)], version: u32) -> bool {
             pb
         })
         .collect();
-    let ctrl_c = swarmsite::node::shutdown_signal();
+    let ctrl_c = swarmsite_node::node::shutdown_signal();
     tokio::pin!(ctrl_c);
     loop {
         let mut done = true;
@@ -279,7 +279,7 @@ async fn run_scenario(
     );
     tokio::select! {
         _ = tokio::time::sleep(Duration::from_secs(args.update_after)) => {}
-        _ = swarmsite::node::shutdown_signal() => return Ok(()),
+        _ = swarmsite_node::node::shutdown_signal() => return Ok(()),
     }
     println!("The publisher signs release 2 (one page changed):");
     let (dir, record) = publish_release(net, root, 2)?;
@@ -328,6 +328,6 @@ async fn run_scenario(
     for (ip, h) in handles {
         println!("  {ip}: {}", url(h));
     }
-    swarmsite::node::shutdown_signal().await;
+    swarmsite_node::node::shutdown_signal().await;
     Ok(())
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
-use swarmsite::dns::{DnsFront, Zone};
+use swarmsite_node::dns::{DnsFront, Zone};
 
 #[derive(Args, Debug)]
 pub struct DnsArgs {
@@ -30,7 +30,7 @@ pub struct DnsArgs {
 }
 
 pub fn run(args: DnsArgs, data_dir: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let zone = swarmsite::stored::read_zone(&args.zone)?;
+    let zone = swarmsite_node::stored::read_zone(&args.zone)?;
     if args.check {
         print_zone(&zone);
         return Ok(ExitCode::SUCCESS);

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use swarmsite::control;
-use swarmsite::datadir::DataDir;
+use swarmsite_node::control;
+use swarmsite_node::datadir::DataDir;
 
 #[derive(Args, Debug)]
 pub struct DocumentsArgs {

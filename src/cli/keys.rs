@@ -5,12 +5,12 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
-use swarmsite::bencode::{self, Fields, Limits, Value};
-use swarmsite::bundle::{Bundle, Site};
-use swarmsite::keys::{Kid, MIN_BITS, PrivateKey};
-use swarmsite::name::{NetworkTag, Role};
-use swarmsite::publisher::{self, InitOptions, NetworkDir, Outcome};
-use swarmsite::record::{Record, Signature};
+use swarmsite_node::bencode::{self, Fields, Limits, Value};
+use swarmsite_node::bundle::{Bundle, Site};
+use swarmsite_node::keys::{Kid, MIN_BITS, PrivateKey};
+use swarmsite_node::name::{NetworkTag, Role};
+use swarmsite_node::publisher::{self, InitOptions, NetworkDir, Outcome};
+use swarmsite_node::record::{Record, Signature};
 
 use super::passphrase::PassphraseArgs;
 use super::shared::{NetworkArg, now};
@@ -281,7 +281,7 @@ pub fn run(cmd: KeysCommand, data_dir: Option<&Path>) -> anyhow::Result<ExitCode
                 };
                 dir.join(format!("{}.sig", key.kid().short()))
             });
-            swarmsite::fsutil::write_atomic(&out, &file, swarmsite::fsutil::PUBLIC)
+            swarmsite_node::fsutil::write_atomic(&out, &file, swarmsite_node::fsutil::PUBLIC)
                 .with_context(|| format!("{}", out.display()))?;
             println!(
                 "signature by {} written to {}",

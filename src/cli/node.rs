@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use swarmsite::control;
-use swarmsite::datadir::DataDir;
-use swarmsite::name::NetworkTag;
-use swarmsite::node::{Node, NodeConfig, NodeHandle};
-use swarmsite::settings::Settings;
-use swarmsite::upload::UploadConfig;
+use swarmsite_node::control;
+use swarmsite_node::datadir::DataDir;
+use swarmsite_node::name::NetworkTag;
+use swarmsite_node::node::{Node, NodeConfig, NodeHandle};
+use swarmsite_node::settings::Settings;
+use swarmsite_node::upload::UploadConfig;
 use tokio_util::sync::CancellationToken;
 
 use super::shared::duration;
@@ -81,10 +81,10 @@ pub struct NodeArgs {
     #[arg(long, value_name = "KEY.pem")]
     auto_blacklist: Option<PathBuf>,
     /// Evidence entries from one address before auto-blacklisting lists it.
-    #[arg(long, default_value_t = swarmsite::node::AutoBlacklist::DEFAULT_THRESHOLD)]
+    #[arg(long, default_value_t = swarmsite_node::node::AutoBlacklist::DEFAULT_THRESHOLD)]
     auto_blacklist_threshold: u32,
     /// Seconds between auto-blacklist batches.
-    #[arg(long, default_value_t = swarmsite::node::AutoBlacklist::DEFAULT_INTERVAL.as_secs())]
+    #[arg(long, default_value_t = swarmsite_node::node::AutoBlacklist::DEFAULT_INTERVAL.as_secs())]
     auto_blacklist_interval: u64,
     #[command(flatten)]
     pub(super) passphrase: super::passphrase::PassphraseArgs,
@@ -121,10 +121,10 @@ pub(super) fn config(
     args: NodeArgs,
     data_dir: Option<&Path>,
 ) -> anyhow::Result<(NodeConfig, SocketAddr)> {
-    let audit = swarmsite::logging::init("info,librqbit=warn,librqbit_dht=warn");
+    let audit = swarmsite_node::logging::init("info,librqbit=warn,librqbit_dht=warn");
     // Found before anything can replace it: an update restarts this very path.
     let exe = std::env::current_exe().context("finding this program's binary")?;
-    let installation = swarmsite::update::Installation::detect(&exe);
+    let installation = swarmsite_node::update::Installation::detect(&exe);
     let dd = DataDir::resolve(data_dir)?;
     // Saved settings (the dashboard's Settings page) first, then the flags given.
     let mut settings = Settings::load(dd.root())?;
@@ -132,7 +132,9 @@ pub(super) fn config(
         settings.network = Some(tag.to_string());
     }
     let bundle = match &args.bundle {
-        Some(p) => swarmsite::stored::read_bundle(p).with_context(|| format!("{}", p.display()))?,
+        Some(p) => {
+            swarmsite_node::stored::read_bundle(p).with_context(|| format!("{}", p.display()))?
+        }
         None => dd.bundle(settings.network_tag())?,
     };
     let mut cfg = settings.node_config_for(dd.root(), bundle.clone())?;
@@ -171,18 +173,18 @@ pub(super) fn config(
     } else if !args.dht_bootstrap.is_empty() {
         args.dht_bootstrap.clone()
     } else {
-        swarmsite::rendezvous::PUBLIC_ROUTERS
+        swarmsite_node::rendezvous::PUBLIC_ROUTERS
             .iter()
             .map(|s| s.to_string())
             .collect()
     };
     if let Some(path) = &args.auto_blacklist {
         let pass = args.passphrase.read(path)?;
-        let key = swarmsite::publisher::load_key(path, pass.as_bytes())?;
+        let key = swarmsite_node::publisher::load_key(path, pass.as_bytes())?;
         // The node's own trust store: it follows rotations past the bundle's version 1.
-        let store = swarmsite::store::NodeStore::open(dd.root(), bundle.network())?;
-        let trust = swarmsite::stored::load_trust(&store.trust_path(), &bundle)?;
-        let role = swarmsite::name::Role::BLACKLIST;
+        let store = swarmsite_node::store::NodeStore::open(dd.root(), bundle.network())?;
+        let trust = swarmsite_node::stored::load_trust(&store.trust_path(), &bundle)?;
+        let role = swarmsite_node::name::Role::BLACKLIST;
         anyhow::ensure!(
             trust
                 .current_set(role)
@@ -190,7 +192,7 @@ pub(super) fn config(
             "{}: not a key of the blacklist role's current key set",
             path.display()
         );
-        cfg.auto_blacklist = Some(std::sync::Arc::new(swarmsite::node::AutoBlacklist {
+        cfg.auto_blacklist = Some(std::sync::Arc::new(swarmsite_node::node::AutoBlacklist {
             key,
             threshold: args.auto_blacklist_threshold.max(1),
             interval: Duration::from_secs(args.auto_blacklist_interval.max(1)),
@@ -258,7 +260,7 @@ where
             s.bt_addr.clone().unwrap_or_default()
         );
         let restart = tokio::select! {
-            _ = swarmsite::node::shutdown_signal() => false,
+            _ = swarmsite_node::node::shutdown_signal() => false,
             _ = handle.restart_requested() => true,
         };
         tracing::info!("shutting down");
@@ -276,7 +278,7 @@ where
     rt.shutdown_timeout(Duration::from_secs(10));
     tracing::info!("restarting: {} with the same arguments", exe.display());
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
-    let err = swarmsite::update::install::restart(&exe, &args);
+    let err = swarmsite_node::update::install::restart(&exe, &args);
     Err(err).with_context(|| format!("restarting into {}", exe.display()))
 }
 
@@ -540,7 +542,7 @@ impl UploadFlags {
         if !(0.0..=1.0).contains(&self.relay_probability) {
             bail!("--relay-probability must be between 0 and 1");
         }
-        let max = swarmsite::upload::container::DEFAULT_MAX_SIZE;
+        let max = swarmsite_node::upload::container::DEFAULT_MAX_SIZE;
         if self.upload_max > max {
             bail!("--upload-max cannot exceed the protocol's {max} bytes");
         }

@@ -2,7 +2,7 @@
 
 use clap::Args;
 use serde_json::Value;
-use swarmsite::reach::{ReachConfig, UpnpConfig};
+use swarmsite_node::reach::{ReachConfig, UpnpConfig};
 
 #[derive(Args, Debug)]
 pub struct ReachArgs {

@@ -5,12 +5,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::Context;
-use swarmsite::control;
-use swarmsite::datadir::DataDir;
+use swarmsite_node::control;
+use swarmsite_node::datadir::DataDir;
 
 /// Unix seconds now.
 pub fn now() -> u64 {
-    swarmsite::clock::unix_secs()
+    swarmsite_node::clock::unix_secs()
 }
 
 /// A unix time for people.

@@ -10,10 +10,10 @@ use super::shared::duration;
 use anyhow::{Context, bail};
 use clap::Args;
 use serde_json::Value;
-use swarmsite::control;
-use swarmsite::datadir::DataDir;
-use swarmsite::name::Role;
-use swarmsite::upload::IntakeConfig;
+use swarmsite_node::control;
+use swarmsite_node::datadir::DataDir;
+use swarmsite_node::name::Role;
+use swarmsite_node::upload::IntakeConfig;
 
 #[derive(Args, Debug)]
 pub struct UploadArgs {
@@ -214,11 +214,11 @@ pub fn intake(args: IntakeArgs, data_dir: Option<&Path>) -> anyhow::Result<ExitC
     let passphrase = args.node.passphrase.clone();
     let (mut cfg, control) = super::node::config(args.node, data_dir)?;
     // The node's own trust store: it follows rotations past the bundle's version 1.
-    let store = swarmsite::store::NodeStore::open(dd.root(), cfg.bundle.network())?;
-    let trust = swarmsite::stored::load_trust(&store.trust_path(), &cfg.bundle)?;
-    let load = |path: &PathBuf| -> anyhow::Result<swarmsite::keys::PrivateKey> {
+    let store = swarmsite_node::store::NodeStore::open(dd.root(), cfg.bundle.network())?;
+    let trust = swarmsite_node::stored::load_trust(&store.trust_path(), &cfg.bundle)?;
+    let load = |path: &PathBuf| -> anyhow::Result<swarmsite_node::keys::PrivateKey> {
         let pass = passphrase.read(path)?;
-        Ok(swarmsite::publisher::load_key(path, pass.as_bytes())?)
+        Ok(swarmsite_node::publisher::load_key(path, pass.as_bytes())?)
     };
     let mut keys = Vec::new();
     for path in &args.keys {
@@ -231,7 +231,7 @@ pub fn intake(args: IntakeArgs, data_dir: Option<&Path>) -> anyhow::Result<ExitC
         }
         keys.push(key);
     }
-    let current = swarmsite::upload::intake_key(&trust).map(|k| k.kid());
+    let current = swarmsite_node::upload::intake_key(&trust).map(|k| k.kid());
     if !keys.iter().any(|k| Some(k.kid()) == current) {
         tracing::warn!(
             "none of the keys given is the current intake key {}: new uploads will be kept sealed",
@@ -246,7 +246,8 @@ pub fn intake(args: IntakeArgs, data_dir: Option<&Path>) -> anyhow::Result<ExitC
         "{}: not a key of the documents role's current key set",
         args.signer.display()
     );
-    swarmsite::fsutil::create_dir(&out, 0o700).with_context(|| format!("{}", out.display()))?;
+    swarmsite_node::fsutil::create_dir(&out, 0o700)
+        .with_context(|| format!("{}", out.display()))?;
     tracing::info!("intake: opened uploads go to {}", out.display());
     cfg.uploads.intake = Some(std::sync::Arc::new(IntakeConfig {
         keys,

@@ -5,13 +5,13 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use swarmsite::content::{Blacklist, Notice};
-use swarmsite::datadir::DataDir;
-use swarmsite::name::ObjectClass;
-use swarmsite::publisher;
-use swarmsite::record::{Payload, Record};
-use swarmsite::torrent;
-use swarmsite::trust::{Refusal, TrustStore};
+use swarmsite_node::content::{Blacklist, Notice};
+use swarmsite_node::datadir::DataDir;
+use swarmsite_node::name::ObjectClass;
+use swarmsite_node::publisher;
+use swarmsite_node::record::{Payload, Record};
+use swarmsite_node::torrent;
+use swarmsite_node::trust::{Refusal, TrustStore};
 
 use super::shared::{now, show_time};
 
@@ -49,9 +49,8 @@ pub fn run(args: VerifyArgs, data_dir: Option<&Path>) -> anyhow::Result<ExitCode
     describe(&record);
 
     let bundle = match &args.bundle {
-        Some(path) => {
-            swarmsite::stored::read_bundle(path).with_context(|| format!("{}", path.display()))?
-        }
+        Some(path) => swarmsite_node::stored::read_bundle(path)
+            .with_context(|| format!("{}", path.display()))?,
         None => DataDir::resolve(data_dir)?.bundle(record.name.tag())?,
     };
     println!(
@@ -62,9 +61,10 @@ pub fn run(args: VerifyArgs, data_dir: Option<&Path>) -> anyhow::Result<ExitCode
     let mut trust = TrustStore::from_bundle(&bundle);
     if args.bundle.is_none() {
         let dd = DataDir::resolve(data_dir)?;
-        if let Ok(stored) = swarmsite::stored::load_trust(&dd.trust_path(bundle.network()), &bundle)
+        if let Ok(stored) =
+            swarmsite_node::stored::load_trust(&dd.trust_path(bundle.network()), &bundle)
         {
-            let chain: Vec<Record> = swarmsite::name::Role::ALL
+            let chain: Vec<Record> = swarmsite_node::name::Role::ALL
                 .iter()
                 .flat_map(|r| stored.chain_records(*r))
                 .filter_map(|b| Record::decode(b).ok())
@@ -112,7 +112,7 @@ pub fn run(args: VerifyArgs, data_dir: Option<&Path>) -> anyhow::Result<ExitCode
     if let Some(tpath) = &args.torrent {
         let tbytes = std::fs::read(tpath).with_context(|| format!("{}", tpath.display()))?;
         let ih = torrent::info_hash_of(&tbytes).with_context(|| format!("{}", tpath.display()))?;
-        match swarmsite::documents::content_ih(&record) {
+        match swarmsite_node::documents::content_ih(&record) {
             Some(want) if want == ih => {
                 println!("torrent {} matches the record's ih", tpath.display())
             }
@@ -149,7 +149,7 @@ pub fn run(args: VerifyArgs, data_dir: Option<&Path>) -> anyhow::Result<ExitCode
     })
 }
 
-fn signer_role(trust: &TrustStore, record: &Record, kid: swarmsite::keys::Kid) -> String {
+fn signer_role(trust: &TrustStore, record: &Record, kid: swarmsite_node::keys::Kid) -> String {
     let Some(role) = record.name.class().governing_role() else {
         return "no role signs this kind".into();
     };
@@ -159,7 +159,7 @@ fn signer_role(trust: &TrustStore, record: &Record, kid: swarmsite::keys::Kid) -
             continue;
         };
         let Some(body) = r.body() else { continue };
-        let Ok(set) = swarmsite::keyset::KeySet::from_body(body) else {
+        let Ok(set) = swarmsite_node::keyset::KeySet::from_body(body) else {
             continue;
         };
         if let Some(pos) = set.keys().iter().position(|k| k.kid() == kid) {
@@ -229,7 +229,7 @@ pub fn describe(r: &Record) {
                     }
                     Err(e) => println!("  blacklist body invalid: {e}"),
                 },
-                ObjectClass::KeySet(_) => match swarmsite::keyset::KeySet::from_body(body) {
+                ObjectClass::KeySet(_) => match swarmsite_node::keyset::KeySet::from_body(body) {
                     Ok(set) => {
                         let kids: Vec<String> =
                             set.keys().iter().map(|k| k.kid().short()).collect();
@@ -242,18 +242,20 @@ pub fn describe(r: &Record) {
                     }
                     Err(e) => println!("  key set body invalid: {e}"),
                 },
-                ObjectClass::Document => match swarmsite::documents::Document::from_record(r) {
-                    Ok(d) => println!(
-                        "  document {:?} ({}, {}, {} bytes, torrent {}): {}",
-                        d.meta.title,
-                        d.meta.name,
-                        d.meta.media_type,
-                        d.meta.size,
-                        hex::encode(d.meta.ih),
-                        d.meta.description
-                    ),
-                    Err(e) => println!("  document body invalid: {e}"),
-                },
+                ObjectClass::Document => {
+                    match swarmsite_node::documents::Document::from_record(r) {
+                        Ok(d) => println!(
+                            "  document {:?} ({}, {}, {} bytes, torrent {}): {}",
+                            d.meta.title,
+                            d.meta.name,
+                            d.meta.media_type,
+                            d.meta.size,
+                            hex::encode(d.meta.ih),
+                            d.meta.description
+                        ),
+                        Err(e) => println!("  document body invalid: {e}"),
+                    }
+                }
                 _ => {}
             }
         }

@@ -12,13 +12,13 @@ pub use site::{
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use swarmsite::node::{Node, NodeConfig, NodeHandle};
+use swarmsite_node::node::{Node, NodeConfig, NodeHandle};
 
 /// A loopback node of `net` on `ip` (see `NodeConfig::loopback`) that knows `peers`
 /// and pulls every 2 s.
 pub fn node_config(
     data: &std::path::Path,
-    net: &swarmsite::publisher::NetworkDir,
+    net: &swarmsite_node::publisher::NetworkDir,
     ip: &str,
     peers: Vec<SocketAddr>,
 ) -> NodeConfig {
@@ -41,8 +41,8 @@ pub fn small_network(
     tag: &str,
     site: &str,
     pass: &[u8],
-) -> swarmsite::publisher::NetworkDir {
-    use swarmsite::publisher::{InitOptions, NetworkDir};
+) -> swarmsite_node::publisher::NetworkDir {
+    use swarmsite_node::publisher::{InitOptions, NetworkDir};
     let opts = InitOptions {
         keys_per_role: 1,
         threshold: 1,
@@ -257,7 +257,7 @@ pub fn http_addr(h: &NodeHandle) -> String {
 /// A hostile peer built from the project's own wire state machine: connects from `ip`
 /// and pushes `records`.
 pub async fn hostile_push(ip: &str, to: SocketAddr, rendezvous: [u8; 20], records: Vec<Vec<u8>>) {
-    use swarmsite::wire::{Connection, Event, Message, WireConfig};
+    use swarmsite_node::wire::{Connection, Event, Message, WireConfig};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.bind(format!("{ip}:0").parse().unwrap()).unwrap();
@@ -317,12 +317,12 @@ pub async fn hostile_push_all(
 /// also ends every connection it holds.
 pub async fn scripted_node(
     listener: tokio::net::TcpListener,
-    cfg: swarmsite::wire::WireConfig,
-    have: Vec<swarmsite::name::SystemName>,
-    answers: Vec<(swarmsite::name::SystemName, Vec<u8>)>,
+    cfg: swarmsite_node::wire::WireConfig,
+    have: Vec<swarmsite_node::name::SystemName>,
+    answers: Vec<(swarmsite_node::name::SystemName, Vec<u8>)>,
     push: Vec<Vec<u8>>,
 ) {
-    use swarmsite::wire::{Event, Message};
+    use swarmsite_node::wire::{Event, Message};
     wire_server(listener, cfg, move |_, ev| match ev {
         Event::Ready { .. } => std::iter::once(Message::Have {
             names: have.clone(),
@@ -347,19 +347,19 @@ pub async fn scripted_node(
 /// ends every connection it holds.
 pub async fn wire_server(
     listener: tokio::net::TcpListener,
-    cfg: swarmsite::wire::WireConfig,
-    answer: impl Fn(SocketAddr, swarmsite::wire::Event) -> Vec<swarmsite::wire::Message>
+    cfg: swarmsite_node::wire::WireConfig,
+    answer: impl Fn(SocketAddr, swarmsite_node::wire::Event) -> Vec<swarmsite_node::wire::Message>
     + Clone
     + Send
     + 'static,
 ) {
-    use swarmsite::wire::Connection;
+    use swarmsite_node::wire::Connection;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut conns = tokio::task::JoinSet::new();
     while let Ok((mut s, remote)) = listener.accept().await {
         let (cfg, answer) = (cfg.clone(), answer.clone());
         conns.spawn(async move {
-            let ms = swarmsite::clock::unix_ms;
+            let ms = swarmsite_node::clock::unix_ms;
             let mut conn = Connection::new(cfg, ms(), false);
             let mut buf = vec![0u8; 64 * 1024];
             while !conn.is_closed() {
@@ -384,8 +384,8 @@ pub async fn wire_server(
 }
 
 /// Waits at most `secs` for torrent `h` to be complete (checked or fetched).
-pub async fn complete(h: &swarmsite::torrents::TorrentHandle, secs: u64, what: &str) {
-    use swarmsite::torrents::Torrents;
+pub async fn complete(h: &swarmsite_node::torrents::TorrentHandle, secs: u64, what: &str) {
+    use swarmsite_node::torrents::Torrents;
     tokio::time::timeout(
         Duration::from_secs(secs),
         Torrents::wait(h, Duration::from_millis(200), |_| {}),
@@ -410,8 +410,8 @@ pub fn corrupt_in_place(path: &std::path::Path, len: u64, step: u64) {
 /// The process's tracing subscriber with a piece audit's layer, made once per test
 /// binary (librqbit's tasks run on many threads, so it must be the global one). Logs
 /// errors only, unless `RUST_LOG` says otherwise.
-pub fn piece_audit() -> swarmsite::torrents::PieceAudit {
-    use swarmsite::torrents::PieceAudit;
+pub fn piece_audit() -> swarmsite_node::torrents::PieceAudit {
+    use swarmsite_node::torrents::PieceAudit;
     use tracing_subscriber::Layer;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;

@@ -214,8 +214,8 @@ pub async fn librqbit_fetch(
     out: &Path,
     ip: &str,
     secs: u64,
-) -> swarmsite::torrents::Progress {
-    use swarmsite::torrents::{Torrents, TorrentsConfig};
+) -> swarmsite_node::torrents::Progress {
+    use swarmsite_node::torrents::{Torrents, TorrentsConfig};
     let state = out.with_extension("librqbit-state");
     let session = Torrents::start(TorrentsConfig::loopback(state, ip.parse().unwrap()))
         .await

@@ -13,13 +13,13 @@ pub fn now() -> u64 {
 /// Publishes `dir` as release `version` of site 1, signed with the site role's first
 /// key (passphrase `pass`); returns the published folder and the record's bytes.
 pub fn publish_site(
-    net: &swarmsite::publisher::NetworkDir,
+    net: &swarmsite_node::publisher::NetworkDir,
     pass: &[u8],
     dir: &std::path::Path,
     version: u32,
 ) -> (std::path::PathBuf, Vec<u8>) {
-    let key =
-        swarmsite::publisher::load_key(&net.root().join("keys/site/v1/key-1.pem"), pass).unwrap();
+    let key = swarmsite_node::publisher::load_key(&net.root().join("keys/site/v1/key-1.pem"), pass)
+        .unwrap();
     let (dir, record) = net
         .publish_site(dir, 1, Some(version), &[key], now())
         .unwrap()
@@ -31,12 +31,12 @@ pub fn publish_site(
 /// Writes the demo site's release `version` under `dir` and publishes it (passphrase
 /// `pw`, see [`publish_site`]); returns the published folder and the record's bytes.
 pub fn demo_release(
-    net: &swarmsite::publisher::NetworkDir,
+    net: &swarmsite_node::publisher::NetworkDir,
     dir: &std::path::Path,
     version: u32,
 ) -> (std::path::PathBuf, Vec<u8>) {
     let site = dir.join(format!("site-v{version}"));
-    swarmsite::demo_site::write(&site, version).unwrap();
+    swarmsite_node::demo_site::write(&site, version).unwrap();
     publish_site(net, b"pw", &site, version)
 }
 
@@ -99,19 +99,20 @@ pub fn write_exe(path: &std::path::Path, bytes: &[u8]) {
 /// Signs `manifest` as software manifest record `version` with key 1 of `role`
 /// (passphrase `pass`).
 pub fn manifest_record(
-    net: &swarmsite::publisher::NetworkDir,
+    net: &swarmsite_node::publisher::NetworkDir,
     pass: &str,
-    manifest: &swarmsite::update::Manifest,
+    manifest: &swarmsite_node::update::Manifest,
     version: u32,
     role: &str,
-) -> swarmsite::record::Record {
-    use swarmsite::name::{SystemName, file_id, kind};
-    use swarmsite::record::{Payload, Record};
+) -> swarmsite_node::record::Record {
+    use swarmsite_node::name::{SystemName, file_id, kind};
+    use swarmsite_node::record::{Payload, Record};
     // Every holder of the role signs (software needs two signatures by default).
-    let keys: Vec<_> = swarmsite::publisher::pem_files(&net.root().join(format!("keys/{role}/v1")))
-        .iter()
-        .map(|f| swarmsite::publisher::load_key(f, pass.as_bytes()).unwrap())
-        .collect();
+    let keys: Vec<_> =
+        swarmsite_node::publisher::pem_files(&net.root().join(format!("keys/{role}/v1")))
+            .iter()
+            .map(|f| swarmsite_node::publisher::load_key(f, pass.as_bytes()).unwrap())
+            .collect();
     let name = SystemName::new(
         net.bundle().network(),
         kind::AUTHORIZED_FILE,
@@ -128,17 +129,17 @@ pub fn manifest_record(
 /// Publishes a release (its packages and manifest) into the network folder, as
 /// `publish software` does; `tamper` may spoil the manifest first.
 pub fn publish_release(
-    net: &swarmsite::publisher::NetworkDir,
+    net: &swarmsite_node::publisher::NetworkDir,
     pass: &str,
-    rel: &swarmsite::update::release::Release,
+    rel: &swarmsite_node::update::release::Release,
     version: u32,
-    tamper: impl FnOnce(&mut swarmsite::update::Manifest),
+    tamper: impl FnOnce(&mut swarmsite_node::update::Manifest),
 ) -> (std::path::PathBuf, Vec<u8>) {
     let mut manifest = rel.manifest.clone();
     tamper(&mut manifest);
     let record = manifest_record(net, pass, &manifest, version, "software");
     let files = [(
-        swarmsite::publisher::TORRENT_FILE.to_string(),
+        swarmsite_node::publisher::TORRENT_FILE.to_string(),
         rel.torrent.bytes.clone(),
     )];
     let (dir, record) = net

@@ -3,12 +3,12 @@
 use std::path::Path;
 
 const FILES: &[(&str, &str)] = &[
-    ("index.html", include_str!("../demo/site/index.html")),
-    ("about.html", include_str!("../demo/site/about.html")),
-    ("style.css", include_str!("../demo/site/style.css")),
+    ("index.html", include_str!("../../../demo/site/index.html")),
+    ("about.html", include_str!("../../../demo/site/about.html")),
+    ("style.css", include_str!("../../../demo/site/style.css")),
     (
         "documents/report.txt",
-        include_str!("../demo/site/documents/report.txt"),
+        include_str!("../../../demo/site/documents/report.txt"),
     ),
 ];
 

@@ -96,7 +96,7 @@ fn json<T: serde::Serialize>(v: &T) -> Value {
 
 #[test]
 fn the_dashboard_reads_only_fields_the_node_sends() {
-    let ts = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/ui/src/api.ts"))
+    let ts = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../ui/src/api.ts"))
         .expect("ui/src/api.ts");
     let shapes = interfaces(&ts);
     let sync = crate::node::SyncStatus {

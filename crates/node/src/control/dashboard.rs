@@ -17,7 +17,11 @@ use axum::routing::get;
 
 macro_rules! dist {
     ($path:literal) => {
-        include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/ui/dist/", $path))
+        include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../ui/dist/",
+            $path
+        ))
     };
 }
 
@@ -85,7 +89,7 @@ mod tests {
 
     #[test]
     fn every_built_file_is_served() {
-        let dist = Path::new(env!("CARGO_MANIFEST_DIR")).join("ui/dist");
+        let dist = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ui/dist");
         let mut built = Vec::new();
         let mut stack = vec![dist.clone()];
         while let Some(dir) = stack.pop() {

@@ -11,7 +11,10 @@ use crate::name::NetworkTag;
 /// The bundles compiled into this client from `keys/`.
 const BUILTIN: &[(&str, &str)] = &[(
     "keys/wikileaks.json",
-    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/keys/wikileaks.json")),
+    include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../keys/wikileaks.json"
+    )),
 )];
 
 /// The bundles this client trusts without being told: `keys/` of the source tree.
