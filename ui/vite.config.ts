@@ -1,7 +1,7 @@
 import { defineConfig } from "vite";
 
 // Fixed file names: the node compiles ui/dist into its binary by name
-// (src/control/dashboard.rs), and a rebuild must reproduce the committed files exactly.
+// (crates/node/src/control/dashboard.rs), and a rebuild must reproduce the committed files exactly.
 export default defineConfig({
   base: "/",
   build: {

@@ -142,7 +142,7 @@ export class Api {
   }
 }
 
-// Shapes of the control API (src/node/status.rs, src/control/app_api.rs).
+// Shapes of the control API (crates/node/src/node/status.rs, crates/node/src/control/app_api.rs).
 
 export interface SyncStatus {
   version: number;
@@ -174,7 +174,7 @@ export interface BlacklistStatus {
   closed: string[];
 }
 
-/** Software updates (src/update/mod.rs, PROTOCOL §21): `GET /api/update`, the status's `update`. */
+/** Software updates (crates/node/src/update/mod.rs, PROTOCOL §21): `GET /api/update`, the status's `update`. */
 export interface UpdateStatus {
   running: string;
   platform: string;
@@ -218,14 +218,14 @@ export interface Status {
   notice: string | null;
   blacklist: BlacklistStatus | null;
   paused: boolean;
-  /** The tray's word for it all (src/node/health.rs). */
+  /** The tray's word for it all (crates/node/src/node/health.rs). */
   health: {
     state: "offline" | "syncing" | "serving" | "paused" | "attention";
     summary: string;
     problems: string[];
     local_url: string | null;
   };
-  /** UPnP and mDNS (src/reach). */
+  /** UPnP and mDNS (crates/node/src/reach). */
   reach?: {
     upnp: {
       state: string;
@@ -237,7 +237,7 @@ export interface Status {
     mdns: { state: string; url: string | null; error: string | null };
   };
   update?: UpdateStatus;
-  /** The documents archive in short (src/node/status.rs). */
+  /** The documents archive in short (crates/node/src/node/status.rs). */
   documents?: { known: number; held: number; fetching: number; quota: number; used: number; evicted: number };
 }
 

@@ -1,7 +1,7 @@
 import { h, bytes, when, percent, row } from "../dom";
 import type { Status, UpdateStatus } from "../api";
 
-/** UPnP as the node reports it (src/reach/upnp.rs). */
+/** UPnP as the node reports it (crates/node/src/reach/upnp.rs). */
 function upnp(s: Status): string {
   const u = s.reach?.upnp;
   if (!u) return "not reported by this node";
@@ -16,7 +16,7 @@ function upnp(s: Status): string {
   return text;
 }
 
-/** mDNS as the node reports it (src/reach/mdns.rs). */
+/** mDNS as the node reports it (crates/node/src/reach/mdns.rs). */
 function mdns(s: Status): HTMLElement | string {
   const m = s.reach?.mdns;
   if (!m) return "not reported by this node";

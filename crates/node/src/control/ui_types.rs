@@ -2,6 +2,7 @@
 //! every field an interface names must be in the JSON of the Rust type it mirrors, nested
 //! inline objects included, so a field renamed or removed on one side fails here instead
 //! of leaving the window blank. (TypeScript may leave out fields the UI does not read.)
+//! Read: `ui/src/api.ts` and the upload page's `UploadList` (`ui/src/pages/uploads.ts`).
 
 use std::collections::BTreeMap;
 
@@ -78,8 +79,16 @@ fn interfaces(ts: &str) -> BTreeMap<String, Fields> {
 
 /// Fields of `ts` that `json` lacks, as paths.
 fn missing(ts: &Fields, json: &Value, path: &str, out: &mut Vec<String>) {
-    let Value::Object(map) = json else {
-        return; // null (an absent Option) or a list: nothing to compare inside
+    let map = match json {
+        Value::Object(map) => map,
+        // A list of inline objects (`{ … }[]`): each element.
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                missing(ts, item, &format!("{path}[{i}]"), out);
+            }
+            return;
+        }
+        _ => return, // null (an absent Option) or a plain value: nothing inside
     };
     for (name, nested) in &ts.0 {
         let here = format!("{path}.{name}");
@@ -96,8 +105,11 @@ fn json<T: serde::Serialize>(v: &T) -> Value {
 
 #[test]
 fn the_dashboard_reads_only_fields_the_node_sends() {
-    let ts = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../ui/src/api.ts"))
-        .expect("ui/src/api.ts");
+    let ui = concat!(env!("CARGO_MANIFEST_DIR"), "/../../ui/src/");
+    let mut ts = String::new();
+    for file in ["api.ts", "pages/uploads.ts"] {
+        ts += &std::fs::read_to_string(format!("{ui}{file}")).expect("ui/src/ file");
+    }
     let shapes = interfaces(&ts);
     let sync = crate::node::SyncStatus {
         version: 1,
@@ -140,17 +152,59 @@ fn the_dashboard_reads_only_fields_the_node_sends() {
                 error: None,
             }),
         ),
+        (
+            "Evidence",
+            json(&crate::evidence::Evidence {
+                time: 1,
+                peer: Some("192.0.2.1:1".into()),
+                node_id: Some(String::new()),
+                object: Some(String::new()),
+                reason: String::new(),
+                detail: String::new(),
+            }),
+        ),
+        ("UploadList", json(&upload_list())),
     ];
     let mut gaps = Vec::new();
     for (name, value) in &pairs {
         let shape = shapes
             .get(*name)
-            .unwrap_or_else(|| panic!("ui/src/api.ts has no interface {name}"));
+            .unwrap_or_else(|| panic!("ui/src has no interface {name}"));
         assert!(shape.0.len() >= 3, "{name}: parsed {:?}", shape.0.keys());
         missing(shape, value, name, &mut gaps);
     }
     assert!(
         gaps.is_empty(),
-        "ui/src/api.ts names fields the node does not send: {gaps:?}"
+        "ui/src names fields the node does not send: {gaps:?}"
     );
+}
+
+/// An upload queue with one of everything, as `GET /api/uploads` sends it.
+fn upload_list() -> crate::node::UploadList {
+    crate::node::UploadList {
+        quota_bytes: 1,
+        used_bytes: 0,
+        max_size: 1,
+        refused: 0,
+        last_refusal: Some(String::new()),
+        packing: vec![crate::node::PackingView {
+            token: String::new(),
+            label: String::new(),
+            input_bytes: 0,
+            packed_bytes: 0,
+            error: Some(String::new()),
+        }],
+        entries: vec![crate::node::EntryView {
+            ih: String::new(),
+            size: 0,
+            state: crate::upload::queue::UploadState::Waiting,
+            added_ms: 0,
+            next_hop_ms: Some(0),
+            receipted_ms: Some(0),
+            have_bytes: Some(0),
+            originated: true,
+            token: Some(String::new()),
+            label: Some(String::new()),
+        }],
+    }
 }
