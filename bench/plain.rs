@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use swarmsite_node::torrent::Torrent;
+use swarmsite_node::metainfo_file::Torrent;
 use swarmsite_node::torrents::{Torrents, TorrentsConfig};
 
 /// Seeds `t` from `content` on `seeder`, then times sessions on `leechers` (one each)

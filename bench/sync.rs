@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use rand::{Rng, SeedableRng};
 use swarmsite_node::node::{Node, NodeConfig, NodeHandle};
 use swarmsite_node::publisher::{self, InitOptions, NetworkDir};
-use swarmsite_node::torrent;
+use swarmsite_node::metainfo_file;
 
 #[path = "plain.rs"]
 mod plain;
@@ -52,14 +52,14 @@ fn publish(
     net: &NetworkDir,
     dir: &Path,
     version: u32,
-) -> (std::path::PathBuf, Vec<u8>, torrent::Torrent) {
+) -> (std::path::PathBuf, Vec<u8>, metainfo_file::Torrent) {
     let key = publisher::load_key(&net.root().join("keys/site/v1/key-1.pem"), b"b").unwrap();
     let (out, record) = net
         .publish_site(dir, 1, Some(version), &[key], now())
         .unwrap()
         .published()
         .unwrap();
-    let t = torrent::make(dir, "bench").unwrap();
+    let t = metainfo_file::make(dir, "bench").unwrap();
     (out, record.encode().unwrap(), t)
 }
 

@@ -99,7 +99,7 @@ fn main() {
         .collect();
         let v = |s| parse_version(s).unwrap();
         let rel = release::prepare(&specs, v("9.0.0"), v("0.0.0"), String::new(), None).unwrap();
-        let paths = swarmsite_node::torrent::file_paths(&rel.torrent.bytes).unwrap();
+        let paths = swarmsite_node::metainfo_file::file_paths(&rel.torrent.bytes).unwrap();
         let index = paths
             .iter()
             .position(|p| *p == ["swarmsite-bench-bin"])

@@ -56,7 +56,7 @@ async fn corrupt_seeder(dir: &Path, ip: &str, published: &Path) -> (Torrents, So
     swarmsite_node::fsutil::copy_missing(&published.join(publisher::PAYLOAD_DIR), &payload)
         .unwrap();
     let torrent = std::fs::read(published.join(publisher::TORRENT_FILE)).unwrap();
-    let ih = swarmsite_node::torrent::info_hash_of(&torrent).unwrap();
+    let ih = swarmsite_node::metainfo_file::info_hash_of(&torrent).unwrap();
     let t = Torrents::start(TorrentsConfig::loopback(
         dir.join("state"),
         ip.parse().unwrap(),

@@ -57,7 +57,7 @@ async fn fetch_alone(ih: [u8; 20], peer: SocketAddr, out: &Path, ip: &str, what:
 }
 
 fn files_under(dir: &Path) -> Vec<Vec<u8>> {
-    let mut out: Vec<Vec<u8>> = swarmsite_node::torrent::list_files(dir)
+    let mut out: Vec<Vec<u8>> = swarmsite_node::metainfo_file::list_files(dir)
         .unwrap()
         .into_iter()
         .map(|f| std::fs::read(dir.join(f.path.iter().collect::<std::path::PathBuf>())).unwrap())

@@ -320,7 +320,7 @@ fn plain_clients_fetch(
 ) {
     let torrent = f.torrent_path();
     let bytes = std::fs::read(&torrent).unwrap();
-    let ih = swarmsite_node::torrent::info_hash_of(&bytes).unwrap();
+    let ih = swarmsite_node::metainfo_file::info_hash_of(&bytes).unwrap();
     let out = f.root.join(format!("lt-{when}-{}", n.ip));
     let got = plain_bt::libtorrent_fetch(&torrent, &[n.bt()], &out, lt_ip, 60)
         .unwrap_or_else(|e| panic!("{when}: libtorrent from {} alone: {e}", n.ip));

@@ -714,7 +714,7 @@ async fn a_long_blacklist_travels_as_a_torrent_and_grows_automatically() {
     std::fs::create_dir_all(published.join(PAYLOAD_DIR)).unwrap();
     let file = published.join(PAYLOAD_DIR).join("blacklist.bencode");
     std::fs::write(&file, &body).unwrap();
-    let t = swarmsite_node::torrent::make(&file, "blacklist.bencode").unwrap();
+    let t = swarmsite_node::metainfo_file::make(&file, "blacklist.bencode").unwrap();
     std::fs::write(published.join(TORRENT_FILE), &t.bytes).unwrap();
     let mut r = Record::new(
         SystemName::new(tag, kind::AUTHORIZED_FILE, 1, 1),

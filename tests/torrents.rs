@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::{complete, corrupt_in_place, piece_audit};
-use swarmsite_node::torrent;
+use swarmsite_node::metainfo_file;
 use swarmsite_node::torrents::{Torrents, TorrentsConfig};
 
 fn config(dir: &std::path::Path, ip: &str) -> TorrentsConfig {
@@ -23,7 +23,7 @@ async fn a_site_folder_moves_between_two_sessions() {
         (0..400_000u32).map(|i| (i % 253) as u8).collect::<Vec<_>>(),
     )
     .unwrap();
-    let t = torrent::make(&site, "demo").unwrap();
+    let t = metainfo_file::make(&site, "demo").unwrap();
 
     let seeder = Torrents::start(config(&tmp.path().join("a"), "127.0.0.2"))
         .await
@@ -72,7 +72,10 @@ async fn a_site_folder_moves_between_two_sessions() {
         );
     }
     // Our own deterministic torrent of what arrived has the same info hash.
-    assert_eq!(torrent::make(&out, "demo").unwrap().info_hash, t.info_hash);
+    assert_eq!(
+        metainfo_file::make(&out, "demo").unwrap().info_hash,
+        t.info_hash
+    );
     leecher.stop().await;
     seeder.stop().await;
 }
@@ -80,7 +83,7 @@ async fn a_site_folder_moves_between_two_sessions() {
 /// Adds our own torrent `t` (metainfo known) to `session` over `folder`.
 async fn add(
     session: &Torrents,
-    t: &torrent::Torrent,
+    t: &metainfo_file::Torrent,
     folder: &std::path::Path,
     peers: Vec<SocketAddr>,
 ) -> swarmsite_node::torrents::TorrentHandle {
@@ -96,7 +99,7 @@ async fn seeder(
     dir: &std::path::Path,
     ip: &str,
     seed: u32,
-) -> (Torrents, torrent::Torrent, std::path::PathBuf) {
+) -> (Torrents, metainfo_file::Torrent, std::path::PathBuf) {
     let site = dir.join(format!("site-{seed}"));
     std::fs::create_dir_all(&site).unwrap();
     std::fs::write(
@@ -106,7 +109,7 @@ async fn seeder(
             .collect::<Vec<_>>(),
     )
     .unwrap();
-    let t = torrent::make(&site, "blob").unwrap();
+    let t = metainfo_file::make(&site, "blob").unwrap();
     let s = Torrents::start(config(&dir.join(format!("seeder-{seed}")), ip))
         .await
         .unwrap();
@@ -178,7 +181,7 @@ async fn a_blocklist_bans_a_peer_and_keeps_what_was_fetched() {
     let t2 = {
         let site = tmp.path().join("site-3");
         std::fs::write(site.join("more.bin"), vec![9u8; 300_000]).unwrap();
-        torrent::make(&site, "blob").unwrap()
+        metainfo_file::make(&site, "blob").unwrap()
     };
     let seed2 = add(&s, &t2, &tmp.path().join("site-3"), vec![]).await;
     complete(&seed2, 30, "seed2 complete").await;

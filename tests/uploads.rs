@@ -78,7 +78,7 @@ fn wire(h: &NodeHandle) -> SocketAddr {
 
 /// Files under `dir`, relative, with their bytes.
 fn tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut out: Vec<(PathBuf, Vec<u8>)> = swarmsite_node::torrent::list_files(dir)
+    let mut out: Vec<(PathBuf, Vec<u8>)> = swarmsite_node::metainfo_file::list_files(dir)
         .unwrap()
         .into_iter()
         .map(|f| {
@@ -816,7 +816,7 @@ async fn tampered_containers_are_refused_and_recorded_and_nothing_crashes() {
         std::fs::create_dir_all(f.parent().unwrap()).unwrap();
         std::fs::write(&f, c).unwrap();
         hex::encode(
-            swarmsite_node::torrent::make(&f, "upload")
+            swarmsite_node::metainfo_file::make(&f, "upload")
                 .unwrap()
                 .info_hash,
         )

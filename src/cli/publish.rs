@@ -7,10 +7,10 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use semver::Version;
 use swarmsite_node::content::{Blacklist, Notice, Severity};
+use swarmsite_node::metainfo_file;
 use swarmsite_node::name::{Role, SystemName, file_id, kind};
 use swarmsite_node::publisher::{NetworkDir, TORRENT_FILE};
 use swarmsite_node::record::{MAX_BODY_LEN, Payload, Record};
-use swarmsite_node::torrent;
 use swarmsite_node::update::manifest::parse_version;
 use swarmsite_node::update::release::{self, PackageSpec};
 
@@ -117,7 +117,7 @@ pub fn run(cmd: PublishCommand, data_dir: Option<&Path>) -> anyhow::Result<ExitC
                 .site(site_id)
                 .with_context(|| format!("the bundle has no site {site_id}"))?
                 .clone();
-            let t = torrent::make(&dir, &site.name)?;
+            let t = metainfo_file::make(&dir, &site.name)?;
             println!(
                 "site {} from {}: {} files, {} bytes, info hash {}",
                 site.name,
@@ -238,7 +238,7 @@ pub fn run(cmd: PublishCommand, data_dir: Option<&Path>) -> anyhow::Result<ExitC
                     .file_name()
                     .and_then(|n| n.to_str())
                     .context("file name is not UTF-8")?;
-                torrent_payload(torrent::make(&path, name)?)
+                torrent_payload(metainfo_file::make(&path, name)?)
             };
             let dir = if inline { None } else { Some(path.as_path()) };
             publish(
@@ -275,7 +275,8 @@ pub fn run(cmd: PublishCommand, data_dir: Option<&Path>) -> anyhow::Result<ExitC
                 (Payload::Body(encoded), Vec::new(), None)
             } else {
                 std::fs::write(&file, &encoded)?;
-                let (payload, files) = torrent_payload(torrent::make(&file, "blacklist.bencode")?);
+                let (payload, files) =
+                    torrent_payload(metainfo_file::make(&file, "blacklist.bencode")?);
                 (payload, files, Some(file.as_path()))
             };
             let p = Publication {
@@ -291,7 +292,7 @@ pub fn run(cmd: PublishCommand, data_dir: Option<&Path>) -> anyhow::Result<ExitC
 }
 
 /// The payload naming torrent `t`, and the metainfo file that goes with it.
-fn torrent_payload(t: torrent::Torrent) -> (Payload, Vec<(String, Vec<u8>)>) {
+fn torrent_payload(t: metainfo_file::Torrent) -> (Payload, Vec<(String, Vec<u8>)>) {
     (
         Payload::Torrent {
             ih: t.info_hash,

@@ -7,10 +7,10 @@ use anyhow::Context;
 use clap::Args;
 use swarmsite_node::content::{Blacklist, Notice};
 use swarmsite_node::datadir::DataDir;
+use swarmsite_node::metainfo_file;
 use swarmsite_node::name::ObjectClass;
 use swarmsite_node::publisher;
 use swarmsite_node::record::{Payload, Record};
-use swarmsite_node::torrent;
 use swarmsite_node::trust::{Refusal, TrustStore};
 
 use super::shared::{now, show_time};
@@ -111,7 +111,8 @@ pub fn run(args: VerifyArgs, data_dir: Option<&Path>) -> anyhow::Result<ExitCode
     };
     if let Some(tpath) = &args.torrent {
         let tbytes = std::fs::read(tpath).with_context(|| format!("{}", tpath.display()))?;
-        let ih = torrent::info_hash_of(&tbytes).with_context(|| format!("{}", tpath.display()))?;
+        let ih =
+            metainfo_file::info_hash_of(&tbytes).with_context(|| format!("{}", tpath.display()))?;
         match swarmsite_node::documents::content_ih(&record) {
             Some(want) if want == ih => {
                 println!("torrent {} matches the record's ih", tpath.display())
@@ -126,8 +127,8 @@ pub fn run(args: VerifyArgs, data_dir: Option<&Path>) -> anyhow::Result<ExitCode
             }
         }
         if let Some(content) = &args.content {
-            let name = torrent::name_of(&tbytes)?;
-            let got = torrent::make(content, &name)?.info_hash;
+            let name = metainfo_file::name_of(&tbytes)?;
+            let got = metainfo_file::make(content, &name)?.info_hash;
             if got == ih {
                 println!(
                     "content {} matches the torrent, piece by piece",

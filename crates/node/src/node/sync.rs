@@ -353,7 +353,7 @@ pub fn prepare_single_file(
     let file = payload.join(file_name);
     crate::fsutil::write_atomic(&file, body, 0o644)
         .map_err(|e| format!("{}: {e}", file.display()))?;
-    let t = crate::torrent::make(&file, file_name).map_err(|e| e.to_string())?;
+    let t = crate::metainfo_file::make(&file, file_name).map_err(|e| e.to_string())?;
     let tf = dir.join(crate::publisher::TORRENT_FILE);
     crate::fsutil::write_atomic(&tf, &t.bytes, 0o644)
         .map_err(|e| format!("{}: {e}", tf.display()))?;

@@ -72,7 +72,7 @@ pub enum PublishError {
     #[error("the record would be refused by clients: {0}")]
     Refused(Refusal),
     #[error("{0}")]
-    Torrent(#[from] crate::torrent::TorrentError),
+    Torrent(#[from] crate::metainfo_file::TorrentError),
     #[error("{0}")]
     Document(#[from] crate::documents::DocumentError),
     #[error("{0}")]

@@ -33,7 +33,7 @@ impl NetworkDir {
                 .to_string()
         });
         crate::documents::check_name(&name)?;
-        let t = crate::torrent::make(path, &name)?;
+        let t = crate::metainfo_file::make(path, &name)?;
         let meta = crate::documents::DocumentMeta {
             title,
             description,
@@ -87,7 +87,7 @@ impl NetworkDir {
             .bundle
             .site(site_id)
             .ok_or_else(|| PublishError::Usage(format!("the bundle has no site {site_id}")))?;
-        let t = crate::torrent::make(site_dir, &site.name)?;
+        let t = crate::metainfo_file::make(site_dir, &site.name)?;
         let version = match version {
             Some(v) => v,
             None => self.next_version((crate::name::kind::SITE_RELEASE, site_id))?,
@@ -188,7 +188,7 @@ impl NetworkDir {
         if let Some(src) = payload_dir {
             // The payload folder is what librqbit seeds from: a folder torrent's files
             // sit directly in it, a single-file torrent's file under its own name.
-            let name = crate::torrent::name_of(&files_torrent(files)?)?;
+            let name = crate::metainfo_file::name_of(&files_torrent(files)?)?;
             let root = staging.path().join(PAYLOAD_DIR);
             let copy = if src.is_file() {
                 root.join(&name)
@@ -198,8 +198,8 @@ impl NetworkDir {
             fsutil::copy_missing(src, &copy).map_err(io(src))?;
             // What is published must be what was signed (the torrent the record names),
             // even if the source changed while we were working.
-            let ih = crate::torrent::info_hash_of(&files_torrent(files)?)?;
-            if crate::torrent::make(&copy, &name)?.info_hash != ih {
+            let ih = crate::metainfo_file::info_hash_of(&files_torrent(files)?)?;
+            if crate::metainfo_file::make(&copy, &name)?.info_hash != ih {
                 return Err(PublishError::BadFile {
                     path: src.to_path_buf(),
                     why: "changed while it was being published; try again".into(),

@@ -138,7 +138,7 @@ mod tests {
     fn kept_checked_and_refused() {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::write(tmp.path().join("a.txt"), b"hello").unwrap();
-        let t = crate::torrent::make(tmp.path(), "site").unwrap();
+        let t = crate::metainfo_file::make(tmp.path(), "site").unwrap();
         let store = MetainfoStore::open(tmp.path().join("meta")).unwrap();
         assert_eq!(store.get(&t.info_hash), None);
         store.put(&t.info_hash, &t.bytes).unwrap();

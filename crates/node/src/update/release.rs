@@ -8,9 +8,9 @@ use semver::Version;
 
 use super::manifest::{Manifest, ManifestError, PackageFile, PackageKind, Platform};
 use crate::fsutil::sha256_file;
+use crate::metainfo_file::{self, Torrent, TorrentError};
 use crate::publisher::Entry;
 use crate::record::MAX_BODY_LEN;
-use crate::torrent::{self, Torrent, TorrentError};
 
 /// A package to publish: where it runs, what it is, and the file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -206,7 +206,7 @@ pub fn prepare(
         files,
     };
     manifest.validate()?;
-    let torrent = torrent::make(dir.path(), &format!("swarmsite-{}", manifest.version))?;
+    let torrent = metainfo_file::make(dir.path(), &format!("swarmsite-{}", manifest.version))?;
     manifest.ih = torrent.info_hash;
     let len = manifest.encode().len();
     if len > MAX_BODY_LEN {
@@ -305,7 +305,7 @@ mod tests {
         assert_eq!(deb.size, 70_000);
         assert_eq!(deb.sha256, sha256_file(&b).unwrap());
         assert_eq!(
-            torrent::make(r.dir.path(), "swarmsite-0.2.0")
+            metainfo_file::make(r.dir.path(), "swarmsite-0.2.0")
                 .unwrap()
                 .info_hash,
             r.manifest.ih

@@ -317,7 +317,7 @@ fn append<W: Write>(
     );
     let meta = std::fs::symlink_metadata(input).map_err(err)?;
     let files: Vec<(PathBuf, PathBuf, u64)> = if meta.is_dir() {
-        crate::torrent::list_files(input)
+        crate::metainfo_file::list_files(input)
             .map_err(|e| err(io::Error::other(e.to_string())))?
             .into_iter()
             .map(|f| {

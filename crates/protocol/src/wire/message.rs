@@ -43,7 +43,7 @@ const META: usize = 9;
 /// Bytes of metainfo one `ss_meta` carries (the last part may be shorter).
 pub const METAINFO_CHUNK: usize = 32 * 1024;
 /// Largest metainfo asked for or answered over the wire. A 4 MiB `.torrent` describes
-/// ~200k pieces: tens of GiB at the piece sizes the node's `swarmsite::torrent` picks.
+/// ~200k pieces: tens of GiB at the piece sizes the node's `swarmsite_node::metainfo_file` picks.
 pub const MAX_METAINFO_LEN: usize = 4 << 20;
 /// The first extensions every swarmsite node must speak; later ones are optional.
 pub const REQUIRED_EXTENSIONS: usize = 4;

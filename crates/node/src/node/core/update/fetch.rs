@@ -84,7 +84,7 @@ impl PackageFetch {
                 }));
         };
         let bytes = match std::fs::read(&saved) {
-            Ok(b) if crate::torrent::info_hash_of(&b).is_ok_and(|h| h == ih) => b.into(),
+            Ok(b) if crate::metainfo_file::info_hash_of(&b).is_ok_and(|h| h == ih) => b.into(),
             _ => {
                 let mut peers = self.peers.clone();
                 let meta = loop {
@@ -128,7 +128,7 @@ impl PackageFetch {
                 meta.bytes
             }
         };
-        let index = crate::torrent::file_paths(&bytes)
+        let index = crate::metainfo_file::file_paths(&bytes)
             .ok()
             .and_then(|paths| paths.iter().position(|p| *p == [self.file.path.clone()]));
         let Some(index) = index else {

@@ -316,7 +316,7 @@ fn sha256_file(path: &Path) -> std::io::Result<[u8; 32]> {
 /// Moves container `file` into `target` (a new folder) with its torrent, in one rename;
 /// returns the info hash.
 fn commit_container(file: &Path, target: &Path) -> Result<InfoHash, String> {
-    let t = crate::torrent::make(file, TORRENT_NAME).map_err(|e| e.to_string())?;
+    let t = crate::metainfo_file::make(file, TORRENT_NAME).map_err(|e| e.to_string())?;
     if target.exists() {
         std::fs::remove_dir_all(target).map_err(|e| format!("{}: {e}", target.display()))?;
     }

@@ -100,7 +100,7 @@ impl Uploads {
                 Err(e) => return fail(e),
             };
             if meta.is_dir() {
-                match crate::torrent::list_files(p) {
+                match crate::metainfo_file::list_files(p) {
                     Ok(files) => input_bytes += files.iter().map(|f| f.length).sum::<u64>(),
                     Err(e) => return fail(e.to_string()),
                 }

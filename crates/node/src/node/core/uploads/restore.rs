@@ -100,7 +100,7 @@ impl Uploads {
             }
             let ih = std::fs::read(path.join("upload.torrent"))
                 .ok()
-                .and_then(|t| crate::torrent::info_hash_of(&t).ok());
+                .and_then(|t| crate::metainfo_file::info_hash_of(&t).ok());
             let size = std::fs::metadata(path.join(TORRENT_NAME)).map(|m| m.len());
             match (ih, size) {
                 (Some(ih), Ok(size)) => {
@@ -125,7 +125,7 @@ impl Uploads {
                 continue;
             }
             match std::fs::read(path.join("upload.torrent")) {
-                Ok(t) if crate::torrent::info_hash_of(&t).ok() == Some(ih) => {
+                Ok(t) if crate::metainfo_file::info_hash_of(&t).ok() == Some(ih) => {
                     let size = std::fs::metadata(path.join(TORRENT_NAME)).map_or(0, |m| m.len());
                     let e = self.queue.get(&ih).cloned();
                     let mut e = e.unwrap_or(Entry::new(ih, None, size, now));
