@@ -10,9 +10,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
+use swarmsite_node::metainfo_file;
 use swarmsite_node::node::{Node, NodeConfig, NodeHandle};
 use swarmsite_node::publisher::{self, InitOptions, NetworkDir};
-use swarmsite_node::metainfo_file;
 
 #[path = "plain.rs"]
 mod plain;

@@ -64,7 +64,7 @@ pub struct WorldConfig {
 impl WorldConfig {
     /// A run of `nodes` nodes with the node's defaults for every protocol setting.
     pub fn node_defaults(nodes: usize, seed: u64, records: &Records) -> Self {
-        let site = records.bundle().sites().first().map_or(1, |s| s.id);
+        let site = policy::default_site(records.bundle());
         let mut gossip = GossipConfig::new(records.tag(), &[site]);
         gossip.accept_push = policy::ACCEPT_PUSH;
         gossip.pull_interval_ms = policy::PULL_INTERVAL_MS;
@@ -610,6 +610,9 @@ impl World {
         for a in 0..n {
             self.drain(a);
             if self.cfg.rounds {
+                // Real nodes start at different moments: each first round falls somewhere
+                // in the first pull interval (a node waits `RENDEZVOUS_FIRST_MS` after
+                // its own start).
                 let first = self
                     .rng
                     .gen_range(0..self.cfg.gossip.pull_interval_ms.max(1));
@@ -940,10 +943,8 @@ impl World {
         {
             return;
         }
-        let listed: Vec<u32> = self
-            .peers(node)
-            .filter(|p| self.nodes[node as usize].blacklist.contains(Net::ip(*p)))
-            .collect();
+        let peers = self.peers(node).map(|p| (p, Net::ip(p)));
+        let listed = policy::cut_off(&self.nodes[node as usize].blacklist, peers);
         for p in listed {
             self.disconnect(node, p);
         }
@@ -1057,12 +1058,18 @@ impl World {
         }
     }
 
-    /// Dials `to` unless connected already, listed, or no slot is free.
+    /// Dials `to` as `node::core` would (`policy::may_dial`): not connected already, not
+    /// listed, and a slot free. (Simulated nodes count only open connections as
+    /// outgoing, not dials under way, and no address here is dropped or slowed.)
     fn try_dial(&mut self, node: u32, to: u32) {
-        if self.outgoing(node) >= self.cfg.max_peers
-            || self.linked(node, to)
-            || self.nodes[node as usize].blacklist.contains(Net::ip(to))
-        {
+        let check = policy::DialCheck {
+            connected: self.linked(node, to),
+            listed: self.nodes[node as usize].blacklist.contains(Net::ip(to)),
+            outgoing: self.outgoing(node),
+            max_peers: self.cfg.max_peers,
+            ..policy::DialCheck::default()
+        };
+        if !policy::may_dial(&check) {
             return;
         }
         self.stats.dials += 1;

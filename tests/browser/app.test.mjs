@@ -129,7 +129,7 @@ test('the app: window, browser, notifications, autostart, one instance, update',
     await until('the uploads page', 15, async () => (await js('return location.hash')) === '#uploads');
     const started = Date.now();
     const second = spawnSync(app, ['--data-dir', process.env.DATA_DIR], { env: desktop, timeout: 30_000 });
-    assert.equal(second.status, 0, `second start: ${second.error ?? ''} ${second.stderr}`);
+    assert.equal(second.status, 0, `second start: ${second.error ?? ''} signal ${second.signal} ${second.stderr}`);
     assert.ok(Date.now() - started < 20_000, 'the second start ended at once');
     await until('the first window back on its status page', 15, async () => (await js('return location.hash')) === '#status');
 

@@ -2,7 +2,8 @@
 //! do the same to say anything about the node: the defaults (how many peers it dials,
 //! how often it pulls, when it blacklists, how long it waits) and the rules between the
 //! machines (which hints are taken and to whom they are relayed, what a refusal becomes,
-//! which node audits). The node (`node::core`, `NodeConfig::new`) and the simulator
+//! which node audits, which addresses are dialled and which peers a blacklist cuts
+//! off). The node (`node::core`, `NodeConfig::new`) and the simulator
 //! (`sim/src/world.rs`) both call these, so a rule changes in one place.
 
 use std::net::IpAddr;
@@ -120,6 +121,47 @@ pub fn admit_inbound(
     }
 }
 
+/// What a node knows of an address when it thinks of dialling it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DialCheck {
+    /// A connection to it is open or being made.
+    pub connected: bool,
+    /// The blacklist in force lists it.
+    pub listed: bool,
+    /// The DHT named it falsely not long ago.
+    pub dropped: bool,
+    /// It sent too many refused items not long ago.
+    pub slowed: bool,
+    /// Outgoing connections open or being made.
+    pub outgoing: usize,
+    /// The most outgoing connections (`NodeConfig::max_peers`, [`MAX_PEERS`]).
+    pub max_peers: usize,
+}
+
+/// Whether a node dials an address (found in the DHT, configured, or given).
+pub fn may_dial(c: &DialCheck) -> bool {
+    !c.connected && !c.listed && !c.dropped && !c.slowed && c.outgoing < c.max_peers
+}
+
+/// Which of `peers` (key, address) a newly put in force blacklist cuts off, in their
+/// order.
+pub fn cut_off<K>(
+    enforcement: &Enforcement,
+    peers: impl IntoIterator<Item = (K, IpAddr)>,
+) -> Vec<K> {
+    peers
+        .into_iter()
+        .filter(|(_, ip)| enforcement.contains(*ip))
+        .map(|(k, _)| k)
+        .collect()
+}
+
+/// The site a node serves unless told otherwise: the bundle's first (1 when it names
+/// none).
+pub fn default_site(bundle: &crate::bundle::Bundle) -> u32 {
+    bundle.sites().first().map_or(1, |s| s.id)
+}
+
 /// Largest torrent-form blacklist a node fetches (about 100,000 entries).
 pub const MAX_BLACKLIST_BYTES: u64 = 16 * 1024 * 1024;
 
@@ -220,6 +262,44 @@ mod tests {
             admit_inbound(ip(1), &enforcement, (0, 0), caps, true),
             Admit::NoRoom
         );
+    }
+
+    #[test]
+    fn a_node_dials_only_new_addresses_in_good_standing_while_it_has_room() {
+        let ok = DialCheck {
+            outgoing: MAX_PEERS - 1,
+            max_peers: MAX_PEERS,
+            ..DialCheck::default()
+        };
+        assert!(may_dial(&ok));
+        for bad in [
+            DialCheck {
+                connected: true,
+                ..ok
+            },
+            DialCheck { listed: true, ..ok },
+            DialCheck {
+                dropped: true,
+                ..ok
+            },
+            DialCheck { slowed: true, ..ok },
+            DialCheck {
+                outgoing: MAX_PEERS,
+                ..ok
+            },
+        ] {
+            assert!(!may_dial(&bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_blacklist_in_force_cuts_off_listed_peers_only() {
+        let mut enforcement = Enforcement::new(None);
+        let list = Blacklist::from_text("10.0.0.9 forged\n10.0.1.0/24 forged", 1).unwrap();
+        assert!(enforcement.put_in_force(1, list));
+        let peers = [(1, [10, 0, 0, 1]), (2, [10, 0, 1, 7]), (3, [10, 0, 0, 9])];
+        let peers = peers.map(|(k, ip)| (k, IpAddr::from(ip)));
+        assert_eq!(cut_off(&enforcement, peers), vec![2, 3]);
     }
 
     #[test]

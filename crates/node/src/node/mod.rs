@@ -138,7 +138,7 @@ impl NodeConfig {
 
     /// Defaults for a node of `bundle` keeping its state in `data_dir`.
     pub fn new(data_dir: PathBuf, bundle: Bundle) -> Self {
-        let site = bundle.sites().first().map_or(1, |s| s.id);
+        let site = crate::policy::default_site(&bundle);
         NodeConfig {
             data_dir,
             bundle,

@@ -88,13 +88,8 @@ impl Core {
         {
             self.remove_blacklist_torrent(old);
         }
-        let list = self.blacklist.list();
-        let listed: Vec<PeerKey> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| list.contains(c.remote.ip()))
-            .map(|(k, _)| *k)
-            .collect();
+        let peers = self.conns.iter().map(|(k, c)| (*k, c.remote.ip()));
+        let listed: Vec<PeerKey> = crate::policy::cut_off(&self.blacklist, peers);
         let mut closed_addrs = Vec::new();
         for key in &listed {
             if let Some(remote) = self.conns.get(key).map(|c| c.remote) {

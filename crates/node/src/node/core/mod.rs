@@ -368,17 +368,18 @@ impl Core {
                 }
             }
             Command::Found { addr, name } => {
-                let known = self
-                    .conns
-                    .values()
-                    .any(|c| c.wire_addr == Some(addr) || c.remote == addr);
-                let outgoing = self.conns.values().filter(|c| c.outgoing).count();
-                if !known
-                    && !self.blacklist.contains(addr.ip())
-                    && !self.dht_entry_dropped(addr, name)
-                    && !self.is_slowed(addr.ip())
-                    && outgoing < self.cfg.max_peers
-                {
+                let check = crate::policy::DialCheck {
+                    connected: self
+                        .conns
+                        .values()
+                        .any(|c| c.wire_addr == Some(addr) || c.remote == addr),
+                    listed: self.blacklist.contains(addr.ip()),
+                    dropped: self.dht_entry_dropped(addr, name),
+                    slowed: self.is_slowed(addr.ip()),
+                    outgoing: self.conns.values().filter(|c| c.outgoing).count(),
+                    max_peers: self.cfg.max_peers,
+                };
+                if crate::policy::may_dial(&check) {
                     let key = self.dial(addr);
                     if let Some(c) = self.conns.get_mut(&key) {
                         c.found_under = Some(name);

@@ -61,20 +61,23 @@ impl Core {
     }
 
     pub(super) fn maintain_connections(&mut self) {
-        let outgoing = self.conns.values().filter(|c| c.outgoing).count();
-        if outgoing >= self.cfg.max_peers {
-            return;
-        }
+        let mut outgoing = self.conns.values().filter(|c| c.outgoing).count();
         let own = [self.cfg.wire_listen, self.wire_local()];
-        let targets: Vec<SocketAddr> = self
-            .cfg
-            .peers
-            .iter()
-            .copied()
-            .filter(|a| !own.contains(a) && !self.blacklist.contains(a.ip()))
-            .filter(|a| !self.conns.values().any(|c| c.wire_addr == Some(*a)))
-            .take(self.cfg.max_peers - outgoing)
-            .collect();
+        let mut targets = Vec::new();
+        for &addr in self.cfg.peers.iter().filter(|a| !own.contains(a)) {
+            let check = crate::policy::DialCheck {
+                connected: self.conns.values().any(|c| c.wire_addr == Some(addr)),
+                listed: self.blacklist.contains(addr.ip()),
+                outgoing,
+                max_peers: self.cfg.max_peers,
+                // Configured and given peers are dialled whatever they did before.
+                ..crate::policy::DialCheck::default()
+            };
+            if crate::policy::may_dial(&check) {
+                targets.push(addr);
+                outgoing += 1;
+            }
+        }
         for addr in targets {
             self.dial(addr);
         }
