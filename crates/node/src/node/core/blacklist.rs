@@ -1,33 +1,45 @@
 //! The blacklist in force: applying a signed list (inline or as a torrent), putting it
 //! into librqbit, and (with `--auto-blacklist`) turning evidence into new versions.
 
+use super::ctx::Ctx;
 use super::*;
 use crate::policy::BlacklistIn;
 
-impl Core {
+/// The blacklist driver: the signed lists as they arrive (fetched when they travel as a
+/// torrent) put in force in the `Enforcement` the core lends every driver, and with
+/// `--auto-blacklist` the next version signed. Driven through a [`Ctx`].
+#[derive(Default)]
+pub(super) struct BlacklistFeed {
+    /// A torrent-form blacklist being fetched: its version.
+    fetch: Option<(u32, CancellationToken)>,
+    /// The torrent of the blacklist in force, when it came as one.
+    ih: Option<[u8; 20]>,
+}
+
+impl BlacklistFeed {
     /// Puts the blacklist of `record` in force, fetching it first when it travels as a
     /// torrent; an older version than the one in force changes nothing.
-    pub(super) fn apply_blacklist(&mut self, record: &Record) {
-        match crate::policy::blacklist_in(record, self.blacklist.version()) {
+    pub(super) fn apply(&mut self, ctx: &mut Ctx<'_>, record: &Record) {
+        match crate::policy::blacklist_in(record, ctx.blacklist.version()) {
             BlacklistIn::Stale => {}
-            BlacklistIn::InForce(list) => self.put_in_force(record.name.version(), list, None),
-            BlacklistIn::Fetch { ih, size } => self.fetch_blacklist(record.name, ih, size),
+            BlacklistIn::InForce(list) => self.put_in_force(ctx, record.name.version(), list, None),
+            BlacklistIn::Fetch { ih, size } => self.fetch_list(ctx, record.name, ih, size),
             BlacklistIn::Refused(why) => {
-                self.record_evidence(None, Some(record.name), "bad-blacklist", why)
+                ctx.evidence(None, Some(record.name), "bad-blacklist", why)
             }
         }
     }
 
     /// A blacklist too long for a record travels as a torrent of one file: fetch it
     /// (and seed it, so it spreads), then put it in force.
-    fn fetch_blacklist(&mut self, name: SystemName, ih: [u8; 20], size: u64) {
-        if let Some((_, old)) = self.blacklist_fetch.take() {
+    fn fetch_list(&mut self, ctx: &mut Ctx<'_>, name: SystemName, ih: [u8; 20], size: u64) {
+        if let Some((_, old)) = self.fetch.take() {
             old.cancel();
         }
-        let cancel = self.shared.cancel.child_token();
-        self.blacklist_fetch = Some((name.version(), cancel.clone()));
-        let fetch = self.fetch_single_file(ih, size, self.blacklists_dir().join(hex::encode(ih)));
-        let commands = self.shared.commands.clone();
+        let cancel = ctx.shared.cancel.child_token();
+        self.fetch = Some((name.version(), cancel.clone()));
+        let fetch = ctx.fetch_single_file(ih, size, blacklists_dir(ctx.cfg).join(hex::encode(ih)));
+        let commands = ctx.shared.commands.clone();
         tokio::spawn(async move {
             let result = tokio::select! {
                 r = fetch => r,
@@ -42,27 +54,20 @@ impl Core {
         });
     }
 
-    fn blacklists_dir(&self) -> PathBuf {
-        self.cfg
-            .data_dir
-            .join("networks")
-            .join(self.cfg.bundle.network().as_str())
-            .join("blacklists")
-    }
-
-    pub(super) fn on_blacklist_fetched(
+    pub(super) fn on_fetched(
         &mut self,
+        ctx: &mut Ctx<'_>,
         name: SystemName,
         ih: [u8; 20],
         list: Result<crate::content::Blacklist, String>,
     ) {
-        if self.blacklist_fetch.as_ref().map(|(v, _)| *v) != Some(name.version()) {
+        if self.fetch.as_ref().map(|(v, _)| *v) != Some(name.version()) {
             return; // a newer one is on its way
         }
-        self.blacklist_fetch = None;
+        self.fetch = None;
         match list {
-            Ok(list) => self.put_in_force(name.version(), list, Some(ih)),
-            Err(e) => self.record_evidence(
+            Ok(list) => self.put_in_force(ctx, name.version(), list, Some(ih)),
+            Err(e) => ctx.evidence(
                 None,
                 Some(name),
                 "bad-blacklist",
@@ -75,30 +80,30 @@ impl Core {
     /// forgets them as peers, and restarts librqbit with it.
     fn put_in_force(
         &mut self,
+        ctx: &mut Ctx<'_>,
         version: u32,
         list: crate::content::Blacklist,
         ih: Option<[u8; 20]>,
     ) {
-        if !self.blacklist.put_in_force(version, list) {
+        if !ctx.blacklist.put_in_force(version, list) {
             return;
         }
         // The previous torrent-form list is no longer needed.
-        if let Some(old) = std::mem::replace(&mut self.blacklist_ih, ih)
+        if let Some(old) = std::mem::replace(&mut self.ih, ih)
             && Some(old) != ih
         {
-            self.remove_blacklist_torrent(old);
+            self.remove_torrent(ctx, old);
         }
-        let peers = self.conns.iter().map(|(k, c)| (*k, c.remote.ip()));
-        let listed: Vec<PeerKey> = crate::policy::cut_off(&self.blacklist, peers);
+        let peers = ctx.conns.iter().map(|(k, c)| (*k, c.remote.ip()));
+        let listed: Vec<PeerKey> = crate::policy::cut_off(ctx.blacklist, peers);
         let mut closed_addrs = Vec::new();
         for key in &listed {
-            if let Some(remote) = self.conns.get(key).map(|c| c.remote) {
+            if let Some(remote) = ctx.conns.get(key).map(|c| c.remote) {
                 closed_addrs.push(remote);
-                self.close_conn(*key);
+                ctx.conns.close(*key);
             }
         }
-        let list = self.blacklist.list();
-        self.cfg.peers.retain(|a| !list.contains(a.ip()));
+        let list = ctx.blacklist.list();
         let entries: Vec<crate::node::BlacklistEntryStatus> = list
             .entries
             .iter()
@@ -111,8 +116,8 @@ impl Core {
         let count = entries.len();
         // librqbit too: no connection to or from listed addresses, whoever names them.
         let nets: Vec<ipnet::IpNet> = list.entries.iter().map(|e| e.addr).collect();
-        let torrents = Arc::clone(&self.shared.torrents);
-        let commands = self.shared.commands.clone();
+        let torrents = Arc::clone(&ctx.shared.torrents);
+        let commands = ctx.shared.commands.clone();
         tokio::spawn(async move {
             match torrents.set_blocklist(version, &nets).await {
                 Ok(n) => {
@@ -124,10 +129,10 @@ impl Core {
                 Err(e) => tracing::error!("putting the blacklist into the BitTorrent session: {e}"),
             }
         });
-        self.shared
+        ctx.shared
             .blacklist_view
             .send_replace(Arc::new(list.clone()));
-        self.update_status(|s| {
+        ctx.update_status(|s| {
             let mut status = crate::node::BlacklistStatus {
                 version,
                 entries,
@@ -143,12 +148,12 @@ impl Core {
             }
             s.blacklist = Some(status);
         });
-        self.refresh_peers();
+        ctx.refresh_peers();
         tracing::info!(
             "blacklist v{version} in force: {count} entries, {} connections closed",
             listed.len()
         );
-        self.emit(NodeEvent::Blacklist {
+        ctx.emit(NodeEvent::Blacklist {
             version,
             entries: count,
             closed: listed.len(),
@@ -157,12 +162,12 @@ impl Core {
 
     /// Stops seeding a torrent-form list and removes its files (unless this node
     /// published it: the publisher's folder is theirs).
-    fn remove_blacklist_torrent(&self, ih: [u8; 20]) {
-        if self.local_payloads.contains_key(&ih) {
+    fn remove_torrent(&self, ctx: &mut Ctx<'_>, ih: [u8; 20]) {
+        if ctx.local_payloads.contains_key(&ih) {
             return;
         }
-        let torrents = Arc::clone(&self.shared.torrents);
-        let dir = self.blacklists_dir().join(hex::encode(ih));
+        let torrents = Arc::clone(&ctx.shared.torrents);
+        let dir = blacklists_dir(ctx.cfg).join(hex::encode(ih));
         tokio::spawn(async move {
             let _ = torrents.remove(&ih).await;
             let _ = std::fs::remove_dir_all(dir);
@@ -171,40 +176,40 @@ impl Core {
 
     /// The list in force was dropped (a rotation does not vouch for it): nothing is in
     /// force, in the wire layer and in BitTorrent, until the current list arrives.
-    pub(super) fn withdraw_blacklist(&mut self) {
-        self.blacklist.withdraw();
-        if let Some(old) = self.blacklist_ih.take() {
-            self.remove_blacklist_torrent(old);
+    pub(super) fn withdraw(&mut self, ctx: &mut Ctx<'_>) {
+        ctx.blacklist.withdraw();
+        if let Some(old) = self.ih.take() {
+            self.remove_torrent(ctx, old);
         }
-        if let Some((_, cancel)) = self.blacklist_fetch.take() {
+        if let Some((_, cancel)) = self.fetch.take() {
             cancel.cancel();
         }
-        let torrents = Arc::clone(&self.shared.torrents);
+        let torrents = Arc::clone(&ctx.shared.torrents);
         tokio::spawn(async move {
             if let Err(e) = torrents.set_blocklist(0, &[]).await {
                 tracing::error!("taking the blacklist out of the BitTorrent session: {e}");
             }
         });
-        self.shared
+        ctx.shared
             .blacklist_view
             .send_replace(Arc::new(crate::content::Blacklist::default()));
-        self.update_status(|s| s.blacklist = None);
-        self.refresh_peers();
+        ctx.update_status(|s| s.blacklist = None);
+        ctx.refresh_peers();
     }
 
     /// With `--auto-blacklist`: lists every address with at least `threshold` evidence
     /// entries in a new, signed blacklist version, and sends it like any record.
-    pub(super) fn auto_blacklist(&mut self) {
-        let Some(auto) = self.cfg.auto_blacklist.clone() else {
+    pub(super) fn auto_blacklist(&mut self, ctx: &mut Ctx<'_>, own_ip: IpAddr) {
+        let Some(auto) = ctx.cfg.auto_blacklist.clone() else {
             return;
         };
         let now = unix_ms();
-        let Some(list) = self.blacklist.next_list(self.local_ip, now) else {
+        let Some(list) = ctx.blacklist.next_list(own_ip, now) else {
             return;
         };
         let slot = (kind::AUTHORIZED_FILE, crate::name::file_id::BLACKLIST);
-        let version = self.gossip.acceptor().highest(slot) + 1;
-        let name = SystemName::new(self.cfg.bundle.network(), slot.0, slot.1, version);
+        let version = ctx.gossip.acceptor().highest(slot) + 1;
+        let name = SystemName::new(ctx.cfg.bundle.network(), slot.0, slot.1, version);
         let body = list.encode();
         if body.len() <= crate::record::MAX_BODY_LEN {
             let record = Record::new(name, now / 1000, Payload::Body(body)).map(|mut r| {
@@ -215,7 +220,7 @@ impl Core {
                 .map_err(|e| e.to_string())
                 .and_then(|r| r.encode().map_err(|e| e.to_string()))
             {
-                Ok(bytes) => match self.gossip.submit(bytes.into(), now) {
+                Ok(bytes) => match ctx.gossip.submit(bytes.into(), now) {
                     Ok(v) => tracing::info!("auto-blacklist: {v}"),
                     Err(e) => tracing::error!("auto-blacklist v{version} refused: {e}"),
                 },
@@ -224,7 +229,7 @@ impl Core {
             return;
         }
         // Too long for a record: a torrent of one file, seeded here before it is sent.
-        match self.prepare_torrent_blacklist(version, &body) {
+        match self.prepare_torrent(ctx, version, &body) {
             Ok((dir, ih, size)) => {
                 let record = Record::new(name, now / 1000, Payload::Torrent { ih, size })
                     .map(|mut r| {
@@ -239,8 +244,8 @@ impl Core {
                         return;
                     }
                 };
-                self.blacklist.publishing(version, now);
-                self.submit_own(bytes, dir, format!("auto-blacklist v{version}"));
+                ctx.blacklist.publishing(version, now);
+                ctx.submit_own(bytes, dir, format!("auto-blacklist v{version}"));
             }
             Err(e) => tracing::error!("auto-blacklist v{version}: {e}"),
         }
@@ -248,13 +253,22 @@ impl Core {
 
     /// Lays out a torrent-form blacklist like a publication: `payload/blacklist.bencode`
     /// and `payload.torrent`; returns the folder, info hash and size.
-    fn prepare_torrent_blacklist(
+    fn prepare_torrent(
         &self,
+        ctx: &mut Ctx<'_>,
         version: u32,
         body: &[u8],
     ) -> Result<(PathBuf, [u8; 20], u64), String> {
-        let dir = self.blacklists_dir().join(format!("auto-v{version}"));
+        let dir = blacklists_dir(ctx.cfg).join(format!("auto-v{version}"));
         let (ih, size) = sync::prepare_single_file(&dir, "blacklist.bencode", body)?;
         Ok((dir, ih, size))
     }
+}
+
+/// Where torrent-form blacklists are kept (fetched ones, and the auto-blacklist's own).
+fn blacklists_dir(cfg: &NodeConfig) -> PathBuf {
+    cfg.data_dir
+        .join("networks")
+        .join(cfg.bundle.network().as_str())
+        .join("blacklists")
 }

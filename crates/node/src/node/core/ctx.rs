@@ -17,7 +17,7 @@ use crate::blacklist::Enforcement;
 use crate::evidence::{Evidence, EvidenceBudget};
 use crate::gossip::Gossip;
 use crate::name::SystemName;
-use crate::node::status::{NodeEvent, Status};
+use crate::node::status::{NodeEvent, PeerStatus, Status};
 use crate::node::sync;
 use crate::store::NodeStore;
 use crate::torrents::Torrents;
@@ -69,6 +69,31 @@ impl Ctx<'_> {
 
     pub fn emit(&self, ev: NodeEvent) {
         let _ = self.shared.events.send(ev);
+    }
+
+    /// The peers shown in the status, and those handed to librqbit: ready wire peers'
+    /// BitTorrent ports and the configured ones, none listed.
+    pub fn refresh_peers(&self) {
+        let peers: Vec<PeerStatus> = self
+            .conns
+            .values()
+            .filter(|c| c.ready)
+            .map(|c| PeerStatus {
+                addr: c.remote.to_string(),
+                client: c.client.clone(),
+                outgoing: c.outgoing,
+            })
+            .collect();
+        let bt: Vec<SocketAddr> = self
+            .conns
+            .values()
+            .filter(|c| c.ready)
+            .filter_map(|c| c.bt_addr)
+            .chain(self.cfg.bt_peers.iter().copied())
+            .filter(|a| !self.blacklist.contains(a.ip()))
+            .collect();
+        self.bt_peers.send_replace(bt);
+        self.update_status(|s| s.peers = peers);
     }
 
     /// Records that `peer` (None: a signed record, no one connection) did something

@@ -26,7 +26,7 @@ impl Core {
             ObjectClass::SiteRelease if name.id() == self.cfg.site => {
                 self.site.drop_release(&mut ctx!(self), name)
             }
-            ObjectClass::Blacklist => self.withdraw_blacklist(),
+            ObjectClass::Blacklist => self.feed.withdraw(&mut ctx!(self)),
             ObjectClass::SoftwareManifest => self.update.drop_manifest(&mut ctx!(self), name),
             ObjectClass::Notice => self.update_status(|s| s.notices.retain(|n| n.id != name.id())),
             ObjectClass::Document => {

@@ -5,11 +5,11 @@
 //!
 //! Each feature is a driver that owns its state and sees the rest of the node only
 //! through the [`ctx::Ctx`] the core lends it for one call: the site release
-//! (`site.rs`), documents (`documents/`), software updates (`update/`) and anonymous
-//! uploads (`uploads/`). The core's own work is in files of `impl Core`: connections
-//! (`peering.rs`), the rendezvous DHT (`dht.rs`), the blacklist and the auditing of hints
-//! (`blacklist.rs`, `audit.rs`), wire metainfo (`metainfo.rs`), notices, pausing, and
-//! records a key rotation dropped (`dropped.rs`).
+//! (`site.rs`), documents (`documents/`), software updates (`update/`), anonymous
+//! uploads (`uploads/`) and the signed blacklists (`blacklist.rs`). The core's own work
+//! is in files of `impl Core`: connections (`peering.rs`), the rendezvous DHT
+//! (`dht.rs`), the auditing of hints (`audit.rs`), wire metainfo (`metainfo.rs`),
+//! notices, pausing, and records a key rotation dropped (`dropped.rs`).
 
 #[macro_use]
 mod ctx;
@@ -40,7 +40,7 @@ use tokio_util::sync::CancellationToken;
 use self::conns::{Conn, Conns, PeerAddrs};
 use self::ctx::EvidenceSink;
 use super::recheck::{self, Finding};
-use super::status::{NodeEvent, PeerStatus, RecordStatus, Status, SyncStatus};
+use super::status::{NodeEvent, RecordStatus, Status, SyncStatus};
 use super::sync::{self, SyncReport, Wanted};
 use super::wire_io::{self, ConnReport};
 use super::{Command, NodeConfig, NodeError, unix_ms};
@@ -108,6 +108,8 @@ pub struct Core {
     update: update::Updater,
     /// Anonymous uploads: stem, transfers, fluff, queue, receipts, intake.
     uploads: uploads::Uploads,
+    /// The signed blacklists as they arrive, and the auto-blacklist's next one.
+    feed: blacklist::BlacklistFeed,
 
     // --- The core's own ---
     wire: WireConfig,
@@ -121,10 +123,6 @@ pub struct Core {
     dht_dropped: HashMap<(SocketAddr, Option<SystemName>), u64>,
     /// Evidence hints: passing them on, and (auditors) hearing them.
     hints: Hints,
-    /// A torrent-form blacklist being fetched: its version.
-    blacklist_fetch: Option<(u32, CancellationToken)>,
-    /// The torrent of the blacklist in force, when it came as one.
-    blacklist_ih: Option<[u8; 20]>,
     /// Metainfo asked of wire peers, and answered to them.
     wire_metainfo: metainfo::WireMetainfo,
 }
@@ -194,8 +192,7 @@ impl Core {
             local_payloads,
             blacklist,
             hints,
-            blacklist_fetch: None,
-            blacklist_ih: None,
+            feed: blacklist::BlacklistFeed::default(),
             archive,
             update,
             uploads,
@@ -280,7 +277,7 @@ impl Core {
                 _ = dht_tick.tick() => self.rendezvous_round(),
                 _ = auto_tick.tick() => {
                     self.start_rechecks();
-                    self.auto_blacklist();
+                    self.feed.auto_blacklist(&mut ctx!(self), self.local_ip);
                 }
                 _ = cancel.cancelled() => break,
             }
@@ -348,7 +345,8 @@ impl Core {
             Command::Upload(cmd) => self.uploads.on_command(&mut ctx!(self), cmd),
             Command::Rechecked { hint, finding } => self.on_rechecked(hint, finding),
             Command::BlacklistFetched { name, ih, list } => {
-                self.on_blacklist_fetched(name, ih, list)
+                self.feed.on_fetched(&mut ctx!(self), name, ih, list);
+                self.forget_listed_peers();
             }
             Command::BlocklistApplied { version } => {
                 let mut applied = None;
@@ -528,6 +526,19 @@ impl Core {
         }
     }
 
+    /// Puts the blacklist of `record` in force (the blacklist driver), and forgets the
+    /// configured peers it lists.
+    fn apply_blacklist(&mut self, record: &Record) {
+        self.feed.apply(&mut ctx!(self), record);
+        self.forget_listed_peers();
+    }
+
+    /// Listed addresses are never dialled; they leave the list of peers to dial too.
+    fn forget_listed_peers(&mut self) {
+        let list = self.blacklist.list();
+        self.cfg.peers.retain(|a| !list.contains(a.ip()));
+    }
+
     fn record_evidence(
         &mut self,
         peer: Option<SocketAddr>,
@@ -536,18 +547,5 @@ impl Core {
         detail: String,
     ) {
         ctx!(self).evidence(peer, object, reason, detail);
-    }
-
-    fn submit_own(&mut self, record: Vec<u8>, dir: PathBuf, what: String) {
-        ctx!(self).submit_own(record, dir, what);
-    }
-
-    fn fetch_single_file(
-        &mut self,
-        ih: [u8; 20],
-        size: u64,
-        dir: PathBuf,
-    ) -> impl std::future::Future<Output = Result<Vec<u8>, String>> + Send + use<> {
-        ctx!(self).fetch_single_file(ih, size, dir)
     }
 }

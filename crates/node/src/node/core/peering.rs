@@ -11,27 +11,8 @@ const MAX_REFUSED_PER_CONN: u32 = 8;
 const SLOW_FOR: Duration = Duration::from_secs(600);
 
 impl Core {
-    pub(super) fn refresh_peers(&self) {
-        let peers: Vec<PeerStatus> = self
-            .conns
-            .values()
-            .filter(|c| c.ready)
-            .map(|c| PeerStatus {
-                addr: c.remote.to_string(),
-                client: c.client.clone(),
-                outgoing: c.outgoing,
-            })
-            .collect();
-        let bt: Vec<SocketAddr> = self
-            .conns
-            .values()
-            .filter(|c| c.ready)
-            .filter_map(|c| c.bt_addr)
-            .chain(self.cfg.bt_peers.iter().copied())
-            .filter(|a| !self.blacklist.contains(a.ip()))
-            .collect();
-        self.bt_peers.send_replace(bt);
-        self.update_status(|s| s.peers = peers);
+    pub(super) fn refresh_peers(&mut self) {
+        ctx!(self).refresh_peers();
     }
 
     /// Whether an incoming connection from `ip` is taken (`policy::admit_inbound`, with
