@@ -63,12 +63,12 @@ impl Updater {
     /// software role's newest key set is confirmed current (SPEC §3): a package a
     /// retired key vouched for must have a chance to be dropped first.
     pub(crate) fn auto_install_when_confirmed(&mut self, ctx: &mut Ctx<'_>) {
-        let u = &*self;
-        let due = u.cfg.auto_install
-            && u.status.installable
-            && u.ready
+        let due = self.cfg.auto_install
+            && self.status.installable
+            && self
+                .ready
                 .as_ref()
-                .is_some_and(|r| u.saved.attempted != Some(r.version));
+                .is_some_and(|r| self.saved.attempted != Some(r.version));
         if due && ctx.gossip.key_set_confirmed(crate::name::Role::SOFTWARE) {
             self.install(ctx, None);
         }
@@ -76,17 +76,19 @@ impl Updater {
 
     /// Updates the status's package and `installable` from the checked package.
     pub(super) fn show_ready(&mut self, ctx: &mut Ctx<'_>) {
-        let u = &mut *self;
-        u.status.package = u.ready.as_ref().map(|r| PackageStatus {
+        self.status.package = self.ready.as_ref().map(|r| PackageStatus {
             version: r.manifest.version.to_string(),
             path: r.path.display().to_string(),
             kind: r.file.kind.to_string(),
             size: r.file.size,
             sha256: hex::encode(r.file.sha256),
         });
-        u.status.installable = !u.installing
-            && u.cfg.installation.is_some()
-            && u.ready.as_ref().is_some_and(|r| r.offer == Offer::Install);
+        self.status.installable = !self.installing
+            && self.cfg.installation.is_some()
+            && self
+                .ready
+                .as_ref()
+                .is_some_and(|r| r.offer == Offer::Install);
         self.show(ctx);
     }
 
@@ -109,11 +111,10 @@ impl Updater {
                 let _ = r.send(Err(why));
             }
         };
-        let u = &mut *self;
-        if u.installing {
+        if self.installing {
             return refuse(reply, "an install is already under way".into());
         }
-        let Some(installation) = u.cfg.installation.clone() else {
+        let Some(installation) = self.cfg.installation.clone() else {
             return refuse(
                 reply,
                 "this node does not know which binary to replace (no installation given)".into(),
@@ -125,13 +126,12 @@ impl Updater {
                 "the software role's newest key set is not confirmed yet (waiting for peers); try again in a few seconds".into(),
             );
         }
-        let u = &mut *self;
-        let Some(ready) = u.ready.as_ref() else {
+        let Some(ready) = self.ready.as_ref() else {
             return refuse(
                 reply,
                 format!(
                     "no newer release is downloaded and checked (running {})",
-                    u.cfg.running
+                    self.cfg.running
                 ),
             );
         };
@@ -139,7 +139,7 @@ impl Updater {
             let why = match &ready.offer {
                 Offer::TooOld { min } => format!(
                     "swarmsite {} cannot update {} in place (it needs {min} or later)",
-                    ready.manifest.version, u.cfg.running
+                    ready.manifest.version, self.cfg.running
                 ),
                 _ => format!("swarmsite {} is running already", ready.manifest.version),
             };
@@ -153,9 +153,9 @@ impl Updater {
             ready.file.sha256,
         );
         tracing::info!("installing swarmsite {semver} over the {installation}");
-        u.installing = true;
-        u.status.phase = UpdatePhase::Installing;
-        u.status.error = None;
+        self.installing = true;
+        self.status.phase = UpdatePhase::Installing;
+        self.status.error = None;
         self.show_ready(ctx);
         let commands = ctx.shared.commands.clone();
         tokio::spawn(async move {
@@ -193,11 +193,10 @@ impl Updater {
         result: Result<(), String>,
         reply: Option<InstallReply>,
     ) {
-        let u = &mut *self;
-        u.installing = false;
-        u.saved.attempted = Some(version);
-        u.save();
-        let semver = u
+        self.installing = false;
+        self.saved.attempted = Some(version);
+        self.save();
+        let semver = self
             .ready
             .as_ref()
             .map_or_else(String::new, |r| r.manifest.version.to_string());
@@ -206,17 +205,17 @@ impl Updater {
                 tracing::info!(
                     "installed swarmsite {semver}; restarting into it after a clean shutdown"
                 );
-                u.status.phase = UpdatePhase::Restarting;
+                self.status.phase = UpdatePhase::Restarting;
                 Ok(())
             }
             Err(e) => {
                 let why = format!(
                     "installing swarmsite {semver} failed; {} keeps running: {e}",
-                    u.cfg.running
+                    self.cfg.running
                 );
                 tracing::error!("{why}");
-                u.status.phase = UpdatePhase::Failed;
-                u.status.error = Some(why.clone());
+                self.status.phase = UpdatePhase::Failed;
+                self.status.error = Some(why.clone());
                 Err(why)
             }
         };

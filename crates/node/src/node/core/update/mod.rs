@@ -186,13 +186,12 @@ impl Updater {
                 return;
             }
         };
-        let u = &*self;
-        let kind = kind_of(&u.cfg);
-        let seen = u.newest_seen();
+        let kind = kind_of(&self.cfg);
+        let seen = self.newest_seen();
         let decision = plan(
             &manifest,
-            &u.cfg.running,
-            &u.cfg.platform,
+            &self.cfg.running,
+            &self.cfg.platform,
             &kind,
             seen.as_ref(),
         );
@@ -214,12 +213,11 @@ impl Updater {
             Plan::Older | Plan::NoPackage => (None, None),
         };
         self.abandon_fetch(ctx, &manifest.ih);
-        let u = &mut *self;
         if seen.as_ref().is_none_or(|s| manifest.version > *s) {
-            u.saved.newest_seen = Some(manifest.version.to_string());
-            u.save();
+            self.saved.newest_seen = Some(manifest.version.to_string());
+            self.save();
         }
-        let s = &mut u.status;
+        let s = &mut self.status;
         s.newest = Some(manifest.version.to_string());
         s.manifest_version = Some(name.version());
         s.min_version = Some(manifest.min_version.to_string());
@@ -227,12 +225,12 @@ impl Updater {
         s.error = None;
         s.progress = None;
         let (Some(file), Some(offer)) = (file, offer) else {
-            u.current = None;
-            if manifest.version > u.cfg.running {
+            self.current = None;
+            if manifest.version > self.cfg.running {
                 s.phase = UpdatePhase::Unavailable;
                 s.error = Some(format!(
                     "swarmsite {} has no {kind} package for {}: install it by hand",
-                    manifest.version, u.cfg.platform
+                    manifest.version, self.cfg.platform
                 ));
                 tracing::warn!("{}", s.error.as_deref().unwrap_or_default());
             } else {
@@ -240,7 +238,7 @@ impl Updater {
                 tracing::info!(
                     "software release {} is not newer than the running {}; ignored",
                     manifest.version,
-                    u.cfg.running
+                    self.cfg.running
                 );
             }
             self.show(ctx);
@@ -250,8 +248,8 @@ impl Updater {
             tracing::info!(
                 "swarmsite {} is out (this node runs {}); fetching its {} {kind} package {}. Release notes: {}",
                 manifest.version,
-                u.cfg.running,
-                u.cfg.platform,
+                self.cfg.running,
+                self.cfg.platform,
                 file.path,
                 manifest.notes.lines().next().unwrap_or("none")
             );
@@ -301,15 +299,14 @@ impl Updater {
         {
             self.drop_package(ctx, ready.manifest.ih);
         }
-        let u = &mut *self;
-        u.saved.newest_seen = None;
-        u.save();
-        u.status = UpdateStatus {
-            running: u.status.running.clone(),
-            platform: u.status.platform.clone(),
-            installation: u.status.installation.clone(),
-            package_kind: u.status.package_kind.clone(),
-            auto_install: u.status.auto_install,
+        self.saved.newest_seen = None;
+        self.save();
+        self.status = UpdateStatus {
+            running: self.status.running.clone(),
+            platform: self.status.platform.clone(),
+            installation: self.status.installation.clone(),
+            package_kind: self.status.package_kind.clone(),
+            auto_install: self.status.auto_install,
             ..UpdateStatus::default()
         };
         self.show(ctx);
