@@ -7,7 +7,10 @@ use super::*;
 
 struct SyncTask {
     version: u32,
+    ih: [u8; 20],
     cancel: CancellationToken,
+    /// The task running `node::sync` (it ends soon after `cancel`).
+    job: tokio::task::JoinHandle<()>,
 }
 
 /// The site driver: which release is served and which is being fetched, driven by the
@@ -16,8 +19,9 @@ pub(super) struct SiteSync {
     sync: Option<SyncTask>,
     /// The served release: version, info hash.
     serving: Option<(u32, [u8; 20])>,
-    /// Re-adding the served release at start (stopped when another one is switched in).
-    restoring_served: Option<CancellationToken>,
+    /// Re-adding the served release at start (stopped when another one is switched in),
+    /// and its task (awaited before the torrent is removed, so it cannot add it again).
+    restoring_served: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
     sync_tx: mpsc::Sender<SyncReport>,
     pub(super) rx: mpsc::Receiver<SyncReport>,
 }
@@ -75,8 +79,8 @@ impl SiteSync {
                             let torrents = Arc::clone(&ctx.shared.torrents);
                             let (dir, peers) = (rel.dir.clone(), ctx.bt_peers.subscribe());
                             let cancel = CancellationToken::new();
-                            self.restoring_served = Some(cancel.clone());
-                            tokio::spawn(async move {
+                            let stop = cancel.clone();
+                            let task = tokio::spawn(async move {
                                 let seed = sync::fetch_torrent(
                                     &torrents,
                                     &ih,
@@ -91,6 +95,7 @@ impl SiteSync {
                                     _ = cancel.cancelled() => {}
                                 }
                             });
+                            self.restoring_served = Some((stop, task));
                         }
                         Ok(Err(e)) => tracing::warn!("cannot index the served release: {e}"),
                         Err(e) => tracing::warn!("indexing task failed: {e}"),
@@ -118,13 +123,9 @@ impl SiteSync {
             return;
         }
         if let Some(old) = self.sync.take() {
-            old.cancel.cancel();
+            self.abandon(ctx, old, Some(ih));
         }
         let cancel = ctx.shared.cancel.child_token();
-        self.sync = Some(SyncTask {
-            version,
-            cancel: cancel.clone(),
-        });
         let wanted = Wanted {
             version,
             ih,
@@ -143,9 +144,14 @@ impl SiteSync {
             current_dir,
             peers: ctx.bt_peers.subscribe(),
             report: self.sync_tx.clone(),
-            cancel,
+            cancel: cancel.clone(),
         };
-        tokio::spawn(job.run());
+        self.sync = Some(SyncTask {
+            version,
+            ih,
+            cancel,
+            job: tokio::spawn(job.run()),
+        });
     }
 
     pub(super) async fn on_report(&mut self, ctx: &mut Ctx<'_>, report: SyncReport) {
@@ -183,8 +189,9 @@ impl SiteSync {
                 // Switch first (one pointer store), then persist, then clean up.
                 ctx.shared.served.switch(*release);
                 let old = self.serving.replace((wanted.version, wanted.ih));
-                if let Some(c) = self.restoring_served.take() {
+                if let Some((c, task)) = self.restoring_served.take() {
                     c.cancel();
+                    let _ = task.await;
                 }
                 if let Some((_, old_ih)) = old
                     && old_ih != wanted.ih
@@ -214,14 +221,15 @@ impl SiteSync {
     pub(super) fn drop_release(&mut self, ctx: &mut Ctx<'_>, name: SystemName) {
         let version = name.version();
         if let Some(t) = self.sync.take_if(|t| t.version == version) {
-            t.cancel.cancel();
+            self.abandon(ctx, t, None);
         }
         let Some((_, ih)) = self.serving.take_if(|(v, _)| *v == version) else {
             return;
         };
-        if let Some(c) = self.restoring_served.take() {
+        let restoring = self.restoring_served.take().map(|(c, task)| {
             c.cancel();
-        }
+            task
+        });
         ctx.shared.served.clear();
         ctx.update_status(|s| {
             s.served_version = None;
@@ -230,10 +238,39 @@ impl SiteSync {
         let torrents = Arc::clone(&ctx.shared.torrents);
         let (store, site) = (ctx.store.clone(), ctx.cfg.site);
         tokio::spawn(async move {
+            if let Some(task) = restoring {
+                let _ = task.await;
+            }
             let _ = torrents.remove(&ih).await;
             match tokio::task::spawn_blocking(move || store.drop_release(site, version)).await {
                 Ok(Err(e)) => tracing::error!("removing release v{version}: {e}"),
                 Err(e) => tracing::error!("removing release v{version}: {e}"),
+                Ok(Ok(())) => {}
+            }
+        });
+    }
+
+    /// Stops a sync that is no longer wanted: its torrent leaves librqbit (which would
+    /// otherwise go on filling its folder) and its folder goes. A torrent the node
+    /// still uses — served, published here, or the one wanted next (`next`) — stays,
+    /// and so does its folder.
+    fn abandon(&self, ctx: &mut Ctx<'_>, task: SyncTask, next: Option<[u8; 20]>) {
+        task.cancel.cancel();
+        let in_use = Some(task.ih) == next
+            || self.serving.is_some_and(|(_, ih)| ih == task.ih)
+            || ctx.local_payloads.contains_key(&task.ih);
+        if in_use {
+            return;
+        }
+        let torrents = Arc::clone(&ctx.shared.torrents);
+        let (store, site, version) = (ctx.store.clone(), ctx.cfg.site, task.version);
+        tokio::spawn(async move {
+            // Once the sync has stopped, it adds nothing again.
+            let _ = task.job.await;
+            let _ = torrents.remove(&task.ih).await;
+            match tokio::task::spawn_blocking(move || store.drop_release(site, version)).await {
+                Ok(Err(e)) => tracing::warn!("removing the unfinished release v{version}: {e}"),
+                Err(e) => tracing::warn!("removing the unfinished release v{version}: {e}"),
                 Ok(Ok(())) => {}
             }
         });
