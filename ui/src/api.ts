@@ -243,7 +243,8 @@ export interface Status {
 
 export interface Evidence {
   time: number;
-  peer: string | null;
+  /** Absent when the object came from no one connection (a signed record). */
+  peer?: string | null;
   reason: string;
   detail: string;
   object?: string | null;
