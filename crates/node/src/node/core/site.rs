@@ -235,19 +235,7 @@ impl SiteSync {
             s.served_version = None;
             s.served_time = None;
         });
-        let torrents = Arc::clone(&ctx.shared.torrents);
-        let (store, site) = (ctx.store.clone(), ctx.cfg.site);
-        tokio::spawn(async move {
-            if let Some(task) = restoring {
-                let _ = task.await;
-            }
-            let _ = torrents.remove(&ih).await;
-            match tokio::task::spawn_blocking(move || store.drop_release(site, version)).await {
-                Ok(Err(e)) => tracing::error!("removing release v{version}: {e}"),
-                Err(e) => tracing::error!("removing release v{version}: {e}"),
-                Ok(Ok(())) => {}
-            }
-        });
+        remove_release(ctx, version, ih, restoring);
     }
 
     /// Stops a sync that is no longer wanted: its torrent leaves librqbit (which would
@@ -262,17 +250,29 @@ impl SiteSync {
         if in_use {
             return;
         }
-        let torrents = Arc::clone(&ctx.shared.torrents);
-        let (store, site, version) = (ctx.store.clone(), ctx.cfg.site, task.version);
-        tokio::spawn(async move {
-            // Once the sync has stopped, it adds nothing again.
-            let _ = task.job.await;
-            let _ = torrents.remove(&task.ih).await;
-            match tokio::task::spawn_blocking(move || store.drop_release(site, version)).await {
-                Ok(Err(e)) => tracing::warn!("removing the unfinished release v{version}: {e}"),
-                Err(e) => tracing::warn!("removing the unfinished release v{version}: {e}"),
-                Ok(Ok(())) => {}
-            }
-        });
+        remove_release(ctx, task.version, task.ih, Some(task.job));
     }
+}
+
+/// Removes release `version` (torrent `ih`) from librqbit and from disk, off the core
+/// task, once `task` — the one that might add the torrent again — has ended.
+fn remove_release(
+    ctx: &Ctx<'_>,
+    version: u32,
+    ih: [u8; 20],
+    task: Option<tokio::task::JoinHandle<()>>,
+) {
+    let torrents = Arc::clone(&ctx.shared.torrents);
+    let (store, site) = (ctx.store.clone(), ctx.cfg.site);
+    tokio::spawn(async move {
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+        let _ = torrents.remove(&ih).await;
+        match tokio::task::spawn_blocking(move || store.drop_release(site, version)).await {
+            Ok(Err(e)) => tracing::error!("removing release v{version}: {e}"),
+            Err(e) => tracing::error!("removing release v{version}: {e}"),
+            Ok(Ok(())) => {}
+        }
+    });
 }
