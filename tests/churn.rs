@@ -47,7 +47,7 @@ impl Proc {
             .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_swarmsite"))
             .env("SWARMSITE_PASSPHRASE", PASS)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", "warn,swarmsite_node::node::core::site=info")
             .args(&self.args)
             .stdout(Stdio::null())
             .stderr(log)
@@ -73,6 +73,13 @@ impl Proc {
         let log = std::fs::read_to_string(self.data.with_extension("log")).unwrap_or_default();
         let lines: Vec<&str> = log.lines().collect();
         lines[lines.len().saturating_sub(15)..].join("\n")
+    }
+
+    /// The log lines (of every start) that mention `needle`.
+    fn log_about(&self, needle: &str) -> String {
+        let log = std::fs::read_to_string(self.data.with_extension("log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().filter(|l| l.contains(needle)).collect();
+        lines.join("\n")
     }
 }
 
@@ -374,7 +381,12 @@ fn twenty_nodes_under_churn_end_in_the_same_state() {
                 .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
                 .collect();
         left.sort();
-        assert_eq!(left, ["current", "v3", "v3.rec"], "node {i}");
+        assert_eq!(
+            left,
+            ["current", "v3", "v3.rec"],
+            "node {i}, its log about releases:\n{}",
+            p.log_about("release")
+        );
     }
     eprintln!(
         "churn: {restarts} restarts, at most {most_down} of {NODES} down at once; every node \

@@ -231,6 +231,25 @@ impl NodeStore {
 
     /// Removes releases (complete or not) older than `keep`.
     fn remove_older(&self, site: u32, keep: u32) -> io::Result<()> {
+        self.remove_releases(site, |v| v < keep)
+    }
+
+    /// Removes every release of `site` but the served one and `resuming` (a download
+    /// to go on with, when newer): what a process killed between two steps of a switch or
+    /// an abandoned download left behind. Called at start, before anything uses them.
+    pub fn sweep_releases(&self, site: u32, resuming: Option<u32>) -> io::Result<()> {
+        if !self.site_dir(site).is_dir() {
+            return Ok(());
+        }
+        // An unreadable `current` stops the sweep: better a stale folder than the
+        // served one gone.
+        let served = self.current(site)?.map(|c| c.version);
+        let resuming = resuming.filter(|&r| served.is_none_or(|s| r > s));
+        self.remove_releases(site, |v| Some(v) != served && Some(v) != resuming)
+    }
+
+    /// Removes each `v<N>` folder and `v<N>.rec` file of `site` with `doomed(N)`.
+    fn remove_releases(&self, site: u32, doomed: impl Fn(u32) -> bool) -> io::Result<()> {
         for entry in std::fs::read_dir(self.site_dir(site))? {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -241,7 +260,7 @@ impl NodeStore {
             let Ok(v) = digits.parse::<u32>() else {
                 continue;
             };
-            if v < keep {
+            if doomed(v) {
                 let path = entry.path();
                 if entry.file_type()?.is_dir() {
                     std::fs::remove_dir_all(&path)?;
@@ -303,5 +322,32 @@ mod tests {
             !again.release_dir(1, 1).exists(),
             "old release removed after the switch"
         );
+    }
+
+    #[test]
+    fn the_sweep_at_start_keeps_the_served_release_and_the_one_resumed() {
+        let data = tempfile::tempdir().unwrap();
+        let store = NodeStore::open(data.path(), NetworkTag::DEFAULT).unwrap();
+        store.sweep_releases(1, None).unwrap();
+        for v in 1..=5 {
+            std::fs::create_dir_all(store.release_dir(1, v)).unwrap();
+            std::fs::write(store.release_dir(1, v).join("index.html"), "x").unwrap();
+        }
+        store.promote(1, 3, b"rec3").unwrap();
+        // What a kill mid-way leaves: an older release, a stray record, two downloads.
+        std::fs::create_dir_all(store.release_dir(1, 2)).unwrap();
+        std::fs::write(store.site_dir(1).join("v4.rec"), b"rec4").unwrap();
+        store.sweep_releases(1, Some(5)).unwrap();
+        let mut left: Vec<String> = std::fs::read_dir(store.site_dir(1))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["current", "v3", "v3.rec", "v5"]);
+
+        // A `current` naming a release whose record is gone: nothing is swept.
+        std::fs::remove_file(store.site_dir(1).join("v3.rec")).unwrap();
+        assert!(store.sweep_releases(1, None).is_err());
+        assert!(store.release_dir(1, 3).is_dir() && store.release_dir(1, 5).is_dir());
     }
 }

@@ -471,6 +471,9 @@ impl Torrents {
     /// Stops transferring `ih` (its files and kept metainfo stay: it may be added
     /// again).
     pub async fn forget(&self, ih: &[u8; 20]) -> Result<(), TorrentsError> {
+        // Not during a restart: it would add the torrent again to the new session
+        // (it took the list before) after this removed it from the old one.
+        let _restart = self.restart.lock().await;
         self.added.lock().expect("torrents lock").remove(ih);
         let session = self.session();
         if session.get(TorrentIdOrHash::Hash(Id20::new(*ih))).is_none() {

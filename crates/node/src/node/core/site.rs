@@ -49,6 +49,14 @@ impl SiteSync {
 impl SiteSync {
     /// Serves and seeds the release on disk, and resumes a newer one if known.
     pub(super) async fn restore(&mut self, ctx: &mut Ctx<'_>) {
+        let slot = (kind::SITE_RELEASE, ctx.cfg.site);
+        let resuming = ctx.gossip.held(slot).map(|(r, _)| r.name.version());
+        let (store, site) = (ctx.store.clone(), ctx.cfg.site);
+        match tokio::task::spawn_blocking(move || store.sweep_releases(site, resuming)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("removing releases left from before: {e}"),
+            Err(e) => tracing::warn!("removing releases left from before: {e}"),
+        }
         match ctx.store.current(ctx.cfg.site) {
             Ok(Some(rel)) => {
                 let record = Record::decode(&rel.record);
@@ -105,7 +113,6 @@ impl SiteSync {
             Ok(None) => {}
             Err(e) => tracing::warn!("reading the served release: {e}"),
         }
-        let slot = (kind::SITE_RELEASE, ctx.cfg.site);
         if let Some((record, bytes)) = ctx.gossip.held(slot).map(|(r, b)| (r.clone(), b.to_vec())) {
             self.want_release(ctx, &record, &bytes);
         }
