@@ -5,9 +5,9 @@ use swarmsite_node::upload::stem::StemConfig;
 use swarmsite_sim::scenarios::anonymity::{Graph, cell, upload};
 
 /// With q = 0 the first hop always fluffs, so the first spy names the originator
-/// exactly when that first hop (one peer drawn uniformly) is a spy: the share of
-/// correct guesses made on the stem equals the mean share of spies among each
-/// originator's peers.
+/// exactly when that first hop (a successor drawn uniformly among the peers it
+/// dialled) is a spy: the share of correct guesses made on the stem equals the mean
+/// share of spies among each originator's dialled peers.
 #[test]
 fn first_spy_with_q_0_names_the_originator_as_often_as_its_peers_are_spies() {
     let (n, p) = (3000, 0.2);

@@ -6,8 +6,8 @@
 //!
 //! Five nodes in a line, A–B–C–D–E. A makes an upload; its stem hands it to B, its only
 //! peer; B relays nothing (relay probability 0), so it switches to fluff and tells A and
-//! C. A holds the stem copy: its stem ends and it fetches the upload like any other
-//! node. C fetches and tells D (not B, which told it), D tells E. Each telling is to one
+//! C. A holds the stem copy: it fetches the upload like any other node, and its stem
+//! ends once that copy is in. C fetches and tells D (not B, which told it), D tells E. Each telling is to one
 //! peer here, so B reaches its second peer only by a further telling.
 
 #[path = "../../tests/common/mod.rs"]
@@ -44,6 +44,7 @@ fn stem_config() -> StemConfig {
         relay_probability: 0.0,
         retry_ms: 300,
         failsafe_ms: (120_000, 180_000),
+        ..StemConfig::default()
     }
 }
 
@@ -142,13 +143,18 @@ fn simulated() -> Ends {
         links[a].push(b as u32 | OUT);
         links[b].push(a as u32);
     }
-    let peers =
-        |x: usize| -> Vec<PeerKey> { links[x].iter().map(|l| (l & !OUT) as PeerKey).collect() };
+    let peers = |x: usize, out: bool| -> Vec<PeerKey> {
+        links[x]
+            .iter()
+            .filter(|l| (*l & OUT != 0) == out)
+            .map(|l| (l & !OUT) as PeerKey)
+            .collect()
+    };
     let mut stems: Vec<Stem> = (0..5).map(|i| Stem::new(stem_config(), i)).collect();
     let id = [7; 32];
     stems[0].originate(id, 0);
     let t = stems[0].next_timeout().expect("a first hop");
-    stems[0].handle_timeout(t, &peers(0));
+    stems[0].handle_timeout(t, &peers(0, true), &peers(0, false));
     let Some(StemAction::Send { to, .. }) = stems[0].poll_action() else {
         panic!("the originator hands it on")
     };

@@ -1,6 +1,7 @@
 //! Source anonymity of uploads. Every honest node originates one upload; each hop of its
-//! stem is the project's own `upload::stem::Stem` (one random peer after a random
-//! delay, relay with probability q, never straight back, the fail-safe); the node that
+//! stem is the project's own `upload::stem::Stem` (after a random delay, to one of two
+//! successors among the peers the node dialled, relay with probability q, never
+//! straight back, the fail-safe); the node that
 //! fluffs announces it with `up` to 8 peers, who fetch it and pass it on. A fraction p
 //! of the nodes are colluding spies that follow the protocol and note who handed them
 //! what. Two estimators name an originator for each upload:
@@ -48,6 +49,8 @@ fn fluff_fanout() -> usize {
 pub struct Graph {
     pub net: Net,
     pub peers: Vec<Vec<u32>>,
+    /// The peers each node dialled itself: where its stem hops go.
+    pub dialled: Vec<Vec<u32>>,
     pub spy: Vec<bool>,
 }
 
@@ -57,18 +60,44 @@ impl Graph {
     pub fn new(n: usize, p: f64, seed: u64) -> Graph {
         let mut rng = StdRng::seed_from_u64(derive_seed(seed, 20, 0));
         let net = Net::new(n, NetConfig::default(), &mut rng);
-        let peers = random_overlay(&net, swarmsite_protocol::policy::MAX_PEERS, &mut rng)
-            .into_iter()
-            .map(|l| l.into_iter().map(|x| x & !OUT).collect())
+        let links = random_overlay(&net, swarmsite_protocol::policy::MAX_PEERS, &mut rng);
+        let peers = links
+            .iter()
+            .map(|l| l.iter().map(|x| x & !OUT).collect())
+            .collect();
+        let dialled = links
+            .iter()
+            .map(|l| {
+                l.iter()
+                    .filter(|x| *x & OUT != 0)
+                    .map(|x| x & !OUT)
+                    .collect()
+            })
             .collect();
         let mut rng = StdRng::seed_from_u64(derive_seed(seed, 21, (p * 1000.0) as u64));
         let spy = (0..n).map(|_| rng.gen_bool(p)).collect();
-        Graph { net, peers, spy }
+        Graph {
+            net,
+            peers,
+            dialled,
+            spy,
+        }
     }
 
-    /// The fraction of `v`'s peers that spy.
+    /// The peers `x`'s stem hops go to while they take them (`Stem::handle_timeout`):
+    /// those it dialled, all when it dialled none.
+    pub fn stem_peers(&self, x: u32) -> &[u32] {
+        let d = &self.dialled[x as usize];
+        if d.is_empty() {
+            &self.peers[x as usize]
+        } else {
+            d
+        }
+    }
+
+    /// The fraction of the peers `v`'s stem hops may go to that spy.
     pub fn spy_share(&self, v: u32) -> f64 {
-        let p = &self.peers[v as usize];
+        let p = self.stem_peers(v);
         p.iter().filter(|x| self.spy[**x as usize]).count() as f64 / p.len().max(1) as f64
     }
 }
@@ -117,12 +146,20 @@ pub fn upload(g: &Graph, origin: u32, cfg: &StemConfig, seed: u64) -> Seen {
             // Nothing pending: cannot happen (the fail-safe always fires).
             break 'stem origin;
         };
-        let peers: Vec<PeerKey> = g.peers[x as usize].iter().map(|p| *p as PeerKey).collect();
+        let peers: Vec<PeerKey> = g.dialled[x as usize]
+            .iter()
+            .map(|p| *p as PeerKey)
+            .collect();
+        let accepted: Vec<PeerKey> = g.peers[x as usize]
+            .iter()
+            .filter(|p| !g.dialled[x as usize].contains(p))
+            .map(|p| *p as PeerKey)
+            .collect();
         let sx = stems.get_mut(&x).expect("a timer belongs to a stem");
         if sx.next_timeout() != Some(t) {
             continue; // superseded
         }
-        sx.handle_timeout(t, &peers);
+        sx.handle_timeout(t, &peers, &accepted);
         let mut sends = Vec::new();
         while let Some(a) = sx.poll_action() {
             match a {
@@ -201,13 +238,14 @@ fn first_spy_in_fluff(g: &Graph, w: u32, rng: &mut StdRng) -> Option<u32> {
 }
 
 /// The best estimator's guess when no spy was on the stem: the honest peer of the
-/// fluffing node with the fewest peers (most likely to have picked it).
+/// fluffing node that could have handed it on (whose stem peers include it) with the
+/// fewest stem peers (most likely to have picked it).
 fn best_guess(g: &Graph, w: u32) -> Option<u32> {
     g.peers[w as usize]
         .iter()
         .copied()
-        .filter(|x| !g.spy[*x as usize])
-        .min_by_key(|x| (g.peers[*x as usize].len(), *x))
+        .filter(|x| !g.spy[*x as usize] && g.stem_peers(*x).contains(&w))
+        .min_by_key(|x| (g.stem_peers(*x).len(), *x))
 }
 
 /// Precision and recall of an estimate per originator (the Dandelion++ definitions).

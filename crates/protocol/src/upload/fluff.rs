@@ -6,7 +6,8 @@
 //! tells up to 8 wire peers (`up {ih}`) that took no part in announcing it to it. A node
 //! told fetches it unless it holds it, a receipt lists it, it is known to be no upload,
 //! or its fetch slots are full; a stem copy held here is then fetched like any other
-//! (its stem duty ends), so nobody can tell stem nodes by who downloads. While an upload
+//! (its stem duty ends once that copy is in and checked: a bare `up` costs a spy
+//! nothing), so nobody can tell stem nodes by who downloads. While an upload
 //! is seeded and not receipted, a further telling to up to 8 peers not yet told follows
 //! now and then, until every peer has been told: uniform choice among a reachable node's
 //! many peers would otherwise leave about one node in twenty of those behind NAT (few
@@ -101,7 +102,8 @@ pub enum FluffAction {
         /// The fetch was under way before a restart.
         resume: bool,
     },
-    /// The upload is in fluff: the stem duty of the stem copy held here ends.
+    /// The upload is in fluff (its fluff copy fetched and checked here): the stem duty
+    /// of the stem copy held here ends.
     StemOver {
         /// The upload's info hash.
         ih: InfoHash,
@@ -266,11 +268,9 @@ impl Fluff {
         if item.receipted || item.phase != Phase::Heard {
             return;
         }
-        if item.stem_copy {
-            // In fluff now: the stem is over here. The stem copy is fetched like any
-            // other upload, so this node looks like any other.
-            self.actions.push_back(FluffAction::StemOver { ih });
-        }
+        // A stem copy held here is fetched like any other upload, so this node looks
+        // like any other; its stem goes on until that copy is in (`fetched`): an
+        // announcement alone, which any spy on the stem can send, ends nothing.
         if self.fetches >= self.cfg.max_fetches {
             return;
         }
@@ -307,8 +307,12 @@ impl Fluff {
     /// `ih` was fetched whole and checked: it is seeded (it replaces a stem copy), and
     /// up to `fanout` of `peers` are told.
     pub fn fetched(&mut self, ih: InfoHash, now: u64, peers: &[PeerKey]) {
-        if self.items.get(&ih).is_none_or(|i| i.receipted) {
+        let Some(item) = self.items.get(&ih).filter(|i| !i.receipted) else {
             return;
+        };
+        if item.stem_copy {
+            // Verified in fluff: the stem is over here.
+            self.actions.push_back(FluffAction::StemOver { ih });
         }
         self.seeded(ih, now, peers);
     }
@@ -610,25 +614,52 @@ mod tests {
     }
 
     #[test]
-    fn a_stem_copy_holder_that_hears_of_it_ends_its_stem_and_fetches_it_all_the_same() {
+    fn a_stem_copy_holder_that_hears_of_it_fetches_it_all_the_same() {
         let mut f = Fluff::new(cfg(), 4);
         f.stem_copy(IH, 0);
         f.up(IH, 5, 1);
         assert_eq!(
             drain(&mut f),
-            vec![
-                FluffAction::StemOver { ih: IH },
-                FluffAction::Fetch {
-                    ih: IH,
-                    from: Some(5),
-                    resume: false
-                }
-            ]
+            vec![FluffAction::Fetch {
+                ih: IH,
+                from: Some(5),
+                resume: false
+            }],
+            "the stem goes on until the fluff copy is in"
         );
         // Its own stem fluffs it meanwhile: the fetch is no longer wanted.
         f.fluffed(IH, 2);
         assert!(!f.metadata(&IH));
         assert_eq!(f.fetches(), 0);
+    }
+
+    #[test]
+    fn only_a_fetched_fluff_copy_ends_the_stem_never_a_bare_announcement() {
+        let mut f = Fluff::new(cfg(), 4);
+        f.stem_copy(IH, 0);
+        // A spy on the stem announces it and never seeds it: the fetch fails, the
+        // stem copy stays, and nothing ends its stem (its fail-safe stays armed).
+        f.up(IH, 5, 1);
+        drain(&mut f);
+        f.failed(&IH);
+        assert_eq!(drain(&mut f), vec![FluffAction::Drop { ih: IH }]);
+        // ... or it serves something else under that info hash: the same.
+        f.up(IH, 6, 2);
+        drain(&mut f);
+        f.bad(&IH, "no upload".into());
+        assert!(
+            !drain(&mut f).contains(&FluffAction::StemOver { ih: IH }),
+            "a forged fluff ends nothing"
+        );
+        // A real fluff copy, fetched and checked, does.
+        let mut g = Fluff::new(cfg(), 5);
+        g.stem_copy(IH, 0);
+        g.up(IH, 5, 1);
+        drain(&mut g);
+        g.fetched(IH, 3, &[7]);
+        let a = drain(&mut g);
+        assert_eq!(a[0], FluffAction::StemOver { ih: IH });
+        assert!(a.contains(&FluffAction::Tell { ih: IH, to: 7 }));
     }
 
     #[test]

@@ -2,14 +2,24 @@
 //! actions out`, so the node and the million-node simulator run the same code.
 //!
 //! A container first travels hop by hop: the node holding it waits a random delay, then
-//! hands it to one random wire peer. The receiver keeps it and, with probability
+//! hands it to one peer. The receiver keeps it and, with probability
 //! `relay_probability`, does the same after its own delay; otherwise it fluffs (makes it
-//! a torrent and announces it). The originator behaves exactly like a relay that chose
-//! to relay, so a peer receiving a container cannot tell whether its sender made it.
-//! Nothing here announces anything: that is fluff, decided by this machine and done by
-//! the driver. A node that handed an upload on keeps a fail-safe timer (Dandelion++):
-//! if the upload is not seen in fluff by then, it fluffs it itself, so a peer that
-//! swallows containers cannot make one disappear.
+//! a torrent and announces it). Nothing here announces anything: that is fluff, decided
+//! by this machine and done by the driver.
+//!
+//! Routing is Dandelion++'s: per epoch (`epoch_ms`) a node picks two *successors* among
+//! the peers it dialled itself (the driver passes only those when it has any, so a peer
+//! that opens many connections to it is no likelier a next hop), and maps each
+//! predecessor, its own uploads included, to one of them for the whole epoch
+//! (one-to-one routing: a spy that hands it many containers learns one route, not the
+//! node's peers). The originator is a relay in every respect a peer can observe: the
+//! same delays, the same route for its own uploads as for a predecessor's, the same
+//! fail-safe, the same coin when one of its containers comes back.
+//!
+//! A node that handed an upload on keeps a fail-safe timer (Dandelion++): if the upload
+//! is not seen in fluff by then, it fluffs it itself, so a peer that swallows containers
+//! cannot make one disappear. "Seen in fluff" is the driver's call
+//! ([`Stem::fluff_seen`]): a copy fetched and verified, never a bare announcement.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -36,8 +46,12 @@ pub struct StemConfig {
     /// Dandelion++'s fail-safe: a node that handed an upload on and has not heard it
     /// fluffed within this range (uniform, ms) fluffs it itself, so a peer that takes
     /// containers and drops them cannot make one disappear. Long enough that an honest
-    /// stem has almost always fluffed by then (see PROTOCOL.md §19).
+    /// stem has almost always fluffed by then (see PROTOCOL.md §19). The same range for
+    /// the originator as for relays.
     pub failsafe_ms: (u64, u64),
+    /// How long a node keeps its two successors and its routes (Dandelion++: 10
+    /// minutes).
+    pub epoch_ms: u64,
 }
 
 impl Default for StemConfig {
@@ -47,6 +61,7 @@ impl Default for StemConfig {
             relay_probability: 0.8,
             retry_ms: 30_000,
             failsafe_ms: (60 * DAY_MS, 90 * DAY_MS),
+            epoch_ms: 10 * 60 * 1000,
         }
     }
 }
@@ -97,13 +112,22 @@ pub enum StemAction {
 #[derive(Clone, Debug)]
 struct Item {
     state: StemState,
-    /// The peer it came from, never chosen as the next hop when another exists.
+    /// The peer it came from (`None`: made here, or from before a restart): which route
+    /// it takes, and never the next hop while another peer exists.
     from: Option<PeerKey>,
     /// Peers that failed to take it, avoided on the next try.
     failed: Vec<PeerKey>,
-    /// Made here: never fluffed when it loops back, and its fail-safe runs after every
-    /// relay's, so the originator is not the one that announces it.
-    own: bool,
+}
+
+/// This epoch's successors and the route of each predecessor (module docs).
+#[derive(Debug, Default)]
+struct Routes {
+    /// When the epoch ends, in ms.
+    until: u64,
+    /// Up to two peers every hop of the epoch goes to.
+    successors: Vec<PeerKey>,
+    /// Predecessor (`None`: this node's own uploads) → its successor.
+    by_from: BTreeMap<Option<PeerKey>, PeerKey>,
 }
 
 /// The stem phase on one node (module docs): each upload it holds before fluff, and where
@@ -112,6 +136,7 @@ pub struct Stem {
     cfg: StemConfig,
     rng: StdRng,
     items: BTreeMap<UploadId, Item>,
+    routes: Routes,
     actions: VecDeque<StemAction>,
 }
 
@@ -122,6 +147,7 @@ impl Stem {
             cfg,
             rng: StdRng::seed_from_u64(seed),
             items: BTreeMap::new(),
+            routes: Routes::default(),
             actions: VecDeque::new(),
         }
     }
@@ -145,26 +171,25 @@ impl Stem {
             state: StemState::Waiting { until },
             from: None,
             failed: Vec::new(),
-            own: true,
         });
     }
 
     /// A whole container arrived from `from` over the stem. Returns false when it was
     /// known already (the driver keeps one copy). One this node handed on that comes
-    /// back (the walk made a loop) is a new arrival: the walk goes on from here, rather
-    /// than end at a node that will not carry it further; the originator passes its own
-    /// on again (it never fluffs it: nobody can tell, and it is not the first to
-    /// announce its own upload).
+    /// back (the walk made a loop) is a new arrival, its own uploads included: the same
+    /// coin decides whether the walk goes on from here, so a peer that sends a
+    /// container back learns nothing about who made it.
     pub fn received(&mut self, id: UploadId, from: PeerKey, now: u64) -> bool {
-        let own = match self.items.get(&id) {
-            Some(i) if !matches!(i.state, StemState::Passed { .. }) => return false,
-            Some(i) => i.own,
-            None => false,
-        };
-        let relay = own
-            || self
-                .rng
-                .gen_bool(self.cfg.relay_probability.clamp(0.0, 1.0));
+        if self
+            .items
+            .get(&id)
+            .is_some_and(|i| !matches!(i.state, StemState::Passed { .. }))
+        {
+            return false;
+        }
+        let relay = self
+            .rng
+            .gen_bool(self.cfg.relay_probability.clamp(0.0, 1.0));
         let state = if relay {
             StemState::Waiting {
                 until: now + self.delay(),
@@ -179,15 +204,14 @@ impl Stem {
                 state,
                 from: Some(from),
                 failed: Vec::new(),
-                own,
             },
         );
         true
     }
 
-    /// After a restart: the state the driver saved, and whether it was made here. A
-    /// send that was under way waits out a short retry, then goes to a peer again.
-    pub fn restore(&mut self, id: UploadId, state: StemState, own: bool, now: u64) {
+    /// After a restart: the state the driver saved. A send that was under way waits
+    /// out a short retry, then goes to a peer again.
+    pub fn restore(&mut self, id: UploadId, state: StemState, now: u64) {
         let state = match state {
             StemState::Sending { .. } => StemState::Waiting {
                 until: now + self.cfg.retry_ms.min(self.cfg.delay_ms.1),
@@ -200,29 +224,28 @@ impl Stem {
                 state,
                 from: None,
                 failed: Vec::new(),
-                own,
             },
         );
     }
 
-    /// The next hop took it whole: the fail-safe timer starts (for the originator, in
-    /// a range after the relays', which started later).
+    /// The next hop took it whole: the fail-safe timer starts.
     pub fn sent(&mut self, id: &UploadId, now: u64) {
-        let Some(own) = self.items.get(id).map(|i| i.own) else {
-            return;
-        };
-        let (lo, hi) = self.cfg.failsafe_ms;
-        let range = if own { (hi, hi + (hi - lo)) } else { (lo, hi) };
-        let failsafe = now.saturating_add(self.uniform(range));
-        if let Some(item) = self.items.get_mut(id)
-            && matches!(item.state, StemState::Sending { .. })
+        if !self
+            .items
+            .get(id)
+            .is_some_and(|i| matches!(i.state, StemState::Sending { .. }))
         {
+            return;
+        }
+        let failsafe = now.saturating_add(self.uniform(self.cfg.failsafe_ms));
+        if let Some(item) = self.items.get_mut(id) {
             item.state = StemState::Passed { failsafe };
         }
     }
 
-    /// The upload was seen in fluff (announced by a peer, or fetched): this node's stem
-    /// duty is over, and the fail-safe is off.
+    /// The upload was seen in fluff (a fluff copy fetched and verified here: an
+    /// announcement alone costs a spy nothing): this node's stem duty is over, and the
+    /// fail-safe is off.
     pub fn fluff_seen(&mut self, id: &UploadId) {
         if let Some(item) = self.items.get_mut(id) {
             item.state = StemState::Over;
@@ -245,9 +268,12 @@ impl Stem {
         self.items.remove(id);
     }
 
-    /// Starts the hops that are due, each to one random peer of `peers` (the ready wire
-    /// peers able to take a container), and fluffs uploads whose fail-safe ran out.
-    pub fn handle_timeout(&mut self, now: u64, peers: &[PeerKey]) {
+    /// Starts the hops that are due, each along its route among `dialled` (the ready
+    /// wire peers able to take a container that this node dialled itself), and fluffs
+    /// uploads whose fail-safe ran out. `accepted` (the ones that dialled it) take a
+    /// hop only when no dialled peer is left for it: a node that dialled nobody, or
+    /// whose dialled peers all turned the container down.
+    pub fn handle_timeout(&mut self, now: u64, dialled: &[PeerKey], accepted: &[PeerKey]) {
         for (id, item) in self.items.iter_mut() {
             if matches!(item.state, StemState::Passed { failsafe } if failsafe <= now) {
                 item.state = StemState::Fluffed;
@@ -260,33 +286,100 @@ impl Stem {
             .filter(|(_, i)| matches!(i.state, StemState::Waiting { until } if until <= now))
             .map(|(id, _)| *id)
             .collect();
+        if due.is_empty() {
+            return;
+        }
+        let primary = if dialled.is_empty() {
+            accepted
+        } else {
+            dialled
+        };
+        self.refresh_routes(now, primary);
+        let retry = self.cfg.retry_ms;
         for id in due {
             let item = self.items.get(&id).expect("due");
-            // Prefer a peer that is neither the sender nor one that failed; fall back
-            // to any peer rather than hold the upload forever.
-            let fresh: Vec<PeerKey> = peers
-                .iter()
-                .copied()
-                .filter(|p| Some(*p) != item.from && !item.failed.contains(p))
-                .collect();
-            let pool = if fresh.is_empty() {
-                peers.to_vec()
-            } else {
-                fresh
-            };
-            let retry = self.cfg.retry_ms;
-            let item = self.items.get_mut(&id).expect("due");
-            if pool.is_empty() {
+            let (from, failed) = (item.from, item.failed.clone());
+            let Some(to) = self.next_hop(from, &failed, [primary, accepted]) else {
+                let item = self.items.get_mut(&id).expect("due");
                 item.state = StemState::Waiting { until: now + retry };
                 continue;
-            }
-            if item.failed.len() >= peers.len() {
+            };
+            let item = self.items.get_mut(&id).expect("due");
+            if item.failed.len() >= dialled.len() + accepted.len() {
+                // Every peer failed once: try them again rather than hold it forever.
                 item.failed.clear();
             }
-            let to = pool[self.rng.gen_range(0..pool.len())];
             item.state = StemState::Sending { to };
             self.actions.push_back(StemAction::Send { id, to });
         }
+    }
+
+    /// Starts a new epoch when this one ran out, and replaces a successor that left.
+    fn refresh_routes(&mut self, now: u64, peers: &[PeerKey]) {
+        let r = &mut self.routes;
+        if now >= r.until {
+            r.until = now.saturating_add(self.cfg.epoch_ms.max(1));
+            r.successors.clear();
+            r.by_from.clear();
+        }
+        let gone: Vec<PeerKey> = r
+            .successors
+            .iter()
+            .copied()
+            .filter(|s| !peers.contains(s))
+            .collect();
+        if !gone.is_empty() {
+            r.successors.retain(|s| !gone.contains(s));
+            r.by_from.retain(|_, s| !gone.contains(s));
+        }
+        while r.successors.len() < 2 {
+            let fresh: Vec<PeerKey> = peers
+                .iter()
+                .copied()
+                .filter(|p| !r.successors.contains(p))
+                .collect();
+            let Some(&p) = fresh.get(self.rng.gen_range(0..fresh.len().max(1))) else {
+                break;
+            };
+            r.successors.push(p);
+        }
+    }
+
+    /// Where an upload from `from` goes: its route's successor; the other one when that
+    /// is the sender or failed; else another peer of `pools`, the first pool first,
+    /// none the sender nor failed if it can be; `None` without peers.
+    fn next_hop(
+        &mut self,
+        from: Option<PeerKey>,
+        failed: &[PeerKey],
+        pools: [&[PeerKey]; 2],
+    ) -> Option<PeerKey> {
+        let usable = |p: &PeerKey| Some(*p) != from && !failed.contains(p);
+        let successors = self.routes.successors.clone();
+        let routed = match self.routes.by_from.get(&from) {
+            Some(s) => Some(*s),
+            None if successors.is_empty() => None,
+            None => {
+                let s = successors[self.rng.gen_range(0..successors.len())];
+                self.routes.by_from.insert(from, s);
+                Some(s)
+            }
+        };
+        if let Some(s) = routed.filter(usable) {
+            return Some(s);
+        }
+        if let Some(s) = successors.iter().copied().find(usable) {
+            return Some(s);
+        }
+        // Both successors are the sender or failed: another peer rather than wait.
+        for pool in pools {
+            let fresh: Vec<PeerKey> = pool.iter().copied().filter(usable).collect();
+            if !fresh.is_empty() {
+                return Some(fresh[self.rng.gen_range(0..fresh.len())]);
+            }
+        }
+        let any: Vec<PeerKey> = pools.concat();
+        (!any.is_empty()).then(|| any[self.rng.gen_range(0..any.len())])
     }
 
     /// When [`Stem::handle_timeout`] is next needed.
@@ -327,6 +420,7 @@ mod tests {
             relay_probability: p,
             retry_ms: 50,
             failsafe_ms: (10_000, 20_000),
+            epoch_ms: 60_000,
         }
     }
 
@@ -340,9 +434,9 @@ mod tests {
         s.originate([1; 32], 1000);
         let until = s.next_timeout().unwrap();
         assert!((1100..=1200).contains(&until));
-        s.handle_timeout(until - 1, &[5, 6, 7]);
+        s.handle_timeout(until - 1, &[5, 6, 7], &[]);
         assert!(drain(&mut s).is_empty(), "nothing before the delay");
-        s.handle_timeout(until, &[5, 6, 7]);
+        s.handle_timeout(until, &[5, 6, 7], &[]);
         let a = drain(&mut s);
         assert_eq!(a.len(), 1);
         let StemAction::Send { to, .. } = a[0] else {
@@ -353,8 +447,8 @@ mod tests {
         let Some(StemState::Passed { failsafe }) = s.state(&[1; 32]) else {
             panic!()
         };
-        // The originator's fail-safe comes after every relay's (10 to 20 s here).
-        assert!((until + 20_000..=until + 30_000).contains(&failsafe));
+        // The same fail-safe range as every relay's (10 to 20 s here).
+        assert!((until + 10_000..=until + 20_000).contains(&failsafe));
         s.fluff_seen(&[1; 32]);
         assert_eq!(s.state(&[1; 32]), Some(StemState::Over));
         assert_eq!(s.next_timeout(), None);
@@ -364,33 +458,178 @@ mod tests {
     fn a_container_that_comes_back_goes_on_from_here() {
         let mut s = Stem::new(cfg(1.0), 8);
         s.originate([7; 32], 0);
-        s.handle_timeout(200, &[4, 5]);
+        s.handle_timeout(200, &[4, 5], &[]);
         drain(&mut s);
         s.sent(&[7; 32], 250);
-        let Some(StemState::Passed { failsafe }) = s.state(&[7; 32]) else {
-            panic!()
-        };
-        assert!(
-            failsafe >= 250 + 20_000,
-            "the originator's fail-safe comes last"
-        );
-        // The walk made a loop and came back: it is taken on again, not dropped, and
-        // the originator never fluffs its own.
+        // The walk made a loop and came back: it is taken on again, not dropped.
         assert!(s.received([7; 32], 5, 300));
         assert!(matches!(s.state(&[7; 32]), Some(StemState::Waiting { .. })));
         assert!(!s.received([7; 32], 4, 301), "held and waiting: known");
         s.fluff_seen(&[7; 32]);
         assert!(!s.received([7; 32], 4, 302), "its stem is over");
-        let mut never = Stem::new(cfg(0.0), 9);
-        for i in 0..20u8 {
-            never.restore([i; 32], StemState::Passed { failsafe: 1 << 40 }, true, 0);
-            assert!(never.received([i; 32], 3, 10));
-            assert!(matches!(
-                never.state(&[i; 32]),
-                Some(StemState::Waiting { .. })
-            ));
+    }
+
+    /// What a spy can see of a node, for its own uploads and for ones it relays: the
+    /// coin when a container comes back, the delay before the hop, and the fail-safe.
+    fn observed(own: bool, seed: u64) -> (usize, Vec<u64>, Vec<u64>) {
+        let mut s = Stem::new(cfg(0.8), seed);
+        let (mut fluffed, mut delays, mut failsafes) = (0, Vec::new(), Vec::new());
+        for i in 0..2000u32 {
+            let mut id = [0u8; 32];
+            id[..4].copy_from_slice(&i.to_be_bytes());
+            let t0 = u64::from(i) * 1_000_000;
+            if own {
+                s.originate(id, t0);
+            } else {
+                // Relays that fluff at once leave no delay to observe: count them apart.
+                if !s.received(id, 3, t0) {
+                    continue;
+                }
+                if drain(&mut s).contains(&StemAction::Fluff { id }) {
+                    continue;
+                }
+            }
+            let Some(StemState::Waiting { until }) = s.state(&id) else {
+                panic!()
+            };
+            delays.push(until - t0);
+            s.handle_timeout(until, &[4, 5], &[]);
+            drain(&mut s);
+            s.sent(&id, until);
+            let Some(StemState::Passed { failsafe }) = s.state(&id) else {
+                panic!()
+            };
+            failsafes.push(failsafe - until);
+            // It comes back.
+            assert!(s.received(id, 4, until + 1));
+            if drain(&mut s).contains(&StemAction::Fluff { id }) {
+                fluffed += 1;
+            }
         }
-        assert!(drain(&mut never).is_empty());
+        (fluffed, delays, failsafes)
+    }
+
+    #[test]
+    fn the_originator_behaves_as_a_relay_in_all_a_peer_sees() {
+        let (own_fluffed, own_delays, own_failsafes) = observed(true, 11);
+        let (relay_fluffed, relay_delays, relay_failsafes) = observed(false, 12);
+        // The same coin on a container that comes back (0.2 fluffs it).
+        let own = own_fluffed as f64 / own_delays.len() as f64;
+        let relay = relay_fluffed as f64 / relay_delays.len() as f64;
+        assert!(
+            (own - relay).abs() < 0.05 && (0.15..0.25).contains(&own),
+            "{own} {relay}"
+        );
+        // The same delays and fail-safes: same bounds, means within 3 %.
+        let mean = |v: &[u64]| v.iter().sum::<u64>() as f64 / v.len() as f64;
+        for (a, b, lo, hi) in [
+            (&own_delays, &relay_delays, 100, 200),
+            (&own_failsafes, &relay_failsafes, 10_000, 20_000),
+        ] {
+            assert!(a.iter().chain(b.iter()).all(|d| (lo..=hi).contains(d)));
+            assert!(
+                (mean(a) / mean(b) - 1.0).abs() < 0.03,
+                "{} {}",
+                mean(a),
+                mean(b)
+            );
+        }
+    }
+
+    #[test]
+    fn routes_are_one_to_one_per_epoch_over_two_successors() {
+        let mut s = Stem::new(cfg(1.0), 21);
+        let peers: Vec<PeerKey> = (10..30).collect();
+        let mut route = BTreeMap::new();
+        let mut n = 0u32;
+        let mut next = |s: &mut Stem, from: Option<PeerKey>, now: u64| {
+            n += 1;
+            let mut id = [0u8; 32];
+            id[..4].copy_from_slice(&n.to_be_bytes());
+            match from {
+                None => s.originate(id, now),
+                Some(f) => assert!(s.received(id, f, now)),
+            }
+            s.handle_timeout(now + 200, &peers, &[]);
+            let a = drain(s);
+            let [StemAction::Send { to, .. }] = a[..] else {
+                panic!("{a:?}")
+            };
+            to
+        };
+        // Within an epoch: one successor per predecessor (own uploads are one more
+        // predecessor), two successors in all.
+        for round in 0..20 {
+            for from in [None, Some(1), Some(2), Some(3), Some(4), Some(5)] {
+                let to = next(&mut s, from, round * 1000);
+                assert_eq!(*route.entry(from).or_insert(to), to, "{from:?}");
+            }
+        }
+        let successors: std::collections::BTreeSet<PeerKey> = route.values().copied().collect();
+        assert!(successors.len() <= 2, "{successors:?}");
+        // The next epoch draws again.
+        let mut later = std::collections::BTreeSet::new();
+        for e in 1..10u64 {
+            for from in 1..6 {
+                later.insert(next(&mut s, Some(from), e * 60_000 + 10));
+            }
+        }
+        assert!(later.len() > 2, "new successors each epoch: {later:?}");
+        // A successor that leaves is replaced at once.
+        let to = next(&mut s, Some(1), 700_000);
+        let fewer: Vec<PeerKey> = peers.iter().copied().filter(|p| *p != to).collect();
+        s.originate([99; 32], 700_100);
+        s.handle_timeout(700_400, &fewer, &[]);
+        let [StemAction::Send { to: other, .. }] = drain(&mut s)[..] else {
+            panic!()
+        };
+        assert_ne!(other, to);
+    }
+
+    #[test]
+    fn peers_that_dialled_in_take_a_hop_only_when_no_dialled_peer_will() {
+        // A Sybil holding 200 connections to this node (all accepted) against 8 it
+        // dialled: it is the next hop of nothing.
+        let mut s = Stem::new(cfg(1.0), 31);
+        let dialled: Vec<PeerKey> = (1..=8).collect();
+        let sybil: Vec<PeerKey> = (1000..1200).collect();
+        for i in 0..500u32 {
+            let mut id = [0u8; 32];
+            id[..4].copy_from_slice(&i.to_be_bytes());
+            let from = if i % 2 == 0 {
+                1000 + i as PeerKey % 200
+            } else {
+                1 + i as PeerKey % 8
+            };
+            assert!(s.received(id, from, u64::from(i) * 100_000));
+            s.handle_timeout(u64::from(i) * 100_000 + 200, &dialled, &sybil);
+            for a in drain(&mut s) {
+                let StemAction::Send { to, .. } = a else {
+                    panic!("{a:?}")
+                };
+                assert!(dialled.contains(&to), "{to}");
+            }
+        }
+        // Every dialled peer turns it down: then a peer that dialled in takes it
+        // rather than the upload wait forever.
+        let mut t = Stem::new(cfg(1.0), 32);
+        t.originate([5; 32], 0);
+        let mut to = Vec::new();
+        for k in 0..3 {
+            t.handle_timeout(200 + k * 100, &[1, 2], &[9]);
+            let [StemAction::Send { to: p, .. }] = drain(&mut t)[..] else {
+                panic!()
+            };
+            to.push(p);
+            t.failed(&[5; 32], 250 + k * 100);
+        }
+        assert_eq!(to[2], 9, "{to:?}");
+        assert!(to[..2].contains(&1) && to[..2].contains(&2), "{to:?}");
+        // A node that dialled nobody routes over the peers that dialled it.
+        let mut u = Stem::new(cfg(1.0), 33);
+        u.originate([6; 32], 0);
+        u.handle_timeout(200, &[], &[7]);
+        assert_eq!(drain(&mut u), vec![StemAction::Send { id: [6; 32], to: 7 }]);
     }
 
     #[test]
@@ -398,13 +637,13 @@ mod tests {
         // The next hop took it and dropped it: nobody fluffs it, so this node does.
         let mut s = Stem::new(cfg(1.0), 2);
         s.originate([6; 32], 0);
-        s.handle_timeout(200, &[4]);
+        s.handle_timeout(200, &[4], &[]);
         assert_eq!(drain(&mut s).len(), 1);
         s.sent(&[6; 32], 300);
         let failsafe = s.next_timeout().unwrap();
-        s.handle_timeout(failsafe - 1, &[4]);
+        s.handle_timeout(failsafe - 1, &[4], &[]);
         assert!(drain(&mut s).is_empty());
-        s.handle_timeout(failsafe, &[4]);
+        s.handle_timeout(failsafe, &[4], &[]);
         assert_eq!(drain(&mut s), vec![StemAction::Fluff { id: [6; 32] }]);
         assert_eq!(s.state(&[6; 32]), Some(StemState::Fluffed));
         assert_eq!(s.next_timeout(), None);
@@ -421,7 +660,7 @@ mod tests {
         }
         let fluffed = drain(&mut s).len() as f64 / n as f64;
         assert!((0.18..0.22).contains(&fluffed), "{fluffed}");
-        s.handle_timeout(1000, &[3, 4]);
+        s.handle_timeout(1000, &[3, 4], &[]);
         let sends = drain(&mut s);
         assert!(sends.len() > 7000);
         assert!(
@@ -437,22 +676,22 @@ mod tests {
     fn a_failed_hop_goes_to_another_peer_and_no_peer_means_waiting() {
         let mut s = Stem::new(cfg(1.0), 3);
         s.originate([2; 32], 0);
-        s.handle_timeout(500, &[]);
+        s.handle_timeout(500, &[], &[]);
         assert!(drain(&mut s).is_empty());
         assert_eq!(s.next_timeout(), Some(550));
-        s.handle_timeout(550, &[8, 9]);
+        s.handle_timeout(550, &[8, 9], &[]);
         let StemAction::Send { to: first, .. } = drain(&mut s)[0] else {
             panic!()
         };
         s.failed(&[2; 32], 600);
-        s.handle_timeout(650, &[8, 9]);
+        s.handle_timeout(650, &[8, 9], &[]);
         let StemAction::Send { to: second, .. } = drain(&mut s)[0] else {
             panic!()
         };
         assert_ne!(first, second);
         // Every peer failed once: it tries them again rather than hold it forever.
         s.failed(&[2; 32], 700);
-        s.handle_timeout(750, &[8, 9]);
+        s.handle_timeout(750, &[8, 9], &[]);
         assert_eq!(drain(&mut s).len(), 1);
     }
 
@@ -462,9 +701,9 @@ mod tests {
         assert!(s.received([3; 32], 1, 0));
         assert_eq!(drain(&mut s), vec![StemAction::Fluff { id: [3; 32] }]);
         let mut t = Stem::new(cfg(0.8), 5);
-        t.restore([4; 32], StemState::Sending { to: 2 }, false, 1000);
+        t.restore([4; 32], StemState::Sending { to: 2 }, 1000);
         assert_eq!(t.next_timeout(), Some(1050));
-        t.handle_timeout(1050, &[2]);
+        t.handle_timeout(1050, &[2], &[]);
         assert_eq!(drain(&mut t).len(), 1);
     }
 
@@ -475,7 +714,7 @@ mod tests {
             for i in 0..50u8 {
                 s.received([i; 32], 1, 0);
             }
-            s.handle_timeout(1000, &[1, 2, 3, 4]);
+            s.handle_timeout(1000, &[1, 2, 3, 4], &[]);
             drain(&mut s)
         };
         assert_eq!(run(9), run(9));

@@ -52,8 +52,7 @@ impl Uploads {
             if let (Some(id), Some(state)) = (e.id, e.stem)
                 && e.receipted_ms.is_none()
             {
-                let own = self.own.get(&e.ih).is_some();
-                self.stem.restore(id, state, own, now);
+                self.stem.restore(id, state, now);
                 self.sync_stem_state(&id);
             }
             // A fetch under way goes on (the machine asks for it).

@@ -17,12 +17,32 @@ impl Uploads {
         }
     }
 
-    /// Ready peers that take uploads, for the next stem hop.
+    /// Ready peers that take uploads, to tell of fluff copies.
     pub(super) fn upload_peers(&self, ctx: &mut Ctx<'_>) -> Vec<PeerKey> {
+        self.ready_upload_peers(ctx, None)
+    }
+
+    /// The peers a stem hop may go to: those this node dialled itself, so that a peer
+    /// opening many connections to it gains nothing (Dandelion++), then those that
+    /// dialled it (`upload::stem::Stem::handle_timeout` says when).
+    pub(super) fn stem_peers(&self, ctx: &mut Ctx<'_>) -> (Vec<PeerKey>, Vec<PeerKey>) {
+        let dialled = self.ready_upload_peers(ctx, Some(true));
+        let accepted = self.ready_upload_peers(ctx, Some(false));
+        (dialled, accepted)
+    }
+
+    /// Ready peers that take uploads and are not blacklisted; `outgoing`: only those
+    /// this node dialled (`Some(true)`) or only those that dialled it.
+    fn ready_upload_peers(&self, ctx: &mut Ctx<'_>, outgoing: Option<bool>) -> Vec<PeerKey> {
         let mut peers: Vec<PeerKey> = ctx
             .conns
             .iter()
-            .filter(|(_, c)| c.ready && c.uploads && !ctx.blacklist.contains(c.remote.ip()))
+            .filter(|(_, c)| {
+                c.ready
+                    && c.uploads
+                    && outgoing.is_none_or(|o| c.outgoing == o)
+                    && !ctx.blacklist.contains(c.remote.ip())
+            })
             .map(|(k, _)| *k)
             .collect();
         peers.sort_unstable();
@@ -41,8 +61,9 @@ impl Uploads {
     }
 
     pub(crate) fn on_timeout(&mut self, ctx: &mut Ctx<'_>, now: u64) {
+        let (dialled, accepted) = self.stem_peers(ctx);
+        self.stem.handle_timeout(now, &dialled, &accepted);
         let peers = self.upload_peers(ctx);
-        self.stem.handle_timeout(now, &peers);
         self.fluff.handle_timeout(now, &peers);
         self.transfers.handle_timeout(now);
     }
@@ -109,7 +130,7 @@ impl Uploads {
                 resume,
             } => self.fetch_upload(ctx, ih, resume),
             FluffAction::StemOver { ih } => {
-                // The stem copy is fetched like any other upload; its hops stop.
+                // Its fluff copy is in and checked: the stem copy's hops stop.
                 if let Some(id) = self.queue.get(&ih).and_then(|e| e.id) {
                     self.stem.fluff_seen(&id);
                     self.transfers.cancel_all(&id, "fluffed");
