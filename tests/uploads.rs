@@ -657,6 +657,106 @@ async fn a_spy_never_sees_the_originator_or_a_stem_relay_announce_before_the_flu
     }
 }
 
+/// A spy on the stem of upload `ih`: connects to the node at `to` from `ip`, announces
+/// the upload (`ss_up`) as if it were in fluff, and then never gives its metadata nor
+/// seeds it, for `hold`. Returns the metadata requests the node sent it.
+async fn announce_and_stall(
+    ip: &str,
+    to: SocketAddr,
+    rendezvous: [u8; 20],
+    ih: [u8; 20],
+    hold: Duration,
+) -> usize {
+    use swarmsite_node::wire::{Connection, Event, Message, WireConfig};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ms = swarmsite_node::clock::unix_ms;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+    let mut s = socket.connect(to).await.unwrap();
+    let mut conn = Connection::new(WireConfig::new(rendezvous, rand::random(), None), ms(), true);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut asked = 0;
+    let deadline = std::time::Instant::now() + hold;
+    while std::time::Instant::now() < deadline && !conn.is_closed() {
+        while let Some(ev) = conn.poll_event() {
+            match ev {
+                Event::Ready { .. } => conn.send(&Message::Up { ih }, ms()),
+                Event::Message(Message::MetaGet { .. }) => asked += 1,
+                _ => {}
+            }
+        }
+        let out = conn.take_transmit();
+        if !out.is_empty() && s.write_all(&out).await.is_err() {
+            break;
+        }
+        match tokio::time::timeout(Duration::from_millis(100), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => conn.handle_eof(),
+            Ok(Ok(n)) => conn.handle_input(&buf[..n], ms()),
+            Err(_) => conn.handle_timeout(ms()),
+        }
+    }
+    asked
+}
+
+/// Issue 22: a spy on the stem knows the upload's info hash, and announced it upstream
+/// as if it were in fluff, never seeding it. That used to end the stem there for good
+/// (no hop, no fail-safe). Now only a fluff copy fetched and checked ends a stem: the
+/// originator's fetch goes nowhere, and its hop to the intake goes ahead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_announcement_does_not_stop_an_upload_reaching_the_intake() {
+    let _ = piece_audit();
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, net) = network();
+    let out = tmp.path().join("intake-out");
+    let intake_node = OwnRuntime::spawn(intake_node(
+        &tmp.path().join("intake"),
+        net,
+        "127.0.0.100",
+        &out,
+    ))
+    .await;
+    // The originator dialled only the intake; its first hop waits 3 s, time enough for
+    // the spy to speak first.
+    let mut cfg = upload_node(
+        &tmp.path().join("origin"),
+        net,
+        "127.0.0.101",
+        vec![wire(&intake_node.handle)],
+    );
+    cfg.uploads.stem.delay_ms = (3000, 3000);
+    let origin = OwnRuntime::spawn(cfg).await;
+    let h = origin.handle.clone();
+    wait_for("the link up", 30, || !h.status().peers.is_empty()).await;
+    let events = record_events(&h);
+
+    let file = tmp.path().join("in/letter.txt");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(&file, "a letter past a spy").unwrap();
+    let ih = queue(&h, vec![file]).await;
+    let ih_bytes: [u8; 20] = hex::decode(&ih).unwrap().try_into().unwrap();
+    let spy = tokio::spawn(announce_and_stall(
+        "127.0.0.102",
+        wire(&h),
+        rendezvous(net),
+        ih_bytes,
+        Duration::from_secs(20),
+    ));
+
+    let opened = out.join(&ih).join("letter.txt");
+    wait_for("the upload opened at the intake", 60, || opened.exists()).await;
+    assert_eq!(std::fs::read(&opened).unwrap(), b"a letter past a spy");
+    let history: Vec<String> = (events.lock().unwrap().iter())
+        .filter(|(h, _)| *h == ih)
+        .map(|(_, s)| s.clone())
+        .collect();
+    assert!(history.contains(&"sent".to_string()), "{history:?}");
+    assert!(!history.contains(&"cached".to_string()), "{history:?}");
+    let asked = spy.await.unwrap();
+    assert!(asked > 0, "the node took the announcement up (asked the spy for metadata)");
+    origin.shutdown().await;
+    intake_node.shutdown().await;
+}
+
 /// Offers `container` to the node at `to`, as a peer built from the project's own wire
 /// and transfer machines connecting from `ip`; returns the node's last word: `Ok` for
 /// `Done`, the reason of its `No`, or why the connection ended.
