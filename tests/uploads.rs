@@ -657,32 +657,34 @@ async fn a_spy_never_sees_the_originator_or_a_stem_relay_announce_before_the_flu
     }
 }
 
-/// A spy on the stem of upload `ih`: connects to the node at `to` from `ip`, announces
-/// the upload (`ss_up`) as if it were in fluff, and then never gives its metadata nor
-/// seeds it, for `hold`. Returns the metadata requests the node sent it.
-async fn announce_and_stall(
+/// A scripted peer: connects to the node at `to` from `ip` (a fresh peer id) and
+/// answers each wire event with `answer`, for `hold` or until the node closes.
+async fn scripted_peer(
     ip: &str,
     to: SocketAddr,
     rendezvous: [u8; 20],
-    ih: [u8; 20],
     hold: Duration,
-) -> usize {
-    use swarmsite_node::wire::{Connection, Event, Message, WireConfig};
+    mut answer: impl FnMut(swarmsite_node::wire::Event) -> Vec<swarmsite_node::wire::Message>,
+) {
+    use swarmsite_node::wire::{Connection, WireConfig};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let ms = swarmsite_node::clock::unix_ms;
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.bind(format!("{ip}:0").parse().unwrap()).unwrap();
-    let mut s = socket.connect(to).await.unwrap();
-    let mut conn = Connection::new(WireConfig::new(rendezvous, rand::random(), None), ms(), true);
+    let Ok(mut s) = socket.connect(to).await else {
+        return;
+    };
+    let mut conn = Connection::new(
+        WireConfig::new(rendezvous, rand::random(), None),
+        ms(),
+        true,
+    );
     let mut buf = vec![0u8; 64 * 1024];
-    let mut asked = 0;
     let deadline = std::time::Instant::now() + hold;
     while std::time::Instant::now() < deadline && !conn.is_closed() {
         while let Some(ev) = conn.poll_event() {
-            match ev {
-                Event::Ready { .. } => conn.send(&Message::Up { ih }, ms()),
-                Event::Message(Message::MetaGet { .. }) => asked += 1,
-                _ => {}
+            for m in answer(ev) {
+                conn.send(&m, ms());
             }
         }
         let out = conn.take_transmit();
@@ -695,6 +697,29 @@ async fn announce_and_stall(
             Err(_) => conn.handle_timeout(ms()),
         }
     }
+}
+
+/// A spy on the stem of upload `ih`: announces it (`ss_up`) as if it were in fluff,
+/// and then never gives its metadata nor seeds it, for `hold`. Returns the metadata
+/// requests the node sent it.
+async fn announce_and_stall(
+    ip: &str,
+    to: SocketAddr,
+    rendezvous: [u8; 20],
+    ih: [u8; 20],
+    hold: Duration,
+) -> usize {
+    use swarmsite_node::wire::{Event, Message};
+    let mut asked = 0;
+    scripted_peer(ip, to, rendezvous, hold, |ev| match ev {
+        Event::Ready { .. } => vec![Message::Up { ih }],
+        Event::Message(Message::MetaGet { .. }) => {
+            asked += 1;
+            vec![]
+        }
+        _ => vec![],
+    })
+    .await;
     asked
 }
 
@@ -752,9 +777,94 @@ async fn a_forged_announcement_does_not_stop_an_upload_reaching_the_intake() {
     assert!(history.contains(&"sent".to_string()), "{history:?}");
     assert!(!history.contains(&"cached".to_string()), "{history:?}");
     let asked = spy.await.unwrap();
-    assert!(asked > 0, "the node took the announcement up (asked the spy for metadata)");
+    assert!(
+        asked > 0,
+        "the node took the announcement up (asked the spy for metadata)"
+    );
     origin.shutdown().await;
     intake_node.shutdown().await;
+}
+
+/// Issue 22: a Sybil that opens 200 connections to a node (8 from each of 25
+/// addresses, the most the node takes from one) is the first hop of none of its
+/// uploads: stem hops go to peers the node dialled itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sybil_with_200_connections_is_no_uploads_first_hop() {
+    use swarmsite_node::wire::message::Blob;
+    use swarmsite_node::wire::{Event, Message};
+    let _ = piece_audit();
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, net) = network();
+    let mut relays = Vec::new();
+    for i in 0..2 {
+        let ip = format!("127.0.0.{}", 110 + i);
+        let cfg = upload_node(&tmp.path().join(format!("r{i}")), net, &ip, vec![]);
+        relays.push(OwnRuntime::spawn(cfg).await);
+    }
+    let dialled: Vec<SocketAddr> = relays.iter().map(|r| wire(&r.handle)).collect();
+    let origin = OwnRuntime::spawn(upload_node(
+        &tmp.path().join("origin"),
+        net,
+        "127.0.0.112",
+        dialled,
+    ))
+    .await;
+    let h = origin.handle.clone();
+    let offers = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let ready = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut sybil = tokio::task::JoinSet::new();
+    for c in 0..200 {
+        let ip = format!("127.0.1.{}", 1 + c / 8);
+        let (offers, ready, to, rv) = (
+            Arc::clone(&offers),
+            Arc::clone(&ready),
+            wire(&h),
+            rendezvous(net),
+        );
+        sybil.spawn(async move {
+            scripted_peer(&ip, to, rv, Duration::from_secs(60), |ev| match ev {
+                Event::Ready { .. } => {
+                    ready.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    vec![]
+                }
+                Event::Message(Message::Blob(Blob::Offer { id, .. })) => {
+                    offers.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    vec![Message::Blob(Blob::no(id, "busy"))]
+                }
+                _ => vec![],
+            })
+            .await
+        });
+    }
+    wait_for("the Sybil's 200 connections and both relays up", 30, || {
+        ready.load(std::sync::atomic::Ordering::Relaxed) == 200 && h.status().peers.len() >= 202
+    })
+    .await;
+    let events = record_events(&h);
+    let input = tmp.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    let mut ihs = Vec::new();
+    for n in 0..10 {
+        let file = input.join(format!("note-{n}.txt"));
+        std::fs::write(&file, format!("note {n}")).unwrap();
+        ihs.push(queue(&h, vec![file]).await);
+    }
+    let all_sent = || {
+        let ev = events.lock().unwrap();
+        ihs.iter()
+            .all(|ih| ev.iter().any(|(h, s)| h == ih && s == "sent"))
+    };
+    wait_for("every upload handed on", 60, all_sent).await;
+    assert_eq!(
+        offers.load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "the Sybil was offered a container"
+    );
+    sybil.abort_all();
+    origin.shutdown().await;
+    for r in relays {
+        r.shutdown().await;
+    }
 }
 
 /// Offers `container` to the node at `to`, as a peer built from the project's own wire
