@@ -1034,23 +1034,29 @@ async fn tampered_containers_are_refused_and_recorded_and_nothing_crashes() {
                 .info_hash,
         )
     };
+    // A decompression bomb: 100 MiB of zeros in the smallest container, over the
+    // intake's cap for it (64 times its size, at least 64 MiB).
+    let bomb = bomb(net, 100 << 20);
+    assert_eq!(blob_send(HOSTILE, aw, rv, bomb.clone()).await, Ok(()));
     let (ih_good, ih_key, ih_body) = (ih_of(&good), ih_of(&bad_key), ih_of(&bad_body));
+    let ih_bomb = ih_of(&bomb);
     let handled = || {
         [
             out.join(&ih_good).join("letter.txt").exists(),
             out.join("refused").join(&ih_key).exists(),
             out.join("refused").join(&ih_body).exists(),
+            out.join("refused").join(&ih_bomb).exists(),
         ]
     };
     for _ in 0..600 {
-        if handled() == [true; 3] {
+        if handled() == [true; 4] {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(
         handled(),
-        [true; 3],
+        [true; 4],
         "handled at the intake; queues: {:?} {:?} {:?}",
         a.handle.uploads().await.unwrap().entries,
         b.handle.uploads().await.unwrap().entries,
@@ -1060,15 +1066,45 @@ async fn tampered_containers_are_refused_and_recorded_and_nothing_crashes() {
         !out.join(&ih_key).exists() && !out.join(&ih_body).exists(),
         "nothing half-opened"
     );
-    let at_intake = evidence(&tmp.path().join("intake"));
-    for (ih, what) in [(&ih_key, "wrapped key"), (&ih_body, "authenticate")] {
-        assert!(
-            at_intake.iter().any(|e| e.reason == "bad-upload"
-                && e.detail.contains(ih.as_str())
-                && e.detail.contains(what)),
-            "{what}: {at_intake:?}"
-        );
+    // Of the bomb, nothing but the sealed copy kept for the publisher: no folder, no
+    // staging left, not a byte unpacked.
+    let mut left: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    let mut want = vec![ih_good.clone(), "refused".to_string()];
+    want.sort();
+    assert_eq!(left, want);
+    assert_eq!(
+        std::fs::metadata(out.join("refused").join(&ih_bomb))
+            .unwrap()
+            .len(),
+        bomb.len() as u64
+    );
+    // The refused copy is kept before the evidence is written: wait for the three.
+    let refusals = [
+        (&ih_key, "wrapped key"),
+        (&ih_body, "authenticate"),
+        (&ih_bomb, "unpacks to more than 67108864 bytes"),
+    ];
+    let recorded = || {
+        let at_intake = evidence(&tmp.path().join("intake"));
+        refusals.iter().all(|(ih, what)| {
+            at_intake.iter().any(|e| {
+                e.reason == "bad-upload"
+                    && e.detail.contains(ih.as_str())
+                    && e.detail.contains(what)
+            })
+        })
+    };
+    for _ in 0..100 {
+        if recorded() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    assert!(recorded(), "{:?}", evidence(&tmp.path().join("intake")));
     wait_for("every copy freed", 60, || {
         ["a", "b", "intake"]
             .iter()
@@ -1084,6 +1120,36 @@ async fn tampered_containers_are_refused_and_recorded_and_nothing_crashes() {
     a.shutdown().await;
     b.shutdown().await;
     intake_node.shutdown().await;
+}
+
+/// A container for the intake key holding a zstd-compressed tar of one file of `len`
+/// zeros, built header by header as an attacker would.
+fn bomb(net: &NetworkDir, len: u64) -> Vec<u8> {
+    use std::io::Write;
+    let mut z = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+    let mut h = tar::Header::new_gnu();
+    h.set_path("bomb.bin").unwrap();
+    h.set_size(len);
+    h.set_mode(0o644);
+    h.set_cksum();
+    z.write_all(h.as_bytes()).unwrap();
+    let mib = vec![0u8; 1 << 20];
+    let mut left = len.div_ceil(512) * 512 + 1024;
+    while left > 0 {
+        let n = left.min(mib.len() as u64) as usize;
+        z.write_all(&mib[..n]).unwrap();
+        left -= n as u64;
+    }
+    let payload = z.finish().unwrap();
+    let mut out = Vec::new();
+    swarmsite_node::upload::container::seal(
+        &payload,
+        key(net, "intake", 1, 1).public(),
+        &mut out,
+        &swarmsite_node::upload::container::Limits::default(),
+    )
+    .unwrap();
+    out
 }
 
 /// The header of the one stem copy the node in `data` holds of the upload `ih`.

@@ -91,6 +91,19 @@ impl Default for Limits {
     }
 }
 
+/// At the intake, an upload may unpack to this many times its container's size (and
+/// at least [`MIN_UNPACK_CAP`], at most `Limits::default().max_unpacked`): text-heavy
+/// leaks compress 5 to 20 times, a decompression bomb thousands of times.
+pub const UNPACK_RATIO: u64 = 64;
+/// See [`UNPACK_RATIO`]: the cap of the smallest containers.
+pub const MIN_UNPACK_CAP: u64 = 64 * 1024 * 1024;
+
+/// The most bytes a container of `size` bytes may unpack to at the intake.
+pub fn unpack_cap(size: u64) -> u64 {
+    size.saturating_mul(UNPACK_RATIO)
+        .clamp(MIN_UNPACK_CAP, Limits::default().max_unpacked)
+}
+
 /// The bucket (padded plaintext size) for `plain` bytes of compressed archive.
 pub fn bucket_for(plain: u64) -> u64 {
     plain.max(MIN_BUCKET).next_power_of_two()
@@ -883,6 +896,58 @@ mod tests {
         let e = open(&sealed[..], &[key], &tmp.path().join("o2"), &few).unwrap_err();
         assert!(matches!(e, ContainerError::Bomb(_)), "{e}");
         assert!(!tmp.path().join("o2").exists());
+    }
+
+    /// A zstd-compressed tar of one file of `len` zeros: a decompression bomb.
+    pub(crate) fn zero_bomb(len: u64) -> Vec<u8> {
+        let mut z = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_path("bomb.bin").unwrap();
+        h.set_size(len);
+        h.set_mode(0o644);
+        h.set_cksum();
+        z.write_all(h.as_bytes()).unwrap();
+        let mib = vec![0u8; 1 << 20];
+        let mut left = len.div_ceil(512) * 512 + 1024;
+        while left > 0 {
+            let n = left.min(mib.len() as u64) as usize;
+            z.write_all(&mib[..n]).unwrap();
+            left -= n as u64;
+        }
+        z.finish().unwrap()
+    }
+
+    #[test]
+    fn a_bomb_is_refused_at_its_unpack_cap_with_nothing_written() {
+        assert_eq!(unpack_cap(container_size(MIN_BUCKET)), MIN_UNPACK_CAP);
+        assert_eq!(unpack_cap(128 << 20), 8 << 30);
+        assert_eq!(unpack_cap(DEFAULT_MAX_SIZE), Limits::default().max_unpacked);
+        let tmp = tempfile::tempdir().unwrap();
+        let key = testkeys::key(0);
+        // 100 MiB of zeros packs into the smallest container; its cap is 64 MiB.
+        let payload = zero_bomb(100 << 20);
+        let mut sealed = Vec::new();
+        super::seal(&payload, key.public(), &mut sealed, &Limits::default()).unwrap();
+        assert_eq!(sealed.len() as u64, container_size(MIN_BUCKET));
+        let limits = Limits {
+            max_unpacked: unpack_cap(sealed.len() as u64),
+            ..Limits::default()
+        };
+        let out = tmp.path().join("out");
+        std::fs::create_dir_all(&out).unwrap();
+        let e = open(&sealed[..], &[key], &out.join("bomb"), &limits).unwrap_err();
+        assert!(
+            matches!(e, ContainerError::Bomb(c) if c == MIN_UNPACK_CAP),
+            "{e}"
+        );
+        assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0, "nothing left");
+        // The same archive within a cap that holds it opens (the cap is the reason).
+        let roomy = Limits {
+            max_unpacked: 128 << 20,
+            ..Limits::default()
+        };
+        let o = open(&sealed[..], &[key], &out.join("fits"), &roomy).unwrap();
+        assert_eq!(o.bytes, 100 << 20);
     }
 
     /// A zstd-compressed tar of `entries` (path bytes, type, content), written header by

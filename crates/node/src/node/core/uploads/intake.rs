@@ -3,34 +3,71 @@
 
 use super::*;
 
+/// Uploads opened at once, at most: each is a core's work (RSA, ChaCha20, zstd) and a
+/// stream of writes; more wait their turn.
+pub(super) const MAX_OPENING: usize = 2;
+/// Disk space left beyond an upload's unpack cap (`container::unpack_cap`) before it is
+/// opened: a bomb, or many honest uploads, never fill the intake's disk.
+const DISK_RESERVE: u64 = 512 * 1024 * 1024;
+
 impl Uploads {
-    /// (Intake) opens the upload `ih` once it is held whole.
+    /// (Intake) opens the upload `ih` once it is held whole, or queues it while
+    /// [`MAX_OPENING`] are being opened or the disk is short.
     pub(super) fn intake_open(&mut self, ih: &InfoHash) {
-        let Some(intake) = &self.intake else {
+        let Some(intake) = &mut self.intake else {
             return;
         };
         if intake.held.contains(ih) || intake.opening.contains(ih) {
             return;
         }
+        if intake.opening.len() >= MAX_OPENING || intake.disk_short {
+            if !intake.waiting.contains(ih) {
+                intake.waiting.push_back(*ih);
+            }
+            return;
+        }
+        intake.waiting.retain(|w| w != ih);
         let Some(e) = self.queue.get(ih).filter(|e| self.copy_of(e).is_some()) else {
             return;
         };
         // Both places, in case the copy moves (stem to fluff) before it is opened.
         let mut files = vec![self.fluff_dir(ih).join(TORRENT_NAME)];
         files.extend(e.id.map(|id| self.stem_dir(&id).join(TORRENT_NAME)));
-        let cfg = Arc::clone(&intake.cfg);
-        if let Some(intake) = &mut self.intake {
-            intake.opening.insert(*ih);
-        }
-        let (ih, tx) = (*ih, self.tx.clone());
         let limits = container::Limits {
             max_size: container::DEFAULT_MAX_SIZE,
+            max_unpacked: container::unpack_cap(e.size),
             ..container::Limits::default()
         };
+        let Some(intake) = &mut self.intake else {
+            return;
+        };
+        let cfg = Arc::clone(&intake.cfg);
+        intake.opening.insert(*ih);
+        let (ih, tx) = (*ih, self.tx.clone());
         tokio::task::spawn_blocking(move || {
             let opened = open_upload(&cfg, &ih, &files, &limits);
             let _ = tx.blocking_send(UploadReport::Opened { ih, opened });
         });
+    }
+
+    /// (Intake) opens waiting uploads while slots are free; `retry_disk`: the tick,
+    /// when one that found the disk short is tried again.
+    pub(super) fn intake_open_waiting(&mut self, retry_disk: bool) {
+        loop {
+            let Some(intake) = &mut self.intake else {
+                return;
+            };
+            if retry_disk {
+                intake.disk_short = false;
+            }
+            if intake.opening.len() >= MAX_OPENING || intake.disk_short {
+                return;
+            }
+            let Some(ih) = intake.waiting.pop_front() else {
+                return;
+            };
+            self.intake_open(&ih);
+        }
     }
 
     pub(super) fn on_opened(&mut self, ctx: &mut Ctx<'_>, ih: InfoHash, opened: Opened) {
@@ -43,7 +80,18 @@ impl Uploads {
             outcome,
             held,
             evidence,
+            disk_short,
         } = opened;
+        if disk_short {
+            tracing::warn!("intake: upload {}: {outcome}", hex::encode(ih));
+            intake.disk_short = true;
+            intake.waiting.push_back(ih);
+            return;
+        }
+        self.intake_open_waiting(false);
+        let Some(intake) = &mut self.intake else {
+            return;
+        };
         if !held {
             // Not readable now (it moved, the disk failed): tried again when it is
             // held again, or at the next start.
@@ -147,12 +195,30 @@ fn open_upload(
         outcome,
         held,
         evidence,
+        disk_short: false,
     };
     if dest.exists() {
         return done("opened before".into(), true, None);
     }
     if let Err(e) = std::fs::create_dir_all(&cfg.out) {
         return done(format!("{}: {e}", cfg.out.display()), false, None);
+    }
+    let needed = limits.max_unpacked.saturating_add(DISK_RESERVE);
+    match fs4::available_space(&cfg.out) {
+        Ok(free) if free < needed => {
+            return Opened {
+                outcome: format!(
+                    "not opened yet: {free} bytes free in {}, {needed} needed (its unpack \
+                     cap and a reserve)",
+                    cfg.out.display()
+                ),
+                held: false,
+                evidence: None,
+                disk_short: true,
+            };
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("intake: free space of {}: {e}", cfg.out.display()),
     }
     // Once open, the copy may move or go (a receipt) without harm.
     let Some(file) = files.iter().find_map(|p| std::fs::File::open(p).ok()) else {

@@ -25,7 +25,7 @@ mod receipts;
 mod restore;
 mod stem;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -191,13 +191,20 @@ pub(super) struct Opened {
     held: bool,
     /// The container failed to open: the evidence.
     evidence: Option<String>,
+    /// Not opened for want of disk space: tried again at the next tick.
+    disk_short: bool,
 }
 
 struct IntakeState {
     cfg: Arc<IntakeConfig>,
     /// Info hashes held, in the order they arrived.
     held: Vec<InfoHash>,
+    /// Being opened, at most [`intake::MAX_OPENING`] at once.
     opening: HashSet<InfoHash>,
+    /// Held whole, to open when a slot frees or the disk has room.
+    waiting: VecDeque<InfoHash>,
+    /// The last open found too little disk space: the waiting ones wait for the tick.
+    disk_short: bool,
     /// How many of `held` the newest published receipt lists.
     published: usize,
 }
@@ -243,6 +250,8 @@ impl Uploads {
                 cfg,
                 held: Vec::new(),
                 opening: HashSet::new(),
+                waiting: VecDeque::new(),
+                disk_short: false,
                 published: 0,
             }),
             cfg: ucfg,

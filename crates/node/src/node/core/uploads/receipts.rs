@@ -141,5 +141,6 @@ impl Uploads {
             self.save_queue(ctx);
         }
         self.publish_receipts(ctx);
+        self.intake_open_waiting(true);
     }
 }
