@@ -42,6 +42,9 @@ pub struct FluffConfig {
     /// Uploads fetched at once, at most (each looks for its metadata for up to ten
     /// minutes): an announcement beyond that waits for the next one.
     pub max_fetches: usize,
+    /// Of those, at most this many started by announcers of one address group
+    /// ([`Fluff::peer_group`]): one address announcing junk cannot take every slot.
+    pub max_fetches_per_group: usize,
     /// Announcers remembered per upload.
     pub max_announcers: usize,
     /// Peers remembered as told per upload; beyond that no further telling.
@@ -60,6 +63,7 @@ impl Default for FluffConfig {
             retell_ms: (10_000, 30_000),
             retell: true,
             max_fetches: 32,
+            max_fetches_per_group: 8,
             max_announcers: 64,
             max_told: 256,
             max_heard: 4096,
@@ -139,6 +143,8 @@ struct Item {
     since: u64,
     /// When the next telling is due.
     retell: Option<u64>,
+    /// While fetched: the address group of the announcer whose `up` started it.
+    fetch_group: Option<u64>,
 }
 
 impl Item {
@@ -151,6 +157,7 @@ impl Item {
             told: Vec::new(),
             since,
             retell: None,
+            fetch_group: None,
         }
     }
 
@@ -170,6 +177,8 @@ pub struct Fluff {
     receipts: HashSet<InfoHash>,
     /// Announced uploads that turned out to be no upload.
     bad: HashSet<InfoHash>,
+    /// Each connected peer's address group (the driver's; the peer itself otherwise).
+    groups: HashMap<PeerKey, u64>,
     fetches: usize,
     actions: VecDeque<FluffAction>,
 }
@@ -183,6 +192,7 @@ impl Fluff {
             items: HashMap::new(),
             receipts: HashSet::new(),
             bad: HashSet::new(),
+            groups: HashMap::new(),
             fetches: 0,
             actions: VecDeque::new(),
         }
@@ -199,6 +209,9 @@ impl Fluff {
         let was = matches!(item.phase, Phase::Fetching { .. });
         let is = matches!(phase, Phase::Fetching { .. });
         self.fetches = self.fetches + is as usize - was as usize;
+        if !is {
+            item.fetch_group = None;
+        }
         item.phase = phase;
         if phase != Phase::Seeding {
             item.retell = None;
@@ -271,10 +284,19 @@ impl Fluff {
         // A stem copy held here is fetched like any other upload, so this node looks
         // like any other; its stem goes on until that copy is in (`fetched`): an
         // announcement alone, which any spy on the stem can send, ends nothing.
-        if self.fetches >= self.cfg.max_fetches {
+        let group = self.group_of(from);
+        let by_group = self
+            .items
+            .values()
+            .filter(|i| i.fetch_group == Some(group))
+            .count();
+        if self.fetches >= self.cfg.max_fetches || by_group >= self.cfg.max_fetches_per_group {
             return;
         }
         self.set_phase(&ih, Phase::Fetching { from: Some(from) });
+        if let Some(item) = self.items.get_mut(&ih) {
+            item.fetch_group = Some(group);
+        }
         self.actions.push_back(FluffAction::Fetch {
             ih,
             from: Some(from),
@@ -394,8 +416,19 @@ impl Fluff {
         }
     }
 
+    /// `peer` connects from address group `group` (the driver's choice: one IPv4
+    /// address, one IPv6 /64): fetch slots are shared per group.
+    pub fn peer_group(&mut self, peer: PeerKey, group: u64) {
+        self.groups.insert(peer, group);
+    }
+
+    fn group_of(&self, peer: PeerKey) -> u64 {
+        self.groups.get(&peer).copied().unwrap_or(peer | 1 << 63)
+    }
+
     /// The connection to `peer` is gone.
     pub fn peer_down(&mut self, peer: PeerKey) {
+        self.groups.remove(&peer);
         for item in self.items.values_mut() {
             item.announcers.retain(|p| *p != peer);
             item.told.retain(|p| *p != peer);
@@ -660,6 +693,45 @@ mod tests {
         let a = drain(&mut g);
         assert_eq!(a[0], FluffAction::StemOver { ih: IH });
         assert!(a.contains(&FluffAction::Tell { ih: IH, to: 7 }));
+    }
+
+    #[test]
+    fn one_address_announcing_junk_takes_a_share_of_the_fetch_slots_not_all() {
+        let mut f = Fluff::new(
+            FluffConfig {
+                max_fetches: 8,
+                max_fetches_per_group: 2,
+                ..FluffConfig::default()
+            },
+            6,
+        );
+        // Five connections from one address announce ten uploads (never seeded).
+        for p in 1..=5 {
+            f.peer_group(p, 77);
+        }
+        for i in 0..10u8 {
+            f.up([i; 20], 1 + PeerKey::from(i % 5), 0);
+        }
+        assert_eq!(f.fetches(), 2, "the address's share");
+        // An honest announcer elsewhere still gets its upload fetched.
+        f.peer_group(9, 78);
+        drain(&mut f);
+        f.up([100; 20], 9, 1);
+        assert_eq!(
+            drain(&mut f),
+            vec![FluffAction::Fetch {
+                ih: [100; 20],
+                from: Some(9),
+                resume: false
+            }]
+        );
+        // A slot the address held frees when its fetch fails: one more from it.
+        f.failed(&[0; 20]);
+        drain(&mut f);
+        f.up([20; 20], 2, 2);
+        assert_eq!(f.fetches(), 3);
+        f.up([21; 20], 3, 2);
+        assert_eq!(f.fetches(), 3);
     }
 
     #[test]

@@ -74,6 +74,7 @@ impl Uploads {
         };
         let ip = conn.remote.ip();
         self.transfers.peer_up(key, ip);
+        self.fluff.peer_group(key, address_group(ip));
         self.fluff.peer_up(key);
     }
 
@@ -410,5 +411,17 @@ impl Uploads {
         log_held(&ih, size);
         self.emit_upload(ctx, &ih);
         self.intake_open(&ih);
+    }
+}
+
+/// The address group fetch slots are shared by: one IPv4 address, one IPv6 /64 (what
+/// one host is usually given).
+fn address_group(ip: std::net::IpAddr) -> u64 {
+    match ip {
+        std::net::IpAddr::V4(v4) => u64::from(u32::from(v4)),
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => u64::from(u32::from(v4)),
+            None => (u128::from(v6) >> 64) as u64 | 1 << 62,
+        },
     }
 }
