@@ -446,9 +446,10 @@ pub fn report(ctx: &Ctx) -> anyhow::Result<String> {
         }
     }
     t.note(format!(
-        "{} nodes, every honest one originating one upload. Our stem: each hop to one \
-         random peer of ~64 (32 outgoing to reachable nodes, 40 % of nodes behind NAT), \
-         the project's own `Stem`. Dandelion++ setting: 2 random outbound edges per node, \
+        "{} nodes, every honest one originating one upload. Our stem, the project's own \
+         `Stem`: each hop to one of two successors drawn among the 32 peers a node dialled \
+         (reachable nodes; ~64 peers in all, 40 % of nodes behind NAT), one route per \
+         predecessor. Dandelion++ setting: 2 random outbound edges per node, \
          one-to-one routing, diffusion, the same spies.",
         ctx.nodes
     ));
