@@ -132,9 +132,16 @@ impl Conns {
 
     /// Queues `msg` for `key`; false when it is closed or not keeping up.
     pub fn send(&self, key: PeerKey, msg: Message) -> bool {
-        self.open
-            .get(&key)
-            .is_some_and(|c| c.tx.try_send(msg).is_ok())
+        let Some(conn) = self.open.get(&key) else {
+            return false;
+        };
+        let sent = conn.tx.try_send(msg).is_ok();
+        if !sent {
+            // Its queue is full (or its task ended): the message is dropped, never
+            // waited for, so one slow peer cannot hold the core up.
+            tracing::debug!("peer {} is not keeping up; message dropped", conn.remote);
+        }
+        sent
     }
 
     /// Closes `key` from a feature driver: it leaves at once, and the core tells every

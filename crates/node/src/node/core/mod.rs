@@ -404,11 +404,7 @@ impl Core {
         while let Some(action) = self.gossip.poll_action() {
             match action {
                 Action::Send { peer, msg } => {
-                    if let Some(conn) = self.conns.get(&peer)
-                        && conn.tx.try_send(msg).is_err()
-                    {
-                        tracing::debug!("peer {} is not keeping up; message dropped", conn.remote);
-                    }
+                    self.conns.send(peer, msg);
                 }
                 Action::Accepted {
                     record,

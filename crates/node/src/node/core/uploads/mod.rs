@@ -372,19 +372,18 @@ impl Uploads {
     }
 
     fn refresh_upload_status(&self, ctx: &mut Ctx<'_>) {
-        let u = self;
-        let count = |s: UploadState| u.queue.iter().filter(|e| e.state() == s).count();
+        let count = |s: UploadState| self.queue.iter().filter(|e| e.state() == s).count();
         let summary = crate::node::UploadsStatus {
-            entries: u.queue.iter().count(),
+            entries: self.queue.iter().count(),
             in_stem: count(UploadState::Waiting) + count(UploadState::Sending),
             cached: count(UploadState::Cached) + count(UploadState::Fluffed),
             fetching: count(UploadState::Fetching),
             receipted: count(UploadState::Receipted),
-            used_bytes: u.queue.used() + u.reserved(),
-            quota_bytes: u.cfg.quota,
-            refused: u.refused,
-            last_refusal: u.last_refusal.clone(),
-            receipts_version: u.receipts_version,
+            used_bytes: self.queue.used() + self.reserved(),
+            quota_bytes: self.cfg.quota,
+            refused: self.refused,
+            last_refusal: self.last_refusal.clone(),
+            receipts_version: self.receipts_version,
         };
         ctx.update_status(|s| s.uploads = summary);
     }

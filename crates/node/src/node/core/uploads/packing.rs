@@ -21,17 +21,16 @@ impl Uploads {
     }
 
     pub(super) fn upload_list(&self) -> UploadList {
-        let u = self;
-        let incoming: HashMap<&BlobId, u64> = u
+        let incoming: HashMap<&BlobId, u64> = self
             .transfers
             .incoming()
             .map(|(_, id, have, _)| (id, have))
             .collect();
-        let entries = u
+        let entries = self
             .queue
             .iter()
             .map(|e| {
-                let own = u.own.get(&e.ih);
+                let own = self.own.get(&e.ih);
                 EntryView {
                     ih: hex::encode(e.ih),
                     size: e.size,
@@ -44,7 +43,7 @@ impl Uploads {
                         _ => None,
                     },
                     receipted_ms: e.receipted_ms,
-                    have_bytes: u
+                    have_bytes: self
                         .progress
                         .get(&e.ih)
                         .copied()
@@ -56,12 +55,12 @@ impl Uploads {
             })
             .collect();
         UploadList {
-            quota_bytes: u.cfg.quota,
-            used_bytes: u.queue.used() + u.reserved(),
-            max_size: u.cfg.max_size,
-            refused: u.refused,
-            last_refusal: u.last_refusal.clone(),
-            packing: u
+            quota_bytes: self.cfg.quota,
+            used_bytes: self.queue.used() + self.reserved(),
+            max_size: self.cfg.max_size,
+            refused: self.refused,
+            last_refusal: self.last_refusal.clone(),
+            packing: self
                 .packing
                 .values()
                 .map(|p| PackingView {
