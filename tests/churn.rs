@@ -171,6 +171,8 @@ fn twenty_nodes_under_churn_end_in_the_same_state() {
                 "--rendezvous",
                 &rendezvous,
                 "--no-dht-bootstrap",
+                "--stem-wait",
+                "0s..0s",
                 "--stem-delay",
                 "50ms..300ms",
                 "--stem-retry",

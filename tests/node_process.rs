@@ -226,12 +226,16 @@ fn uploads_survive_kill_9_of_the_originator_and_of_a_relay() {
         "131072",
         "--relay-probability",
         "1",
+        "--stem-wait",
+        "0s..0s",
         "--stem-delay",
         "10ms..50ms",
     ];
     let mut relay = NodeProc::start(&rdata, &bundle, "127.0.0.51", &["127.0.0.50"], &relay_args);
     let origin_args = [
         "--no-rendezvous",
+        "--stem-wait",
+        "0s..0s",
         "--stem-delay",
         "4s..5s",
         "--stem-retry",

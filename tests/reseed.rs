@@ -75,6 +75,7 @@ async fn a_document_copy_and_an_upload_in_fluff_are_seeded_again_after_a_restart
     // fluffs every upload it is handed.
     let pdata = tmp.path().join("p");
     let mut pcfg = node_config(&pdata, &net, "127.0.0.140", vec![]);
+    pcfg.uploads.stem.originator_wait_ms = (0, 0);
     pcfg.uploads.stem.delay_ms = (50, 100);
     let publisher = OwnRuntime::spawn(pcfg).await;
     let p = publisher.handle.clone();

@@ -39,9 +39,11 @@ fn key(net: &NetworkDir, role: &str, version: u32, n: u32) -> swarmsite_node::ke
     .unwrap()
 }
 
-/// Upload settings for tests: hops of 50–300 ms, quick retries, room for many offers.
+/// Upload settings for tests: no wait, hops of 50–300 ms, quick retries, room for many
+/// offers.
 fn fast() -> UploadConfig {
     let mut u = UploadConfig::default();
+    u.stem.originator_wait_ms = (0, 0);
     u.stem.delay_ms = (50, 300);
     u.stem.retry_ms = 300;
     u.stem.failsafe_ms = (120_000, 180_000);

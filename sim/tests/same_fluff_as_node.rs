@@ -40,6 +40,7 @@ const LINE: [(usize, usize); 4] = [(1, 0), (2, 1), (3, 2), (4, 3)];
 
 fn stem_config() -> StemConfig {
     StemConfig {
+        originator_wait_ms: (0, 0),
         delay_ms: (50, 300),
         relay_probability: 0.0,
         retry_ms: 300,

@@ -516,8 +516,12 @@ pub struct UploadFlags {
     /// Largest upload container this node makes or takes, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = UploadConfig::default().max_size)]
     upload_max: u64,
+    /// Before an upload made here takes its first hop, it waits a random time in this
+    /// range (hides when it was made; at most 4 days).
+    #[arg(long, value_name = "MIN..MAX", default_value = "0s..1day")]
+    stem_wait: Span,
     /// Each stem hop waits a random time in this range.
-    #[arg(long, value_name = "MIN..MAX", default_value = "0s..4days")]
+    #[arg(long, value_name = "MIN..MAX", default_value = "0s..2h")]
     stem_delay: Span,
     /// Chance that a node receiving an upload on the stem passes it on (else fluffs).
     #[arg(long, value_name = "P", default_value_t = 0.8)]
@@ -526,7 +530,7 @@ pub struct UploadFlags {
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration)]
     stem_retry: Duration,
     /// An upload handed on and not seen in fluff within this range is fluffed here.
-    #[arg(long, value_name = "MIN..MAX", default_value = "60days..90days")]
+    #[arg(long, value_name = "MIN..MAX", default_value = "36h..48h")]
     stem_failsafe: Span,
     /// Container bytes per second taken from one peer on the stem (bursts of eight
     /// seconds' worth, at most 8 MiB).
@@ -548,6 +552,10 @@ impl UploadFlags {
         }
         cfg.quota = self.upload_quota;
         cfg.max_size = self.upload_max;
+        if self.stem_wait.1 > 4 * 24 * 3600 * 1000 {
+            bail!("--stem-wait cannot exceed 4 days (SPEC §7: delivery stays bounded)");
+        }
+        cfg.stem.originator_wait_ms = (self.stem_wait.0, self.stem_wait.1);
         cfg.stem.delay_ms = (self.stem_delay.0, self.stem_delay.1);
         cfg.stem.relay_probability = self.relay_probability;
         cfg.stem.retry_ms = self.stem_retry.as_millis() as u64;

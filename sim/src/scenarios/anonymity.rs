@@ -113,6 +113,9 @@ pub struct Seen {
     /// Stem hops taken, and whether the fail-safe (not a relay's coin) fluffed it.
     pub hops: u32,
     pub failsafe: bool,
+    /// When it was fluffed, ms after it was made (the originator's wait, each hop's
+    /// delay and transfer).
+    pub fluffed_at: Ms,
 }
 
 /// Runs the stem of an upload from `origin` with the project's `Stem` at every hop,
@@ -133,6 +136,7 @@ pub fn upload(g: &Graph, origin: u32, cfg: &StemConfig, seed: u64) -> Seen {
         fluffer: origin,
         hops: 0,
         failsafe: false,
+        fluffed_at: 0,
     };
     stems
         .entry(origin)
@@ -166,6 +170,7 @@ pub fn upload(g: &Graph, origin: u32, cfg: &StemConfig, seed: u64) -> Seen {
                 StemAction::Send { to, .. } => sends.push(to as u32),
                 StemAction::Fluff { .. } => {
                     seen.failsafe = true;
+                    seen.fluffed_at = t;
                     break 'stem x;
                 }
             }
@@ -195,6 +200,7 @@ pub fn upload(g: &Graph, origin: u32, cfg: &StemConfig, seed: u64) -> Seen {
             }
             stems.get_mut(&x).expect("sender").sent(&id, at);
             if fluff {
+                seen.fluffed_at = at;
                 break 'stem y;
             }
         }
@@ -282,6 +288,8 @@ pub struct Cell {
     /// Mean stem hops, and uploads the fail-safe fluffed.
     pub hops: f64,
     pub failsafe: usize,
+    /// Made → fluffed, hours: median and 99th percentile.
+    pub fluff_hours: (f64, f64),
 }
 
 /// Every honest node of `g` uploads once with stem probability `q`.
@@ -294,6 +302,7 @@ pub fn cell(g: &Graph, p: f64, q: f64, seed: u64) -> Cell {
     let mut first = Vec::new();
     let mut best = Vec::new();
     let (mut hops, mut failsafe) = (0u64, 0);
+    let mut fluffed_at = Vec::new();
     for v in 0..n as u32 {
         if g.spy[v as usize] {
             continue;
@@ -301,6 +310,7 @@ pub fn cell(g: &Graph, p: f64, q: f64, seed: u64) -> Cell {
         let s = upload(g, v, &cfg, derive_seed(seed, 23, v as u64));
         hops += s.hops as u64;
         failsafe += s.failsafe as usize;
+        fluffed_at.push(s.fluffed_at);
         first.push((v, s.first_from));
         let guess = if s.on_stem {
             s.first_from
@@ -318,6 +328,14 @@ pub fn cell(g: &Graph, p: f64, q: f64, seed: u64) -> Cell {
         dandelion: dandelion_pp(g, q, seed),
         hops: hops as f64 / honest as f64,
         failsafe,
+        fluff_hours: {
+            fluffed_at.sort_unstable();
+            let at = |q: f64| {
+                let i = ((fluffed_at.len() as f64 * q) as usize).min(fluffed_at.len().max(1) - 1);
+                fluffed_at.get(i).map_or(0.0, |t| *t as f64 / 3_600_000.0)
+            };
+            (at(0.5), at(0.99))
+        },
     }
 }
 
@@ -425,6 +443,7 @@ pub fn report(ctx: &Ctx) -> anyhow::Result<String> {
             "Dandelion++ setting, first spy",
             "bounds p² / p",
             "stem hops",
+            "made → fluffed, h: median / 99 %",
         ],
     );
     let mut cells = Vec::new();
@@ -441,6 +460,7 @@ pub fn report(ctx: &Ctx) -> anyhow::Result<String> {
                 pr(c.dandelion),
                 format!("{:.4} / {p}", p * p),
                 format!("{:.1}", c.hops),
+                format!("{:.1} / {:.1}", c.fluff_hours.0, c.fluff_hours.1),
             ]);
             cells.push(c);
         }
@@ -449,7 +469,8 @@ pub fn report(ctx: &Ctx) -> anyhow::Result<String> {
         "{} nodes, every honest one originating one upload. Our stem, the project's own \
          `Stem`: each hop to one of two successors drawn among the 32 peers a node dialled \
          (reachable nodes; ~64 peers in all, 40 % of nodes behind NAT), one route per \
-         predecessor. Dandelion++ setting: 2 random outbound edges per node, \
+         predecessor, the default delays (the originator's wait of 0–24 h, 0–2 h per hop, a \
+         4 MiB container's transfer). Dandelion++ setting: 2 random outbound edges per node, \
          one-to-one routing, diffusion, the same spies.",
         ctx.nodes
     ));

@@ -31,13 +31,19 @@ use crate::gossip::PeerKey;
 /// An upload's id before fluff: SHA-256 of the container (looks random).
 pub type UploadId = [u8; 32];
 
-const DAY_MS: u64 = 24 * 3600 * 1000;
+const HOUR_MS: u64 = 3600 * 1000;
+const DAY_MS: u64 = 24 * HOUR_MS;
 
 /// Delays, relay chance and fail-safe of the stem phase (SPEC §7).
 #[derive(Clone, Debug)]
 pub struct StemConfig {
-    /// Each hop waits uniformly within this range, in ms (the design's default: 0 to 4
-    /// days; tests use milliseconds).
+    /// The originator waits uniformly within this range (ms) before an upload's first
+    /// hop, then its hop delay: it hides when the source acted, and no peer sees it
+    /// (SPEC §7: at most the design's 4 days; default up to 1 day).
+    pub originator_wait_ms: (u64, u64),
+    /// Each hop waits uniformly within this range, in ms (default 0 to 2 hours; tests
+    /// use milliseconds). With the wait and the fail-safe it bounds delivery: see
+    /// PROTOCOL.md §19.
     pub delay_ms: (u64, u64),
     /// Chance that a receiving node passes the container on rather than fluffing it.
     pub relay_probability: f64,
@@ -46,7 +52,8 @@ pub struct StemConfig {
     /// Dandelion++'s fail-safe: a node that handed an upload on and has not heard it
     /// fluffed within this range (uniform, ms) fluffs it itself, so a peer that takes
     /// containers and drops them cannot make one disappear. Long enough that an honest
-    /// stem has almost always fluffed by then (see PROTOCOL.md §19). The same range for
+    /// stem has almost always fluffed by then (see PROTOCOL.md §19: the rest of an
+    /// honest stem takes longer than 36 hours about 4 times in 10^4). The same range for
     /// the originator as for relays.
     pub failsafe_ms: (u64, u64),
     /// How long a node keeps its two successors and its routes (Dandelion++: 10
@@ -57,10 +64,11 @@ pub struct StemConfig {
 impl Default for StemConfig {
     fn default() -> Self {
         StemConfig {
-            delay_ms: (0, 4 * 24 * 3600 * 1000),
+            originator_wait_ms: (0, DAY_MS),
+            delay_ms: (0, 2 * HOUR_MS),
             relay_probability: 0.8,
             retry_ms: 30_000,
-            failsafe_ms: (60 * DAY_MS, 90 * DAY_MS),
+            failsafe_ms: (36 * HOUR_MS, 48 * HOUR_MS),
             epoch_ms: 10 * 60 * 1000,
         }
     }
@@ -164,9 +172,11 @@ impl Stem {
         self.uniform(self.cfg.delay_ms)
     }
 
-    /// The local user made `id`: it waits, then takes its first hop.
+    /// The local user made `id`: it waits (`originator_wait_ms`, then a hop delay),
+    /// then takes its first hop.
     pub fn originate(&mut self, id: UploadId, now: u64) {
-        let until = now + self.delay();
+        let wait = self.uniform(self.cfg.originator_wait_ms);
+        let until = now + wait + self.delay();
         self.items.entry(id).or_insert(Item {
             state: StemState::Waiting { until },
             from: None,
@@ -416,6 +426,7 @@ mod tests {
 
     fn cfg(p: f64) -> StemConfig {
         StemConfig {
+            originator_wait_ms: (0, 0),
             delay_ms: (100, 200),
             relay_probability: p,
             retry_ms: 50,
@@ -452,6 +463,29 @@ mod tests {
         s.fluff_seen(&[1; 32]);
         assert_eq!(s.state(&[1; 32]), Some(StemState::Over));
         assert_eq!(s.next_timeout(), None);
+    }
+
+    #[test]
+    fn the_originator_waits_before_its_first_hop_and_only_then() {
+        let mut s = Stem::new(
+            StemConfig {
+                originator_wait_ms: (5_000, 6_000),
+                ..cfg(1.0)
+            },
+            13,
+        );
+        s.originate([8; 32], 0);
+        let first = s.next_timeout().unwrap();
+        assert!((5_100..=6_200).contains(&first), "{first}");
+        s.handle_timeout(first, &[4, 5], &[]);
+        drain(&mut s);
+        s.sent(&[8; 32], first);
+        // Back again: a relay's delay, no wait.
+        assert!(s.received([8; 32], 4, first + 10));
+        let Some(StemState::Waiting { until }) = s.state(&[8; 32]) else {
+            panic!()
+        };
+        assert!((first + 110..=first + 210).contains(&until), "{until}");
     }
 
     #[test]
