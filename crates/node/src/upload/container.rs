@@ -898,25 +898,6 @@ mod tests {
         assert!(!tmp.path().join("o2").exists());
     }
 
-    /// A zstd-compressed tar of one file of `len` zeros: a decompression bomb.
-    pub(crate) fn zero_bomb(len: u64) -> Vec<u8> {
-        let mut z = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
-        let mut h = tar::Header::new_gnu();
-        h.set_path("bomb.bin").unwrap();
-        h.set_size(len);
-        h.set_mode(0o644);
-        h.set_cksum();
-        z.write_all(h.as_bytes()).unwrap();
-        let mib = vec![0u8; 1 << 20];
-        let mut left = len.div_ceil(512) * 512 + 1024;
-        while left > 0 {
-            let n = left.min(mib.len() as u64) as usize;
-            z.write_all(&mib[..n]).unwrap();
-            left -= n as u64;
-        }
-        z.finish().unwrap()
-    }
-
     #[test]
     fn a_bomb_is_refused_at_its_unpack_cap_with_nothing_written() {
         assert_eq!(unpack_cap(container_size(MIN_BUCKET)), MIN_UNPACK_CAP);
@@ -924,8 +905,10 @@ mod tests {
         assert_eq!(unpack_cap(DEFAULT_MAX_SIZE), Limits::default().max_unpacked);
         let tmp = tempfile::tempdir().unwrap();
         let key = testkeys::key(0);
-        // 100 MiB of zeros packs into the smallest container; its cap is 64 MiB.
-        let payload = zero_bomb(100 << 20);
+        // 65 MiB of zeros packs into the smallest container; its cap is 64 MiB.
+        let zeros = vec![0u8; 65 << 20];
+        let payload = hostile_payload(&[(b"bomb.bin", tar::EntryType::Regular, &zeros)]);
+        drop(zeros);
         let mut sealed = Vec::new();
         super::seal(&payload, key.public(), &mut sealed, &Limits::default()).unwrap();
         assert_eq!(sealed.len() as u64, container_size(MIN_BUCKET));
@@ -947,7 +930,7 @@ mod tests {
             ..Limits::default()
         };
         let o = open(&sealed[..], &[key], &out.join("fits"), &roomy).unwrap();
-        assert_eq!(o.bytes, 100 << 20);
+        assert_eq!(o.bytes, 65 << 20);
     }
 
     /// A zstd-compressed tar of `entries` (path bytes, type, content), written header by
