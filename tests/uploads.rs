@@ -1124,6 +1124,98 @@ async fn tampered_containers_are_refused_and_recorded_and_nothing_crashes() {
     intake_node.shutdown().await;
 }
 
+/// A tmpfs this test mounted (the test suite runs as root), unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(at).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size}"),
+                "swarmsite-test",
+            ])
+            .arg(at)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mounting a tmpfs at {} (root needed)", at.display());
+        Tmpfs(at.to_path_buf())
+    }
+
+    fn resize(&self, size: &str) {
+        let ok = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "resizing the tmpfs");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Issue 22: the intake opens an upload only with the free disk space for its unpack cap
+/// (64 MiB for a small one) plus a 512 MiB reserve; short of it, the upload waits, and
+/// opens at a later tick once there is room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_intake_waits_for_disk_space_before_it_opens_an_upload() {
+    let _ = piece_audit();
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, net) = network();
+    let out = tmp.path().join("intake-out");
+    let disk = Tmpfs::mount(&out, "300m");
+    let intake_node = OwnRuntime::spawn(intake_node(
+        &tmp.path().join("intake"),
+        net,
+        "127.0.0.120",
+        &out,
+    ))
+    .await;
+    let origin = OwnRuntime::spawn(upload_node(
+        &tmp.path().join("origin"),
+        net,
+        "127.0.0.121",
+        vec![wire(&intake_node.handle)],
+    ))
+    .await;
+    let h = origin.handle.clone();
+    wait_for("the link up", 30, || !h.status().peers.is_empty()).await;
+    let file = tmp.path().join("in/letter.txt");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(&file, "a letter for a full disk").unwrap();
+    let ih = queue(&h, vec![file]).await;
+    // It reaches the intake, which holds it but does not open it: 300 MiB free.
+    let held = || held_bytes(&tmp.path().join("intake")) > 0;
+    wait_for("the upload held at the intake", 30, held).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let opened = out.join(&ih).join("letter.txt");
+    assert!(!opened.exists(), "opened without room for its cap");
+    assert_eq!(
+        std::fs::read_dir(&out).unwrap().count(),
+        0,
+        "nothing written"
+    );
+    // Room: the next tick opens it.
+    disk.resize("1g");
+    wait_for("the upload opened once there is room", 30, || {
+        opened.exists()
+    })
+    .await;
+    assert_eq!(std::fs::read(&opened).unwrap(), b"a letter for a full disk");
+    origin.shutdown().await;
+    intake_node.shutdown().await;
+    drop(disk);
+}
+
 /// A container for the intake key holding a zstd-compressed tar of one file of `len`
 /// zeros, built header by header as an attacker would.
 fn bomb(net: &NetworkDir, len: u64) -> Vec<u8> {
