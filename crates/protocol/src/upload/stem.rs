@@ -52,8 +52,7 @@ pub struct StemConfig {
     /// Dandelion++'s fail-safe: a node that handed an upload on and has not heard it
     /// fluffed within this range (uniform, ms) fluffs it itself, so a peer that takes
     /// containers and drops them cannot make one disappear. Long enough that an honest
-    /// stem has almost always fluffed by then (see PROTOCOL.md §19: the rest of an
-    /// honest stem takes longer than 36 hours about 4 times in 10^4). The same range for
+    /// stem has almost always fluffed by then (see PROTOCOL.md §19). The same range for
     /// the originator as for relays.
     pub failsafe_ms: (u64, u64),
     /// How long a node keeps its two successors and its routes (Dandelion++: 10

@@ -17,36 +17,27 @@ impl Uploads {
         }
     }
 
-    /// Ready peers that take uploads, to tell of fluff copies.
+    /// Ready peers that take uploads and are not blacklisted (sorted): whom to tell of
+    /// fluff copies.
     pub(super) fn upload_peers(&self, ctx: &mut Ctx<'_>) -> Vec<PeerKey> {
-        self.ready_upload_peers(ctx, None)
+        let mut peers: Vec<PeerKey> = ctx
+            .conns
+            .iter()
+            .filter(|(_, c)| c.ready && c.uploads && !ctx.blacklist.contains(c.remote.ip()))
+            .map(|(k, _)| *k)
+            .collect();
+        peers.sort_unstable();
+        peers
     }
 
     /// The peers a stem hop may go to: those this node dialled itself, so that a peer
     /// opening many connections to it gains nothing (Dandelion++), then those that
     /// dialled it (`upload::stem::Stem::handle_timeout` says when).
     pub(super) fn stem_peers(&self, ctx: &mut Ctx<'_>) -> (Vec<PeerKey>, Vec<PeerKey>) {
-        let dialled = self.ready_upload_peers(ctx, Some(true));
-        let accepted = self.ready_upload_peers(ctx, Some(false));
-        (dialled, accepted)
-    }
-
-    /// Ready peers that take uploads and are not blacklisted; `outgoing`: only those
-    /// this node dialled (`Some(true)`) or only those that dialled it.
-    fn ready_upload_peers(&self, ctx: &mut Ctx<'_>, outgoing: Option<bool>) -> Vec<PeerKey> {
-        let mut peers: Vec<PeerKey> = ctx
-            .conns
-            .iter()
-            .filter(|(_, c)| {
-                c.ready
-                    && c.uploads
-                    && outgoing.is_none_or(|o| c.outgoing == o)
-                    && !ctx.blacklist.contains(c.remote.ip())
-            })
-            .map(|(k, _)| *k)
-            .collect();
-        peers.sort_unstable();
+        let peers = self.upload_peers(ctx);
         peers
+            .into_iter()
+            .partition(|k| ctx.conns.get(k).is_some_and(|c| c.outgoing))
     }
 
     pub(crate) fn next_timeout(&self) -> Option<u64> {
