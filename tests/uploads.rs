@@ -13,6 +13,7 @@ use std::time::Duration;
 use common::*;
 use swarmsite_node::node::{NodeConfig, NodeEvent, NodeHandle};
 use swarmsite_node::publisher::{self, InitOptions, NetworkDir};
+use swarmsite_node::upload::queue::UploadState;
 use swarmsite_node::upload::{IntakeConfig, UploadConfig};
 
 const PASS: &[u8] = b"upload test";
@@ -142,6 +143,33 @@ fn record_events(h: &NodeHandle) -> Arc<std::sync::Mutex<Vec<(String, String)>>>
                     l.lock()
                         .unwrap()
                         .push((ih, state.as_str().unwrap().to_string()));
+                }
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(_) => return,
+            }
+        }
+    });
+    log
+}
+
+/// When each upload first waited for a hop at the node (its `waiting` event).
+fn first_waiting(h: &NodeHandle) -> Arc<std::sync::Mutex<HashMap<[u8; 20], std::time::Instant>>> {
+    let log = Arc::new(std::sync::Mutex::new(HashMap::new()));
+    let mut rx = h.subscribe();
+    let l = Arc::clone(&log);
+    tokio::spawn(async move {
+        loop {
+            match rx.recv().await {
+                Ok(NodeEvent::Upload {
+                    ih,
+                    state: UploadState::Waiting,
+                    ..
+                }) => {
+                    let ih: [u8; 20] = hex::decode(&ih).unwrap().try_into().unwrap();
+                    l.lock()
+                        .unwrap()
+                        .entry(ih)
+                        .or_insert_with(std::time::Instant::now);
                 }
                 Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                 Err(_) => return,
@@ -789,7 +817,7 @@ async fn a_forged_announcement_does_not_stop_an_upload_reaching_the_intake() {
 
 /// Issue 22: a Sybil that opens 200 connections to a node (8 from each of 25
 /// addresses, the most the node takes from one) is the first hop of none of its
-/// uploads: stem hops go to peers the node dialled itself.
+/// uploads: a node's own uploads go to peers it dialled itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sybil_with_200_connections_is_no_uploads_first_hop() {
     use swarmsite_node::wire::message::Blob;
@@ -800,7 +828,11 @@ async fn a_sybil_with_200_connections_is_no_uploads_first_hop() {
     let mut relays = Vec::new();
     for i in 0..2 {
         let ip = format!("127.0.0.{}", 110 + i);
-        let cfg = upload_node(&tmp.path().join(format!("r{i}")), net, &ip, vec![]);
+        let mut cfg = upload_node(&tmp.path().join(format!("r{i}")), net, &ip, vec![]);
+        // They fluff what they get: no container comes back to the node, so every one
+        // it offers is a first hop (one that comes back is relayed, and may go to a
+        // peer that dialled in: the Sybil, as one host).
+        cfg.uploads.stem.relay_probability = 0.0;
         relays.push(OwnRuntime::spawn(cfg).await);
     }
     let dialled: Vec<SocketAddr> = relays.iter().map(|r| wire(&r.handle)).collect();
@@ -867,6 +899,439 @@ async fn a_sybil_with_200_connections_is_no_uploads_first_hop() {
     for r in relays {
         r.shutdown().await;
     }
+}
+
+/// What the stem spy saw, and from which node.
+#[derive(Clone, Debug)]
+enum Seen {
+    /// A container's info hash, once the spy held it.
+    Ih([u8; 32], [u8; 20]),
+    /// A container offered by the node.
+    Offer([u8; 32]),
+    /// A container offered back to the node and taken.
+    Bounced([u8; 32]),
+    /// An `ss_up` announcement.
+    Up([u8; 20]),
+    /// An `ss_blob` message of this kind about a container, sent by the node.
+    Blob(&'static str, [u8; 32]),
+}
+
+type SpyLog = Arc<std::sync::Mutex<Vec<(std::net::IpAddr, std::time::Instant, Seen)>>>;
+
+/// A spy node on the stem, for nodes that dialled it. It hands the node at `feed_ip`
+/// the containers of `feed` (one at a time), as the predecessor of a relay; it takes
+/// every container a node offers, offers each back once (so the node shows what it
+/// does with a container that loops back), takes the second offer, and never passes
+/// anything on: the node's fail-safe must fluff it. Everything it sees is logged with
+/// the sender's address.
+async fn stem_spy(
+    listener: tokio::net::TcpListener,
+    rendezvous: [u8; 20],
+    log: SpyLog,
+    feed_ip: std::net::IpAddr,
+    feed: Vec<Vec<u8>>,
+) {
+    let mut conns = tokio::task::JoinSet::new();
+    let mut feed = Some(feed);
+    while let Ok((s, from)) = listener.accept().await {
+        let log = Arc::clone(&log);
+        let mine = if from.ip() == feed_ip {
+            feed.take().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        conns.spawn(spy_conn(s, from.ip(), rendezvous, log, mine));
+    }
+}
+
+async fn spy_conn(
+    mut s: tokio::net::TcpStream,
+    ip: std::net::IpAddr,
+    rendezvous: [u8; 20],
+    log: SpyLog,
+    feed: Vec<Vec<u8>>,
+) {
+    use sha2::Digest;
+    use swarmsite_node::upload::transfer::{Local, TransferAction, TransferConfig, Transfers};
+    use swarmsite_node::wire::message::Blob;
+    use swarmsite_node::wire::{Connection, Event, Message, WireConfig};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ms = swarmsite_node::clock::unix_ms;
+    let note = |what: Seen| {
+        log.lock()
+            .unwrap()
+            .push((ip, std::time::Instant::now(), what))
+    };
+    let files = tempfile::tempdir().unwrap();
+    let ih_of = |data: &[u8]| {
+        let file = files.path().join("upload");
+        std::fs::write(&file, data).unwrap();
+        swarmsite_node::metainfo_file::make(&file, "upload")
+            .unwrap()
+            .info_hash
+    };
+    let mut conn = Connection::new(
+        WireConfig::new(rendezvous, rand::random(), None),
+        ms(),
+        false,
+    );
+    let mut tx = Transfers::new(TransferConfig {
+        incoming_per_peer: 64,
+        incoming_total: 64,
+        offers_burst: 1000,
+        ..TransferConfig::default()
+    });
+    // What the spy can send: the feed first, then what it took.
+    let mut held: HashMap<[u8; 32], Vec<u8>> = HashMap::new();
+    let mut to_feed = std::collections::VecDeque::new();
+    for c in feed {
+        let id: [u8; 32] = sha2::Sha256::digest(&c).into();
+        note(Seen::Ih(id, ih_of(&c)));
+        held.insert(id, c);
+        to_feed.push_back(id);
+    }
+    let (mut feeding, mut retry_at) = (None, 0);
+    let mut partial: HashMap<[u8; 32], Vec<u8>> = HashMap::new();
+    let mut bounced = std::collections::HashSet::new();
+    let mut ready = false;
+    let mut buf = vec![0u8; 64 * 1024];
+    for _ in 0..20_000 {
+        if ready && feeding.is_none() && ms() >= retry_at {
+            feeding = to_feed.pop_front();
+            if let Some(id) = feeding {
+                tx.send(1, id, held[&id].len() as u64, ms());
+            }
+        }
+        let mut bounce = Vec::new();
+        while let Some(ev) = conn.poll_event() {
+            match ev {
+                Event::Ready { .. } => {
+                    tx.peer_up(1, ip);
+                    // A moment for the test to start listening to the node's events.
+                    (ready, retry_at) = (true, ms() + 1000);
+                }
+                Event::Message(Message::Up { ih }) => note(Seen::Up(ih)),
+                Event::Message(Message::Blob(b)) => {
+                    let (kind, id) = match &b {
+                        Blob::Offer { id, .. } => ("offer", *id),
+                        Blob::Want { id, .. } => ("want", *id),
+                        Blob::Data { id, .. } => ("data", *id),
+                        Blob::Done { id } => ("done", *id),
+                        Blob::No { id, .. } => ("no", *id),
+                    };
+                    note(Seen::Blob(kind, id));
+                    if kind == "offer" {
+                        note(Seen::Offer(id));
+                        if held.contains_key(&id) && !bounced.contains(&id) {
+                            bounce.push(id);
+                        }
+                    }
+                    let whole = |id: &[u8; 32], _| {
+                        if held.contains_key(id) {
+                            Local::Whole
+                        } else {
+                            Local::Partial(0)
+                        }
+                    };
+                    tx.handle(1, b, whole, ms());
+                }
+                Event::Closed(_) => return,
+                _ => {}
+            }
+        }
+        while let Some(a) = tx.poll_action() {
+            match a {
+                TransferAction::Send { msg, .. } => conn.send(&Message::Blob(msg), ms()),
+                TransferAction::SendData { id, at, len, .. } => {
+                    let data = held[&id][at as usize..(at + len) as usize].to_vec();
+                    conn.send(&Message::Blob(Blob::Data { id, at, data }), ms());
+                }
+                TransferAction::Store { id, at, data, .. } => {
+                    let b = partial.entry(id).or_default();
+                    let end = at as usize + data.len();
+                    if b.len() < end {
+                        b.resize(end, 0);
+                    }
+                    b[at as usize..end].copy_from_slice(&data);
+                    tx.stored(1, id, ms());
+                }
+                TransferAction::Verify { id, .. } => {
+                    let data = partial.remove(&id).unwrap_or_default();
+                    let ok = <[u8; 32]>::from(sha2::Sha256::digest(&data)) == id;
+                    tx.verified(1, id, if ok { Ok(()) } else { Err("hash".into()) });
+                    if ok {
+                        note(Seen::Ih(id, ih_of(&data)));
+                        held.insert(id, data);
+                        bounce.push(id);
+                    }
+                }
+                TransferAction::Delivered { id, .. } if feeding == Some(id) => {
+                    // Handed over: the spy forgets the bytes, so the relay's hop
+                    // carries them as an originator's does.
+                    held.remove(&id);
+                    feeding = None;
+                }
+                TransferAction::SendFailed { id, .. } if feeding == Some(id) => {
+                    to_feed.push_front(id);
+                    (feeding, retry_at) = (None, ms() + 200);
+                }
+                TransferAction::Delivered { id, .. } => note(Seen::Bounced(id)),
+                _ => {}
+            }
+        }
+        for id in bounce {
+            if bounced.insert(id) {
+                // Back to where it came from, once: the walk loops.
+                tx.send(1, id, held[&id].len() as u64, ms());
+            }
+        }
+        while let Some(TransferAction::Send { msg, .. }) = tx.poll_action() {
+            conn.send(&Message::Blob(msg), ms());
+        }
+        let out = conn.take_transmit();
+        if !out.is_empty() && s.write_all(&out).await.is_err() {
+            return;
+        }
+        if conn.is_closed() {
+            return;
+        }
+        match tokio::time::timeout(Duration::from_millis(20), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => conn.handle_eof(),
+            Ok(Ok(n)) => conn.handle_input(&buf[..n], ms()),
+            Err(_) => {
+                conn.handle_timeout(ms());
+                tx.handle_timeout(ms());
+            }
+        }
+    }
+}
+
+/// The largest gap between two samples' empirical distribution functions (the
+/// two-sample Kolmogorov–Smirnov statistic).
+fn ks(a: &[f64], b: &[f64]) -> f64 {
+    let cdf = |s: &[f64], x: f64| s.iter().filter(|&&v| v <= x).count() as f64 / s.len() as f64;
+    a.iter()
+        .chain(b)
+        .map(|&x| (cdf(a, x) - cdf(b, x)).abs())
+        .fold(0.0, f64::max)
+}
+
+/// The KS statistic two samples of these sizes from one distribution stay under with
+/// probability 0.99.
+fn ks_bound(n: usize, m: usize) -> f64 {
+    1.628 * (((n + m) as f64) / ((n * m).max(1) as f64)).sqrt()
+}
+
+/// Issue 22: an originator and a relay, each with a spy as its only peer, carry 25
+/// uploads each: the originator its own, the relay those the spy itself hands it (the
+/// spy is its predecessor too). The spy sees the same things from both: the same delay
+/// before a hop, the same choice when it offers a container back (relay again with
+/// probability 0.8, else fluff), the same fail-safe delay before a container it keeps
+/// is fluffed, and the same messages. The originator's own wait before its first hop
+/// (hours by default; 0 here) is not something a spy sees: it hides when the source
+/// acted, not who it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spy_cannot_tell_an_originator_from_a_relay_over_50_uploads() {
+    let _ = piece_audit();
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, net) = network();
+    const N: usize = 25;
+    let (o_ip, r_ip): (std::net::IpAddr, std::net::IpAddr) = (
+        "127.0.0.121".parse().unwrap(),
+        "127.0.0.122".parse().unwrap(),
+    );
+    let feed = (0..N)
+        .map(|n| {
+            let dir = tmp.path().join(format!("s{n}"));
+            sealed(net, &dir, format!("letter {n}").as_bytes())
+        })
+        .collect();
+    let listener = tokio::net::TcpListener::bind("127.0.0.120:0")
+        .await
+        .unwrap();
+    let spy_addr = listener.local_addr().unwrap();
+    let log: SpyLog = Arc::default();
+    let spy = tokio::spawn(stem_spy(
+        listener,
+        rendezvous(net),
+        Arc::clone(&log),
+        r_ip,
+        feed,
+    ));
+    let node = |dir: &str, ip: &str| {
+        let mut cfg = upload_node(&tmp.path().join(dir), net, ip, vec![spy_addr]);
+        cfg.uploads.stem.delay_ms = (200, 1200);
+        cfg.uploads.stem.failsafe_ms = (3000, 6000);
+        cfg
+    };
+    // Each hop's start: when the node put the container in line for its next hop
+    // (packed at the originator, received at the relay).
+    let origin = OwnRuntime::spawn(node("origin", "127.0.0.121")).await;
+    let o_waiting = first_waiting(&origin.handle);
+    let relay = OwnRuntime::spawn(node("relay", "127.0.0.122")).await;
+    let r_waiting = first_waiting(&relay.handle);
+    let input = tmp.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    for n in 0..N {
+        let file = input.join(format!("memo-{n}.txt"));
+        std::fs::write(&file, format!("memo {n}")).unwrap();
+        origin.handle.upload(vec![file], None).await.unwrap();
+    }
+    let ihs = || {
+        let l = log.lock().unwrap();
+        let (mut ih, mut up) = (HashMap::new(), std::collections::HashSet::new());
+        for (_, _, s) in l.iter() {
+            match s {
+                Seen::Ih(id, i) => {
+                    ih.insert(*id, *i);
+                }
+                Seen::Up(i) => {
+                    up.insert(*i);
+                }
+                _ => {}
+            }
+        }
+        (ih, up)
+    };
+    // Done when the spy has heard `up` for all 50 (each fluffed on arrival, on the
+    // loop-back, or by the fail-safe).
+    wait_for("every upload fluffed", 120, || {
+        let (ih, up) = ihs();
+        ih.len() == 2 * N && ih.values().all(|i| up.contains(i))
+    })
+    .await;
+    spy.abort();
+    let (ih_of, _) = ihs();
+    let start: HashMap<[u8; 20], std::time::Instant> = (o_waiting.lock().unwrap().iter())
+        .chain(r_waiting.lock().unwrap().iter())
+        .map(|(k, v)| (*k, *v))
+        .collect();
+
+    // Each upload as the spy saw it, from the node's first offer on.
+    #[derive(Default)]
+    struct Walk {
+        offers: Vec<std::time::Instant>,
+        bounced: Option<std::time::Instant>,
+        up: Option<std::time::Instant>,
+        shape: Vec<&'static str>,
+    }
+    let log = log.lock().unwrap().clone();
+    let mut walks: HashMap<(std::net::IpAddr, [u8; 20]), Walk> = HashMap::new();
+    for (ip, at, s) in &log {
+        let id = match s {
+            Seen::Offer(id) | Seen::Bounced(id) | Seen::Blob(_, id) => Some(id),
+            _ => None,
+        };
+        let ih = match s {
+            Seen::Up(ih) => *ih,
+            Seen::Ih(..) => continue,
+            _ => ih_of[id.expect("about a container")],
+        };
+        let w = walks.entry((*ip, ih)).or_default();
+        match s {
+            Seen::Offer(_) => w.offers.push(*at),
+            Seen::Bounced(_) => w.bounced = Some(*at),
+            Seen::Up(_) => w.up = w.up.or(Some(*at)),
+            Seen::Blob(kind, _)
+                if (!w.offers.is_empty() || *kind == "offer") && w.shape.last() != Some(kind) =>
+            {
+                w.shape.push(kind)
+            }
+            _ => {}
+        }
+    }
+    let secs = |d: Duration| d.as_secs_f64();
+    #[derive(Default)]
+    struct Features {
+        hop: Vec<f64>,
+        rehop: Vec<f64>,
+        failsafe: Vec<f64>,
+        fluffed_on_loop: usize,
+        fluffed_on_arrival: usize,
+        shapes: std::collections::BTreeSet<Vec<&'static str>>,
+    }
+    let features = |ip: std::net::IpAddr| {
+        let mut f = Features::default();
+        for ((from, ih), w) in &walks {
+            if *from != ip {
+                continue;
+            }
+            let up = w.up.expect("fluffed");
+            let Some(&first) = w.offers.first() else {
+                // The relay's coin sent it to fluff as it arrived: no hop to see.
+                f.fluffed_on_arrival += 1;
+                continue;
+            };
+            f.hop.push(secs(first - start[ih]));
+            let bounced = w.bounced.expect("taken back");
+            match w.offers.get(1) {
+                Some(&again) => {
+                    f.rehop.push(secs(again - bounced));
+                    f.failsafe.push(secs(up - again));
+                }
+                None => f.fluffed_on_loop += 1,
+            }
+            // Up to the node's answer to the loop-back (what follows is the coin's).
+            let mut shape = w.shape.clone();
+            if shape.len() > 1 && shape.last() == Some(&"offer") {
+                shape.pop();
+            }
+            f.shapes.insert(shape);
+        }
+        f
+    };
+    let (o, r) = (features(o_ip), features(r_ip));
+    assert_eq!(
+        o.hop.len(),
+        N,
+        "every upload of the originator went to the spy"
+    );
+    assert_eq!(o.fluffed_on_arrival, 0);
+    assert_eq!(r.hop.len() + r.fluffed_on_arrival, N);
+    let show = |name: &str, f: &Features| {
+        let med = |v: &[f64]| {
+            let mut v = v.to_vec();
+            v.sort_by(f64::total_cmp);
+            format!(
+                "n {} median {:.2} s",
+                v.len(),
+                v.get(v.len() / 2).unwrap_or(&0.0)
+            )
+        };
+        eprintln!(
+            "{name}: hop {}, re-hop {}, fail-safe {}, fluffed on loop-back {}, on arrival {}, \
+             shapes {:?}",
+            med(&f.hop),
+            med(&f.rehop),
+            med(&f.failsafe),
+            f.fluffed_on_loop,
+            f.fluffed_on_arrival,
+            f.shapes
+        );
+    };
+    show("originator", &o);
+    show("relay", &r);
+    for (name, a, b) in [
+        ("hop delay", &o.hop, &r.hop),
+        ("re-hop delay", &o.rehop, &r.rehop),
+        ("fail-safe delay", &o.failsafe, &r.failsafe),
+    ] {
+        let (d, bound) = (ks(a, b), ks_bound(a.len(), b.len()));
+        eprintln!("{name}: KS {d:.3} (bound {bound:.3})");
+        assert!(
+            d < bound,
+            "{name}: the spy tells them apart (KS {d:.3} ≥ {bound:.3})"
+        );
+    }
+    // On the loop-back each fluffs with probability 0.2: over about 20–25 tries each,
+    // rates 0.35 apart happen by chance less than once in a hundred runs.
+    let rate = |f: &Features| f.fluffed_on_loop as f64 / f.hop.len().max(1) as f64;
+    let (fo, fr) = (rate(&o), rate(&r));
+    assert!((fo - fr).abs() < 0.35, "loop-back: {fo} against {fr}");
+    assert!(fo.max(fr) < 0.6, "loop-back fluffs too often: {fo}, {fr}");
+    assert_eq!(o.shapes, r.shapes, "the same messages");
+    origin.shutdown().await;
+    relay.shutdown().await;
 }
 
 /// Offers `container` to the node at `to`, as a peer built from the project's own wire
@@ -1355,5 +1820,51 @@ async fn a_full_quota_refuses_new_uploads_with_a_reason_and_keeps_what_it_has() 
         "kept what it had"
     );
     assert_eq!(a.handle.uploads().await.unwrap().entries.len(), 2);
+    a.shutdown().await;
+}
+
+/// Issue 22: well-formed containers of junk (a relay cannot tell them from a leak) from
+/// one address fill no more than its share of a node's quota: an honest upload from
+/// another address still finds room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn junk_from_one_address_does_not_crowd_out_an_honest_upload() {
+    let _ = piece_audit();
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, net) = network();
+    let smallest = swarmsite_node::upload::container::container_size(1 << 16);
+    // Room for eight of the smallest containers; a share is two.
+    let mut cfg = upload_node(&tmp.path().join("a"), net, "127.0.0.97", vec![]);
+    cfg.uploads.quota = 8 * smallest;
+    cfg.uploads.stem.delay_ms = (600_000, 600_000);
+    let a = OwnRuntime::spawn(cfg).await;
+    let (aw, rv) = (wire(&a.handle), rendezvous(net));
+    const JUNK: &str = "127.0.0.98";
+    let mut answers = Vec::new();
+    for n in 0..4 {
+        let c = sealed(
+            net,
+            &tmp.path().join(format!("j{n}")),
+            format!("junk {n}").as_bytes(),
+        );
+        answers.push(blob_send(JUNK, aw, rv, c).await);
+    }
+    assert!(answers[..2].iter().all(Result::is_ok), "{answers:?}");
+    for refused in &answers[2..] {
+        assert!(
+            refused
+                .as_ref()
+                .is_err_and(|e| e.starts_with("storage quota share full")),
+            "{answers:?}"
+        );
+    }
+    assert_eq!(held_bytes(&tmp.path().join("a")), 2 * smallest);
+    let honest = sealed(net, &tmp.path().join("h"), b"the real leak");
+    blob_send("127.0.0.99", aw, rv, honest).await.unwrap();
+    assert_eq!(held_bytes(&tmp.path().join("a")), 3 * smallest);
+    let status = a.handle.status().uploads;
+    assert!(
+        (status.last_refusal.unwrap()).starts_with("storage quota share full"),
+        "the refusal is shown"
+    );
     a.shutdown().await;
 }

@@ -45,6 +45,10 @@ pub struct Entry {
     pub fluff: Option<Fluff>,
     /// When a receipt listed it.
     pub receipted_ms: Option<u64>,
+    /// The address group (`Source::group`) of the peer it came from, for the quota's
+    /// fair share; `None` for this node's own uploads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<u64>,
 }
 
 /// What a user sees of an entry.
@@ -79,6 +83,7 @@ impl Entry {
             stem_copy: false,
             fluff: None,
             receipted_ms: None,
+            source: None,
         }
     }
 
@@ -110,7 +115,37 @@ impl Entry {
     pub fn disk_bytes(&self) -> u64 {
         self.size * (self.stem_copy as u64 + self.fluff.is_some() as u64)
     }
+
+    /// A peer's upload still waiting for its receipt: counts against its source's share.
+    fn held_for(&self, group: u64) -> bool {
+        self.source == Some(group) && self.receipted_ms.is_none()
+    }
+
+    /// A copy that may go to make room for another source's upload: fetched here in
+    /// fluff and seeded, so others hold it too. A stem copy, or a copy switched to fluff
+    /// here (this node may be its only seeder), never goes before its receipt.
+    fn displaceable(&self) -> bool {
+        self.receipted_ms.is_none()
+            && self.source.is_some()
+            && self.fluff == Some(Fluff::Seeding)
+            && !self.stem_copy
+            && self.stem != Some(StemState::Fluffed)
+    }
 }
+
+/// Where a peer's new container comes from, for the quota's fair share.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Source {
+    /// The sender's address group (one IPv4 address, one IPv6 /64).
+    pub group: u64,
+    /// Bytes of transfers from that group already under way (not yet in the queue).
+    pub pending: u64,
+}
+
+/// One source's fair share of the quota: no address group holds more than a quarter of
+/// it unreceipted (a group under its share may still take one container that takes it
+/// over), so junk from a few addresses cannot fill a node.
+pub const SHARE_DIVISOR: u64 = 4;
 
 /// Whether a new container of some size fits.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -123,6 +158,11 @@ pub enum Room {
         held: u64,
         quota: u64,
     },
+    /// Its source already holds its share of the quota.
+    Share {
+        held: u64,
+        share: u64,
+    },
 }
 
 impl Room {
@@ -130,6 +170,13 @@ impl Room {
     pub fn reason(held: u64, quota: u64) -> String {
         format!(
             "storage quota full: {held} of {quota} bytes hold uploads the intake has not receipted yet"
+        )
+    }
+
+    /// The reason given when a source is over its share.
+    pub fn share_reason(held: u64, share: u64) -> String {
+        format!(
+            "storage quota share full: uploads from this address take {held} bytes, its share is {share}"
         )
     }
 }
@@ -214,10 +261,29 @@ impl Queue {
         self.entries.values().map(Entry::disk_bytes).sum()
     }
 
+    /// Bytes held unreceipted for uploads that came from `group`.
+    pub fn held_from(&self, group: u64) -> u64 {
+        (self.entries.values())
+            .filter(|e| e.held_for(group))
+            .map(Entry::disk_bytes)
+            .sum()
+    }
+
     /// Whether `need` more bytes fit in `quota`, given `reserved` bytes promised to
-    /// transfers under way. Receipted copies kept on disk go first, oldest receipt
-    /// first; a copy not yet receipted is never removed to make room.
-    pub fn room(&self, need: u64, reserved: u64, quota: u64) -> Room {
+    /// transfers under way, for an upload from `from` (`None`: this node's own).
+    ///
+    /// A source over its share ([`SHARE_DIVISOR`]) is refused. Receipted copies kept on
+    /// disk go first, oldest receipt first. Then, for a peer's upload, fetched copies of
+    /// the sources holding most may go, newest first, while such a source holds more
+    /// than `from` will once it has this one (max-min fairness: junk from one address
+    /// gives way to uploads from others). Nothing else not yet receipted is removed to
+    /// make room.
+    pub fn room(&self, need: u64, reserved: u64, quota: u64, from: Option<Source>) -> Room {
+        let share = quota / SHARE_DIVISOR;
+        let mine = from.map(|s| self.held_from(s.group) + s.pending);
+        if let Some(held) = mine.filter(|&held| held >= share) {
+            return Room::Share { held, share };
+        }
         let used = self.used() + reserved;
         if used + need <= quota {
             return Room::Fits;
@@ -237,6 +303,14 @@ impl Queue {
             freed += e.disk_bytes();
             evict.push(e.ih);
         }
+        if let (Some(from), Some(mine)) = (from, mine) {
+            freed += self.displace(
+                from.group,
+                mine + need,
+                used - freed + need - quota,
+                &mut evict,
+            );
+        }
         if used - freed + need <= quota {
             Room::Evict(evict)
         } else {
@@ -245,6 +319,44 @@ impl Queue {
                 quota,
             }
         }
+    }
+
+    /// Picks displaceable copies (newest first) of the sources other than `group` that
+    /// hold more than `after` bytes, largest source first, until `short` bytes are
+    /// freed or none is left; returns the bytes they free. All or nothing: when they
+    /// cannot free `short`, nothing is picked.
+    fn displace(&self, group: u64, after: u64, short: u64, evict: &mut Vec<InfoHash>) -> u64 {
+        let mut held: BTreeMap<u64, u64> = BTreeMap::new();
+        let mut movable: BTreeMap<u64, Vec<&Entry>> = BTreeMap::new();
+        for e in self.entries.values() {
+            let Some(g) = e.source.filter(|&g| g != group && e.held_for(g)) else {
+                continue;
+            };
+            *held.entry(g).or_default() += e.disk_bytes();
+            if e.displaceable() {
+                movable.entry(g).or_default().push(e);
+            }
+        }
+        for list in movable.values_mut() {
+            // Oldest first, so `pop` takes the newest.
+            list.sort_by_key(|e| (e.added_ms, e.ih));
+        }
+        let (mut freed, mut picked) = (0, Vec::new());
+        while freed < short {
+            let biggest = (held.iter())
+                .filter(|&(g, &h)| h > after && movable.get(g).is_some_and(|l| !l.is_empty()))
+                .max_by_key(|&(g, &h)| (h, std::cmp::Reverse(*g)))
+                .map(|(g, _)| *g);
+            let Some(g) = biggest else {
+                return 0;
+            };
+            let e = movable.get_mut(&g).and_then(Vec::pop).expect("non-empty");
+            *held.get_mut(&g).expect("counted") -= e.disk_bytes();
+            freed += e.disk_bytes();
+            picked.push(e.ih);
+        }
+        evict.extend(picked);
+        freed
     }
 }
 
@@ -384,16 +496,16 @@ mod tests {
             q.insert(entry(n, 100));
         }
         // 400 used of 450: 100 more do not fit, and nothing may go.
-        assert_eq!(q.room(40, 0, 450), Room::Fits);
+        assert_eq!(q.room(40, 0, 450, None), Room::Fits);
         assert_eq!(
-            q.room(100, 0, 450),
+            q.room(100, 0, 450, None),
             Room::Full {
                 held: 400,
                 quota: 450
             }
         );
         assert_eq!(
-            q.room(40, 20, 450),
+            q.room(40, 20, 450, None),
             Room::Full {
                 held: 420,
                 quota: 450
@@ -402,10 +514,13 @@ mod tests {
         // Two receipted copies kept on disk: the older receipt goes first.
         q.get_mut(&[3; 20]).unwrap().receipted_ms = Some(10);
         q.get_mut(&[2; 20]).unwrap().receipted_ms = Some(20);
-        assert_eq!(q.room(100, 0, 450), Room::Evict(vec![[3; 20]]));
-        assert_eq!(q.room(250, 0, 450), Room::Evict(vec![[3; 20], [2; 20]]));
+        assert_eq!(q.room(100, 0, 450, None), Room::Evict(vec![[3; 20]]));
         assert_eq!(
-            q.room(251, 0, 450),
+            q.room(250, 0, 450, None),
+            Room::Evict(vec![[3; 20], [2; 20]])
+        );
+        assert_eq!(
+            q.room(251, 0, 450, None),
             Room::Full {
                 held: 200,
                 quota: 450
@@ -413,15 +528,114 @@ mod tests {
         );
         // A receipted entry whose files are gone frees nothing more.
         q.get_mut(&[3; 20]).unwrap().stem_copy = false;
-        assert_eq!(q.room(250, 0, 450), Room::Evict(vec![[2; 20]]));
+        assert_eq!(q.room(250, 0, 450, None), Room::Evict(vec![[2; 20]]));
         assert_eq!(
-            q.room(251, 0, 450),
+            q.room(251, 0, 450, None),
             Room::Full {
                 held: 200,
                 quota: 450
             }
         );
         assert!(Room::reason(300, 450).contains("not receipted"));
+    }
+
+    /// A copy fetched in fluff from address group `group`, seeded.
+    fn fetched(n: u8, size: u64, group: u64) -> Entry {
+        Entry {
+            fluff: Some(Fluff::Seeding),
+            source: Some(group),
+            ..Entry::new([n; 20], None, size, n as u64)
+        }
+    }
+
+    fn from(group: u64) -> Option<Source> {
+        Some(Source { group, pending: 0 })
+    }
+
+    #[test]
+    fn junk_from_one_address_gives_way_to_uploads_from_others() {
+        let mut q = Queue::default();
+        // Address 7 announced six uploads that filled the quota of 600; address 9 has one.
+        for n in 1..=5 {
+            q.insert(fetched(n, 100, 7));
+        }
+        q.insert(fetched(6, 100, 9));
+        // 7 is over its share (600 / 4): refused whatever the room.
+        assert_eq!(
+            q.room(100, 0, 600, from(7)),
+            Room::Share {
+                held: 500,
+                share: 150
+            }
+        );
+        assert!(Room::share_reason(500, 150).contains("share"));
+        // 9's next one displaces 7's newest, never 9's own.
+        assert_eq!(q.room(100, 0, 600, from(9)), Room::Evict(vec![[5; 20]]));
+        // A third address needing two displaces 7's two newest.
+        assert_eq!(
+            q.room(200, 0, 600, from(3)),
+            Room::Evict(vec![[5; 20], [4; 20]])
+        );
+        // This node's own uploads displace nobody's.
+        assert_eq!(
+            q.room(100, 0, 600, None),
+            Room::Full {
+                held: 600,
+                quota: 600
+            }
+        );
+        // Bytes under way from 9 count against its share.
+        let pending = Some(Source {
+            group: 9,
+            pending: 50,
+        });
+        assert_eq!(
+            q.room(100, 0, 600, pending),
+            Room::Share {
+                held: 150,
+                share: 150
+            }
+        );
+    }
+
+    #[test]
+    fn a_fair_share_keeps_what_only_this_node_carries() {
+        let mut q = Queue::default();
+        // Address 7 holds most, but as stem copies and a copy switched to fluff here:
+        // this node may be all those uploads have.
+        for n in 1..=3 {
+            let mut e = entry(n, 100);
+            e.source = Some(7);
+            q.insert(e);
+        }
+        let mut fluffed = fetched(4, 100, 7);
+        fluffed.stem = Some(StemState::Fluffed);
+        q.insert(fluffed);
+        q.insert(fetched(5, 100, 9));
+        assert_eq!(
+            q.room(100, 0, 500, from(9)),
+            Room::Full {
+                held: 500,
+                quota: 500
+            }
+        );
+        // Receipted copies are no one's share, and go first.
+        q.get_mut(&[1; 20]).unwrap().receipted_ms = Some(1);
+        assert_eq!(q.held_from(7), 300);
+        assert_eq!(q.room(100, 0, 500, from(9)), Room::Evict(vec![[1; 20]]));
+        // Sources holding no more than the newcomer would are left alone.
+        let mut q = Queue::default();
+        q.insert(fetched(1, 100, 7));
+        q.insert(fetched(2, 100, 9));
+        assert_eq!(
+            q.room(100, 0, 200, from(3)),
+            Room::Full {
+                held: 200,
+                quota: 200
+            }
+        );
+        // Of two sources holding more, the one with the lowest group gives way first.
+        assert_eq!(q.room(50, 0, 200, from(3)), Room::Evict(vec![[1; 20]]));
     }
 
     #[test]

@@ -505,6 +505,12 @@ impl Fluff {
         self.receipts.contains(ih) || self.items.get(ih).is_some_and(|i| i.receipted)
     }
 
+    /// The address group of the announcer whose `up` started the fetch of `ih`, while
+    /// it is fetched.
+    pub fn fetch_group(&self, ih: &InfoHash) -> Option<u64> {
+        self.items.get(ih).and_then(|i| i.fetch_group)
+    }
+
     /// Uploads being fetched.
     pub fn fetches(&self) -> usize {
         self.fetches

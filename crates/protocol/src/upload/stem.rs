@@ -7,14 +7,17 @@
 //! a torrent and announces it). Nothing here announces anything: that is fluff, decided
 //! by this machine and done by the driver.
 //!
-//! Routing is Dandelion++'s: per epoch (`epoch_ms`) a node picks two *successors* among
-//! the peers it dialled itself (the driver passes only those when it has any, so a peer
-//! that opens many connections to it is no likelier a next hop), and maps each
-//! predecessor, its own uploads included, to one of them for the whole epoch
-//! (one-to-one routing: a spy that hands it many containers learns one route, not the
-//! node's peers). The originator is a relay in every respect a peer can observe: the
-//! same delays, the same route for its own uploads as for a predecessor's, the same
-//! fail-safe, the same coin when one of its containers comes back.
+//! Routing is Dandelion++'s: per epoch (`epoch_ms`) a node picks two *successors*, and
+//! maps each predecessor to one of them for the whole epoch (one-to-one routing: a spy
+//! that hands it many containers learns one route, not the node's peers). The first
+//! successor is a peer the node dialled itself, and takes its own uploads: a peer that
+//! opens many connections to it is no likelier their first hop. The second is a peer
+//! that dialled it (one per address group, the driver's choice), and takes only
+//! predecessors' uploads: nodes behind NAT, which nobody dials, then carry others'
+//! uploads too, so a container arriving from one is not surely its own. The originator
+//! is a relay in every respect a peer can observe: the same delays, a route shared with
+//! predecessors, the same fail-safe, the same coin when one of its containers comes
+//! back.
 //!
 //! A node that handed an upload on keeps a fail-safe timer (Dandelion++): if the upload
 //! is not seen in fluff by then, it fluffs it itself, so a peer that swallows containers
@@ -131,10 +134,22 @@ struct Item {
 struct Routes {
     /// When the epoch ends, in ms.
     until: u64,
-    /// Up to two peers every hop of the epoch goes to.
-    successors: Vec<PeerKey>,
-    /// Predecessor (`None`: this node's own uploads) → its successor.
-    by_from: BTreeMap<Option<PeerKey>, PeerKey>,
+    /// The successor of this node's own uploads (and of about half its predecessors'):
+    /// a peer it dialled, or one that dialled it when it dialled none.
+    first: Option<PeerKey>,
+    /// The other successor, for predecessors' uploads only: a peer that dialled this
+    /// node (so that nodes nobody can dial, behind NAT, carry others' uploads too and
+    /// a container from one is not surely its own), or another dialled peer when none
+    /// did.
+    second: Option<PeerKey>,
+    /// Predecessor → its successor.
+    by_from: BTreeMap<PeerKey, PeerKey>,
+}
+
+impl Routes {
+    fn successors(&self) -> impl Iterator<Item = PeerKey> {
+        self.first.into_iter().chain(self.second)
+    }
 }
 
 /// The stem phase on one node (module docs): each upload it holds before fluff, and where
@@ -277,11 +292,11 @@ impl Stem {
         self.items.remove(id);
     }
 
-    /// Starts the hops that are due, each along its route among `dialled` (the ready
-    /// wire peers able to take a container that this node dialled itself), and fluffs
-    /// uploads whose fail-safe ran out. `accepted` (the ones that dialled it) take a
-    /// hop only when no dialled peer is left for it: a node that dialled nobody, or
-    /// whose dialled peers all turned the container down.
+    /// Starts the hops that are due, each along its route ([`Routes`]) over `dialled`
+    /// (the ready wire peers able to take a container that this node dialled itself)
+    /// and `accepted` (those that dialled it; the driver passes one per address group,
+    /// so many connections from one host weigh as one), and fluffs uploads whose
+    /// fail-safe ran out.
     pub fn handle_timeout(&mut self, now: u64, dialled: &[PeerKey], accepted: &[PeerKey]) {
         for (id, item) in self.items.iter_mut() {
             if matches!(item.state, StemState::Passed { failsafe } if failsafe <= now) {
@@ -298,17 +313,12 @@ impl Stem {
         if due.is_empty() {
             return;
         }
-        let primary = if dialled.is_empty() {
-            accepted
-        } else {
-            dialled
-        };
-        self.refresh_routes(now, primary);
+        self.refresh_routes(now, dialled, accepted);
         let retry = self.cfg.retry_ms;
         for id in due {
             let item = self.items.get(&id).expect("due");
             let (from, failed) = (item.from, item.failed.clone());
-            let Some(to) = self.next_hop(from, &failed, [primary, accepted]) else {
+            let Some(to) = self.next_hop(from, &failed, dialled, accepted) else {
                 let item = self.items.get_mut(&id).expect("due");
                 item.state = StemState::Waiting { until: now + retry };
                 continue;
@@ -324,70 +334,88 @@ impl Stem {
     }
 
     /// Starts a new epoch when this one ran out, and replaces a successor that left.
-    fn refresh_routes(&mut self, now: u64, peers: &[PeerKey]) {
+    fn refresh_routes(&mut self, now: u64, dialled: &[PeerKey], accepted: &[PeerKey]) {
         let r = &mut self.routes;
         if now >= r.until {
             r.until = now.saturating_add(self.cfg.epoch_ms.max(1));
-            r.successors.clear();
+            (r.first, r.second) = (None, None);
             r.by_from.clear();
         }
-        let gone: Vec<PeerKey> = r
-            .successors
-            .iter()
-            .copied()
-            .filter(|s| !peers.contains(s))
-            .collect();
-        if !gone.is_empty() {
-            r.successors.retain(|s| !gone.contains(s));
-            r.by_from.retain(|_, s| !gone.contains(s));
+        let live = |p: &PeerKey| dialled.contains(p) || accepted.contains(p);
+        for slot in [&mut r.first, &mut r.second] {
+            if let Some(gone) = slot.filter(|s| !live(s)) {
+                *slot = None;
+                r.by_from.retain(|_, s| *s != gone);
+            }
         }
-        while r.successors.len() < 2 {
-            let fresh: Vec<PeerKey> = peers
-                .iter()
-                .copied()
-                .filter(|p| !r.successors.contains(p))
-                .collect();
-            let Some(&p) = fresh.get(self.rng.gen_range(0..fresh.len().max(1))) else {
-                break;
-            };
-            r.successors.push(p);
+        let rng = &mut self.rng;
+        let mut pick = |pool: &[PeerKey], not: Option<PeerKey>| {
+            let fresh: Vec<PeerKey> = pool.iter().copied().filter(|p| Some(*p) != not).collect();
+            fresh.get(rng.gen_range(0..fresh.len().max(1))).copied()
+        };
+        if r.first.is_none() {
+            r.first = pick(dialled, r.second).or_else(|| pick(accepted, r.second));
+        }
+        if r.second.is_none() {
+            r.second = pick(accepted, r.first).or_else(|| pick(dialled, r.first));
         }
     }
 
-    /// Where an upload from `from` goes: its route's successor; the other one when that
-    /// is the sender or failed; else another peer of `pools`, the first pool first,
-    /// none the sender nor failed if it can be; `None` without peers.
+    /// Where an upload from `from` goes: its route's successor (the first for this
+    /// node's own), else the other successor for a predecessor's, else another peer,
+    /// dialled ones first, none the sender nor failed if it can be; `None` without
+    /// peers. An upload of this node's own never goes to a peer that dialled it while a
+    /// dialled peer will take it: a Sybil opening connections is no likelier its first
+    /// hop.
     fn next_hop(
         &mut self,
         from: Option<PeerKey>,
         failed: &[PeerKey],
-        pools: [&[PeerKey]; 2],
+        dialled: &[PeerKey],
+        accepted: &[PeerKey],
     ) -> Option<PeerKey> {
         let usable = |p: &PeerKey| Some(*p) != from && !failed.contains(p);
-        let successors = self.routes.successors.clone();
-        let routed = match self.routes.by_from.get(&from) {
-            Some(s) => Some(*s),
-            None if successors.is_empty() => None,
-            None => {
-                let s = successors[self.rng.gen_range(0..successors.len())];
-                self.routes.by_from.insert(from, s);
-                Some(s)
-            }
+        let routed = match from {
+            None => self.routes.first,
+            Some(f) => match self.routes.by_from.get(&f) {
+                Some(s) => Some(*s),
+                None => {
+                    // One-to-one as far as it goes: a new predecessor takes the
+                    // successor fewer predecessors (this node's own uploads counting as
+                    // one, on the first) are mapped to, a coin between equals.
+                    let load = |s: PeerKey| {
+                        let own = (Some(s) == self.routes.first) as usize;
+                        own + self.routes.by_from.values().filter(|v| **v == s).count()
+                    };
+                    let mut both: Vec<(usize, PeerKey)> =
+                        self.routes.successors().map(|s| (load(s), s)).collect();
+                    if both.len() == 2 && both[0].0 == both[1].0 && self.rng.gen_bool(0.5) {
+                        both.swap(0, 1);
+                    }
+                    let s = both.iter().min_by_key(|(l, _)| *l).map(|(_, s)| *s);
+                    if let Some(s) = s {
+                        self.routes.by_from.insert(f, s);
+                    }
+                    s
+                }
+            },
         };
         if let Some(s) = routed.filter(usable) {
             return Some(s);
         }
-        if let Some(s) = successors.iter().copied().find(usable) {
+        if from.is_some()
+            && let Some(s) = self.routes.successors().find(usable)
+        {
             return Some(s);
         }
-        // Both successors are the sender or failed: another peer rather than wait.
-        for pool in pools {
+        // The successors are the sender or failed: another peer rather than wait.
+        for pool in [dialled, accepted] {
             let fresh: Vec<PeerKey> = pool.iter().copied().filter(usable).collect();
             if !fresh.is_empty() {
                 return Some(fresh[self.rng.gen_range(0..fresh.len())]);
             }
         }
-        let any: Vec<PeerKey> = pools.concat();
+        let any: Vec<PeerKey> = [dialled, accepted].concat();
         (!any.is_empty()).then(|| any[self.rng.gen_range(0..any.len())])
     }
 
@@ -620,29 +648,54 @@ mod tests {
     }
 
     #[test]
-    fn peers_that_dialled_in_take_a_hop_only_when_no_dialled_peer_will() {
+    fn peers_that_dialled_in_never_take_own_uploads_and_one_carries_relayed_ones() {
         // A Sybil holding 200 connections to this node (all accepted) against 8 it
-        // dialled: it is the next hop of nothing.
+        // dialled: it is the first hop of none of this node's own uploads.
         let mut s = Stem::new(cfg(1.0), 31);
         let dialled: Vec<PeerKey> = (1..=8).collect();
         let sybil: Vec<PeerKey> = (1000..1200).collect();
         for i in 0..500u32 {
             let mut id = [0u8; 32];
             id[..4].copy_from_slice(&i.to_be_bytes());
-            let from = if i % 2 == 0 {
-                1000 + i as PeerKey % 200
-            } else {
-                1 + i as PeerKey % 8
+            let now = u64::from(i) * 100_000;
+            s.originate(id, now);
+            s.handle_timeout(now + 200, &dialled, &sybil);
+            let [StemAction::Send { to, .. }] = drain(&mut s)[..] else {
+                panic!()
             };
-            assert!(s.received(id, from, u64::from(i) * 100_000));
-            s.handle_timeout(u64::from(i) * 100_000 + 200, &dialled, &sybil);
-            for a in drain(&mut s) {
-                let StemAction::Send { to, .. } = a else {
-                    panic!("{a:?}")
-                };
-                assert!(dialled.contains(&to), "{to}");
-            }
+            assert!(dialled.contains(&to), "{to}");
         }
+        // Predecessors' uploads go to the two successors: one dialled, one that
+        // dialled in, so a node nobody dials (behind NAT) carries others' uploads too.
+        let mut r = Stem::new(cfg(1.0), 34);
+        let (mut to_dialled, mut to_accepted) = (0, 0);
+        for epoch in 0..50u64 {
+            let mut seen = std::collections::BTreeSet::new();
+            for from in 1..=6u32 {
+                let mut id = [0u8; 32];
+                id[..8].copy_from_slice(&(epoch * 10 + u64::from(from)).to_be_bytes());
+                let now = epoch * 600_000 + u64::from(from) * 1000;
+                assert!(r.received(id, 2000 + PeerKey::from(from), now));
+                r.handle_timeout(now + 200, &dialled, &sybil);
+                for a in drain(&mut r) {
+                    let StemAction::Send { to, .. } = a else {
+                        panic!("{a:?}")
+                    };
+                    seen.insert(to);
+                    if dialled.contains(&to) {
+                        to_dialled += 1;
+                    } else {
+                        to_accepted += 1;
+                    }
+                }
+            }
+            let accepted = seen.iter().filter(|p| sybil.contains(p)).count();
+            assert!(accepted <= 1 && seen.len() <= 2, "epoch {epoch}: {seen:?}");
+        }
+        assert!(
+            (100..=200).contains(&to_accepted) && to_dialled + to_accepted == 300,
+            "{to_dialled} to dialled, {to_accepted} to accepted"
+        );
         // Every dialled peer turns it down: then a peer that dialled in takes it
         // rather than the upload wait forever.
         let mut t = Stem::new(cfg(1.0), 32);

@@ -157,7 +157,10 @@ impl Uploads {
             let _ = go.send(false);
             return;
         }
-        if let Err(reason) = self.make_room(ctx, size) {
+        let group =
+            (self.fluff.fetch_group(&ih)).or_else(|| self.queue.get(&ih).and_then(|e| e.source));
+        let from = group.map(|g| self.source(ctx, g));
+        if let Err(reason) = self.make_room(ctx, size, from) {
             self.fetching.remove(&ih);
             self.fluff.refused(&ih);
             self.refuse_upload(ctx, reason);
@@ -167,6 +170,7 @@ impl Uploads {
         let now = unix_ms();
         let mut e = (self.queue.get(&ih).cloned()).unwrap_or(Entry::new(ih, None, size, now));
         e.fluff = Some(Fluff::Fetching);
+        e.source = e.source.or(group);
         self.queue.insert(e);
         self.save_queue(ctx);
         self.emit_upload(ctx, &ih);

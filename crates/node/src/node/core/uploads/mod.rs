@@ -39,7 +39,9 @@ use super::*;
 use crate::name::file_id;
 use crate::upload::container::{self, ContainerError};
 use crate::upload::fluff::{self as fluff_phase, FluffAction, Phase};
-use crate::upload::queue::{Entry, Fluff, InfoHash, OwnMark, OwnMarks, Queue, Room, UploadState};
+use crate::upload::queue::{
+    Entry, Fluff, InfoHash, OwnMark, OwnMarks, Queue, Room, Source, UploadState,
+};
 use crate::upload::receipt::{self, Receipts};
 use crate::upload::stem::{Stem, StemAction, StemState};
 use crate::upload::transfer::{Local, TransferAction, Transfers};
@@ -406,20 +408,60 @@ impl Uploads {
         ctx.emit(NodeEvent::UploadRefused { reason });
     }
 
-    /// Room for `need` bytes: evicts kept receipted copies if that makes room.
-    fn make_room(&mut self, ctx: &mut Ctx<'_>, need: u64) -> Result<(), String> {
+    /// Room for `need` bytes of an upload from `from` (`None`: this node's own): evicts
+    /// kept receipted copies, and fetched copies of sources holding more than their
+    /// fair part ([`Queue::room`]), if that makes room.
+    fn make_room(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        need: u64,
+        from: Option<Source>,
+    ) -> Result<(), String> {
         let reserved = self.reserved();
-        match self.queue.room(need, reserved, self.cfg.quota) {
+        match self.queue.room(need, reserved, self.cfg.quota, from) {
             Room::Fits => Ok(()),
             Room::Evict(list) => {
                 for ih in list {
+                    let receipted = self
+                        .queue
+                        .get(&ih)
+                        .is_some_and(|e| e.receipted_ms.is_some());
                     self.remove_copies(ctx, &ih);
+                    if !receipted {
+                        // Displaced: others seed it; an announcement may bring it back.
+                        tracing::info!(
+                            "upload {} given up for another source's upload",
+                            hex::encode(ih)
+                        );
+                        self.queue.remove(&ih);
+                        self.fluff.forget(&ih);
+                    }
                 }
                 self.save_queue(ctx);
                 Ok(())
             }
             Room::Full { held, quota } => Err(Room::reason(held, quota)),
+            Room::Share { held, share } => Err(Room::share_reason(held, share)),
         }
+    }
+
+    /// Where a peer's new container comes from, for the quota's fair share.
+    fn source_of(&self, ctx: &Ctx<'_>, peer: PeerKey) -> Option<Source> {
+        let group = address_group(ctx.conns.get(&peer)?.remote.ip());
+        Some(self.source(ctx, group))
+    }
+
+    /// Address group `group` as a source: with the stem transfers from it under way.
+    fn source(&self, ctx: &Ctx<'_>, group: u64) -> Source {
+        let pending = (self.transfers.incoming())
+            .filter(|(p, ..)| {
+                ctx.conns
+                    .get(p)
+                    .is_some_and(|c| address_group(c.remote.ip()) == group)
+            })
+            .map(|(.., size)| size)
+            .sum();
+        Source { group, pending }
     }
 
     /// Deletes both copies of `ih` (its entry stays, without files).
@@ -487,4 +529,16 @@ fn log_held(ih: &InfoHash, size: u64) {
         "upload {} ({size} bytes) held for the stem",
         hex::encode(ih)
     );
+}
+
+/// The address group fetch slots and the quota's fair share go by: one IPv4 address,
+/// one IPv6 /64 (what one host is usually given).
+fn address_group(ip: std::net::IpAddr) -> u64 {
+    match ip {
+        std::net::IpAddr::V4(v4) => u64::from(u32::from(v4)),
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => u64::from(u32::from(v4)),
+            None => (u128::from(v6) >> 64) as u64 | 1 << 62,
+        },
+    }
 }

@@ -114,7 +114,9 @@ impl Uploads {
             ));
         }
         // The smallest container must fit: refuse at once rather than after packing.
-        if let Err(reason) = self.make_room(ctx, container::container_size(container::MIN_BUCKET)) {
+        if let Err(reason) =
+            self.make_room(ctx, container::container_size(container::MIN_BUCKET), None)
+        {
             self.refuse_upload(ctx, reason.clone());
             return fail(reason);
         }
@@ -196,7 +198,7 @@ impl Uploads {
                 return;
             }
         };
-        if let Err(reason) = self.make_room(ctx, size) {
+        if let Err(reason) = self.make_room(ctx, size, None) {
             let _ = std::fs::remove_dir_all(self.stem_dir(&id));
             packing.view.error = Some(reason.clone());
             self.keep_failed_packing(token, packing);

@@ -30,14 +30,22 @@ impl Uploads {
         peers
     }
 
-    /// The peers a stem hop may go to: those this node dialled itself, so that a peer
-    /// opening many connections to it gains nothing (Dandelion++), then those that
-    /// dialled it (`upload::stem::Stem::handle_timeout` says when).
+    /// The peers a stem hop may go to (`upload::stem` says which takes what): those this
+    /// node dialled itself, and of those that dialled it, the oldest connection of each
+    /// address group (keys grow with each connection), so that a host opening many
+    /// connections weighs as one.
     pub(super) fn stem_peers(&self, ctx: &mut Ctx<'_>) -> (Vec<PeerKey>, Vec<PeerKey>) {
         let peers = self.upload_peers(ctx);
-        peers
+        let (dialled, accepted): (Vec<PeerKey>, Vec<PeerKey>) = peers
             .into_iter()
-            .partition(|k| ctx.conns.get(k).is_some_and(|c| c.outgoing))
+            .partition(|k| ctx.conns.get(k).is_some_and(|c| c.outgoing));
+        let mut groups = HashSet::new();
+        let accepted = (accepted.into_iter())
+            .filter(|k| {
+                (ctx.conns.get(k)).is_some_and(|c| groups.insert(address_group(c.remote.ip())))
+            })
+            .collect();
+        (dialled, accepted)
     }
 
     pub(crate) fn next_timeout(&self) -> Option<u64> {
@@ -283,7 +291,8 @@ impl Uploads {
         let partial = std::fs::metadata(self.partial(id))
             .map_or(0, |m| m.len())
             .min(size);
-        match self.make_room(ctx, size - partial) {
+        let from = self.source_of(ctx, key);
+        match self.make_room(ctx, size - partial, from) {
             Ok(()) => {
                 if partial > 0 {
                     tracing::info!("resuming an upload transfer at byte {partial} of {size}");
@@ -395,6 +404,9 @@ impl Uploads {
         let existing = self.queue.get(&ih).cloned();
         let mut e = existing.unwrap_or(Entry::new(ih, Some(id), size, now));
         (e.id, e.stem_copy, e.stem) = (Some(id), true, self.stem.state(&id));
+        if e.source.is_none() {
+            e.source = self.source_of(ctx, peer).map(|s| s.group);
+        }
         self.queue.insert(e);
         // On disk and in the queue: now the sender may let go.
         self.save_queue(ctx);
@@ -402,17 +414,5 @@ impl Uploads {
         log_held(&ih, size);
         self.emit_upload(ctx, &ih);
         self.intake_open(&ih);
-    }
-}
-
-/// The address group fetch slots are shared by: one IPv4 address, one IPv6 /64 (what
-/// one host is usually given).
-fn address_group(ip: std::net::IpAddr) -> u64 {
-    match ip {
-        std::net::IpAddr::V4(v4) => u64::from(u32::from(v4)),
-        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => u64::from(u32::from(v4)),
-            None => (u128::from(v6) >> 64) as u64 | 1 << 62,
-        },
     }
 }
