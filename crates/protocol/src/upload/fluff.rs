@@ -180,6 +180,8 @@ pub struct Fluff {
     /// Each connected peer's address group (the driver's; the peer itself otherwise).
     groups: HashMap<PeerKey, u64>,
     fetches: usize,
+    /// Fetches under way per announcer address group (no scan per `up`).
+    fetches_by_group: HashMap<u64, usize>,
     actions: VecDeque<FluffAction>,
 }
 
@@ -194,6 +196,7 @@ impl Fluff {
             bad: HashSet::new(),
             groups: HashMap::new(),
             fetches: 0,
+            fetches_by_group: HashMap::new(),
             actions: VecDeque::new(),
         }
     }
@@ -209,8 +212,13 @@ impl Fluff {
         let was = matches!(item.phase, Phase::Fetching { .. });
         let is = matches!(phase, Phase::Fetching { .. });
         self.fetches = self.fetches + is as usize - was as usize;
-        if !is {
-            item.fetch_group = None;
+        if !is && let Some(g) = item.fetch_group.take() {
+            if let Some(n) = self.fetches_by_group.get_mut(&g) {
+                *n -= 1;
+                if *n == 0 {
+                    self.fetches_by_group.remove(&g);
+                }
+            }
         }
         item.phase = phase;
         if phase != Phase::Seeding {
@@ -285,17 +293,14 @@ impl Fluff {
         // like any other; its stem goes on until that copy is in (`fetched`): an
         // announcement alone, which any spy on the stem can send, ends nothing.
         let group = self.group_of(from);
-        let by_group = self
-            .items
-            .values()
-            .filter(|i| i.fetch_group == Some(group))
-            .count();
+        let by_group = self.fetches_by_group.get(&group).copied().unwrap_or(0);
         if self.fetches >= self.cfg.max_fetches || by_group >= self.cfg.max_fetches_per_group {
             return;
         }
         self.set_phase(&ih, Phase::Fetching { from: Some(from) });
         if let Some(item) = self.items.get_mut(&ih) {
             item.fetch_group = Some(group);
+            *self.fetches_by_group.entry(group).or_default() += 1;
         }
         self.actions.push_back(FluffAction::Fetch {
             ih,
