@@ -212,12 +212,13 @@ impl Fluff {
         let was = matches!(item.phase, Phase::Fetching { .. });
         let is = matches!(phase, Phase::Fetching { .. });
         self.fetches = self.fetches + is as usize - was as usize;
-        if !is && let Some(g) = item.fetch_group.take() {
-            if let Some(n) = self.fetches_by_group.get_mut(&g) {
-                *n -= 1;
-                if *n == 0 {
-                    self.fetches_by_group.remove(&g);
-                }
+        if !is
+            && let Some(g) = item.fetch_group.take()
+            && let Some(n) = self.fetches_by_group.get_mut(&g)
+        {
+            *n -= 1;
+            if *n == 0 {
+                self.fetches_by_group.remove(&g);
             }
         }
         item.phase = phase;
