@@ -295,23 +295,37 @@ pub const OUT: u32 = 1 << 31;
 pub fn random_overlay(net: &Net, max_peers: usize, rng: &mut StdRng) -> Vec<Vec<u32>> {
     let n = net.len() as u32;
     let reachable: Vec<u32> = (0..n).filter(|&i| net.reachable(i)).collect();
-    let want = max_peers.min(reachable.len().saturating_sub(1));
+    let want = max_peers;
     let mut links: Vec<Vec<u32>> = vec![Vec::new(); n as usize];
     let mut order: Vec<u32> = (0..n).collect();
     order.shuffle(rng);
     for &a in &order {
-        let (mut out, mut tries) = (0, 0);
-        while out < want && tries < 20 * want {
-            tries += 1;
-            let b = reachable[rng.gen_range(0..reachable.len())];
-            if b != a && !links[a as usize].iter().any(|l| l & !OUT == b) {
-                links[a as usize].push(b | OUT);
-                links[b as usize].push(a);
-                out += 1;
-            }
-        }
+        dial_reachable(&mut links, a, want, &reachable, rng);
     }
     links
+}
+
+/// `a` dials random nodes of `reachable` until it has `want` outgoing links (one link
+/// per pair at most, 20 tries per link wanted).
+pub fn dial_reachable(
+    links: &mut [Vec<u32>],
+    a: u32,
+    want: usize,
+    reachable: &[u32],
+    rng: &mut StdRng,
+) {
+    let want = want.min(reachable.len().saturating_sub(1));
+    let mut out = links[a as usize].iter().filter(|l| *l & OUT != 0).count();
+    let mut tries = 0;
+    while out < want && tries < 20 * want {
+        tries += 1;
+        let b = reachable[rng.gen_range(0..reachable.len())];
+        if b != a && !links[a as usize].iter().any(|l| l & !OUT == b) {
+            links[a as usize].push(b | OUT);
+            links[b as usize].push(a);
+            out += 1;
+        }
+    }
 }
 
 pub struct World {

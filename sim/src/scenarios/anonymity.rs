@@ -1,10 +1,12 @@
-//! Source anonymity of uploads. Every honest node originates one upload; each hop of its
-//! stem is the project's own `upload::stem::Stem` (after a random delay, to one of two
-//! successors among the peers the node dialled, relay with probability q, never
-//! straight back, the fail-safe); the node that
-//! fluffs announces it with `up` to 8 peers, who fetch it and pass it on. A fraction p
-//! of the nodes are colluding spies that follow the protocol and note who handed them
-//! what. Two estimators name an originator for each upload:
+//! Source anonymity of uploads. Every honest node originates one upload, all at once;
+//! each node runs one `upload::stem::Stem` (the project's own) for every upload passing
+//! it (after a random delay, to one of its two successors of the epoch — the first
+//! among the peers it dialled, the second among those that dialled it —, relay with
+//! probability q, never straight back, the fail-safe); the node that fluffs announces
+//! it with `up` to 8 peers, who fetch it and pass it on. A fraction p of the nodes are
+//! colluding spies, reachable and dialling [`SPY_DIALS`] nodes each, that follow the
+//! protocol and note who handed them what. Two estimators name an originator for each
+//! upload:
 //!
 //! - first spy: the node the first spy got the upload from (stem or fluff);
 //! - best (ours): the stem predecessor when a spy was on the stem; otherwise the
@@ -15,8 +17,9 @@
 //! Precision and recall as in Dandelion++ (Fanti et al., SIGMETRICS 2018): recall is the
 //! share of uploads whose originator is named; precision averages, over nodes, "named
 //! correctly" divided by the uploads named on that node. Any scheme has recall ≥ p and
-//! precision ≥ p². The paper's own setting (an about-4-regular graph, one-to-one
-//! routing, Bitcoin diffusion) is re-run here on the same nodes for comparison.
+//! precision ≥ p². The paper's design (two outbound stem edges per node, one-to-one
+//! routing, every transaction in one epoch, Bitcoin diffusion) is re-run on the same
+//! network, nodes and spies for comparison.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -26,16 +29,21 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rustc_hash::FxHashMap;
 use swarmsite_protocol::gossip::PeerKey;
-use swarmsite_protocol::upload::stem::{Stem, StemAction, StemConfig};
+use swarmsite_protocol::upload::stem::{Stem, StemAction, StemConfig, UploadId};
 
 use super::Ctx;
 use crate::engine::{Ms, derive_seed};
 use crate::net::{Net, NetConfig};
 use crate::report::{Plot, Series, Table};
-use crate::world::{OUT, random_overlay};
+use crate::world::{OUT, dial_reachable, random_overlay};
 
 pub const SPY_SHARES: [f64; 4] = [0.05, 0.1, 0.2, 0.3];
 pub const STEM_PROBABILITIES: [f64; 4] = [0.0, 0.5, 0.8, 0.9];
+
+/// Reachable nodes each spy dials (an honest node dials 32): what one host can do
+/// within the honest nodes' inbound caps (256 in all), for a larger share of their
+/// second successors.
+pub const SPY_DIALS: usize = 128;
 
 /// Container size assumed for transfer times (the fetch after `up`).
 const CONTAINER: f64 = 4.0 * 1024.0 * 1024.0;
@@ -56,11 +64,23 @@ pub struct Graph {
 
 impl Graph {
     /// The overlay every scenario uses (32 outgoing connections to reachable nodes),
-    /// with a share `p` of spies.
+    /// with a share `p` of spies. Spies are at their strongest: reachable (so honest
+    /// nodes dial them), and each dials [`SPY_DIALS`] reachable nodes, so it is among
+    /// the peers that dialled many honest nodes.
     pub fn new(n: usize, p: f64, seed: u64) -> Graph {
         let mut rng = StdRng::seed_from_u64(derive_seed(seed, 20, 0));
-        let net = Net::new(n, NetConfig::default(), &mut rng);
-        let links = random_overlay(&net, swarmsite_protocol::policy::MAX_PEERS, &mut rng);
+        let mut net = Net::new(n, NetConfig::default(), &mut rng);
+        let mut spy_rng = StdRng::seed_from_u64(derive_seed(seed, 21, (p * 1000.0) as u64));
+        let spy: Vec<bool> = (0..n).map(|_| spy_rng.gen_bool(p)).collect();
+        for (v, _) in spy.iter().enumerate().filter(|(_, s)| **s) {
+            net.set_reachable(v as u32, true);
+        }
+        let max_peers = swarmsite_protocol::policy::MAX_PEERS;
+        let mut links = random_overlay(&net, max_peers, &mut rng);
+        let reachable: Vec<u32> = (0..n as u32).filter(|&i| net.reachable(i)).collect();
+        for (v, _) in spy.iter().enumerate().filter(|(_, s)| **s) {
+            dial_reachable(&mut links, v as u32, SPY_DIALS, &reachable, &mut rng);
+        }
         let peers = links
             .iter()
             .map(|l| l.iter().map(|x| x & !OUT).collect())
@@ -74,8 +94,6 @@ impl Graph {
                     .collect()
             })
             .collect();
-        let mut rng = StdRng::seed_from_u64(derive_seed(seed, 21, (p * 1000.0) as u64));
-        let spy = (0..n).map(|_| rng.gen_bool(p)).collect();
         Graph {
             net,
             peers,
@@ -92,6 +110,18 @@ impl Graph {
             &self.peers[x as usize]
         } else {
             d
+        }
+    }
+
+    /// How many peers compete with `w` for the successor slot of `x` that `w` can
+    /// fill: `x`'s dialled peers when `x` dialled `w` (its first successor), else the
+    /// peers that dialled `x` (its second).
+    pub fn slot_size(&self, x: u32, w: u32) -> usize {
+        let (peers, dialled) = (&self.peers[x as usize], &self.dialled[x as usize]);
+        if dialled.contains(&w) {
+            dialled.len()
+        } else {
+            peers.len() - dialled.len()
         }
     }
 
@@ -118,101 +148,126 @@ pub struct Seen {
     pub fluffed_at: Ms,
 }
 
-/// Runs the stem of an upload from `origin` with the project's `Stem` at every hop,
-/// then its fluff until a spy hears of it.
+/// One upload from `origin`, alone on the network ([`uploads_together`]).
 pub fn upload(g: &Graph, origin: u32, cfg: &StemConfig, seed: u64) -> Seen {
-    let id = {
+    uploads_together(g, &[origin], cfg, seed)[0].1
+}
+
+/// Each of `origins` makes one upload at time 0, and all of them travel at once
+/// through one `Stem` per node, as on real nodes: the routes of an epoch carry every
+/// upload that passes a node in it (with hop delays of hours and 10-minute epochs,
+/// few do). A node that handed an upload on stops its fail-safe once the upload is
+/// fluffed (it fetches the fluff copy). Then each upload's fluff runs until a spy
+/// hears of it. Returns (originator, what the spies saw) per upload, by originator.
+pub fn uploads_together(
+    g: &Graph,
+    origins: &[u32],
+    cfg: &StemConfig,
+    seed: u64,
+) -> Vec<(u32, Seen)> {
+    let mut rng = StdRng::seed_from_u64(derive_seed(seed, 25, 0));
+    let mut stems: FxHashMap<u32, Stem> = FxHashMap::default();
+    let mut uploads: FxHashMap<UploadId, (u32, Seen, Vec<u32>)> = FxHashMap::default();
+    let mut timers: BinaryHeap<Reverse<(Ms, u32)>> = BinaryHeap::new();
+    for &v in origins {
         let mut id = [0u8; 32];
         id[..8].copy_from_slice(&seed.to_be_bytes());
-        id[8..12].copy_from_slice(&origin.to_be_bytes());
-        id
-    };
-    let mut stems: FxHashMap<u32, Stem> = FxHashMap::default();
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut timers: BinaryHeap<Reverse<(Ms, u32)>> = BinaryHeap::new();
-    let mut seen = Seen {
-        first_from: None,
-        on_stem: false,
-        fluffer: origin,
-        hops: 0,
-        failsafe: false,
-        fluffed_at: 0,
-    };
-    stems
-        .entry(origin)
-        .or_insert_with(|| Stem::new(cfg.clone(), derive_seed(seed, 22, origin as u64)))
-        .originate(id, 0);
-    if let Some(t) = stems[&origin].next_timeout() {
-        timers.push(Reverse((t, origin)));
-    }
-    let fluffer = 'stem: loop {
-        let Some(Reverse((t, x))) = timers.pop() else {
-            // Nothing pending: cannot happen (the fail-safe always fires).
-            break 'stem origin;
+        id[8..12].copy_from_slice(&v.to_be_bytes());
+        let sv = stems
+            .entry(v)
+            .or_insert_with(|| Stem::new(cfg.clone(), derive_seed(seed, 22, v as u64)));
+        sv.originate(id, 0);
+        if let Some(t) = sv.next_timeout() {
+            timers.push(Reverse((t, v)));
+        }
+        let seen = Seen {
+            first_from: None,
+            on_stem: false,
+            fluffer: v,
+            hops: 0,
+            failsafe: false,
+            fluffed_at: 0,
         };
-        let peers: Vec<PeerKey> = g.dialled[x as usize]
+        uploads.insert(id, (v, seen, vec![v]));
+    }
+    let mut fluffed: Vec<(UploadId, u32, Ms, bool)> = Vec::new();
+    while let Some(Reverse((t, x))) = timers.pop() {
+        let dialled: Vec<PeerKey> = g.dialled[x as usize]
             .iter()
             .map(|p| *p as PeerKey)
             .collect();
-        let accepted: Vec<PeerKey> = g.peers[x as usize]
-            .iter()
+        let accepted: Vec<PeerKey> = (g.peers[x as usize].iter())
             .filter(|p| !g.dialled[x as usize].contains(p))
             .map(|p| *p as PeerKey)
             .collect();
-        let sx = stems.get_mut(&x).expect("a timer belongs to a stem");
+        let Some(sx) = stems.get_mut(&x) else {
+            continue;
+        };
         if sx.next_timeout() != Some(t) {
             continue; // superseded
         }
-        sx.handle_timeout(t, &peers, &accepted);
+        sx.handle_timeout(t, &dialled, &accepted);
         let mut sends = Vec::new();
         while let Some(a) = sx.poll_action() {
             match a {
-                StemAction::Send { to, .. } => sends.push(to as u32),
-                StemAction::Fluff { .. } => {
-                    seen.failsafe = true;
-                    seen.fluffed_at = t;
-                    break 'stem x;
-                }
+                StemAction::Send { id, to } => sends.push((id, to as u32)),
+                StemAction::Fluff { id } => fluffed.push((id, x, t, true)),
             }
         }
-        for y in sends {
-            seen.hops += 1;
+        for (id, y) in sends {
             let up = g.net.upload_bps(x).min(g.net.download_bps(y));
             let at = t + g.net.rtt(x, y) + (CONTAINER * 1000.0 / up) as Ms;
-            if g.spy[y as usize] && seen.first_from.is_none() {
-                seen.first_from = Some(x);
-                seen.on_stem = true;
+            if let Some((_, seen, path)) = uploads.get_mut(&id) {
+                seen.hops += 1;
+                if g.spy[y as usize] && seen.first_from.is_none() {
+                    seen.first_from = Some(x);
+                    seen.on_stem = true;
+                }
+                path.push(y);
             }
             let sy = stems
                 .entry(y)
                 .or_insert_with(|| Stem::new(cfg.clone(), derive_seed(seed, 22, y as u64)));
-            // A node that has it already keeps its one copy; the hop still counts as
-            // delivered (the driver acknowledges it), so the sender lets go.
             sy.received(id, x as PeerKey, at);
-            let mut fluff = false;
             while let Some(a) = sy.poll_action() {
-                if matches!(a, StemAction::Fluff { .. }) {
-                    fluff = true;
+                if let StemAction::Fluff { id } = a {
+                    fluffed.push((id, y, at, false));
                 }
             }
             if let Some(ty) = sy.next_timeout() {
                 timers.push(Reverse((ty, y)));
             }
-            stems.get_mut(&x).expect("sender").sent(&id, at);
-            if fluff {
-                seen.fluffed_at = at;
-                break 'stem y;
+            if let Some(sx) = stems.get_mut(&x) {
+                sx.sent(&id, at);
             }
         }
-        if let Some(tx) = stems[&x].next_timeout() {
+        // An upload in fluff: every node of its stem sees it there (it fetches the
+        // fluff copy), so no fail-safe fires for it.
+        for (id, w, at, failsafe) in fluffed.drain(..) {
+            let Some((_, seen, path)) = uploads.get_mut(&id) else {
+                continue;
+            };
+            if seen.fluffed_at == 0 {
+                (seen.fluffer, seen.fluffed_at, seen.failsafe) = (w, at.max(1), failsafe);
+                for &v in path.iter() {
+                    if let Some(sv) = stems.get_mut(&v) {
+                        sv.fluff_seen(&id);
+                    }
+                }
+            }
+        }
+        if let Some(tx) = stems.get(&x).and_then(Stem::next_timeout) {
             timers.push(Reverse((tx, x)));
         }
-    };
-    seen.fluffer = fluffer;
-    if seen.first_from.is_none() {
-        seen.first_from = first_spy_in_fluff(g, fluffer, &mut rng);
     }
-    seen
+    let mut out: Vec<(u32, Seen)> = uploads.into_values().map(|(v, s, _)| (v, s)).collect();
+    out.sort_unstable_by_key(|(v, _)| *v);
+    for (_, s) in out.iter_mut() {
+        if s.first_from.is_none() {
+            s.first_from = first_spy_in_fluff(g, s.fluffer, &mut rng);
+        }
+    }
+    out
 }
 
 /// Fluff: `w` sends `up` to 8 random peers; each fetches the container from whoever
@@ -244,14 +299,16 @@ fn first_spy_in_fluff(g: &Graph, w: u32, rng: &mut StdRng) -> Option<u32> {
 }
 
 /// The best estimator's guess when no spy was on the stem: the honest peer of the
-/// fluffing node that could have handed it on (whose stem peers include it) with the
-/// fewest stem peers (most likely to have picked it).
+/// fluffing node most likely to have handed it on, the one with the fewest candidates
+/// for the successor slot the fluffing node can fill there (its dialled peers if it
+/// dialled the fluffing node — the first successor, which its own uploads take —, else
+/// the peers that dialled it).
 fn best_guess(g: &Graph, w: u32) -> Option<u32> {
     g.peers[w as usize]
         .iter()
         .copied()
-        .filter(|x| !g.spy[*x as usize] && g.stem_peers(*x).contains(&w))
-        .min_by_key(|x| (g.stem_peers(*x).len(), *x))
+        .filter(|x| !g.spy[*x as usize])
+        .min_by_key(|x| (g.slot_size(*x, w), *x))
 }
 
 /// Precision and recall of an estimate per originator (the Dandelion++ definitions).
@@ -283,6 +340,8 @@ pub struct Cell {
     pub p: f64,
     pub q: f64,
     pub first_spy: (f64, f64),
+    /// First spy when one epoch spans the whole run (routes shared by every upload).
+    pub one_epoch: (f64, f64),
     pub best: (f64, f64),
     pub dandelion: (f64, f64),
     /// Mean stem hops, and uploads the fail-safe fluffed.
@@ -303,11 +362,8 @@ pub fn cell(g: &Graph, p: f64, q: f64, seed: u64) -> Cell {
     let mut best = Vec::new();
     let (mut hops, mut failsafe) = (0u64, 0);
     let mut fluffed_at = Vec::new();
-    for v in 0..n as u32 {
-        if g.spy[v as usize] {
-            continue;
-        }
-        let s = upload(g, v, &cfg, derive_seed(seed, 23, v as u64));
+    let origins: Vec<u32> = (0..n as u32).filter(|v| !g.spy[*v as usize]).collect();
+    for (v, s) in uploads_together(g, &origins, &cfg, derive_seed(seed, 23, 0)) {
         hops += s.hops as u64;
         failsafe += s.failsafe as usize;
         fluffed_at.push(s.fluffed_at);
@@ -320,10 +376,21 @@ pub fn cell(g: &Graph, p: f64, q: f64, seed: u64) -> Cell {
         best.push((v, guess));
     }
     let honest = first.len().max(1);
+    // The same with one epoch for the whole run: every upload shares each node's routes.
+    let one_epoch = StemConfig {
+        epoch_ms: u64::MAX / 4,
+        ..cfg.clone()
+    };
+    let shared: Vec<(u32, Option<u32>)> =
+        uploads_together(g, &origins, &one_epoch, derive_seed(seed, 23, 0))
+            .into_iter()
+            .map(|(v, s)| (v, s.first_from))
+            .collect();
     Cell {
         p,
         q,
         first_spy: precision_recall(n, &first),
+        one_epoch: precision_recall(n, &shared),
         best: precision_recall(n, &best),
         dandelion: dandelion_pp(g, q, seed),
         hops: hops as f64 / honest as f64,
@@ -339,44 +406,51 @@ pub fn cell(g: &Graph, p: f64, q: f64, seed: u64) -> Cell {
     }
 }
 
-/// The Dandelion++ paper's setting on the same nodes and spies: each node has 2
-/// outbound edges to random nodes (an about-4-regular graph); per epoch each node is a
-/// relay with probability `q` or a diffuser; a relay routes one-to-one (each inbound
-/// edge to a fixed outbound edge, its own transactions to a fixed one); a diffuser
-/// fluffs with Bitcoin diffusion to all its neighbours. First-spy estimator.
+/// Dandelion++ as its paper designs it, on the same network, nodes and spies: all
+/// transactions in one epoch; each node keeps 2 outbound stem edges among the peers it
+/// dialled; per epoch each node is a relay with probability `q` or a diffuser; a relay
+/// routes one-to-one (its inbound edges take its two outbound edges in turn, its own
+/// transactions the first one's); a diffuser spreads with Bitcoin diffusion to all its
+/// peers. First-spy estimator.
 pub fn dandelion_pp(g: &Graph, q: f64, seed: u64) -> (f64, f64) {
     let n = g.peers.len();
     let mut rng = StdRng::seed_from_u64(derive_seed(seed, 24, (q * 1000.0) as u64));
+    // Two outbound stem edges per node, among the peers it dialled (the same network
+    // as ours: only reachable nodes can be dialled).
     let out: Vec<[u32; 2]> = (0..n as u32)
         .map(|v| {
-            let a = loop {
-                let a = rng.gen_range(0..n as u32);
-                if a != v {
-                    break a;
-                }
-            };
-            let b = loop {
-                let b = rng.gen_range(0..n as u32);
-                if b != v && b != a {
-                    break b;
-                }
-            };
-            [a, b]
+            let pool = g.stem_peers(v);
+            match pool
+                .choose_multiple(&mut rng, 2)
+                .copied()
+                .collect::<Vec<u32>>()[..]
+            {
+                [a, b] => [a, b],
+                [a] => [a, a],
+                _ => [v, v],
+            }
         })
         .collect();
-    let mut nbrs: Vec<Vec<u32>> = vec![Vec::new(); n];
-    for (v, o) in out.iter().enumerate() {
-        for &u in o {
-            nbrs[v].push(u);
-            nbrs[u as usize].push(v as u32);
-        }
-    }
     let relay: Vec<bool> = (0..n).map(|_| rng.gen_bool(q)).collect();
     let own: Vec<u8> = (0..n).map(|_| rng.gen_range(0..2)).collect();
-    // One-to-one routing: inbound edge (from → v) leaves on a fixed outbound edge.
+    // One-to-one routing: each node's inbound edges, in a random order, take its two
+    // outbound edges in turn, own transactions taking the first turn's edge, so two
+    // inbound edges share an outbound one only when there are more than two.
+    let mut inbound: Vec<Vec<u32>> = vec![Vec::new(); n];
+    for (v, o) in out.iter().enumerate() {
+        for &u in o {
+            inbound[u as usize].push(v as u32);
+        }
+    }
+    for list in inbound.iter_mut() {
+        list.shuffle(&mut rng);
+    }
     let route = |from: u32, v: u32| -> u32 {
-        let h = derive_seed(seed, from as u64, v as u64);
-        out[v as usize][(h & 1) as usize]
+        let i = inbound[v as usize]
+            .iter()
+            .position(|u| *u == from)
+            .unwrap_or(0);
+        out[v as usize][(i + own[v as usize] as usize) % 2]
     };
     let mut guesses = Vec::new();
     for v in 0..n as u32 {
@@ -399,7 +473,7 @@ pub fn dandelion_pp(g: &Graph, q: f64, seed: u64) -> (f64, f64) {
             (prev, at) = (at, next);
         }
         if seen_from.is_none() {
-            seen_from = diffusion_first_spy(&nbrs, &g.spy, at, &mut rng);
+            seen_from = diffusion_first_spy(&g.peers, &g.spy, at, &mut rng);
         }
         guesses.push((v, seen_from));
     }
@@ -439,6 +513,7 @@ pub fn report(ctx: &Ctx) -> anyhow::Result<String> {
             "spies p",
             "stem q",
             "first spy: precision / recall",
+            "same, one epoch for all",
             "best: precision / recall",
             "Dandelion++ setting, first spy",
             "bounds p² / p",
@@ -456,6 +531,7 @@ pub fn report(ctx: &Ctx) -> anyhow::Result<String> {
                 format!("{p}"),
                 format!("{q}"),
                 pr(c.first_spy),
+                pr(c.one_epoch),
                 pr(c.best),
                 pr(c.dandelion),
                 format!("{:.4} / {p}", p * p),
@@ -466,12 +542,16 @@ pub fn report(ctx: &Ctx) -> anyhow::Result<String> {
         }
     }
     t.note(format!(
-        "{} nodes, every honest one originating one upload. Our stem, the project's own \
-         `Stem`: each hop to one of two successors drawn among the 32 peers a node dialled \
-         (reachable nodes; ~64 peers in all, 40 % of nodes behind NAT), one route per \
-         predecessor, the default delays (the originator's wait of 0–24 h, 0–2 h per hop, a \
-         4 MiB container's transfer). Dandelion++ setting: 2 random outbound edges per node, \
-         one-to-one routing, diffusion, the same spies.",
+        "{} nodes, every honest one originating one upload, all made at once and carried \
+         together through one `Stem` per node (the project's own): per 10-minute epoch two \
+         successors, the first among the 32 peers a node dialled (reachable nodes; 40 % of \
+         nodes are behind NAT) for its own uploads, the second among the peers that \
+         dialled it; predecessors mapped one-to-one; the default delays (the originator's \
+         wait of 0–24 h, 0–2 h per hop, a 4 MiB container's transfer). \"One epoch for \
+         all\": the same with routes kept for the whole run. Spies are reachable and each \
+         dials {SPY_DIALS} nodes. Dandelion++ setting: on the same nodes, peers and spies, \
+         2 outbound stem edges per node among those it dialled, one-to-one routing, \
+         every transaction in one epoch, diffusion to all peers.",
         ctx.nodes
     ));
     let mut md = t.markdown();
