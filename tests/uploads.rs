@@ -1769,6 +1769,15 @@ async fn after_an_intake_key_rotation_new_uploads_use_the_new_key() {
     a.shutdown().await;
 }
 
+/// A node with room for `quota` bytes of uploads that holds each for ten minutes before
+/// its next hop.
+async fn holding_node(data: &Path, net: &NetworkDir, ip: &str, quota: u64) -> OwnRuntime {
+    let mut cfg = upload_node(data, net, ip, vec![]);
+    cfg.uploads.quota = quota;
+    cfg.uploads.stem.delay_ms = (600_000, 600_000);
+    OwnRuntime::spawn(cfg).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_quota_refuses_new_uploads_with_a_reason_and_keeps_what_it_has() {
     let _ = piece_audit();
@@ -1776,10 +1785,13 @@ async fn a_full_quota_refuses_new_uploads_with_a_reason_and_keeps_what_it_has() 
     let (_, net) = network();
     let smallest = swarmsite_node::upload::container::container_size(1 << 16);
     // Room for two of the smallest containers.
-    let mut cfg = upload_node(&tmp.path().join("a"), net, "127.0.0.95", vec![]);
-    cfg.uploads.quota = 2 * smallest + 1000;
-    cfg.uploads.stem.delay_ms = (600_000, 600_000);
-    let a = OwnRuntime::spawn(cfg).await;
+    let a = holding_node(
+        &tmp.path().join("a"),
+        net,
+        "127.0.0.95",
+        2 * smallest + 1000,
+    )
+    .await;
     let aw = wire(&a.handle);
     let one = tmp.path().join("one.bin");
     std::fs::write(&one, b"x").unwrap();
@@ -1833,10 +1845,7 @@ async fn junk_from_one_address_does_not_crowd_out_an_honest_upload() {
     let (_, net) = network();
     let smallest = swarmsite_node::upload::container::container_size(1 << 16);
     // Room for eight of the smallest containers; a share is two.
-    let mut cfg = upload_node(&tmp.path().join("a"), net, "127.0.0.97", vec![]);
-    cfg.uploads.quota = 8 * smallest;
-    cfg.uploads.stem.delay_ms = (600_000, 600_000);
-    let a = OwnRuntime::spawn(cfg).await;
+    let a = holding_node(&tmp.path().join("a"), net, "127.0.0.97", 8 * smallest).await;
     let (aw, rv) = (wire(&a.handle), rendezvous(net));
     const JUNK: &str = "127.0.0.98";
     let mut answers = Vec::new();

@@ -497,20 +497,8 @@ mod tests {
         }
         // 400 used of 450: 100 more do not fit, and nothing may go.
         assert_eq!(q.room(40, 0, 450, None), Room::Fits);
-        assert_eq!(
-            q.room(100, 0, 450, None),
-            Room::Full {
-                held: 400,
-                quota: 450
-            }
-        );
-        assert_eq!(
-            q.room(40, 20, 450, None),
-            Room::Full {
-                held: 420,
-                quota: 450
-            }
-        );
+        assert_eq!(q.room(100, 0, 450, None), full(400, 450));
+        assert_eq!(q.room(40, 20, 450, None), full(420, 450));
         // Two receipted copies kept on disk: the older receipt goes first.
         q.get_mut(&[3; 20]).unwrap().receipted_ms = Some(10);
         q.get_mut(&[2; 20]).unwrap().receipted_ms = Some(20);
@@ -519,23 +507,11 @@ mod tests {
             q.room(250, 0, 450, None),
             Room::Evict(vec![[3; 20], [2; 20]])
         );
-        assert_eq!(
-            q.room(251, 0, 450, None),
-            Room::Full {
-                held: 200,
-                quota: 450
-            }
-        );
+        assert_eq!(q.room(251, 0, 450, None), full(200, 450));
         // A receipted entry whose files are gone frees nothing more.
         q.get_mut(&[3; 20]).unwrap().stem_copy = false;
         assert_eq!(q.room(250, 0, 450, None), Room::Evict(vec![[2; 20]]));
-        assert_eq!(
-            q.room(251, 0, 450, None),
-            Room::Full {
-                held: 200,
-                quota: 450
-            }
-        );
+        assert_eq!(q.room(251, 0, 450, None), full(200, 450));
         assert!(Room::reason(300, 450).contains("not receipted"));
     }
 
@@ -546,6 +522,10 @@ mod tests {
             source: Some(group),
             ..Entry::new([n; 20], None, size, n as u64)
         }
+    }
+
+    fn full(held: u64, quota: u64) -> Room {
+        Room::Full { held, quota }
     }
 
     fn from(group: u64) -> Option<Source> {
@@ -577,13 +557,7 @@ mod tests {
             Room::Evict(vec![[5; 20], [4; 20]])
         );
         // This node's own uploads displace nobody's.
-        assert_eq!(
-            q.room(100, 0, 600, None),
-            Room::Full {
-                held: 600,
-                quota: 600
-            }
-        );
+        assert_eq!(q.room(100, 0, 600, None), full(600, 600));
         // Bytes under way from 9 count against its share.
         let pending = Some(Source {
             group: 9,
@@ -612,13 +586,7 @@ mod tests {
         fluffed.stem = Some(StemState::Fluffed);
         q.insert(fluffed);
         q.insert(fetched(5, 100, 9));
-        assert_eq!(
-            q.room(100, 0, 500, from(9)),
-            Room::Full {
-                held: 500,
-                quota: 500
-            }
-        );
+        assert_eq!(q.room(100, 0, 500, from(9)), full(500, 500));
         // Receipted copies are no one's share, and go first.
         q.get_mut(&[1; 20]).unwrap().receipted_ms = Some(1);
         assert_eq!(q.held_from(7), 300);
@@ -627,13 +595,7 @@ mod tests {
         let mut q = Queue::default();
         q.insert(fetched(1, 100, 7));
         q.insert(fetched(2, 100, 9));
-        assert_eq!(
-            q.room(100, 0, 200, from(3)),
-            Room::Full {
-                held: 200,
-                quota: 200
-            }
-        );
+        assert_eq!(q.room(100, 0, 200, from(3)), full(200, 200));
         // Of two sources holding more, the one with the lowest group gives way first.
         assert_eq!(q.room(50, 0, 200, from(3)), Room::Evict(vec![[1; 20]]));
     }
