@@ -13,7 +13,6 @@ use std::time::Duration;
 use common::*;
 use swarmsite_node::node::{NodeConfig, NodeEvent, NodeHandle};
 use swarmsite_node::publisher::{self, InitOptions, NetworkDir};
-use swarmsite_node::upload::queue::UploadState;
 use swarmsite_node::upload::{IntakeConfig, UploadConfig};
 
 const PASS: &[u8] = b"upload test";
@@ -130,9 +129,11 @@ async fn queue(h: &NodeHandle, inputs: Vec<PathBuf>) -> String {
     panic!("not packed in time");
 }
 
-/// Every upload event a node emits: (info hash, state), in order.
-fn record_events(h: &NodeHandle) -> Arc<std::sync::Mutex<Vec<(String, String)>>> {
-    let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+/// Every upload event a node emits: (info hash, state, when), in order.
+type Events = Arc<std::sync::Mutex<Vec<(String, String, std::time::Instant)>>>;
+
+fn record_events(h: &NodeHandle) -> Events {
+    let log = Events::default();
     let mut rx = h.subscribe();
     let l = Arc::clone(&log);
     tokio::spawn(async move {
@@ -140,9 +141,10 @@ fn record_events(h: &NodeHandle) -> Arc<std::sync::Mutex<Vec<(String, String)>>>
             match rx.recv().await {
                 Ok(NodeEvent::Upload { ih, state, .. }) => {
                     let state = serde_json::to_value(state).unwrap();
+                    let state = state.as_str().unwrap().to_string();
                     l.lock()
                         .unwrap()
-                        .push((ih, state.as_str().unwrap().to_string()));
+                        .push((ih, state, std::time::Instant::now()));
                 }
                 Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                 Err(_) => return,
@@ -152,31 +154,16 @@ fn record_events(h: &NodeHandle) -> Arc<std::sync::Mutex<Vec<(String, String)>>>
     log
 }
 
-/// When each upload first waited for a hop at the node (its `waiting` event).
-fn first_waiting(h: &NodeHandle) -> Arc<std::sync::Mutex<HashMap<[u8; 20], std::time::Instant>>> {
-    let log = Arc::new(std::sync::Mutex::new(HashMap::new()));
-    let mut rx = h.subscribe();
-    let l = Arc::clone(&log);
-    tokio::spawn(async move {
-        loop {
-            match rx.recv().await {
-                Ok(NodeEvent::Upload {
-                    ih,
-                    state: UploadState::Waiting,
-                    ..
-                }) => {
-                    let ih: [u8; 20] = hex::decode(&ih).unwrap().try_into().unwrap();
-                    l.lock()
-                        .unwrap()
-                        .entry(ih)
-                        .or_insert_with(std::time::Instant::now);
-                }
-                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                Err(_) => return,
-            }
+/// When each upload first waited for a hop at the node (its first `waiting` event).
+fn first_waiting(events: &Events) -> HashMap<[u8; 20], std::time::Instant> {
+    let mut first = HashMap::new();
+    for (ih, state, at) in events.lock().unwrap().iter() {
+        if state == "waiting" {
+            let ih: [u8; 20] = hex::decode(ih).unwrap().try_into().unwrap();
+            first.entry(ih).or_insert(*at);
         }
-    });
-    log
+    }
+    first
 }
 
 /// The links of the next node of a ring of `n` with chords, given the wire addresses of
@@ -266,8 +253,8 @@ async fn ten_nodes_carry_a_folder_to_the_intake_and_its_receipt_frees_every_cach
             .lock()
             .unwrap()
             .iter()
-            .filter(|(h, _)| *h == ih)
-            .map(|(_, s)| s.clone())
+            .filter(|(h, ..)| *h == ih)
+            .map(|(_, s, _)| s.clone())
             .collect()
     };
     let fluffed = (0..10)
@@ -606,7 +593,7 @@ async fn a_spy_never_sees_the_originator_or_a_stem_relay_announce_before_the_flu
                         .lock()
                         .unwrap()
                         .iter()
-                        .any(|(h, s)| h == ih && s == "fluffed")
+                        .any(|(h, s, _)| h == ih && s == "fluffed")
                 });
                 let seen = fluff.is_some_and(|f| {
                     log.iter()
@@ -637,8 +624,8 @@ async fn a_spy_never_sees_the_originator_or_a_stem_relay_announce_before_the_flu
                 .lock()
                 .unwrap()
                 .iter()
-                .filter(|(h, _)| h == ih)
-                .map(|(_, s)| s.clone())
+                .filter(|(h, ..)| h == ih)
+                .map(|(_, s, _)| s.clone())
                 .collect()
         };
         let fluff: Vec<usize> = (0..8)
@@ -801,8 +788,8 @@ async fn a_forged_announcement_does_not_stop_an_upload_reaching_the_intake() {
     wait_for("the upload opened at the intake", 60, || opened.exists()).await;
     assert_eq!(std::fs::read(&opened).unwrap(), b"a letter past a spy");
     let history: Vec<String> = (events.lock().unwrap().iter())
-        .filter(|(h, _)| *h == ih)
-        .map(|(_, s)| s.clone())
+        .filter(|(h, ..)| *h == ih)
+        .map(|(_, s, _)| s.clone())
         .collect();
     assert!(history.contains(&"sent".to_string()), "{history:?}");
     assert!(!history.contains(&"cached".to_string()), "{history:?}");
@@ -886,7 +873,7 @@ async fn a_sybil_with_200_connections_is_no_uploads_first_hop() {
     let all_sent = || {
         let ev = events.lock().unwrap();
         ihs.iter()
-            .all(|ih| ev.iter().any(|(h, s)| h == ih && s == "sent"))
+            .all(|ih| ev.iter().any(|(h, s, _)| h == ih && s == "sent"))
     };
     wait_for("every upload handed on", 60, all_sent).await;
     assert_eq!(
@@ -1167,9 +1154,9 @@ async fn a_spy_cannot_tell_an_originator_from_a_relay_over_50_uploads() {
     // Each hop's start: when the node put the container in line for its next hop
     // (packed at the originator, received at the relay).
     let origin = OwnRuntime::spawn(node("origin", "127.0.0.121")).await;
-    let o_waiting = first_waiting(&origin.handle);
+    let o_events = record_events(&origin.handle);
     let relay = OwnRuntime::spawn(node("relay", "127.0.0.122")).await;
-    let r_waiting = first_waiting(&relay.handle);
+    let r_events = record_events(&relay.handle);
     let input = tmp.path().join("in");
     std::fs::create_dir_all(&input).unwrap();
     for n in 0..N {
@@ -1202,10 +1189,8 @@ async fn a_spy_cannot_tell_an_originator_from_a_relay_over_50_uploads() {
     .await;
     spy.abort();
     let (ih_of, _) = ihs();
-    let start: HashMap<[u8; 20], std::time::Instant> = (o_waiting.lock().unwrap().iter())
-        .chain(r_waiting.lock().unwrap().iter())
-        .map(|(k, v)| (*k, *v))
-        .collect();
+    let mut start = first_waiting(&o_events);
+    start.extend(first_waiting(&r_events));
 
     // Each upload as the spy saw it, from the node's first offer on.
     #[derive(Default)]
