@@ -1104,9 +1104,9 @@ fn ks(a: &[f64], b: &[f64]) -> f64 {
 }
 
 /// The KS statistic two samples of these sizes from one distribution stay under with
-/// probability 0.99.
+/// probability 0.999 (three comparisons per run: a false alarm in about 1 run in 300).
 fn ks_bound(n: usize, m: usize) -> f64 {
-    1.628 * (((n + m) as f64) / ((n * m).max(1) as f64)).sqrt()
+    1.949 * (((n + m) as f64) / ((n * m).max(1) as f64)).sqrt()
 }
 
 /// Issue 22: an originator and a relay, each with a spy as its only peer, carry 25
@@ -1147,7 +1147,8 @@ async fn a_spy_cannot_tell_an_originator_from_a_relay_over_50_uploads() {
     ));
     let node = |dir: &str, ip: &str| {
         let mut cfg = upload_node(&tmp.path().join(dir), net, ip, vec![spy_addr]);
-        cfg.uploads.stem.delay_ms = (200, 1200);
+        // Delays long beside the scheduling noise of a loaded machine (~0.3 s).
+        cfg.uploads.stem.delay_ms = (500, 4500);
         cfg.uploads.stem.failsafe_ms = (3000, 6000);
         cfg
     };
