@@ -57,8 +57,10 @@ fn fluff_fanout() -> usize {
 pub struct Graph {
     pub net: Net,
     pub peers: Vec<Vec<u32>>,
-    /// The peers each node dialled itself: where its stem hops go.
+    /// The peers each node dialled itself: its first successor's candidates.
     pub dialled: Vec<Vec<u32>>,
+    /// The peers that dialled each node: its second successor's candidates.
+    pub accepted: Vec<Vec<u32>>,
     pub spy: Vec<bool>,
 }
 
@@ -85,19 +87,22 @@ impl Graph {
             .iter()
             .map(|l| l.iter().map(|x| x & !OUT).collect())
             .collect();
-        let dialled = links
-            .iter()
-            .map(|l| {
-                l.iter()
-                    .filter(|x| *x & OUT != 0)
-                    .map(|x| x & !OUT)
-                    .collect()
-            })
-            .collect();
+        let side = |out: bool| -> Vec<Vec<u32>> {
+            (links.iter())
+                .map(|l| {
+                    (l.iter())
+                        .filter(|x| (*x & OUT != 0) == out)
+                        .map(|x| x & !OUT)
+                        .collect()
+                })
+                .collect()
+        };
+        let (dialled, accepted) = (side(true), side(false));
         Graph {
             net,
             peers,
             dialled,
+            accepted,
             spy,
         }
     }
@@ -117,11 +122,11 @@ impl Graph {
     /// fill: `x`'s dialled peers when `x` dialled `w` (its first successor), else the
     /// peers that dialled `x` (its second).
     pub fn slot_size(&self, x: u32, w: u32) -> usize {
-        let (peers, dialled) = (&self.peers[x as usize], &self.dialled[x as usize]);
+        let dialled = &self.dialled[x as usize];
         if dialled.contains(&w) {
             dialled.len()
         } else {
-            peers.len() - dialled.len()
+            self.accepted[x as usize].len()
         }
     }
 
@@ -191,21 +196,12 @@ pub fn uploads_together(
         uploads.insert(id, (v, seen, vec![v]));
     }
     let mut fluffed: Vec<(UploadId, u32, Ms, bool)> = Vec::new();
+    let keys = |l: &[u32]| -> Vec<PeerKey> { l.iter().map(|p| *p as PeerKey).collect() };
     while let Some(Reverse((t, x))) = timers.pop() {
-        let dialled: Vec<PeerKey> = g.dialled[x as usize]
-            .iter()
-            .map(|p| *p as PeerKey)
-            .collect();
-        let accepted: Vec<PeerKey> = (g.peers[x as usize].iter())
-            .filter(|p| !g.dialled[x as usize].contains(p))
-            .map(|p| *p as PeerKey)
-            .collect();
-        let Some(sx) = stems.get_mut(&x) else {
-            continue;
-        };
-        if sx.next_timeout() != Some(t) {
+        let Some(sx) = stems.get_mut(&x).filter(|sx| sx.next_timeout() == Some(t)) else {
             continue; // superseded
-        }
+        };
+        let (dialled, accepted) = (keys(&g.dialled[x as usize]), keys(&g.accepted[x as usize]));
         sx.handle_timeout(t, &dialled, &accepted);
         let mut sends = Vec::new();
         while let Some(a) = sx.poll_action() {

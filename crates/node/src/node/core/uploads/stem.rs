@@ -35,16 +35,15 @@ impl Uploads {
     /// address group (keys grow with each connection), so that a host opening many
     /// connections weighs as one.
     pub(super) fn stem_peers(&self, ctx: &mut Ctx<'_>) -> (Vec<PeerKey>, Vec<PeerKey>) {
-        let peers = self.upload_peers(ctx);
-        let (dialled, accepted): (Vec<PeerKey>, Vec<PeerKey>) = peers
-            .into_iter()
-            .partition(|k| ctx.conns.get(k).is_some_and(|c| c.outgoing));
-        let mut groups = HashSet::new();
-        let accepted = (accepted.into_iter())
-            .filter(|k| {
-                (ctx.conns.get(k)).is_some_and(|c| groups.insert(address_group(c.remote.ip())))
-            })
-            .collect();
+        let (mut dialled, mut accepted, mut groups) = (Vec::new(), Vec::new(), HashSet::new());
+        for k in self.upload_peers(ctx) {
+            let Some(c) = ctx.conns.get(&k) else { continue };
+            if c.outgoing {
+                dialled.push(k);
+            } else if groups.insert(address_group(c.remote.ip())) {
+                accepted.push(k);
+            }
+        }
         (dialled, accepted)
     }
 
